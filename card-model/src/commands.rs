@@ -65,6 +65,8 @@ const P1P2_OBJECT: (u8, u8) = (0x3F, 0xFF);
 const P1P2_LIST: (u8, u8) = (0x3F, 0xFE);
 /// PERFORM SECURITY OPERATION P1-P2: VERIFY CRYPTOGRAPHIC CHECKSUM.
 const PSO_VERIFY_CHECKSUM: (u8, u8) = (0x00, 0xA2);
+/// PERFORM SECURITY OPERATION P1-P2: VERIFY DIGITAL SIGNATURE.
+const PSO_VERIFY_SIGNATURE: (u8, u8) = (0x00, 0xA8);
 /// MANAGE SECURITY ENVIRONMENT P1-P2: SET for verification, CRT for cryptographic checksum.
 const MSE_SET_CCT: (u8, u8) = (0x41, 0xB4);
 
@@ -999,6 +1001,13 @@ pub enum Request {
     SelectMacKey { key_id: u8 },
     /// PERFORM SECURITY OPERATION: VERIFY CRYPTOGRAPHIC CHECKSUM.
     VerifyMac { data: Vec<u8>, mac: Vec<u8> },
+    /// PERFORM SECURITY OPERATION: VERIFY DIGITAL SIGNATURE with an approver's key
+    /// (ECDSA P-256 / SHA-256 over `data`; DER or raw signature).
+    VerifySignature {
+        approver: String,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+    },
     /// CHECK APPROVAL of a package.
     CheckApproval {
         package: PackageId,
@@ -1085,6 +1094,21 @@ impl Request {
                     ins::PERFORM_SECURITY_OPERATION,
                     PSO_VERIFY_CHECKSUM.0,
                     PSO_VERIFY_CHECKSUM.1,
+                )
+                .with_data(body)
+            }
+            Request::VerifySignature {
+                approver,
+                data,
+                signature,
+            } => {
+                let mut body = tlv::encode(tag::APPROVER, approver.as_bytes());
+                tlv::write(&mut body, tag::PLAIN, data);
+                tlv::write(&mut body, tag::SIGNATURE, signature);
+                iso(
+                    ins::PERFORM_SECURITY_OPERATION,
+                    PSO_VERIFY_SIGNATURE.0,
+                    PSO_VERIFY_SIGNATURE.1,
                 )
                 .with_data(body)
             }
@@ -1229,6 +1253,17 @@ impl Request {
                 Ok(Request::VerifyMac {
                     data: f.require(tag::PLAIN)?.to_vec(),
                     mac: f.require(tag::CHECKSUM)?.to_vec(),
+                })
+            }
+            (CLA_ISO, ins::PERFORM_SECURITY_OPERATION) if p1p2 == PSO_VERIFY_SIGNATURE => {
+                let f = fields_of(data)?;
+                f.only(&[tag::APPROVER, tag::PLAIN, tag::SIGNATURE], &[])?;
+                let approver = utf8(f.require(tag::APPROVER)?, tag::APPROVER)?;
+                check_name(&approver)?;
+                Ok(Request::VerifySignature {
+                    approver,
+                    data: f.require(tag::PLAIN)?.to_vec(),
+                    signature: f.require(tag::SIGNATURE)?.to_vec(),
                 })
             }
             (CLA_PROPRIETARY, ins::CHECK_APPROVAL) if p1p2 == (0, 0) => {
@@ -1429,6 +1464,11 @@ mod tests {
                 }],
             },
             Request::ConfirmInstalled { package: package() },
+            Request::VerifySignature {
+                approver: "owner".into(),
+                data: vec![1; 300],
+                signature: vec![2; 64],
+            },
             Request::GetResponse { le: 256 },
         ];
         for r in requests {

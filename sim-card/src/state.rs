@@ -1,0 +1,400 @@
+//! The applet's persistent state, its record encoding, and the rules that
+//! derive from it (memory use, default ACLs).
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use dmsc_card_model::commands::{
+    AuditEntry, AuditEvent, ObjectValue, PackageId, DEFAULT_FAILURE_LIMIT,
+};
+use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef, Principal, Right};
+use dmsc_card_model::scp03::StaticKeys;
+use dmsc_card_model::tlv::{self, Fields};
+use zeroize::Zeroizing;
+
+use crate::store::{Key, Records, StoreError};
+
+/// How many audit records the ring keeps.
+pub const AUDIT_CAPACITY: usize = 256;
+/// Default object storage, in bytes.
+pub const DEFAULT_CAPACITY: u32 = 256 * 1024;
+/// Record-format version of the applet state (inside the store's own format).
+const STATE_VERSION: u8 = 1;
+
+/// A PIN or PUK with its try counter.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub value: Zeroizing<Vec<u8>>,
+    pub tries_left: u8,
+    pub max_tries: u8,
+}
+
+/// An authority's SCP03 key set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authority {
+    pub name: String,
+    pub enc: Zeroizing<Vec<u8>>,
+    pub mac: Zeroizing<Vec<u8>>,
+    pub dek: Zeroizing<Vec<u8>>,
+}
+
+impl Authority {
+    /// The key set as SCP03 static keys.
+    pub fn static_keys(&self) -> Option<StaticKeys> {
+        StaticKeys::new(&self.enc, &self.mac, &self.dek).ok()
+    }
+}
+
+/// An object: its ACL and typed value (a bootstrap key's value includes the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub acl: Acl,
+    pub value: ObjectValue,
+}
+
+/// Everything the card keeps across power cycles.
+#[derive(Clone, PartialEq, Eq)]
+pub struct State {
+    pub card_id: [u8; 16],
+    pub capacity: u32,
+    /// Grows with every committed change of objects, ACLs, authorities or configuration.
+    pub generation: u64,
+    pub failure_limit: u8,
+    pub next_audit: u32,
+    /// SCP03 sequence counter (24 bits used).
+    pub scp_counter: u32,
+    /// SCP03 i parameter.
+    pub scp_i: u8,
+    pub identity_secret: Zeroizing<[u8; 32]>,
+    pub pin: Secret,
+    pub puk: Secret,
+    /// Consecutive authorisation failures per principal (ACL name).
+    pub failures: BTreeMap<String, u8>,
+    pub objects: BTreeMap<ObjectRef, Stored>,
+    pub authorities: BTreeMap<u8, Authority>,
+    pub audit: BTreeMap<u32, AuditEntry>,
+    /// The last package the card approved, which CONFIRM INSTALLED may record.
+    pub approved: Option<PackageId>,
+}
+
+impl State {
+    /// Whether a change from `self` to `next` is visible to a device (bumps the generation).
+    pub fn content_differs(&self, next: &State) -> bool {
+        self.objects != next.objects
+            || self.authorities != next.authorities
+            || self.failure_limit != next.failure_limit
+    }
+
+    /// Bytes of object storage in use: every object's encoded value, audit log excluded.
+    pub fn used_memory(&self) -> u32 {
+        let used: usize = self
+            .objects
+            .iter()
+            .filter(|(r, _)| r.kind() != ObjectKind::AuditLog)
+            .map(|(r, o)| r.encode().len() + o.value.encode().len() + o.acl.to_string().len())
+            .sum();
+        used.min(u32::MAX as usize) as u32
+    }
+
+    /// Appends an audit record, dropping the oldest beyond the ring's capacity.
+    pub fn audit(
+        &mut self,
+        event: AuditEvent,
+        principal: &str,
+        session: u32,
+        detail: impl Into<String>,
+    ) {
+        let sequence = self.next_audit;
+        self.next_audit = self.next_audit.wrapping_add(1);
+        let mut detail: String = detail.into();
+        truncate_utf8(&mut detail, 200);
+        self.audit.insert(
+            sequence,
+            AuditEntry {
+                sequence,
+                event,
+                principal: principal.to_string(),
+                session,
+                detail,
+            },
+        );
+        while self.audit.len() > AUDIT_CAPACITY {
+            if let Some(first) = self.audit.keys().next().copied() {
+                self.audit.remove(&first);
+            }
+        }
+    }
+
+    /// Records an authorisation failure of `principal`; at every multiple of the
+    /// limit an alarm goes into the audit log. Returns whether an alarm was raised.
+    pub fn count_failure(&mut self, principal: &str, session: u32) -> bool {
+        let count = self.failures.entry(principal.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        let count = *count;
+        if count >= self.failure_limit && count % self.failure_limit.max(1) == 0 {
+            self.audit(
+                AuditEvent::Alarm,
+                principal,
+                session,
+                alloc::format!("{count} consecutive authorisation failures"),
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Clears the failure count of `principal` after a success.
+    pub fn clear_failures(&mut self, principal: &str) {
+        self.failures.remove(principal);
+    }
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// The ACL an object gets when created without one: the creating authority may
+/// read, replace and delete it; the public rights depend on the kind.
+pub fn default_acl(kind: ObjectKind, creator: &Principal) -> Acl {
+    let mut acl = Acl::empty();
+    for right in [Right::Get, Right::Replace, Right::Delete] {
+        acl.grant(right, creator.clone());
+    }
+    let public: &[Right] = match kind {
+        ObjectKind::Mo | ObjectKind::Policy | ObjectKind::Approver | ObjectKind::IdentityKey => {
+            &[Right::Get]
+        }
+        ObjectKind::BootstrapKey => &[Right::Exec],
+        ObjectKind::ApprovalRule | ObjectKind::Floor => &[Right::Get, Right::Exec],
+        _ => &[],
+    };
+    for right in public {
+        acl.grant(*right, Principal::Anyone);
+    }
+    acl
+}
+
+// ---- record encoding -------------------------------------------------------
+
+const T_CARD_ID: u32 = 0xC0;
+const T_CAPACITY: u32 = 0xC1;
+const T_GENERATION: u32 = 0xC2;
+const T_LIMIT: u32 = 0xC3;
+const T_NEXT_AUDIT: u32 = 0xC4;
+const T_SCP_COUNTER: u32 = 0xC5;
+const T_SCP_I: u32 = 0xC6;
+const T_IDENTITY: u32 = 0xC7;
+const T_VERSION: u32 = 0xC8;
+const T_VALUE: u32 = 0xD0;
+const T_TRIES: u32 = 0xD1;
+const T_MAX: u32 = 0xD2;
+const T_ACL: u32 = 0x8C;
+const T_NAME: u32 = 0xD3;
+const T_ENC: u32 = 0xD4;
+const T_MAC: u32 = 0xD5;
+const T_DEK: u32 = 0xD6;
+
+const K_META: &[u8] = b"meta";
+const K_PIN: &[u8] = b"pin";
+const K_PUK: &[u8] = b"puk";
+const K_APPROVED: &[u8] = b"approved";
+const P_FAIL: &[u8] = b"fail/";
+const P_OBJ: &[u8] = b"obj/";
+const P_AUTH: &[u8] = b"auth/";
+const P_AUDIT: &[u8] = b"audit/";
+
+fn key(prefix: &[u8], rest: &[u8]) -> Key {
+    [prefix, rest].concat()
+}
+
+fn encode_secret(s: &Secret) -> Vec<u8> {
+    let mut out = tlv::encode(T_VALUE, &s.value);
+    tlv::write(&mut out, T_TRIES, &[s.tries_left]);
+    tlv::write(&mut out, T_MAX, &[s.max_tries]);
+    out
+}
+
+impl State {
+    /// Every record of the state.
+    pub fn to_records(&self) -> Records {
+        let mut r = Records::new();
+        let mut meta = tlv::encode(T_VERSION, &[STATE_VERSION]);
+        tlv::write(&mut meta, T_CARD_ID, &self.card_id);
+        tlv::write(&mut meta, T_CAPACITY, &self.capacity.to_be_bytes());
+        tlv::write(&mut meta, T_GENERATION, &self.generation.to_be_bytes());
+        tlv::write(&mut meta, T_LIMIT, &[self.failure_limit]);
+        tlv::write(&mut meta, T_NEXT_AUDIT, &self.next_audit.to_be_bytes());
+        tlv::write(&mut meta, T_SCP_COUNTER, &self.scp_counter.to_be_bytes());
+        tlv::write(&mut meta, T_SCP_I, &[self.scp_i]);
+        tlv::write(&mut meta, T_IDENTITY, self.identity_secret.as_slice());
+        r.insert(K_META.to_vec(), meta);
+        r.insert(K_PIN.to_vec(), encode_secret(&self.pin));
+        r.insert(K_PUK.to_vec(), encode_secret(&self.puk));
+        for (name, count) in &self.failures {
+            r.insert(key(P_FAIL, name.as_bytes()), alloc::vec![*count]);
+        }
+        for (obj, stored) in &self.objects {
+            let mut v = tlv::encode(T_ACL, stored.acl.to_string().as_bytes());
+            tlv::write(&mut v, T_VALUE, &stored.value.encode());
+            r.insert(key(P_OBJ, &obj.encode()), v);
+        }
+        for (kvn, a) in &self.authorities {
+            let mut v = tlv::encode(T_NAME, a.name.as_bytes());
+            tlv::write(&mut v, T_ENC, &a.enc);
+            tlv::write(&mut v, T_MAC, &a.mac);
+            tlv::write(&mut v, T_DEK, &a.dek);
+            r.insert(key(P_AUTH, &[*kvn]), v);
+        }
+        for (seq, e) in &self.audit {
+            r.insert(key(P_AUDIT, &seq.to_be_bytes()), e.encode());
+        }
+        if let Some(p) = &self.approved {
+            let req = dmsc_card_model::commands::Request::ConfirmInstalled { package: p.clone() };
+            r.insert(K_APPROVED.to_vec(), req.to_command().data);
+        }
+        r
+    }
+
+    /// Rebuilds the state from its records; any defect is reported, never repaired.
+    pub fn from_records(records: &Records) -> Result<State, StoreError> {
+        let corrupt =
+            |what: &str| StoreError::Corrupt(alloc::format!("record {what} is malformed"));
+        let get = |k: &[u8], what: &str| {
+            records
+                .get(k)
+                .ok_or_else(|| StoreError::Corrupt(alloc::format!("record {what} is missing")))
+        };
+        let meta_bytes = get(K_META, "meta")?;
+        let meta = Fields::parse(meta_bytes).map_err(|_| corrupt("meta"))?;
+        let field = |tag: u32| meta.get(tag).ok_or_else(|| corrupt("meta"));
+        if field(T_VERSION)? != [STATE_VERSION] {
+            return Err(StoreError::Corrupt(alloc::format!(
+                "unsupported applet state version {:?}",
+                field(T_VERSION)?
+            )));
+        }
+        let arr = |tag: u32| -> Result<Vec<u8>, StoreError> { Ok(field(tag)?.to_vec()) };
+        let u32_of = |tag: u32| -> Result<u32, StoreError> {
+            let b: [u8; 4] = field(tag)?.try_into().map_err(|_| corrupt("meta"))?;
+            Ok(u32::from_be_bytes(b))
+        };
+        let card_id: [u8; 16] = arr(T_CARD_ID)?.try_into().map_err(|_| corrupt("meta"))?;
+        let generation: [u8; 8] = arr(T_GENERATION)?.try_into().map_err(|_| corrupt("meta"))?;
+        let identity: [u8; 32] = arr(T_IDENTITY)?.try_into().map_err(|_| corrupt("meta"))?;
+        let one = |tag: u32| -> Result<u8, StoreError> {
+            match field(tag)? {
+                [b] => Ok(*b),
+                _ => Err(corrupt("meta")),
+            }
+        };
+        let secret = |k: &[u8], what: &str| -> Result<Secret, StoreError> {
+            let f = Fields::parse(get(k, what)?).map_err(|_| corrupt(what))?;
+            let byte = |tag| match f.get(tag) {
+                Some([b]) => Ok(*b),
+                _ => Err(corrupt(what)),
+            };
+            Ok(Secret {
+                value: Zeroizing::new(f.get(T_VALUE).ok_or_else(|| corrupt(what))?.to_vec()),
+                tries_left: byte(T_TRIES)?,
+                max_tries: byte(T_MAX)?,
+            })
+        };
+        let mut state = State {
+            card_id,
+            capacity: u32_of(T_CAPACITY)?,
+            generation: u64::from_be_bytes(generation),
+            failure_limit: one(T_LIMIT)?,
+            next_audit: u32_of(T_NEXT_AUDIT)?,
+            scp_counter: u32_of(T_SCP_COUNTER)?,
+            scp_i: one(T_SCP_I)?,
+            identity_secret: Zeroizing::new(identity),
+            pin: secret(K_PIN, "pin")?,
+            puk: secret(K_PUK, "puk")?,
+            failures: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            authorities: BTreeMap::new(),
+            audit: BTreeMap::new(),
+            approved: None,
+        };
+        for (k, v) in records {
+            if let Some(name) = k.strip_prefix(P_FAIL) {
+                let name = core::str::from_utf8(name).map_err(|_| corrupt("fail"))?;
+                let [count] = v.as_slice() else {
+                    return Err(corrupt("fail"));
+                };
+                state.failures.insert(name.to_string(), *count);
+            } else if let Some(r) = k.strip_prefix(P_OBJ) {
+                let obj = ObjectRef::decode(r).map_err(|_| corrupt("obj"))?;
+                let f = Fields::parse(v).map_err(|_| corrupt("obj"))?;
+                let acl_text = f.get(T_ACL).ok_or_else(|| corrupt("obj"))?;
+                let acl = core::str::from_utf8(acl_text)
+                    .ok()
+                    .and_then(|s| Acl::parse(s).ok())
+                    .ok_or_else(|| corrupt("obj"))?;
+                let value =
+                    ObjectValue::decode(obj.kind(), f.get(T_VALUE).ok_or_else(|| corrupt("obj"))?)
+                        .map_err(|_| corrupt("obj"))?;
+                state.objects.insert(obj, Stored { acl, value });
+            } else if let Some(kvn) = k.strip_prefix(P_AUTH) {
+                let [kvn] = kvn else {
+                    return Err(corrupt("auth"));
+                };
+                let f = Fields::parse(v).map_err(|_| corrupt("auth"))?;
+                let part = |tag| {
+                    f.get(tag)
+                        .map(|b| Zeroizing::new(b.to_vec()))
+                        .ok_or_else(|| corrupt("auth"))
+                };
+                let name = f
+                    .get(T_NAME)
+                    .and_then(|n| core::str::from_utf8(n).ok())
+                    .ok_or_else(|| corrupt("auth"))?
+                    .to_string();
+                state.authorities.insert(
+                    *kvn,
+                    Authority {
+                        name,
+                        enc: part(T_ENC)?,
+                        mac: part(T_MAC)?,
+                        dek: part(T_DEK)?,
+                    },
+                );
+            } else if k.starts_with(P_AUDIT) {
+                let e = AuditEntry::decode(v).map_err(|_| corrupt("audit"))?;
+                state.audit.insert(e.sequence, e);
+            } else if k.as_slice() == K_APPROVED {
+                let cmd = dmsc_card_model::Command::new(
+                    0x80,
+                    dmsc_card_model::commands::ins::CONFIRM_INSTALLED,
+                    0,
+                    0,
+                )
+                .with_data(v.clone());
+                match dmsc_card_model::commands::Request::from_command(&cmd) {
+                    Ok(dmsc_card_model::commands::Request::ConfirmInstalled { package }) => {
+                        state.approved = Some(package)
+                    }
+                    _ => return Err(corrupt("approved")),
+                }
+            } else if ![K_META, K_PIN, K_PUK].contains(&k.as_slice()) {
+                return Err(StoreError::Corrupt(alloc::format!(
+                    "unknown record {:?}",
+                    String::from_utf8_lossy(k)
+                )));
+            }
+        }
+        if state.failure_limit
+            < DEFAULT_FAILURE_LIMIT.min(dmsc_card_model::commands::MIN_FAILURE_LIMIT)
+        {
+            return Err(corrupt("meta"));
+        }
+        Ok(state)
+    }
+}

@@ -1,0 +1,197 @@
+//! Persistent memory for the applet: a record store with atomic transactions.
+//!
+//! The applet keeps a decoded mirror of every record in RAM and writes through
+//! this trait. Every state-changing command is one transaction (some commands,
+//! such as VERIFY, are two: the try counter is committed before the comparison).
+//! A store must guarantee that after a power cut at any point the records are
+//! those of the last completed `commit`.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A record key (the applet uses short ASCII paths such as `meta` or `obj/…`).
+pub type Key = Vec<u8>;
+/// Every committed record.
+pub type Records = BTreeMap<Key, Vec<u8>>;
+
+/// Why persistent memory could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Power was lost (fault injection): the card is mute until powered up again.
+    PowerLost,
+    /// The stored state is unreadable; the text names the file and the defect.
+    Corrupt(String),
+    /// An operating-system I/O error; the text names the file and the operation.
+    Io(String),
+    /// A call out of order, such as `write` outside a transaction.
+    Misuse(&'static str),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::PowerLost => f.write_str("power lost during a persistent write"),
+            StoreError::Corrupt(s) => write!(f, "card state is corrupt: {s}"),
+            StoreError::Io(s) => write!(f, "card state I/O error: {s}"),
+            StoreError::Misuse(s) => write!(f, "store misuse: {s}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for StoreError {}
+
+/// Persistent memory with begin/commit/abort transactions.
+///
+/// `write` and `remove` are only valid between `begin` and `commit`/`abort`;
+/// nothing they do is visible to `load` until `commit` returns `Ok`.
+pub trait PersistentMemory {
+    /// Every committed record, as read at power-up.
+    fn load(&mut self) -> Result<Records, StoreError>;
+    /// Starts a transaction.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Sets a record within the transaction.
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Removes a record within the transaction.
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// Makes the transaction's changes durable, all at once.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Drops the transaction's changes.
+    fn abort(&mut self);
+}
+
+/// A staged change of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Write(Vec<u8>),
+    Remove,
+}
+
+/// The changes of an open transaction, in key order (a later change of a key replaces an earlier one).
+#[derive(Debug, Default, Clone)]
+pub struct Journal {
+    open: bool,
+    changes: BTreeMap<Key, Change>,
+}
+
+impl Journal {
+    /// Opens the journal.
+    pub fn begin(&mut self) -> Result<(), StoreError> {
+        if self.open {
+            return Err(StoreError::Misuse("begin inside a transaction"));
+        }
+        self.open = true;
+        self.changes.clear();
+        Ok(())
+    }
+
+    /// Stages a change.
+    pub fn stage(&mut self, key: &[u8], change: Change) -> Result<(), StoreError> {
+        if !self.open {
+            return Err(StoreError::Misuse("write outside a transaction"));
+        }
+        self.changes.insert(key.to_vec(), change);
+        Ok(())
+    }
+
+    /// Closes the journal and returns its changes.
+    pub fn take(&mut self) -> Result<BTreeMap<Key, Change>, StoreError> {
+        if !self.open {
+            return Err(StoreError::Misuse("commit outside a transaction"));
+        }
+        self.open = false;
+        Ok(core::mem::take(&mut self.changes))
+    }
+
+    /// Drops staged changes.
+    pub fn abort(&mut self) {
+        self.open = false;
+        self.changes.clear();
+    }
+
+    /// Applies changes to a record map.
+    pub fn apply(records: &mut Records, changes: BTreeMap<Key, Change>) {
+        for (k, c) in changes {
+            match c {
+                Change::Write(v) => {
+                    records.insert(k, v);
+                }
+                Change::Remove => {
+                    records.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// Persistent memory held in RAM (tests, in-process simulation, fault injection).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    committed: Records,
+    journal: Journal,
+    commits: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The committed records.
+    pub fn records(&self) -> &Records {
+        &self.committed
+    }
+
+    /// How many transactions were committed.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+}
+
+impl PersistentMemory for MemoryStore {
+    fn load(&mut self) -> Result<Records, StoreError> {
+        Ok(self.committed.clone())
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.journal.begin()
+    }
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.journal.stage(key, Change::Write(value.to_vec()))
+    }
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.journal.stage(key, Change::Remove)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let changes = self.journal.take()?;
+        Journal::apply(&mut self.committed, changes);
+        self.commits += 1;
+        Ok(())
+    }
+    fn abort(&mut self) {
+        self.journal.abort();
+    }
+}
+
+impl<T: PersistentMemory + ?Sized> PersistentMemory for &mut T {
+    fn load(&mut self) -> Result<Records, StoreError> {
+        (**self).load()
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        (**self).begin()
+    }
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        (**self).write(key, value)
+    }
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        (**self).remove(key)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        (**self).commit()
+    }
+    fn abort(&mut self) {
+        (**self).abort()
+    }
+}

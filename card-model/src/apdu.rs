@@ -134,9 +134,10 @@ impl Command {
         }
     }
 
-    /// Whether CLA marks this command as followed by more of its chain.
+    /// Whether CLA marks this command as followed by more of its chain (bit `10`,
+    /// for the interindustry class and the GlobalPlatform proprietary classes alike).
     pub fn is_chained(&self) -> bool {
-        self.cla & 0x80 == 0 && self.cla & CLA_CHAINING != 0
+        self.cla & CLA_CHAINING != 0
     }
 
     /// Whether the short form can carry this command.
@@ -205,6 +206,8 @@ impl Command {
         match body.len() {
             0 => {}
             1 => cmd.le = Some(short_ne(body[0])),
+            // `00 xx`: neither a short Lc (never zero) nor an extended length.
+            2 if body[0] == 0 => return Err(ApduError::LengthMismatch),
             _ if body[0] != 0 => {
                 // Short case 3 or 4.
                 let nc = body[0] as usize;
@@ -401,6 +404,10 @@ mod tests {
         assert_eq!(
             Command::decode(&[0, 1, 2, 3, 0, 0, 0, 1]),
             Err(ApduError::InvalidLength)
+        );
+        assert_eq!(
+            Command::decode(&[0, 0xA4, 4, 0, 0, 7]),
+            Err(ApduError::LengthMismatch)
         );
         assert_eq!(
             Command::decode(&[0, 1, 2, 3, 0, 0, 2, 1]),

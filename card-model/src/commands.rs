@@ -68,7 +68,9 @@ const PSO_VERIFY_CHECKSUM: (u8, u8) = (0x00, 0xA2);
 /// PERFORM SECURITY OPERATION P1-P2: VERIFY DIGITAL SIGNATURE.
 const PSO_VERIFY_SIGNATURE: (u8, u8) = (0x00, 0xA8);
 /// MANAGE SECURITY ENVIRONMENT P1-P2: SET for verification, CRT for cryptographic checksum.
-const MSE_SET_CCT: (u8, u8) = (0x41, 0xB4);
+const MSE_SET_CCT: (u8, u8) = (0x81, 0xB4);
+/// MSE P1 "SET for computation", accepted as well by the card.
+const MSE_SET_COMPUTATION: u8 = 0x41;
 
 /// Tags used in data fields (context-specific, see `docs/commands.md`).
 pub mod tag {
@@ -130,8 +132,10 @@ pub enum DecodeError {
     Model(ModelError),
     /// The class/instruction/parameters do not name a dmsc command.
     UnknownCommand,
-    /// A field has the wrong length.
+    /// The command data field has the wrong length.
     Length(&'static str),
+    /// A value inside the data field has the wrong length or form.
+    Field(&'static str),
 }
 
 impl fmt::Display for DecodeError {
@@ -140,6 +144,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Model(e) => write!(f, "{e}"),
             DecodeError::UnknownCommand => f.write_str("not a dmsc command"),
             DecodeError::Length(what) => write!(f, "wrong length of {what}"),
+            DecodeError::Field(what) => write!(f, "invalid {what}"),
         }
     }
 }
@@ -165,7 +170,7 @@ impl DecodeError {
         match self {
             DecodeError::UnknownCommand => Status::IncorrectP1OrP2Parameter,
             DecodeError::Length(_) => Status::WrongLength,
-            DecodeError::Model(_) => Status::IncorrectDataParameter,
+            DecodeError::Model(_) | DecodeError::Field(_) => Status::IncorrectDataParameter,
         }
     }
 }
@@ -184,7 +189,7 @@ impl Pin {
     /// Checks and wraps a PIN.
     pub fn new(bytes: &[u8]) -> Result<Pin, DecodeError> {
         if bytes.len() < PIN_MIN_LEN || bytes.len() > PIN_BLOCK_LEN || bytes.contains(&0xFF) {
-            return Err(DecodeError::Length("PIN (4 to 8 bytes)"));
+            return Err(DecodeError::Field("PIN (4 to 8 bytes)"));
         }
         Ok(Pin(Zeroizing::new(bytes.to_vec())))
     }
@@ -211,7 +216,7 @@ impl Pin {
             .position(|b| *b == 0xFF)
             .unwrap_or(PIN_BLOCK_LEN);
         if block[len..].iter().any(|b| *b != 0xFF) {
-            return Err(DecodeError::Length("PIN block padding"));
+            return Err(DecodeError::Field("PIN block padding"));
         }
         Pin::new(&block[..len])
     }
@@ -292,7 +297,7 @@ pub enum ObjectValue {
 }
 
 fn be_u32(bytes: &[u8], what: &'static str) -> Result<u32, DecodeError> {
-    let arr: [u8; 4] = bytes.try_into().map_err(|_| DecodeError::Length(what))?;
+    let arr: [u8; 4] = bytes.try_into().map_err(|_| DecodeError::Field(what))?;
     Ok(u32::from_be_bytes(arr))
 }
 
@@ -305,13 +310,13 @@ fn utf8(bytes: &[u8], tag: u32) -> Result<String, DecodeError> {
 fn one_byte(bytes: &[u8], what: &'static str) -> Result<u8, DecodeError> {
     match bytes {
         [b] => Ok(*b),
-        _ => Err(DecodeError::Length(what)),
+        _ => Err(DecodeError::Field(what)),
     }
 }
 
 fn point(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     if bytes.len() != 65 || bytes[0] != 0x04 {
-        return Err(DecodeError::Length("uncompressed P-256 point (65 bytes)"));
+        return Err(DecodeError::Field("uncompressed P-256 point (65 bytes)"));
     }
     Ok(bytes.to_vec())
 }
@@ -431,7 +436,7 @@ impl ObjectValue {
                 ))?;
                 let key = f.get(tag::KEY).map(|k| Zeroizing::new(k.to_vec()));
                 if key.as_ref().is_some_and(|k| !algorithm.key_len_ok(k.len())) {
-                    return Err(DecodeError::Length("key for this algorithm"));
+                    return Err(DecodeError::Field("key for this algorithm"));
                 }
                 ObjectValue::BootstrapKey(BootstrapKeyValue { algorithm, key })
             }
@@ -481,7 +486,7 @@ impl ObjectValue {
                 check_name(&name)?;
                 let kcv = f.require(tag::KEY_CHECK)?;
                 if kcv.len() != 9 {
-                    return Err(DecodeError::Length("key check values (9 bytes)"));
+                    return Err(DecodeError::Field("key check values (9 bytes)"));
                 }
                 let mut key_check_values = [[0u8; 3]; 3];
                 for (i, k) in key_check_values.iter_mut().enumerate() {
@@ -705,18 +710,18 @@ impl SelectInfo {
         let card_id: [u8; 16] = f
             .require(tag::CARD_ID)?
             .try_into()
-            .map_err(|_| DecodeError::Length("card ID (16 bytes)"))?;
+            .map_err(|_| DecodeError::Field("card ID (16 bytes)"))?;
         let version = f.require(tag::APPLET_VERSION)?;
         let generation: [u8; 8] = f
             .require(tag::GENERATION)?
             .try_into()
-            .map_err(|_| DecodeError::Length("generation (8 bytes)"))?;
+            .map_err(|_| DecodeError::Field("generation (8 bytes)"))?;
         let algs: [u8; 2] = f
             .require(tag::ALGORITHMS)?
             .try_into()
-            .map_err(|_| DecodeError::Length("algorithms (2 bytes)"))?;
+            .map_err(|_| DecodeError::Field("algorithms (2 bytes)"))?;
         if version.len() != 2 {
-            return Err(DecodeError::Length("applet version (2 bytes)"));
+            return Err(DecodeError::Field("applet version (2 bytes)"));
         }
         Ok(SelectInfo {
             card_id,
@@ -935,7 +940,7 @@ impl PackageId {
         let digest: [u8; 32] = f
             .require(tag::DIGEST)?
             .try_into()
-            .map_err(|_| DecodeError::Length("SHA-256 digest (32 bytes)"))?;
+            .map_err(|_| DecodeError::Field("SHA-256 digest (32 bytes)"))?;
         let version = Version::parse(&utf8(f.require(tag::VERSION)?, tag::VERSION)?)?;
         let device_class = utf8(f.require(tag::DEVICE_CLASS)?, tag::DEVICE_CLASS)?;
         check_name(&device_class)?;
@@ -1240,7 +1245,9 @@ impl Request {
                     challenge: data.to_vec(),
                 })
             }
-            (CLA_ISO, ins::MANAGE_SECURITY_ENVIRONMENT) if p1p2 == MSE_SET_CCT => {
+            (CLA_ISO, ins::MANAGE_SECURITY_ENVIRONMENT)
+                if p1p2 == MSE_SET_CCT || p1p2 == (MSE_SET_COMPUTATION, MSE_SET_CCT.1) =>
+            {
                 let f = fields_of(data)?;
                 f.only(&[tag::KEY_REF], &[])?;
                 Ok(Request::SelectMacKey {

@@ -27,7 +27,7 @@ impl fmt::Display for ModelError {
                 write!(f, "invalid ACL at byte {at}: {reason}")
             }
             ModelError::InvalidName(n) => {
-                write!(f, "invalid name {n:?}: use 1-64 of A-Z a-z 0-9 . _ - / :")
+                write!(f, "invalid name {n:?}: use 1-64 of A-Z a-z 0-9 . _ -")
             }
             ModelError::InvalidVersion(v) => {
                 write!(
@@ -66,7 +66,8 @@ pub fn check_name(name: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Checks an MO root URI: `./` followed by path segments, printable ASCII, no spaces.
+/// Checks an MO root URI: printable ASCII without spaces, at most 255 bytes, no empty
+/// segment (`//`) and no trailing `/`.
 pub fn check_uri(uri: &str) -> Result<(), ModelError> {
     let ok = !uri.is_empty()
         && uri.len() <= MAX_URI_LEN
@@ -703,7 +704,7 @@ impl ApprovalStatement {
                 .and_then(|l| l.strip_prefix(key))
                 .ok_or_else(bad)
         };
-        if field(APPROVAL_STATEMENT_HEADER)? != "" {
+        if !field(APPROVAL_STATEMENT_HEADER)?.is_empty() {
             return Err(bad());
         }
         let hex = field("digest=sha256:")?;

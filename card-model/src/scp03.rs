@@ -202,7 +202,7 @@ impl AesKey {
 
     /// AES-CBC encryption in place; `buf` must be a whole number of blocks.
     fn cbc_encrypt(&self, iv: &[u8; BLOCK], buf: &mut [u8]) -> Result<(), Scp03Error> {
-        if buf.len() % BLOCK != 0 {
+        if !buf.len().is_multiple_of(BLOCK) {
             return Err(Scp03Error::BadDataLength);
         }
         let len = buf.len();
@@ -216,7 +216,7 @@ impl AesKey {
 
     /// AES-CBC decryption in place; `buf` must be a whole number of blocks.
     fn cbc_decrypt(&self, iv: &[u8; BLOCK], buf: &mut [u8]) -> Result<(), Scp03Error> {
-        if buf.len() % BLOCK != 0 {
+        if !buf.len().is_multiple_of(BLOCK) {
             return Err(Scp03Error::BadDataLength);
         }
         with_cipher!(self, |k, C| {
@@ -286,7 +286,7 @@ pub fn kdf(
     out_bits: u16,
 ) -> Result<Zeroizing<Vec<u8>>, Scp03Error> {
     let key = AesKey::new(key)?;
-    if out_bits == 0 || out_bits % 8 != 0 || usize::from(out_bits / 8) > 255 * BLOCK {
+    if out_bits == 0 || !out_bits.is_multiple_of(8) || usize::from(out_bits / 8) > 255 * BLOCK {
         return Err(Scp03Error::BadDataLength);
     }
     Ok(key.kdf(derivation_constant, context, out_bits / 8))

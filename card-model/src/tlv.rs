@@ -247,7 +247,7 @@ mod tests {
     fn multi_byte_tags_and_long_lengths() {
         let mut out = Vec::new();
         write(&mut out, 0x9F7F, &[1, 2]);
-        write(&mut out, 0x5F2D, &vec![0xAB; 200]);
+        write(&mut out, 0x5F2D, &[0xAB; 200]);
         write(&mut out, 0x53, &vec![0xCD; 70_000]);
         let items = parse_all(&out).unwrap();
         assert_eq!(items[0].tag, 0x9F7F);

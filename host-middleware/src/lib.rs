@@ -1,1 +1,60 @@
+//! dmsc host middleware: what device software links to use a dmsc card.
+//!
+//! - [`transport`]: the [`Transport`] trait (one APDU at a time, exclusive
+//!   access), its typed errors and reader selection;
+//! - [`pcsc_transport`] (feature `pcsc`, on by default): PC/SC readers through
+//!   pcscd, with recovery from card resets and pcscd restarts;
+//! - [`session`]: [`Session`] — SELECT, chaining, extended length, `61xx`/`6Cxx`,
+//!   secure-messaging hook, typed status-word errors, APDU trace, and the typed
+//!   command set ([`CardCommands`]);
+//! - [`error`]: [`HostError`] and the status-word mapping;
+//! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
+//! - [`trace`]: redacted APDU trace events.
+//!
+//! ```no_run
+//! # #[cfg(feature = "pcsc")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use dmsc_host::{find_reader, CardCommands, PcscContext, Session};
+//! use dmsc_host::card_model::objects::ObjectRef;
+//!
+//! let mut ctx = PcscContext::establish()?;
+//! let readers = ctx.list_readers()?;
+//! let reader = find_reader(&readers, "vpcd")?;
+//! let mut session = Session::new(ctx.connect(&reader.name)?);
+//! session.set_trace(Box::new(|e| eprintln!("{e}")));
+//! let info = session.select()?;
+//! println!("generation {}", info.generation);
+//! let policy = session.read_object(&ObjectRef::Policy)?;
+//! # let _ = policy;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "pcsc"))]
+//! # fn main() {}
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub use dmsc_card_model as card_model;
+
+pub mod error;
+#[cfg(feature = "pcsc")]
+pub mod pcsc_transport;
+pub mod secure;
+pub mod session;
+pub mod trace;
+pub mod transport;
+
+#[cfg(test)]
+pub(crate) mod scripted;
+#[cfg(test)]
+mod session_tests;
+
+pub use error::HostError;
+#[cfg(feature = "pcsc")]
+pub use pcsc_transport::{PcscCard, PcscContext};
+pub use secure::{SecureMessaging, SmError};
+pub use session::{ApduLimits, CardCommands, ExclusiveSession, PinStatus, Session};
+pub use trace::{Direction, TraceEvent, TraceHook};
+pub use transport::{
+    find_reader, with_exclusive, ReaderEvent, ReaderInfo, Transport, TransportError,
+};

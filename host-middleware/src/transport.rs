@@ -134,7 +134,11 @@ impl fmt::Display for ReaderEvent {
             ReaderEvent::ReaderAdded(r) => write!(f, "reader added: {r}"),
             ReaderEvent::ReaderRemoved(r) => write!(f, "reader removed: {r}"),
             ReaderEvent::CardInserted { reader, atr } => {
-                write!(f, "card inserted in {reader} (ATR {})", hex::encode_upper(atr))
+                write!(
+                    f,
+                    "card inserted in {reader} (ATR {})",
+                    hex::encode_upper(atr)
+                )
             }
             ReaderEvent::CardRemoved { reader } => write!(f, "card removed from {reader}"),
         }
@@ -208,10 +212,8 @@ pub trait Transport: Send {
     /// Returns an error when exclusive access could not be obtained (the body
     /// has then not run) or, after the body ran, when the link was lost during
     /// it and recovered ([`TransportError::CardReset`]) or not.
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError>;
+    fn exclusive(&mut self, body: &mut dyn FnMut(&mut dyn Transport))
+        -> Result<(), TransportError>;
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -284,9 +286,16 @@ mod tests {
 
     #[test]
     fn find_reader_substring_exact_and_errors() {
-        let r = readers(&["DMSC vpcd 0 00 00", "DMSC vpcd 0 00 01", "Yubico YubiKey CCID 00 00"]);
+        let r = readers(&[
+            "DMSC vpcd 0 00 00",
+            "DMSC vpcd 0 00 01",
+            "Yubico YubiKey CCID 00 00",
+        ]);
         assert_eq!(find_reader(&r, "yubikey").unwrap().name, r[2].name);
-        assert_eq!(find_reader(&r, "dmsc VPCD 0 00 01").unwrap().name, r[1].name);
+        assert_eq!(
+            find_reader(&r, "dmsc VPCD 0 00 01").unwrap().name,
+            r[1].name
+        );
         match find_reader(&r, "vpcd") {
             Err(TransportError::AmbiguousReader { matches, .. }) => {
                 assert_eq!(matches, vec![r[0].name.clone(), r[1].name.clone()])
@@ -295,8 +304,14 @@ mod tests {
         }
         let err = find_reader(&r, "omnikey").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("omnikey") && msg.contains("Yubico YubiKey CCID 00 00"), "{msg}");
-        assert!(matches!(find_reader(&[], ""), Err(TransportError::NoReader { .. })));
+        assert!(
+            msg.contains("omnikey") && msg.contains("Yubico YubiKey CCID 00 00"),
+            "{msg}"
+        );
+        assert!(matches!(
+            find_reader(&[], ""),
+            Err(TransportError::NoReader { .. })
+        ));
         assert_eq!(find_reader(&r[2..], "").unwrap().name, r[2].name);
     }
 

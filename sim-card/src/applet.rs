@@ -32,22 +32,27 @@ use crate::store::{PersistentMemory, Records, StoreError};
 /// Largest command data the card assembles from a chain.
 pub const MAX_CHAINED_DATA: usize = 128 * 1024;
 
-/// The card's answer to reset: T=1, historical bytes "dmsc-sim".
-pub const ATR: [u8; 13] = atr();
+/// The card's answer to reset: T=1 only (TD1 = `01`), historical bytes "dmsc-sim",
+/// and the check byte TCK.
+pub const ATR: [u8; 12] = atr();
 
-const fn atr() -> [u8; 13] {
+const fn atr() -> [u8; 12] {
     let mut a = [
-        0x3B, 0x88, 0x80, 0x01, b'd', b'm', b's', b'c', b'-', b's', b'i', b'm', 0,
+        0x3B, 0x88, 0x01, b'd', b'm', b's', b'c', b'-', b's', b'i', b'm', 0,
     ];
     let mut tck = 0u8;
     let mut i = 1;
-    while i < 12 {
+    while i < 11 {
         tck ^= a[i];
         i += 1;
     }
-    a[12] = tck;
+    a[11] = tck;
     a
 }
+
+/// Prefix of what INTERNAL AUTHENTICATE signs, so the identity key never signs
+/// bytes that could mean something else (an approval statement, a policy).
+pub const INTERNAL_AUTHENTICATE_PREFIX: &[u8] = b"dmsc-internal-authenticate/1\n";
 
 /// An authority key set given at initialisation.
 pub struct AuthorityKeys {
@@ -128,6 +133,9 @@ struct ScpSession {
 
 struct Chain {
     header: (u8, u8, u8, u8),
+    /// The authority whose secure messaging protected the first link, if any:
+    /// every link of a chain must come under the same protection.
+    authority: Option<String>,
     data: Vec<u8>,
 }
 
@@ -143,6 +151,8 @@ struct Volatile {
     chain: Option<Chain>,
     /// Response bytes not yet fetched by GET RESPONSE.
     outgoing: Vec<u8>,
+    /// The SCP03 security level that protected the command being processed (0: plain).
+    command_level: u8,
 }
 
 /// The simulated DM smart card.
@@ -249,8 +259,18 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             },
         );
         let mut audit_acl = Acl::empty();
-        for a in authorities.values() {
+        for (kvn, a) in &authorities {
             audit_acl.grant(Right::Get, Principal::Authority(a.name.clone()));
+            let mut acl = Acl::empty();
+            acl.grant(Right::Get, admin.clone());
+            acl.grant(Right::Get, Principal::Authority(a.name.clone()));
+            objects.insert(
+                ObjectRef::Authority(*kvn),
+                Stored {
+                    acl,
+                    value: authority_info(a),
+                },
+            );
         }
         objects.insert(
             ObjectRef::AuditLog,
@@ -421,7 +441,8 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         let is_select = base_cla == 0x00 && cmd.ins == ins::SELECT;
         if is_select {
             let outcome = self.select(cmd);
-            return self.finish(outcome, false);
+            let rsp = self.finish(outcome, false);
+            return self.limit_to_ne(rsp, cmd.le.unwrap_or(256));
         }
         if !self.volatile.selected {
             return Response::status(Status::ConditionsOfUseNotSatisfied);
@@ -432,10 +453,12 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             && cmd.cla & CLA_SECURE_MESSAGING == 0
         {
             self.volatile.scp = None;
+            self.volatile.chain = None;
             let outcome = self.initialize_update(cmd);
             return self.finish(outcome, false);
         }
         if cmd.ins == ins::EXTERNAL_AUTHENTICATE && cmd.cla == 0x84 {
+            self.volatile.chain = None;
             let outcome = self.external_authenticate(cmd, pending_auth);
             return self.finish(outcome, false);
         }
@@ -466,8 +489,13 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         let secured = cmd.cla & CLA_SECURE_MESSAGING != 0;
         // Command chaining.
         let header = (plain.cla & !CLA_CHAINING, plain.ins, plain.p1, plain.p2);
+        let protection = if secured {
+            self.volatile.scp.as_ref().map(|s| s.authority.clone())
+        } else {
+            None
+        };
         if let Some(chain) = self.volatile.chain.as_ref() {
-            if chain.header != header {
+            if chain.header != header || chain.authority != protection {
                 self.volatile.chain = None;
                 return self.finish(Err(Status::LastCommandOfChainExpected), secured);
             }
@@ -475,6 +503,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         if plain.is_chained() {
             let chain = self.volatile.chain.get_or_insert_with(|| Chain {
                 header,
+                authority: protection,
                 data: Vec::new(),
             });
             if chain.data.len() + plain.data.len() > MAX_CHAINED_DATA {
@@ -501,11 +530,16 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             }
             None => plain,
         };
+        self.volatile.command_level = match (&protection, self.volatile.scp.as_ref()) {
+            (Some(_), Some(scp)) => scp.channel.security_level().bits(),
+            _ => 0,
+        };
         let outcome = match Request::from_command(&full) {
             Ok(req) => self.dispatch(req),
             Err(DecodeError::UnknownCommand) => Err(unknown_status(&full)),
             Err(e) => Err(e.status()),
         };
+        self.volatile.command_level = 0;
         let mut rsp = self.finish(outcome, secured);
         if let Some(ne) = full.le {
             rsp = self.limit_to_ne(rsp, ne);
@@ -674,11 +708,11 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
     // ---- commands ------------------------------------------------------------
 
     fn select(&mut self, cmd: &Command) -> Outcome {
+        // Deselect: every volatile right is lost, whatever was asked for.
+        self.reset();
         if cmd.p1 != 0x04 || cmd.p2 != 0x00 {
             return Err(Status::IncorrectP1OrP2Parameter);
         }
-        // Deselect: every volatile right is lost, whatever AID was asked for.
-        self.reset();
         if cmd.data.as_slice() != AID {
             return Err(Status::NotFound);
         }
@@ -731,8 +765,9 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 Ok(c)
             }
             Request::InternalAuthenticate { challenge } => {
-                self.require(&ObjectRef::IdentityKey, Right::Get)?;
-                crypto::sign(&self.state.identity_secret, &challenge)
+                self.require(&ObjectRef::IdentityKey, Right::Exec)?;
+                let message = [INTERNAL_AUTHENTICATE_PREFIX, challenge.as_slice()].concat();
+                crypto::sign(&self.state.identity_secret, &message)
                     .ok_or(Status::UnspecifiedCheckingError)
             }
             Request::SelectMacKey { key_id } => {
@@ -843,6 +878,12 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         }
         if value.kind() != object.kind() {
             return Err(Status::IncorrectDataParameter);
+        }
+        // Secret key material travels only under C-DECRYPTION.
+        if matches!(value, ObjectValue::BootstrapKey(_))
+            && self.volatile.command_level & scp03::SecurityLevel::C_DECRYPTION == 0
+        {
+            return self.deny(&object, Right::Replace);
         }
         let session = self.volatile.session_id;
         let who = self.acting();
@@ -990,8 +1031,9 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         } else {
             &self.state.pin
         };
-        let matches = secret.value.len() == given.as_bytes().len()
-            && bool::from(secret.value.as_slice().ct_eq(given.as_bytes()));
+        let stored_block = Pin::new(&secret.value).map(|p| p.block());
+        let matches =
+            stored_block.is_ok_and(|b| bool::from(b.as_slice().ct_eq(given.block().as_slice())));
         let session = self.volatile.session_id;
         let mut next = self.state.clone();
         let label = if puk { "PUK" } else { "PIN" };
@@ -1080,6 +1122,14 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         package: PackageId,
         approvals: Vec<dmsc_card_model::commands::Approval>,
     ) -> Outcome {
+        if !self.state.objects.contains_key(&ObjectRef::ApprovalRule) {
+            let verdict = ApprovalVerdict {
+                approved: false,
+                reasons: alloc::vec![RefusalReason::NoRule],
+                user_consent_needs_pin: false,
+            };
+            return Ok(verdict.encode());
+        }
         self.require(&ObjectRef::ApprovalRule, Right::Exec)?;
         let Some(ObjectValue::ApprovalRule(rule)) = self
             .state
@@ -1124,10 +1174,14 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 reasons.push(RefusalReason::MissingApprover(name.clone()));
             }
         }
-        // Unknown approvers outside the rule do not block an otherwise complete approval.
-        reasons.retain(
-            |r| !matches!(r, RefusalReason::UnknownApprover(n) if !rule.required.contains(n)),
-        );
+        // Approvals from outside the rule (unknown or not verifying) do not block an
+        // otherwise complete approval.
+        reasons.retain(|r| match r {
+            RefusalReason::UnknownApprover(n) | RefusalReason::BadSignature(n) => {
+                rule.required.contains(n)
+            }
+            _ => true,
+        });
         if let Some(ObjectValue::Floor(floor)) = self
             .state
             .objects
@@ -1158,6 +1212,21 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         .encode())
     }
 
+    /// The ACL of a floor the card creates itself: anyone may read it and confirm
+    /// installs against it; only the card's administrators may replace or delete it.
+    fn floor_acl(&self) -> Acl {
+        let mut acl = Acl::empty();
+        acl.grant(Right::Get, Principal::Anyone);
+        acl.grant(Right::Exec, Principal::Anyone);
+        if let Some(card) = self.state.objects.get(&ObjectRef::Card) {
+            for admin in card.acl.holders(Right::Replace) {
+                acl.grant(Right::Replace, admin.clone());
+                acl.grant(Right::Delete, admin.clone());
+            }
+        }
+        acl
+    }
+
     fn confirm_installed(&mut self, package: PackageId) -> Outcome {
         if self.state.approved.as_ref() != Some(&package) {
             return Err(Status::ConditionsOfUseNotSatisfied);
@@ -1172,7 +1241,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             .objects
             .get(&object)
             .map(|o| o.acl.clone())
-            .unwrap_or_else(|| default_acl(ObjectKind::Floor, &Principal::Anyone));
+            .unwrap_or_else(|| self.floor_acl());
         let raise = match next.objects.get(&object).map(|o| &o.value) {
             Some(ObjectValue::Floor(v)) => package.version > *v,
             _ => true,
@@ -1251,6 +1320,10 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
     fn external_authenticate(&mut self, cmd: &Command, pending: Option<PendingAuth>) -> Outcome {
         self.volatile.scp = None;
         let pending = pending.ok_or(Status::ConditionsOfUseNotSatisfied)?;
+        // Level 00 would let unprotected commands run with the authority's rights.
+        if cmd.p1 & scp03::SecurityLevel::C_MAC == 0 {
+            return Err(Status::IncorrectP1OrP2Parameter);
+        }
         let authority = self
             .state
             .authorities

@@ -6,6 +6,11 @@ extern crate alloc;
 
 pub mod applet;
 mod crypto;
+pub mod fault;
+#[cfg(feature = "std")]
+pub mod file_store;
+#[cfg(feature = "std")]
+pub mod sim;
 pub mod state;
 pub mod store;
 

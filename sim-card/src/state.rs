@@ -70,7 +70,7 @@ pub struct State {
     pub pin: Secret,
     pub puk: Secret,
     /// Consecutive authorisation failures per principal (ACL name).
-    pub failures: BTreeMap<String, u8>,
+    pub failures: BTreeMap<String, u32>,
     pub objects: BTreeMap<ObjectRef, Stored>,
     pub authorities: BTreeMap<u8, Authority>,
     pub audit: BTreeMap<u32, AuditEntry>,
@@ -132,7 +132,8 @@ impl State {
         let count = self.failures.entry(principal.to_string()).or_insert(0);
         *count = count.saturating_add(1);
         let count = *count;
-        if count >= self.failure_limit && count % self.failure_limit.max(1) == 0 {
+        let limit = u32::from(self.failure_limit.max(1));
+        if count >= limit && count.is_multiple_of(limit) {
             self.audit(
                 AuditEvent::Alarm,
                 principal,
@@ -168,9 +169,8 @@ pub fn default_acl(kind: ObjectKind, creator: &Principal) -> Acl {
         acl.grant(right, creator.clone());
     }
     let public: &[Right] = match kind {
-        ObjectKind::Mo | ObjectKind::Policy | ObjectKind::Approver | ObjectKind::IdentityKey => {
-            &[Right::Get]
-        }
+        ObjectKind::Mo | ObjectKind::Policy => &[Right::Get],
+        ObjectKind::Approver | ObjectKind::IdentityKey => &[Right::Get, Right::Exec],
         ObjectKind::BootstrapKey => &[Right::Exec],
         ObjectKind::ApprovalRule | ObjectKind::Floor => &[Right::Get, Right::Exec],
         _ => &[],
@@ -238,7 +238,7 @@ impl State {
         r.insert(K_PIN.to_vec(), encode_secret(&self.pin));
         r.insert(K_PUK.to_vec(), encode_secret(&self.puk));
         for (name, count) in &self.failures {
-            r.insert(key(P_FAIL, name.as_bytes()), alloc::vec![*count]);
+            r.insert(key(P_FAIL, name.as_bytes()), count.to_be_bytes().to_vec());
         }
         for (obj, stored) in &self.objects {
             let mut v = tlv::encode(T_ACL, stored.acl.to_string().as_bytes());
@@ -326,10 +326,10 @@ impl State {
         for (k, v) in records {
             if let Some(name) = k.strip_prefix(P_FAIL) {
                 let name = core::str::from_utf8(name).map_err(|_| corrupt("fail"))?;
-                let [count] = v.as_slice() else {
-                    return Err(corrupt("fail"));
-                };
-                state.failures.insert(name.to_string(), *count);
+                let count: [u8; 4] = v.as_slice().try_into().map_err(|_| corrupt("fail"))?;
+                state
+                    .failures
+                    .insert(name.to_string(), u32::from_be_bytes(count));
             } else if let Some(r) = k.strip_prefix(P_OBJ) {
                 let obj = ObjectRef::decode(r).map_err(|_| corrupt("obj"))?;
                 let f = Fields::parse(v).map_err(|_| corrupt("obj"))?;

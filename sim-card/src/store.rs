@@ -140,6 +140,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A store that already holds `records` (e.g. a snapshot taken earlier).
+    pub fn with_records(records: Records) -> Self {
+        MemoryStore {
+            committed: records,
+            ..Self::default()
+        }
+    }
+
     /// The committed records.
     pub fn records(&self) -> &Records {
         &self.committed

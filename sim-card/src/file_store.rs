@@ -1,0 +1,1143 @@
+//! Crash-safe persistent memory in one state file: a simulated card's EEPROM image.
+//!
+//! [`FileStore`] keeps every committed record in RAM and the open transaction
+//! in a RAM journal; nothing reaches the disk before `commit`. A commit never
+//! writes in place: it serialises all records to `<file>.tmp` in the same
+//! directory, fsyncs it, renames it over `<file>` and fsyncs the directory
+//! (two fsyncs per commit). After a crash at any point the file therefore
+//! holds either the old or the new state, never a mix; a leftover
+//! `<file>.tmp` is ignored and removed by [`FileStore::open`].
+//!
+//! # File layout (format version 1)
+//!
+//! All integers are little-endian.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "DMSCCARD"
+//! 8       2     format version, u16 (1)
+//! 10      4     record count N, u32
+//! 14      ...   N records in strictly ascending key order, each:
+//!                 key length u32, key bytes, value length u32, value bytes
+//! end-4   4     CRC-32 (IEEE, as computed by crc32fast) of every byte before it, u32
+//! ```
+//!
+//! An empty card state is therefore 18 bytes long.
+//!
+//! # Locking
+//!
+//! While a `FileStore` is alive it holds an exclusive advisory lock
+//! ([`File::try_lock`]) on `<file>.lock`, so two processes (or two handles)
+//! cannot run the same card at once. The lock is on a separate file because
+//! every commit replaces the state file's inode. The lock file is left in
+//! place when the store is dropped; removing it would race with other openers.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::store::{Change, Journal, PersistentMemory, Records, StoreError};
+
+/// The first eight bytes of every card state file.
+pub const MAGIC: [u8; 8] = *b"DMSCCARD";
+/// The file format version this build reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Magic, version and record count.
+const HEADER_LEN: usize = 14;
+/// The trailing CRC-32.
+const CRC_LEN: usize = 4;
+/// The size of an empty card state.
+const MIN_FILE_LEN: usize = HEADER_LEN + CRC_LEN;
+/// Keys quoted in error messages are cut to this many bytes.
+const QUOTE_LEN: usize = 48;
+
+/// Where [`FileStore::commit_with_crash`] stops a commit, as if the process
+/// died or the power failed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After only the first `n` bytes of the new state were written to
+    /// `<file>.tmp` (and not synced); `n` is capped at the image length.
+    PartialTmp(usize),
+    /// After `<file>.tmp` was completely written and synced, before the rename.
+    CompleteTmp,
+    /// After the rename, before the directory was synced.
+    Renamed,
+}
+
+/// Whether the handle can still be used.
+#[derive(Debug)]
+enum Health {
+    Ok,
+    /// A simulated crash ([`FileStore::commit_with_crash`]).
+    PowerLost,
+    /// A commit failed after the rename: memory and disk may disagree.
+    Failed(String),
+}
+
+/// Persistent memory kept in one state file, replaced atomically on every commit.
+///
+/// See the [module documentation](self) for the file layout and crash safety.
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// Holds the exclusive lock on `<file>.lock` until the store is dropped.
+    _lock: File,
+    committed: Records,
+    journal: Journal,
+    fsyncs: u64,
+    commits: u64,
+    health: Health,
+}
+
+impl FileStore {
+    /// Creates a new, empty card state at `path` and opens it.
+    ///
+    /// Refuses an existing file. The empty state is written atomically
+    /// (temporary file, fsync, rename, directory fsync).
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let lock = lock(&path)?;
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {
+                return Err(StoreError::Io(format!(
+                    "{}: already exists; refusing to overwrite an existing card state",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path, "cannot check whether it exists", &e)),
+        }
+        let mut store = Self::with(path, lock, Records::new());
+        let image = encode(&store.committed)?;
+        store.persist(&image, None)?;
+        Ok(store)
+    }
+
+    /// Opens an existing card state at `path`, reading and verifying it at once.
+    ///
+    /// A missing or unreadable file gives [`StoreError::Io`]; a file that is
+    /// not a valid card state (wrong magic, unsupported version, checksum
+    /// mismatch, truncation, trailing bytes, inconsistent lengths) gives
+    /// [`StoreError::Corrupt`]. Both messages name the file and the defect.
+    /// A leftover `<file>.tmp` from an interrupted commit is removed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        // Checked before locking so that a mistyped path leaves no lock file behind.
+        if let Err(e) = fs::metadata(&path) {
+            return Err(read_error(&path, &e));
+        }
+        let lock = lock(&path)?;
+        let store = Self::with(path, lock, Records::new());
+        // Never read: a failed removal is harmless, the next commit truncates it.
+        let _ = fs::remove_file(&store.tmp);
+        let data = fs::read(&store.path).map_err(|e| read_error(&store.path, &e))?;
+        let committed = decode(&data)
+            .map_err(|defect| StoreError::Corrupt(format!("{}: {defect}", store.path.display())))?;
+        Ok(Self { committed, ..store })
+    }
+
+    fn with(path: PathBuf, lock: File, committed: Records) -> Self {
+        Self {
+            tmp: sibling(&path, ".tmp"),
+            path,
+            _lock: lock,
+            committed,
+            journal: Journal::default(),
+            fsyncs: 0,
+            commits: 0,
+            health: Health::Ok,
+        }
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many fsyncs this handle has issued (those of `create` included):
+    /// two per commit on Unix (temporary file and directory), one elsewhere.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs
+    }
+
+    /// How many transactions this handle has committed.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// Fault injection for tests: commits the open transaction but stops at
+    /// `at`, as if the power failed there, and returns
+    /// [`StoreError::PowerLost`]. The handle is then dead (every call returns
+    /// `PowerLost`); drop it and [`open`](Self::open) the file again, which
+    /// yields the old state (crash before the rename) or the new one (after).
+    pub fn commit_with_crash(&mut self, at: CrashPoint) -> Result<(), StoreError> {
+        self.commit_until(Some(at))
+    }
+
+    fn usable(&self) -> Result<(), StoreError> {
+        match &self.health {
+            Health::Ok => Ok(()),
+            Health::PowerLost => Err(StoreError::PowerLost),
+            Health::Failed(why) => Err(StoreError::Io(why.clone())),
+        }
+    }
+
+    fn lose_power(&mut self) -> StoreError {
+        self.health = Health::PowerLost;
+        StoreError::PowerLost
+    }
+
+    fn commit_until(&mut self, crash: Option<CrashPoint>) -> Result<(), StoreError> {
+        self.usable()?;
+        let changes = self.journal.take()?;
+        let mut next = self.committed.clone();
+        Journal::apply(&mut next, changes);
+        let image = encode(&next)?;
+        self.persist(&image, crash)?;
+        self.committed = next;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Replaces the state file with `image`: write and fsync `<file>.tmp`,
+    /// rename it over `<file>`, fsync the directory.
+    fn persist(&mut self, image: &[u8], crash: Option<CrashPoint>) -> Result<(), StoreError> {
+        if let Err(e) = self.write_tmp(image, crash) {
+            if e != StoreError::PowerLost {
+                let _ = fs::remove_file(&self.tmp);
+            }
+            return Err(e);
+        }
+        if crash == Some(CrashPoint::CompleteTmp) {
+            return Err(self.lose_power());
+        }
+        if let Err(e) = fs::rename(&self.tmp, &self.path) {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(io_error(
+                &self.path,
+                &format!("cannot rename {} over it", self.tmp.display()),
+                &e,
+            ));
+        }
+        if crash == Some(CrashPoint::Renamed) {
+            return Err(self.lose_power());
+        }
+        if let Err(e) = self.sync_dir() {
+            // The new state is in place but may not be durable: make the
+            // caller reopen the file rather than guess which state it holds.
+            let why = format!(
+                "{}: cannot sync the directory after replacing the card state ({e}); \
+                 reopen the card state",
+                self.path.display()
+            );
+            self.health = Health::Failed(why.clone());
+            return Err(StoreError::Io(why));
+        }
+        Ok(())
+    }
+
+    fn write_tmp(&mut self, image: &[u8], crash: Option<CrashPoint>) -> Result<(), StoreError> {
+        let fail = |what: &str, e: &io::Error| {
+            io_error(
+                &self.path,
+                &format!("cannot {what} temporary file {}", self.tmp.display()),
+                e,
+            )
+        };
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // The state holds PINs and keys in clear, like a chip's EEPROM: owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&self.tmp).map_err(|e| fail("create", &e))?;
+        if let Some(CrashPoint::PartialTmp(n)) = crash {
+            let part = image.get(..n).unwrap_or(image);
+            file.write_all(part).map_err(|e| fail("write", &e))?;
+            return Err(self.lose_power());
+        }
+        file.write_all(image).map_err(|e| fail("write", &e))?;
+        file.sync_all().map_err(|e| fail("sync", &e))?;
+        self.fsyncs += 1;
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn sync_dir(&mut self) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+        self.fsyncs += 1;
+        Ok(())
+    }
+
+    /// Directories cannot be opened for syncing here; the rename is still atomic.
+    #[cfg(not(unix))]
+    fn sync_dir(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PersistentMemory for FileStore {
+    fn load(&mut self) -> Result<Records, StoreError> {
+        self.usable()?;
+        Ok(self.committed.clone())
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.usable()?;
+        self.journal.begin()
+    }
+
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.usable()?;
+        if u32::try_from(key.len()).is_err() || u32::try_from(value.len()).is_err() {
+            return Err(StoreError::Misuse("record key or value longer than 4 GiB"));
+        }
+        self.journal.stage(key, Change::Write(value.to_vec()))
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.usable()?;
+        self.journal.stage(key, Change::Remove)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.commit_until(None)
+    }
+
+    fn abort(&mut self) {
+        self.journal.abort();
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn io_error(path: &Path, what: &str, e: &io::Error) -> StoreError {
+    StoreError::Io(format!("{}: {what}: {e}", path.display()))
+}
+
+fn read_error(path: &Path, e: &io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::NotFound {
+        StoreError::Io(format!(
+            "{}: card state file does not exist",
+            path.display()
+        ))
+    } else {
+        io_error(path, "cannot read card state", e)
+    }
+}
+
+/// Takes the exclusive lock of the card state at `path` (on `<path>.lock`).
+fn lock(path: &Path) -> Result<File, StoreError> {
+    let lock_path = sibling(path, ".lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| {
+            io_error(
+                path,
+                &format!("cannot open lock file {}", lock_path.display()),
+                &e,
+            )
+        })?;
+    let locked = file.try_lock();
+    match locked {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Io(format!(
+            "{}: card state is in use by another process (lock file {} is held)",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(io_error(
+            path,
+            &format!("cannot lock {}", lock_path.display()),
+            &e,
+        )),
+    }
+}
+
+/// Serialises every record (see the module documentation for the layout).
+fn encode(records: &Records) -> Result<Vec<u8>, StoreError> {
+    const TOO_LONG: &str = "record key or value longer than 4 GiB";
+    let count = u32::try_from(records.len())
+        .map_err(|_| StoreError::Misuse("more than 4 G records in one card state"))?;
+    let size = records.iter().fold(MIN_FILE_LEN, |n, (k, v)| {
+        n.saturating_add(8)
+            .saturating_add(k.len())
+            .saturating_add(v.len())
+    });
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    for (key, value) in records {
+        for field in [key, value] {
+            let len = u32::try_from(field.len()).map_err(|_| StoreError::Misuse(TOO_LONG))?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(field);
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads a little-endian `u16`/`u32` at `at`, if the bytes are there.
+fn le_u16(data: &[u8], at: usize) -> Option<u16> {
+    let bytes = data.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn le_u32(data: &[u8], at: usize) -> Option<u32> {
+    let bytes = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// Hex dump, e.g. `44 4D 53`.
+fn hex(bytes: &[u8]) -> String {
+    let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    parts.join(" ")
+}
+
+/// A key for an error message: escaped, and cut if long.
+fn quote(key: &[u8]) -> String {
+    match key.get(..QUOTE_LEN) {
+        Some(head) if key.len() > QUOTE_LEN => format!("\"{}\"...", head.escape_ascii()),
+        _ => format!("\"{}\"", key.escape_ascii()),
+    }
+}
+
+/// Why the records section does not match the record count.
+enum Shape {
+    /// Record `record` needs `needed` bytes for its `field` but only `left` remain.
+    Short {
+        record: u32,
+        field: &'static str,
+        needed: u64,
+        left: usize,
+    },
+    /// Record `record`'s key is not greater than the previous key.
+    Unordered { record: u32, key: Vec<u8> },
+}
+
+/// Walks `count` records at the start of `body`, passing each to `visit`, and
+/// returns how many bytes they take.
+fn walk(
+    body: &[u8],
+    count: u32,
+    mut visit: impl FnMut(u32, &[u8], &[u8]) -> Result<(), Shape>,
+) -> Result<usize, Shape> {
+    let mut at = 0usize;
+    for record in 0..count {
+        let field = |name: &'static str, at: &mut usize| -> Result<&[u8], Shape> {
+            let left = body.len().saturating_sub(*at);
+            let Some(len) = le_u32(body, *at) else {
+                return Err(Shape::Short {
+                    record,
+                    field: name,
+                    needed: 4,
+                    left,
+                });
+            };
+            let start = *at + 4;
+            let bytes = start
+                .checked_add(len as usize)
+                .and_then(|end| body.get(start..end).map(|b| (b, end)));
+            match bytes {
+                Some((bytes, end)) => {
+                    *at = end;
+                    Ok(bytes)
+                }
+                None => Err(Shape::Short {
+                    record,
+                    field: name,
+                    needed: 4 + u64::from(len),
+                    left,
+                }),
+            }
+        };
+        let key = field("key", &mut at)?;
+        let value = field("value", &mut at)?;
+        visit(record, key, value)?;
+    }
+    Ok(at)
+}
+
+/// Parses and verifies a whole state file; the error describes the defect.
+fn decode(data: &[u8]) -> Result<Records, String> {
+    let len = data.len();
+    if len == 0 {
+        return Err("file is empty (0 bytes); expected a dmsc card state".into());
+    }
+    let head = data.get(..MAGIC.len().min(len)).unwrap_or(data);
+    if MAGIC.get(..head.len()) != Some(head) {
+        return Err(format!(
+            "not a dmsc card state: wrong magic {} (expected {}, \"DMSCCARD\")",
+            hex(head),
+            hex(&MAGIC)
+        ));
+    }
+    let truncated = || {
+        format!(
+            "truncated: file is {len} bytes, shorter than the {MIN_FILE_LEN}-byte \
+             minimum of an empty card state"
+        )
+    };
+    let version = le_u16(data, MAGIC.len()).ok_or_else(truncated)?;
+    let checksum = match len.checked_sub(CRC_LEN) {
+        Some(body_end) if len >= MIN_FILE_LEN => {
+            let stored = le_u32(data, body_end).ok_or_else(truncated)?;
+            let computed = crc32fast::hash(data.get(..body_end).ok_or_else(truncated)?);
+            Some((stored, computed))
+        }
+        _ => None,
+    };
+    if version != FORMAT_VERSION {
+        let why = match checksum {
+            Some((stored, computed)) if stored == computed && version > FORMAT_VERSION => {
+                "; it was probably written by a newer dmsc"
+            }
+            Some((stored, computed)) if stored == computed => "",
+            Some(_) => "; the checksum does not match either, so the header is probably damaged",
+            None => "",
+        };
+        return Err(format!(
+            "unsupported format version {version} (this build reads version {FORMAT_VERSION}){why}"
+        ));
+    }
+    let Some((stored, computed)) = checksum else {
+        return Err(truncated());
+    };
+    let count = le_u32(data, MAGIC.len() + 2).ok_or_else(truncated)?;
+    let rest = data.get(HEADER_LEN..).unwrap_or_default();
+    if stored != computed {
+        // Diagnose from the record lengths, taking the checksum bytes as data.
+        let hint = match walk(rest, count, |_, _, _| Ok(())) {
+            Ok(used) if used + CRC_LEN < rest.len() => format!(
+                "; {} unexpected bytes follow the declared records and checksum",
+                rest.len() - used - CRC_LEN
+            ),
+            Ok(used) if used + CRC_LEN == rest.len() => String::new(),
+            _ => format!(
+                "; the {count} records the header declares do not fit with their \
+                 checksum in the {len}-byte file, so it is probably truncated \
+                 (or a length field is damaged)"
+            ),
+        };
+        return Err(format!(
+            "checksum mismatch (stored {stored:08X}, computed {computed:08X}){hint}"
+        ));
+    }
+    let body = rest
+        .get(..rest.len().saturating_sub(CRC_LEN))
+        .unwrap_or_default();
+    let mut records = Records::new();
+    let walked = walk(body, count, |record, key, value| {
+        if records
+            .last_key_value()
+            .is_some_and(|(last, _)| key <= last.as_slice())
+        {
+            return Err(Shape::Unordered {
+                record,
+                key: key.to_vec(),
+            });
+        }
+        records.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    });
+    match walked {
+        Ok(used) if used == body.len() => Ok(records),
+        Ok(used) => Err(format!(
+            "{} trailing bytes after the last of the {count} records the header declares",
+            body.len() - used
+        )),
+        Err(Shape::Short {
+            record,
+            field,
+            needed,
+            left,
+        }) => Err(format!(
+            "inconsistent lengths: record {record} of {count} needs {needed} bytes for its \
+             {field} (length field included) but only {left} bytes remain before the checksum"
+        )),
+        Err(Shape::Unordered { record, key }) => Err(format!(
+            "record {record}: key {} is not greater than the previous key \
+             (duplicate or out of order)",
+            quote(&key)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultyStore;
+    use tempfile::TempDir;
+
+    fn dir() -> TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn records(pairs: &[(&[u8], &[u8])]) -> Records {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
+    /// A store at `<dir>/card.state` committed with `pairs`.
+    fn filled(dir: &TempDir, pairs: &[(&[u8], &[u8])]) -> (FileStore, PathBuf) {
+        let path = dir.path().join("card.state");
+        let mut store = FileStore::create(&path).unwrap();
+        store.begin().unwrap();
+        for (k, v) in pairs {
+            store.write(k, v).unwrap();
+        }
+        store.commit().unwrap();
+        (store, path)
+    }
+
+    const SMALL: &[(&[u8], &[u8])] = &[(b"meta", b"\x01\x02"), (b"obj/a", b"alpha"), (b"z", b"")];
+
+    /// A state file with arbitrary header fields and body, and a valid checksum.
+    fn image(magic: &[u8], version: u16, count: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = magic.to_vec();
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(body);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = (key.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// Opens `path` holding `bytes` and returns the `Corrupt` message.
+    fn corrupt(path: &Path, bytes: &[u8]) -> String {
+        fs::write(path, bytes).unwrap();
+        match FileStore::open(path) {
+            Err(StoreError::Corrupt(msg)) => {
+                assert!(
+                    msg.starts_with(&format!("{}: ", path.display())),
+                    "message does not name the file: {msg}"
+                );
+                msg
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn layout_of_an_empty_and_a_small_state() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        drop(FileStore::create(&path).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), image(b"DMSCCARD", 1, 0, b""));
+        assert_eq!(fs::read(&path).unwrap().len(), 18);
+
+        let d = dir();
+        let (_store, path) = filled(&d, SMALL);
+        let body: Vec<u8> = SMALL.iter().flat_map(|(k, v)| record(k, v)).collect();
+        assert_eq!(fs::read(&path).unwrap(), image(b"DMSCCARD", 1, 3, &body));
+    }
+
+    #[test]
+    fn round_trip_of_many_records_with_empty_and_large_values() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 255) as u8).collect();
+        let mut expected = Records::new();
+        expected.insert(Vec::new(), b"empty key".to_vec());
+        expected.insert(b"empty".to_vec(), Vec::new());
+        expected.insert(b"big".to_vec(), big.clone());
+        expected.insert(vec![0xFF; 300], vec![0; 3]);
+        for i in 0..500u32 {
+            expected.insert(
+                format!("obj/{i:04}").into_bytes(),
+                i.to_be_bytes().repeat(i as usize % 9),
+            );
+        }
+
+        let mut store = FileStore::create(&path).unwrap();
+        store.begin().unwrap();
+        for (k, v) in &expected {
+            store.write(k, v).unwrap();
+        }
+        store.write(b"gone", b"x").unwrap();
+        store.remove(b"gone").unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.load().unwrap(), expected);
+        drop(store);
+
+        let mut store = FileStore::open(&path).unwrap();
+        assert_eq!(store.path(), path.as_path());
+        assert_eq!(store.load().unwrap(), expected);
+        assert_eq!(store.load().unwrap()[&b"big"[..]], big);
+
+        // A second transaction on the reopened store.
+        store.begin().unwrap();
+        store.remove(b"big").unwrap();
+        store.write(b"empty", b"now full").unwrap();
+        store.commit().unwrap();
+        drop(store);
+        expected.remove(&b"big"[..]);
+        expected.insert(b"empty".to_vec(), b"now full".to_vec());
+        assert_eq!(FileStore::open(&path).unwrap().load().unwrap(), expected);
+    }
+
+    #[test]
+    fn nothing_is_visible_or_written_before_commit_and_abort_leaves_the_file_untouched() {
+        let d = dir();
+        let (mut store, path) = filled(&d, SMALL);
+        let before = fs::read(&path).unwrap();
+        let fsyncs = store.fsyncs();
+
+        store.begin().unwrap();
+        store.write(b"meta", b"changed").unwrap();
+        store.remove(b"obj/a").unwrap();
+        store.write(b"new", b"record").unwrap();
+        assert_eq!(store.load().unwrap(), records(SMALL));
+        assert_eq!(fs::read(&path).unwrap(), before);
+        store.abort();
+
+        assert_eq!(fs::read(&path).unwrap(), before);
+        assert!(!sibling(&path, ".tmp").exists());
+        assert_eq!(store.fsyncs(), fsyncs);
+        assert_eq!(store.load().unwrap(), records(SMALL));
+        drop(store);
+        assert_eq!(
+            FileStore::open(&path).unwrap().load().unwrap(),
+            records(SMALL)
+        );
+    }
+
+    #[test]
+    fn a_commit_takes_at_most_two_fsyncs() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let mut store = FileStore::create(&path).unwrap();
+        let expected_per_commit = if cfg!(unix) { 2 } else { 1 };
+        assert_eq!(store.fsyncs(), expected_per_commit);
+        for i in 0..5u8 {
+            let before = store.fsyncs();
+            store.begin().unwrap();
+            store.write(&[i], &[i; 100]).unwrap();
+            store.write(b"counter", &[i]).unwrap();
+            store.commit().unwrap();
+            assert!(store.fsyncs() - before <= 2);
+            assert_eq!(store.fsyncs() - before, expected_per_commit);
+        }
+        assert_eq!(store.commits(), 5);
+        assert!(!sibling(&path, ".tmp").exists());
+    }
+
+    #[test]
+    fn misuse_is_reported_and_writes_nothing() {
+        let d = dir();
+        let (mut store, path) = filled(&d, SMALL);
+        let before = fs::read(&path).unwrap();
+        assert!(matches!(
+            store.write(b"k", b"v"),
+            Err(StoreError::Misuse(_))
+        ));
+        assert!(matches!(store.remove(b"k"), Err(StoreError::Misuse(_))));
+        assert!(matches!(store.commit(), Err(StoreError::Misuse(_))));
+        store.begin().unwrap();
+        assert!(matches!(store.begin(), Err(StoreError::Misuse(_))));
+        assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_file() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        fs::write(&path, b"precious").unwrap();
+        let err = FileStore::create(&path).unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Io(format!(
+                "{}: already exists; refusing to overwrite an existing card state",
+                path.display()
+            ))
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn create_in_a_missing_directory_names_the_path() {
+        let d = dir();
+        let path = d.path().join("no/such/dir/card.state");
+        match FileStore::create(&path) {
+            Err(StoreError::Io(msg)) => {
+                assert!(msg.starts_with(&path.display().to_string()), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_io_error_and_leaves_no_lock_file() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        assert_eq!(
+            FileStore::open(&path).unwrap_err(),
+            StoreError::Io(format!(
+                "{}: card state file does not exist",
+                path.display()
+            ))
+        );
+        assert!(!sibling(&path, ".lock").exists());
+    }
+
+    #[test]
+    fn a_directory_is_an_io_error() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        fs::create_dir(&path).unwrap();
+        match FileStore::open(&path) {
+            Err(StoreError::Io(msg)) => {
+                assert!(
+                    msg.starts_with(&format!("{}: cannot read card state: ", path.display())),
+                    "{msg}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_handle_is_refused_while_the_first_is_open() {
+        let d = dir();
+        let (store, path) = filled(&d, SMALL);
+        let in_use = format!(
+            "{}: card state is in use by another process (lock file {} is held)",
+            path.display(),
+            sibling(&path, ".lock").display()
+        );
+        assert_eq!(
+            FileStore::open(&path).unwrap_err(),
+            StoreError::Io(in_use.clone())
+        );
+        assert_eq!(
+            FileStore::create(&path).unwrap_err(),
+            StoreError::Io(in_use)
+        );
+        drop(store);
+        let mut store = FileStore::open(&path).unwrap();
+        // Still locked after a commit replaced the state file's inode.
+        store.begin().unwrap();
+        store.write(b"x", b"y").unwrap();
+        store.commit().unwrap();
+        assert!(matches!(FileStore::open(&path), Err(StoreError::Io(m)) if m.contains("in use")));
+    }
+
+    #[test]
+    fn wrong_magic() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let msg = corrupt(&path, b"hello world, this is not a card");
+        assert_eq!(
+            msg,
+            format!(
+                "{}: not a dmsc card state: wrong magic 68 65 6C 6C 6F 20 77 6F \
+                 (expected 44 4D 53 43 43 41 52 44, \"DMSCCARD\")",
+                path.display()
+            )
+        );
+        let msg = corrupt(&path, &image(b"DMSCCARX", 1, 0, b""));
+        assert!(msg.contains("wrong magic"), "{msg}");
+        let msg = corrupt(&path, b"XY");
+        assert!(msg.contains("wrong magic 58 59 "), "{msg}");
+    }
+
+    #[test]
+    fn future_version() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let msg = corrupt(&path, &image(b"DMSCCARD", 2, 0, b""));
+        assert_eq!(
+            msg,
+            format!(
+                "{}: unsupported format version 2 (this build reads version 1); \
+                 it was probably written by a newer dmsc",
+                path.display()
+            )
+        );
+        // A future format may be laid out differently: the version wins over the rest.
+        let mut future = image(b"DMSCCARD", 7, 1, b"whatever");
+        future.extend_from_slice(b"more");
+        let msg = corrupt(&path, &future);
+        assert!(msg.contains("unsupported format version 7 ("), "{msg}");
+        let msg = corrupt(&path, &image(b"DMSCCARD", 0, 0, b""));
+        assert!(msg.contains("unsupported format version 0 ("), "{msg}");
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let d = dir();
+        let (store, path) = filled(&d, SMALL);
+        drop(store);
+        let good = fs::read(&path).unwrap();
+        for at in 0..good.len() {
+            for mask in [0x01u8, 0x80, 0xFF] {
+                let mut bad = good.clone();
+                bad[at] ^= mask;
+                let msg = corrupt(&path, &bad);
+                let expected = match at {
+                    0..=7 => "wrong magic",
+                    8..=9 => "the checksum does not match either",
+                    _ => "checksum mismatch (stored ",
+                };
+                assert!(msg.contains(expected), "byte {at} ^ {mask:02X}: {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn checksum_message_gives_both_values() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let mut bad = image(b"DMSCCARD", 1, 1, &record(b"k", b"v"));
+        let n = bad.len();
+        bad[n - 4..].copy_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+        let computed = crc32fast::hash(&bad[..n - 4]);
+        assert_eq!(
+            corrupt(&path, &bad),
+            format!(
+                "{}: checksum mismatch (stored 1A2B3C4D, computed {computed:08X})",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let d = dir();
+        let (store, path) = filled(&d, SMALL);
+        drop(store);
+        let good = fs::read(&path).unwrap();
+        for cut in 0..good.len() {
+            let msg = corrupt(&path, &good[..cut]);
+            let expected = match cut {
+                0 => "file is empty (0 bytes)",
+                1..=17 => "truncated: file is",
+                _ => "so it is probably truncated (or a length field is damaged)",
+            };
+            assert!(msg.contains(expected), "cut at {cut}: {msg}");
+        }
+    }
+
+    #[test]
+    fn appended_bytes_are_detected() {
+        let d = dir();
+        let (store, path) = filled(&d, SMALL);
+        drop(store);
+        let mut bad = fs::read(&path).unwrap();
+        bad.extend_from_slice(b"garbage!");
+        let msg = corrupt(&path, &bad);
+        assert!(msg.contains("checksum mismatch"), "{msg}");
+        assert!(
+            msg.contains("8 unexpected bytes follow the declared records"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_under_a_valid_checksum() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let mut body = record(b"a", b"1");
+        body.extend_from_slice(b"xyz");
+        assert_eq!(
+            corrupt(&path, &image(b"DMSCCARD", 1, 1, &body)),
+            format!(
+                "{}: 3 trailing bytes after the last of the 1 records the header declares",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn inconsistent_lengths_under_a_valid_checksum() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        // The record count says 2, only one record follows.
+        let msg = corrupt(&path, &image(b"DMSCCARD", 1, 2, &record(b"a", b"1")));
+        assert_eq!(
+            msg,
+            format!(
+                "{}: inconsistent lengths: record 1 of 2 needs 4 bytes for its key \
+                 (length field included) but only 0 bytes remain before the checksum",
+                path.display()
+            )
+        );
+        // A value length past the end.
+        let mut body = record(b"a", b"1");
+        body[5..9].copy_from_slice(&1000u32.to_le_bytes());
+        let msg = corrupt(&path, &image(b"DMSCCARD", 1, 1, &body));
+        assert!(
+            msg.contains("record 0 of 1 needs 1004 bytes for its value"),
+            "{msg}"
+        );
+        // A key length of u32::MAX.
+        let body = [0xFF, 0xFF, 0xFF, 0xFF, 1, 2];
+        let msg = corrupt(&path, &image(b"DMSCCARD", 1, 1, &body));
+        assert!(msg.contains("needs 4294967299 bytes for its key"), "{msg}");
+        // A huge record count over a tiny body.
+        let msg = corrupt(&path, &image(b"DMSCCARD", 1, u32::MAX, b""));
+        assert!(
+            msg.contains("record 0 of 4294967295 needs 4 bytes"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn duplicate_or_unordered_keys_under_a_valid_checksum() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let mut body = record(b"b", b"1");
+        body.extend(record(b"a", b"2"));
+        let msg = corrupt(&path, &image(b"DMSCCARD", 1, 2, &body));
+        assert_eq!(
+            msg,
+            format!(
+                "{}: record 1: key \"a\" is not greater than the previous key \
+                 (duplicate or out of order)",
+                path.display()
+            )
+        );
+        let mut body = record(b"a", b"1");
+        body.extend(record(b"a", b"2"));
+        let msg = corrupt(&path, &image(b"DMSCCARD", 1, 2, &body));
+        assert!(msg.contains("record 1: key \"a\""), "{msg}");
+    }
+
+    #[test]
+    fn a_leftover_tmp_file_is_ignored_and_removed() {
+        let d = dir();
+        let (store, path) = filled(&d, SMALL);
+        drop(store);
+        let tmp = sibling(&path, ".tmp");
+        fs::write(&tmp, b"half-written garbage").unwrap();
+        let mut store = FileStore::open(&path).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(store.load().unwrap(), records(SMALL));
+    }
+
+    /// Crashes a commit of `NEW` over `SMALL` at `at`, reopens, and returns the state.
+    fn crash_and_reopen(at: CrashPoint) -> Records {
+        const NEW: &[(&[u8], &[u8])] = &[(b"meta", b"\x03"), (b"obj/b", b"beta")];
+        let d = dir();
+        let (mut store, path) = filled(&d, SMALL);
+        store.begin().unwrap();
+        store.remove(b"obj/a").unwrap();
+        for (k, v) in NEW {
+            store.write(k, v).unwrap();
+        }
+        assert_eq!(store.commit_with_crash(at), Err(StoreError::PowerLost));
+        // The handle is dead.
+        assert_eq!(store.load(), Err(StoreError::PowerLost));
+        assert_eq!(store.begin(), Err(StoreError::PowerLost));
+        assert_eq!(store.commit(), Err(StoreError::PowerLost));
+        drop(store);
+
+        let mut reopened = FileStore::open(&path).unwrap();
+        assert!(!sibling(&path, ".tmp").exists());
+        let state = reopened.load().unwrap();
+        let mut new = records(SMALL);
+        new.remove(&b"obj/a"[..]);
+        new.extend(records(NEW));
+        let expected = match at {
+            CrashPoint::Renamed => new,
+            _ => records(SMALL),
+        };
+        assert_eq!(state, expected, "{at:?}");
+        // And the card works on.
+        reopened.begin().unwrap();
+        reopened.write(b"after", b"crash").unwrap();
+        reopened.commit().unwrap();
+        state
+    }
+
+    #[test]
+    fn a_crash_inside_a_commit_leaves_exactly_the_old_or_the_new_state() {
+        let image_len = {
+            let mut r = records(SMALL);
+            r.remove(&b"obj/a"[..]);
+            r.insert(b"meta".to_vec(), b"\x03".to_vec());
+            r.insert(b"obj/b".to_vec(), b"beta".to_vec());
+            encode(&r).unwrap().len()
+        };
+        for n in 0..=image_len + 1 {
+            let state = crash_and_reopen(CrashPoint::PartialTmp(n));
+            assert_eq!(state, records(SMALL), "partial tmp of {n} bytes");
+        }
+        assert_eq!(crash_and_reopen(CrashPoint::CompleteTmp), records(SMALL));
+        let new = crash_and_reopen(CrashPoint::Renamed);
+        assert!(new.contains_key(&b"obj/b"[..]) && !new.contains_key(&b"obj/a"[..]));
+    }
+
+    #[test]
+    fn faulty_store_over_a_file_store_recovers_the_last_commit() {
+        fn scenario(store: &mut impl PersistentMemory) -> Result<(), StoreError> {
+            for i in 0..4u8 {
+                store.begin()?;
+                store.write(b"counter", &[i])?;
+                store.write(&[b'k', i], &[i; 10])?;
+                if i > 0 {
+                    store.remove(&[b'k', i - 1])?;
+                }
+                store.commit()?;
+            }
+            Ok(())
+        }
+        let d = dir();
+        let path = d.path().join("count.state");
+        let mut counting = FaultyStore::new(FileStore::create(&path).unwrap(), None);
+        scenario(&mut counting).unwrap();
+        let total = counting.writes();
+        assert_eq!(total, 15);
+        let final_state = counting.into_inner().load().unwrap();
+
+        for n in 1..=total {
+            let d = dir();
+            let path = d.path().join("card.state");
+            let mut store = FaultyStore::new(FileStore::create(&path).unwrap(), Some(n));
+            assert_eq!(scenario(&mut store), Err(StoreError::PowerLost));
+            drop(store);
+            let state = FileStore::open(&path).unwrap().load().unwrap();
+            // The number of commits that took effect: writes 3, 7, 11 and 15 are commits.
+            let done = match n {
+                1..=2 => None,
+                _ => Some(((n - 3) / 4) as u8),
+            };
+            let expected: Records = match done {
+                None => Records::new(),
+                Some(i) => records(&[(b"counter", &[i]), (&[b'k', i], &[i; 10])]),
+            };
+            assert_eq!(state, expected, "cut {n}");
+        }
+        assert_eq!(
+            final_state,
+            records(&[(b"counter", &[3]), (b"k\x03", &[3; 10])])
+        );
+    }
+}

@@ -1,0 +1,493 @@
+//! Power-cut campaign: a scenario that touches every object type, the PIN and
+//! PUK paths and authority sessions is run once to record every commit, then
+//! re-run once per persistent write N with power cut right after write N.
+//! After each cut the card is powered up again from what the store kept, and:
+//! - the state equals, record for record, the state after the last commit that
+//!   completed at or before write N (so: the state before the command in
+//!   progress, after it, or between its transactions — never a mix);
+//! - no PIN or PUK try counter is above its value before the command in progress;
+//! - the generation counter SELECT reports is the one of that state.
+//!
+//! `DMSC_POWER_CUT_ROUNDS` scales the scenario (default 12 rounds, > 1000 cuts).
+
+mod common;
+
+use common::*;
+use dmsc_card_model::apdu::{Command, Response};
+use dmsc_card_model::commands::*;
+use dmsc_card_model::objects::*;
+use dmsc_card_model::scp03::StaticKeys;
+use dmsc_sim_card::fault::FaultyStore;
+use dmsc_sim_card::store::{PersistentMemory, Records, StoreError};
+use dmsc_sim_card::{Card, MemoryStore};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use rand_chacha::ChaCha20Rng;
+use zeroize::Zeroizing;
+
+/// Wraps a store and remembers, for every completed commit, the write index and
+/// the committed records (the baseline run).
+struct Recorder<S> {
+    inner: S,
+    writes: u64,
+    commits: Vec<(u64, Records)>,
+    shadow: Records,
+    staged: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl<S: PersistentMemory> PersistentMemory for Recorder<S> {
+    fn load(&mut self) -> Result<Records, StoreError> {
+        self.inner.load()
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.staged.clear();
+        self.inner.begin()
+    }
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.writes += 1;
+        self.staged.push((key.to_vec(), Some(value.to_vec())));
+        self.inner.write(key, value)
+    }
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.writes += 1;
+        self.staged.push((key.to_vec(), None));
+        self.inner.remove(key)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.writes += 1;
+        self.inner.commit()?;
+        for (k, v) in self.staged.drain(..) {
+            match v {
+                Some(v) => self.shadow.insert(k, v),
+                None => self.shadow.remove(&k),
+            };
+        }
+        self.commits.push((self.writes, self.shadow.clone()));
+        Ok(())
+    }
+    fn abort(&mut self) {
+        self.staged.clear();
+        self.inner.abort()
+    }
+}
+
+/// The card as the scenario drives it; `None` answers mean the card went mute.
+struct Driver<'a, S: PersistentMemory> {
+    card: &'a mut Card<S, ChaCha20Rng>,
+    /// Tries left (PIN, PUK) before each command, for the no-regained-try rule.
+    tries_before: Vec<(u8, u8)>,
+    /// Tries left after each completed command.
+    tries_after: Vec<(u8, u8)>,
+    host: Option<Host>,
+}
+
+impl<S: PersistentMemory> Driver<'_, S> {
+    fn raw(&mut self, cmd: &Command) -> Option<Response> {
+        self.tries_before.push(self.card.pin_tries());
+        let bytes = self.card.process(&cmd.to_bytes().ok()?);
+        let rsp = Response::from_bytes(&bytes).ok();
+        if rsp.is_some() {
+            self.tries_after.push(self.card.pin_tries());
+        }
+        rsp
+    }
+
+    fn plain(&mut self, req: &Request) -> Option<u16> {
+        self.host = None;
+        Some(self.raw(&req.to_command())?.sw)
+    }
+
+    fn secure(&mut self, req: &Request) -> Option<u16> {
+        let mut host = self.host.take()?;
+        let wrapped = host.channel.wrap_command(&req.to_command()).ok()?;
+        let rsp = self.raw(&wrapped)?;
+        let sw = host.channel.unwrap_response(&rsp).ok()?.sw;
+        self.host = Some(host);
+        Some(sw)
+    }
+
+    /// Opens a session; with `tamper` the host cryptogram is altered so the card refuses it.
+    fn open(&mut self, kvn: u8, keys: &StaticKeys, tamper: bool) -> Option<u16> {
+        let challenge = [0x5A; 8];
+        let rsp = self.raw(&dmsc_card_model::scp03::initialize_update(kvn, &challenge).ok()?)?;
+        if rsp.sw != 0x9000 {
+            return Some(rsp.sw);
+        }
+        let iu = dmsc_card_model::scp03::InitializeUpdateResponse::decode(&rsp.data).ok()?;
+        let level = dmsc_card_model::scp03::SecurityLevel::new(0x33).ok()?;
+        let (channel, mut ext) =
+            dmsc_card_model::scp03::SecureChannel::host_authenticate(keys, &challenge, &iu, level)
+                .ok()?;
+        if tamper {
+            ext.data[0] ^= 0x01;
+        }
+        let rsp = self.raw(&ext)?;
+        if rsp.sw == 0x9000 {
+            self.host = Some(Host { channel });
+        }
+        Some(rsp.sw)
+    }
+}
+
+fn approver_key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32].into()).unwrap()
+}
+
+fn pin(s: &str) -> Pin {
+    Pin::new(s.as_bytes()).unwrap()
+}
+
+fn expect(got: Option<u16>, want: u16, what: &str) -> Option<()> {
+    let got = got?;
+    assert_eq!(got, want, "{what}: SW {got:04X}, expected {want:04X}");
+    Some(())
+}
+
+/// One round of the scenario; returns `None` as soon as the card goes mute.
+fn round<S: PersistentMemory>(d: &mut Driver<'_, S>, r: u8) -> Option<()> {
+    let select = Request::Select { aid: AID.to_vec() };
+    expect(d.plain(&select), 0x9000, "select")?;
+    // PIN paths: wrong, right, change and back, block, unblock (wrong PUK first).
+    let verify = |p: &str| Request::Verify {
+        reference: PIN_REF_USER,
+        pin: Some(pin(p)),
+    };
+    expect(d.plain(&verify("0000")), 0x63C2, "wrong PIN")?;
+    expect(d.plain(&verify("123456")), 0x9000, "right PIN")?;
+    expect(
+        d.plain(&Request::ChangePin {
+            old: pin("123456"),
+            new: pin("24682468"),
+        }),
+        0x9000,
+        "change PIN",
+    )?;
+    expect(
+        d.plain(&Request::ChangePin {
+            old: pin("24682468"),
+            new: pin("123456"),
+        }),
+        0x9000,
+        "change back",
+    )?;
+    for left in [0x63C2, 0x63C1, 0x6983] {
+        expect(d.plain(&verify("9999")), left, "block PIN")?;
+    }
+    expect(d.plain(&verify("123456")), 0x6983, "blocked")?;
+    expect(
+        d.plain(&Request::ResetRetryCounter {
+            puk: pin("87654321"),
+            new: pin("123456"),
+        }),
+        0x63C9,
+        "wrong PUK",
+    )?;
+    expect(
+        d.plain(&Request::ResetRetryCounter {
+            puk: pin("12345678"),
+            new: pin("123456"),
+        }),
+        0x9000,
+        "unblock",
+    )?;
+    // An authority failure, then a rights failure, both persisted.
+    expect(
+        d.open(0x31, &keys_for(0x31), true),
+        0x6982,
+        "forged host cryptogram",
+    )?;
+    let mo = |n: u8, size: usize| Request::PutObject {
+        object: ObjectRef::Mo(format!("./Vendor/Cfg{n}")),
+        value: ObjectValue::Mo(MoRecord {
+            mo_type: "urn:x-dmsc:cfg".into(),
+            version: 0,
+            content: vec![n; size],
+        }),
+        acl: None,
+    };
+    expect(d.plain(&mo(0, 10)), 0x6982, "unauthenticated put")?;
+    // Authority session: every object type.
+    expect(d.open(0x30, &keys_for(0x30), false), 0x9000, "SCP ServerA")?;
+    expect(
+        d.secure(&mo(r, 1500 + r as usize * 100)),
+        0x9000,
+        "create MO",
+    )?;
+    expect(d.secure(&mo(r, 700)), 0x9000, "replace MO")?;
+    expect(d.secure(&mo(r.wrapping_add(100), 300)), 0x9000, "second MO")?;
+    let policy = Request::PutObject {
+        object: ObjectRef::Policy,
+        value: ObjectValue::Policy(vec![r; 600]),
+        acl: None,
+    };
+    expect(d.secure(&policy), 0x9000, "policy")?;
+    let bootstrap = Request::PutObject {
+        object: ObjectRef::BootstrapKey(1),
+        value: ObjectValue::BootstrapKey(BootstrapKeyValue {
+            algorithm: MacAlgorithm::HmacSha256,
+            key: Some(Zeroizing::new(vec![r; 32])),
+        }),
+        acl: None,
+    };
+    expect(d.secure(&bootstrap), 0x9000, "bootstrap key")?;
+    for (name, seed) in [("maintainer", 1u8), ("owner", 2u8)] {
+        let point = approver_key(seed)
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        let put = Request::PutObject {
+            object: ObjectRef::Approver(name.into()),
+            value: ObjectValue::Approver(point),
+            acl: None,
+        };
+        expect(d.secure(&put), 0x9000, "approver")?;
+    }
+    let rule = Request::PutObject {
+        object: ObjectRef::ApprovalRule,
+        value: ObjectValue::ApprovalRule(ApprovalRule {
+            required: vec!["maintainer".into(), "owner".into()],
+            user_consent_needs_pin: true,
+        }),
+        acl: None,
+    };
+    expect(d.secure(&rule), 0x9000, "rule")?;
+    let acl = Acl::parse("Get=*&Replace=ServerA+ServerB&Delete=ServerA").ok()?;
+    expect(
+        d.secure(&Request::SetAcl {
+            object: ObjectRef::Policy,
+            acl,
+        }),
+        0x9000,
+        "set ACL",
+    )?;
+    let config = ObjectValue::Card(CardConfig {
+        failure_limit: 4 + r % 3,
+        used_memory: 0,
+        total_memory: 0,
+    });
+    expect(
+        d.secure(&Request::PutObject {
+            object: ObjectRef::Card,
+            value: config,
+            acl: None,
+        }),
+        0x9000,
+        "config",
+    )?;
+    expect(
+        d.secure(&Request::DeleteObject {
+            object: ObjectRef::Mo(format!("./Vendor/Cfg{}", r.wrapping_add(100))),
+        }),
+        0x9000,
+        "delete MO",
+    )?;
+    // Device side: bootstrap MAC checks, approval, install confirmation.
+    expect(d.plain(&select), 0x9000, "select")?;
+    expect(d.plain(&Request::SelectMacKey { key_id: 1 }), 0x9000, "MSE")?;
+    let packet = vec![r; 2000];
+    let mac = {
+        use hmac::Mac;
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&[r; 32]).ok()?;
+        m.update(&packet);
+        m.finalize().into_bytes().to_vec()
+    };
+    expect(
+        d.plain(&Request::VerifyMac {
+            data: packet.clone(),
+            mac: vec![0; 32],
+        }),
+        0x6300,
+        "bad MAC",
+    )?;
+    expect(
+        d.plain(&Request::VerifyMac { data: packet, mac }),
+        0x9000,
+        "good MAC",
+    )?;
+    let package = PackageId {
+        digest: [r; 32],
+        version: Version(vec![1, r as u32 + 1]),
+        device_class: "gateway".into(),
+    };
+    let sign = |name: &str, seed: u8| {
+        let sig: Signature = approver_key(seed).sign(&package.statement(name).to_signed_bytes());
+        Approval {
+            approver: name.into(),
+            signature: sig.to_der().as_bytes().to_vec(),
+        }
+    };
+    let check = Request::CheckApproval {
+        package: package.clone(),
+        approvals: vec![sign("maintainer", 1), sign("owner", 2)],
+    };
+    expect(d.plain(&check), 0x9000, "approval")?;
+    expect(
+        d.plain(&Request::ConfirmInstalled {
+            package: package.clone(),
+        }),
+        0x9000,
+        "confirm installed",
+    )?;
+    let old = PackageId {
+        digest: [0xEE; 32],
+        version: Version(vec![0, 1]),
+        device_class: "gateway".into(),
+    };
+    let sig_old: Signature = approver_key(1).sign(&old.statement("maintainer").to_signed_bytes());
+    let refused = Request::CheckApproval {
+        package: old,
+        approvals: vec![Approval {
+            approver: "maintainer".into(),
+            signature: sig_old.to_bytes().to_vec(),
+        }],
+    };
+    expect(d.plain(&refused), 0x9000, "refused approval (answered)")?;
+    // ServerA removes one approver again.
+    expect(d.open(0x30, &keys_for(0x30), false), 0x9000, "SCP ServerA")?;
+    expect(
+        d.secure(&Request::DeleteObject {
+            object: ObjectRef::Approver("owner".into()),
+        }),
+        0x9000,
+        "delete approver",
+    )?;
+    Some(())
+}
+
+fn rounds() -> u8 {
+    std::env::var("DMSC_POWER_CUT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+/// Tries (PIN, PUK) before and after each command the scenario sent.
+#[derive(Default)]
+struct Tries {
+    before: Vec<(u8, u8)>,
+    after: Vec<(u8, u8)>,
+}
+
+/// Powers the card up from `store` and runs round `r`; `None` if power was lost.
+fn run_round<S: PersistentMemory>(store: S, r: u8, tries: &mut Tries) -> Option<()> {
+    let mut card = Card::power_up(store, rng(4)).expect("power-up before the round");
+    let mut d = Driver {
+        card: &mut card,
+        tries_before: Vec::new(),
+        tries_after: Vec::new(),
+        host: None,
+    };
+    let result = round(&mut d, r);
+    tries.before = d.tries_before;
+    tries.after = d.tries_after;
+    result
+}
+
+fn pin_tries_of(records: &Records) -> (u8, u8) {
+    let state = dmsc_sim_card::state::State::from_records(records).unwrap();
+    (state.pin.tries_left, state.puk.tries_left)
+}
+
+/// What the baseline run of one round recorded.
+struct RoundLog {
+    start: Records,
+    /// Writes before the round started.
+    writes_before: u64,
+    writes: u64,
+    /// (write index within the round, records) after every commit.
+    commits: Vec<(u64, Records)>,
+    tries: Tries,
+}
+
+#[test]
+fn power_cut_at_every_persistent_write() {
+    let mut base = MemoryStore::new();
+    drop(Card::initialize(&mut base, rng(3), init_params()).unwrap());
+
+    // Baseline: each round starts with a power-up from the state the previous
+    // round left, so any round can be replayed on its own.
+    let mut logs = Vec::new();
+    let mut state = base.records().clone();
+    let mut total = 0u64;
+    for r in 0..rounds() {
+        let mut recorder = Recorder {
+            inner: MemoryStore::with_records(state.clone()),
+            writes: 0,
+            commits: Vec::new(),
+            shadow: state.clone(),
+            staged: Vec::new(),
+        };
+        let mut tries = Tries::default();
+        run_round(&mut recorder, r, &mut tries).expect("the baseline round runs without a cut");
+        logs.push(RoundLog {
+            start: state,
+            writes_before: total,
+            writes: recorder.writes,
+            commits: recorder.commits,
+            tries,
+        });
+        total += recorder.writes;
+        state = recorder.shadow;
+    }
+    let commits: usize = logs.iter().map(|l| l.commits.len()).sum();
+    assert!(commits > 100, "scenario too small: {commits} commits");
+
+    let mut exercised = 0u64;
+    for (r, log) in logs.iter().enumerate() {
+        for n in 1..=log.writes {
+            let cut = log.writes_before + n;
+            let mut store = MemoryStore::with_records(log.start.clone());
+            let mut tries = Tries::default();
+            let finished = run_round(FaultyStore::new(&mut store, Some(n)), r as u8, &mut tries);
+            assert!(
+                finished.is_none(),
+                "cut {cut}: the scenario did not notice the power loss"
+            );
+            // Expected: the records after the last commit completed at or before write n.
+            let expected = log
+                .commits
+                .iter()
+                .rev()
+                .find(|(w, _)| *w <= n)
+                .map(|(_, rec)| rec)
+                .unwrap_or(&log.start);
+            let mut recovered = Card::power_up(&mut store, rng(5))
+                .unwrap_or_else(|e| panic!("cut {cut}: power-up failed: {e}"));
+            assert!(
+                recovered.records() == expected,
+                "cut {cut} of {total}: the recovered state is not the state of the last commit"
+            );
+            // No try counter above its value before the command in progress, unless that
+            // command proved the right PIN/PUK (and so restores the counter by design).
+            let (pin_now, puk_now) = pin_tries_of(recovered.records());
+            let k = tries.before.len() - 1;
+            let (pin_before, puk_before) = tries.before[k];
+            let (pin_after, puk_after) = log.tries.after[k];
+            assert!(
+                pin_now <= pin_before || pin_after > pin_before,
+                "cut {cut}: PIN try regained"
+            );
+            assert!(
+                puk_now <= puk_before || puk_after > puk_before,
+                "cut {cut}: PUK try regained"
+            );
+            // The generation SELECT reports is the state's.
+            let generation = dmsc_sim_card::state::State::from_records(expected)
+                .unwrap()
+                .generation;
+            let rsp = select(&mut recovered);
+            assert_eq!(rsp.sw, 0x9000);
+            assert_eq!(
+                SelectInfo::decode(&rsp.data).unwrap().generation,
+                generation,
+                "cut {cut}"
+            );
+            exercised += 1;
+        }
+    }
+    println!("power-cut points exercised: {exercised}");
+    if rounds() >= 12 {
+        assert!(exercised >= 1000, "only {exercised} power-cut points");
+    }
+}

@@ -7,7 +7,7 @@ use crate::transport::TransportError;
 
 /// What went wrong talking to the card. Status-word variants name the command
 /// and show the status word in hex.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     /// `63Cx` after VERIFY, CHANGE REFERENCE DATA or RESET RETRY COUNTER.
     #[error("{command}: wrong PIN, {tries_left} tries left (SW 63C{tries_left:X})")]

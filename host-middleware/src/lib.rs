@@ -9,6 +9,8 @@
 //!   command set ([`CardCommands`]);
 //! - [`error`]: [`HostError`] and the status-word mapping;
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
+//! - [`scp`]: SCP03 host side (authority sessions);
+//! - `sim_transport` (feature `sim`): the simulated card in-process;
 //! - [`trace`]: redacted APDU trace events.
 //!
 //! ```no_run
@@ -39,8 +41,11 @@ pub use dmsc_card_model as card_model;
 pub mod error;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
+pub mod scp;
 pub mod secure;
 pub mod session;
+#[cfg(feature = "sim")]
+pub mod sim_transport;
 pub mod trace;
 pub mod transport;
 
@@ -52,6 +57,7 @@ mod session_tests;
 pub use error::HostError;
 #[cfg(feature = "pcsc")]
 pub use pcsc_transport::{PcscCard, PcscContext};
+pub use scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
 pub use secure::{SecureMessaging, SmError};
 pub use session::{ApduLimits, CardCommands, ExclusiveSession, PinStatus, Session};
 pub use trace::{Direction, TraceEvent, TraceHook};

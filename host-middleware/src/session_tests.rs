@@ -388,21 +388,35 @@ fn change_and_unblock_pin() {
     s.unblock_pin(&old, &new).unwrap();
 }
 
+fn apdu(req: &Request) -> String {
+    hex::encode_upper(req.to_command().to_bytes().unwrap())
+}
+
 #[test]
 fn verify_mac_true_false() {
     let card = info(false, 255, 256, 1);
+    // The wire form of both commands belongs to the card model.
+    let mse = apdu(&Request::SelectMacKey { key_id: 2 });
+    let mse9 = apdu(&Request::SelectMacKey { key_id: 9 });
+    let pso = apdu(&Request::VerifyMac {
+        data: h("AABB"),
+        mac: h("CCDD"),
+    });
     let mut s = session(
         false,
         &card,
         &[
-            ("002241B4 03 830102", "9000"),
-            ("002A00A2 08 8002AABB 8E02CCDD", "9000"),
-            ("002241B4 03 830102", "9000"),
-            ("002A00A2 08 8002AABB 8E02CCDD", "6300"),
-            ("002241B4 03 830109", "6A88"),
+            (&mse, "9000"),
+            (&pso, "9000"),
+            (&mse, "9000"),
+            (&pso, "6300"),
+            (&mse9, "6A88"),
         ],
     );
+    let before = s.transport().transactions;
     assert!(s.verify_mac(2, &h("AABB"), &h("CCDD")).unwrap());
+    // SELECT, MSE and PSO go in one transaction.
+    assert_eq!(s.transport().transactions, before + 1);
     assert!(!s.verify_mac(2, &h("AABB"), &h("CCDD")).unwrap());
     assert!(matches!(
         s.verify_mac(9, &h("AABB"), &h("CCDD")),
@@ -693,4 +707,81 @@ fn transaction_groups_commands_in_one_exclusive_access() {
         .unwrap();
     assert_eq!(data, h("5300 8C00"));
     assert_eq!(s.transport().transactions, before + 1);
+}
+
+#[test]
+fn selecting_another_application_forgets_the_applet() {
+    let card = info(false, 255, 256, 1);
+    let (c, r) = selected(&card);
+    let mut s = session(
+        false,
+        &card,
+        &[
+            ("00A40400 05 A000000003 00", "9000"),
+            (&c, &r),
+            ("00840000 04", "01020304 9000"),
+        ],
+    );
+    s.select().unwrap();
+    let other = Command::new(0x00, 0xA4, 0x04, 0x00)
+        .with_data(h("A000000003"))
+        .with_le(256);
+    assert!(s.transmit(&other).unwrap().is_ok());
+    // The next command selects the dmsc applet again first.
+    assert_eq!(s.get_challenge(4).unwrap(), h("01020304"));
+}
+
+#[test]
+fn bootstrap_key_put_is_redacted() {
+    use dmsc_card_model::commands::BootstrapKeyValue;
+    use dmsc_card_model::objects::MacAlgorithm;
+    let card = info(false, 255, 256, 1);
+    let value = ObjectValue::BootstrapKey(BootstrapKeyValue {
+        algorithm: MacAlgorithm::AesCmac,
+        key: Some(zeroize::Zeroizing::new(vec![0x5A; 16])),
+    });
+    let object = ObjectRef::BootstrapKey(1);
+    let put = apdu(&Request::PutObject {
+        object: object.clone(),
+        value: value.clone(),
+        acl: None,
+    });
+    let mut s = session(false, &card, &[(&put, "9000")]);
+    let log = traced(&mut s);
+    s.put_object(&object, &value, None).unwrap();
+    let all = log.lock().unwrap().join("\n");
+    assert!(!all.contains("5A5A5A5A"), "{all}");
+    assert!(all.contains("> 00DB3FFF "), "{all}");
+    assert!(all.contains("<redacted "), "{all}");
+}
+
+#[test]
+fn oversized_reassembly_is_refused() {
+    let card = info(false, 255, 256, 1);
+    let huge = format!("{}6100", "00".repeat(crate::session::MAX_RESPONSE_LEN + 1));
+    let mut s = session(false, &card, &[("00CB3FFF 02 8200 00", &huge)]);
+    let err = s.request(&policy_read()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HostError::Protocol {
+                command: "GET DATA",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn sessions_are_send_and_work_over_boxed_transports() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Session<Box<dyn crate::Transport>>>();
+    #[cfg(feature = "pcsc")]
+    assert_send::<Session<crate::PcscCard>>();
+    let card = info(false, 255, 256, 1);
+    let (c, r) = selected(&card);
+    let boxed: Box<dyn crate::Transport> = Box::new(ScriptedTransport::new(false, &[(&c, &r)]));
+    let mut s = Session::new(boxed);
+    assert_eq!(s.select().unwrap(), card);
 }

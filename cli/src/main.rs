@@ -1,1 +1,142 @@
-fn main() {}
+//! `dmsc`: the command-line front end of the dmsc toolkit.
+//!
+//! No protocol logic lives here: every card operation goes through
+//! `dmsc-host` (sessions, SCP03, typed commands) and the `dmsc-card-model`
+//! types. See docs/cli.md for the commands, exit codes and JSON schemas.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod cmd;
+mod context;
+mod demo;
+mod exit;
+mod output;
+mod secrets;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Command, SimCommand};
+use crate::context::Ctx;
+use crate::exit::{classify, describe, Code};
+
+fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            // Help and version go to stdout with code 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(Code::Usage as u8);
+        }
+    };
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let json = cli.global.json;
+    match run(cli, &matches) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) => {
+            let code = classify(&err);
+            let message = describe(&err);
+            eprintln!("error: {message}");
+            if json {
+                let _ = output::print_json(&serde_json::json!({
+                    "error": {
+                        "exit_code": code as u8,
+                        "kind": code.name(),
+                        "message": message,
+                    }
+                }));
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Log output on stderr: `RUST_LOG` when set, else by `-v`/`-q`.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the command; `Ok` carries the exit code of a command that reported
+/// its own outcome (the demo).
+fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
+    let verbose = cli.global.verbose > 0;
+    let ctx = Ctx::new(cli.global, matches)?;
+    match &cli.command {
+        Command::Readers => cmd::info::readers(&ctx)?,
+        Command::Info => cmd::info::info(&ctx)?,
+        Command::Apdu { apdus, secure } => cmd::apdu::run(&ctx, apdus, *secure)?,
+        Command::Pin(c) => cmd::pin::run(&ctx, c)?,
+        Command::Object(c) => cmd::object::run(&ctx, c)?,
+        Command::Audit {
+            from,
+            event,
+            principal,
+        } => cmd::audit::run(&ctx, *from, event.as_deref(), principal.as_deref())?,
+        Command::Sim(SimCommand::Init {
+            path,
+            authority,
+            pin,
+            puk,
+            capacity,
+            failure_limit,
+            force,
+        }) => cmd::sim::init(
+            &ctx,
+            &cmd::sim::InitArgs {
+                path,
+                authority,
+                pin,
+                puk,
+                capacity: *capacity,
+                failure_limit: *failure_limit,
+                force: *force,
+            },
+        )?,
+        Command::Sim(SimCommand::Serve {
+            states,
+            port,
+            listen,
+        }) => {
+            let port_given = sub_value_from_command_line(matches, "port");
+            if port_given && listen.is_some() {
+                return Err(exit::usage("give either --port or --listen, not both"));
+            }
+            cmd::sim::serve(&ctx, states, *port, listen.as_deref(), verbose)?
+        }
+        Command::Demo { keep } => return demo::run(&ctx, *keep),
+        Command::Completions { shell } => cmd::docs::completions(*shell)?,
+        Command::Man { out } => cmd::docs::man(out.as_deref())?,
+    }
+    Ok(Code::Ok)
+}
+
+/// Whether `id` was given on the command line of the innermost subcommand.
+fn sub_value_from_command_line(matches: &ArgMatches, id: &str) -> bool {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}

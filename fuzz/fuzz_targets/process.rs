@@ -10,6 +10,7 @@
 #![no_main]
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::commands::{Pin, Request, AID, PIN_REF_USER};
@@ -44,7 +45,15 @@ fn new_card() -> FuzzCard {
             dek: Zeroizing::new(vec![0x33; 16]),
         },
     ]);
-    Card::initialize(MemoryStore::new(), ChaCha20Rng::from_seed([7; 32]), params).unwrap()
+    // Personalise once (the identity key generation is the slow part) and
+    // power every run up from a copy of that store.
+    static STORE: OnceLock<MemoryStore> = OnceLock::new();
+    let store = STORE.get_or_init(|| {
+        Card::initialize(MemoryStore::new(), ChaCha20Rng::from_seed([7; 32]), params)
+            .unwrap()
+            .into_store()
+    });
+    Card::power_up(store.clone(), ChaCha20Rng::from_seed([8; 32])).unwrap()
 }
 
 fn exchange(card: &mut FuzzCard, cmd: &Command) -> Response {

@@ -654,6 +654,20 @@ impl PcscCard {
                 self.card = None;
                 map_error(e, &self.reader)
             }
+            // A failed exchange is often the card leaving the reader before
+            // pcscd noticed: give its presence poll a moment to tell.
+            pcsc::Error::NotTransacted | pcsc::Error::CommError => {
+                if self
+                    .card
+                    .as_ref()
+                    .is_none_or(|c| card_left_within(c, REMOVAL_GRACE))
+                {
+                    self.card = None;
+                    TransportError::CardRemoved
+                } else {
+                    map_error(e, &self.reader)
+                }
+            }
             e if service_lost(e) => {
                 tracing::warn!(reader = %self.reader, error = %e, "PC/SC service lost; reconnecting");
                 self.service_lost = true;
@@ -667,9 +681,33 @@ impl PcscCard {
     }
 }
 
-/// Sends one APDU on a card handle.
+/// How long a failed exchange waits for pcscd to report the card removed.
+const REMOVAL_GRACE: Duration = Duration::from_millis(1500);
+
+/// Whether the card is reported gone within `grace` (pcsc-lite polls presence
+/// a few times a second, so a card that just left may still look present).
+fn card_left_within(card: &pcsc::Card, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        match card.status2_owned() {
+            Err(pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard) => return true,
+            Err(_) => return false,
+            Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => return true,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) => std::thread::sleep(RECOVERY_POLL),
+        }
+    }
+}
+
+/// Sends one APDU on a card handle. An answer shorter than a status word means
+/// the reader lost the card during the exchange (vpcd, for one, answers with
+/// nothing when the card's connection drops): reported as a removed card.
 fn transmit_on(card: &pcsc::Card, buf: &mut [u8], apdu: &[u8]) -> Result<Vec<u8>, pcsc::Error> {
-    card.transmit(apdu, buf).map(<[u8]>::to_vec)
+    let rsp = card.transmit(apdu, buf)?;
+    if rsp.len() < 2 {
+        return Err(pcsc::Error::RemovedCard);
+    }
+    Ok(rsp.to_vec())
 }
 
 impl Transport for PcscCard {
@@ -794,6 +832,12 @@ impl TxTransport<'_> {
             {
                 self.lost = Some(e);
                 map_error(e, self.reader)
+            }
+            pcsc::Error::NotTransacted | pcsc::Error::CommError
+                if card_left_within(&self.tx, REMOVAL_GRACE) =>
+            {
+                self.lost = Some(pcsc::Error::RemovedCard);
+                TransportError::CardRemoved
             }
             e => map_error(e, self.reader),
         }

@@ -41,6 +41,12 @@ use crate::transport::{Transport, TransportError};
 
 /// Largest response the session reassembles from `61xx` chunks.
 pub const MAX_RESPONSE_LEN: usize = 4 << 20;
+/// Largest data field the session puts in one extended APDU, command or
+/// response. ISO allows 65 535 / 65 536, but a PC/SC stack rarely carries that
+/// end to end: vsmartcard's vpcd frames an APDU with a 16-bit length, so a whole
+/// APDU (header, length fields, data) must stay under 65 536 bytes. Above this
+/// the session chains commands and fetches the rest with GET RESPONSE.
+pub const EXTENDED_DATA_LIMIT: usize = 65_024;
 /// Most GET RESPONSE / `6Cxx` rounds for one APDU.
 const MAX_ROUNDS: usize = 20_000;
 
@@ -73,8 +79,8 @@ impl ApduLimits {
         if info.extended_length && transport_extended {
             ApduLimits {
                 extended: true,
-                max_command: card_nc.min(EXTENDED_MAX_NC),
-                max_response: card_ne.min(EXTENDED_MAX_NE),
+                max_command: card_nc.min(EXTENDED_MAX_NC).min(EXTENDED_DATA_LIMIT),
+                max_response: card_ne.min(EXTENDED_MAX_NE).min(EXTENDED_DATA_LIMIT),
             }
         } else {
             ApduLimits {

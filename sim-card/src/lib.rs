@@ -13,6 +13,8 @@ pub mod file_store;
 pub mod sim;
 pub mod state;
 pub mod store;
+#[cfg(feature = "std")]
+pub mod vpcd;
 
 pub use applet::{AuthorityKeys, Card, CardError, InitParams, ATR};
 pub use store::{MemoryStore, PersistentMemory, StoreError};

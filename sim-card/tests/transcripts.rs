@@ -435,10 +435,7 @@ const FILES: &[&str] = &[
     "chaining.json",
     "card_full.json",
     "existence_oracle.json",
-    "bug_floor_acl.json",
-    "bug_authority_read.json",
-    "bug_select_ignores_le.json",
-    "bug_proprietary_chaining.json",
+    "bug_initialize_update_ignores_le.json",
     "bug_acl_exceeds_capacity.json",
 ];
 
@@ -455,25 +452,11 @@ transcript!(chaining, "chaining.json");
 transcript!(card_full, "card_full.json");
 transcript!(existence_oracle, "existence_oracle.json");
 transcript!(
-    bug_floor_acl,
-    "bug_floor_acl.json",
-    "BUG: a floor created by CONFIRM INSTALLED gets Replace=*&Delete=* (default_acl(Floor, Anyone)), so anyone can lower or delete the anti-rollback floor"
+    bug_initialize_update_ignores_le,
+    "bug_initialize_update_ignores_le.json",
+    "BUG: INITIALIZE UPDATE returns its whole response whatever Ne is, instead of at most Ne bytes and 61xx (SELECT and the other commands honour Ne)"
 );
-transcript!(
-    bug_authority_read,
-    "bug_authority_read.json",
-    "BUG: GET DATA authority:<kvn> answers 6A88 for a key set the card holds; authorities are not in State::objects, so read_object's Authority branch is unreachable"
-);
-transcript!(
-    bug_select_ignores_le,
-    "bug_select_ignores_le.json",
-    "BUG: SELECT and INITIALIZE UPDATE return their whole response whatever Ne is, instead of Ne bytes and 61xx"
-);
-transcript!(
-    bug_proprietary_chaining,
-    "bug_proprietary_chaining.json",
-    "BUG: Command::chain marks proprietary-class pieces with CLA 90 but Command::is_chained ignores the bit for CLA 8x/9x, so the card runs each piece as a whole command"
-);
+
 transcript!(
     bug_acl_exceeds_capacity,
     "bug_acl_exceeds_capacity.json",

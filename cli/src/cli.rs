@@ -1,0 +1,366 @@
+//! The command line: global options, subcommands and their help texts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+/// Shown at the end of `dmsc --help`.
+pub const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  error (I/O, corrupt card state, unexpected card answer, protocol error)
+  2  usage: bad arguments or input (bad hex, key length, object reference, missing PIN)
+  3  no PC/SC service, no (matching) reader, ambiguous reader, no card, card removed,
+     or built without PC/SC support
+  4  the card refused: security status not satisfied (6982), conditions of use (6985),
+     authority authentication failed (wrong SCP03 keys or key version)
+  5  PIN or PUK blocked (6983)
+  6  verification failed: MAC or signature does not verify (6300), approval refused,
+     a demo step gave an unexpected result
+  7  wrong PIN or PUK (63Cx); the message says how many tries are left
+  8  object or key not found (6A82, 6A88)
+
+Secrets: PINs never go on the command line (prompt, --pin-file or DMSC_PIN);
+authority keys come from --scp-key-file, DMSC_SCP_KEYS or --scp-keys, are
+never printed, and --trace redacts them. See docs/cli.md for JSON schemas.";
+
+/// dmsc — DM smart-card toolkit: inspect a card, manage its PIN, read and
+/// delete its objects as the device, the user or an authority, run a simulated
+/// card, and walk through every use case with `dmsc demo`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dmsc",
+    version,
+    about = "DM smart-card toolkit: card info, PINs, objects, audit log, simulator and demo",
+    long_about = None,
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// PC/SC reader: a case-insensitive substring of its name (`dmsc readers` lists them)
+    #[arg(long, global = true, env = "DMSC_READER", value_name = "NAME")]
+    pub reader: Option<String>,
+
+    /// Use the simulated card kept in this state file, in-process (no PC/SC); takes
+    /// precedence over --reader
+    #[arg(long, global = true, env = "DMSC_SIM", value_name = "PATH")]
+    pub sim: Option<PathBuf>,
+
+    /// Machine-readable output on stdout (documented schemas, with "schema_version": 1)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Trace every APDU on stderr (PINs and keys redacted)
+    #[arg(long, global = true)]
+    pub trace: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr (no warnings or notes)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Authority SCP03 keys ENC:MAC:DEK, hex, 16/24/32 bytes each (prefer
+    /// --scp-key-file or DMSC_SCP_KEYS: the command line is visible to other users)
+    #[arg(
+        long,
+        global = true,
+        env = "DMSC_SCP_KEYS",
+        hide_env_values = true,
+        value_name = "ENC:MAC:DEK",
+        help_heading = "Authority (SCP03)"
+    )]
+    pub scp_keys: Option<String>,
+
+    /// File with the authority keys: one line ENC:MAC:DEK (hex), or JSON
+    /// {"enc": "…", "mac": "…", "dek": "…"}
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Authority (SCP03)"
+    )]
+    pub scp_key_file: Option<PathBuf>,
+
+    /// Key version number of the authority's key set, hex (0x30) or decimal (48);
+    /// 0 = the card's first [default: 0; `sim init`: 0x30]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        value_parser = parse_u8,
+        help_heading = "Authority (SCP03)"
+    )]
+    pub key_version: Option<u8>,
+
+    /// SCP03 security level of authority sessions
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Level::All,
+        value_name = "LEVEL",
+        help_heading = "Authority (SCP03)"
+    )]
+    pub security_level: Level,
+
+    /// Read the user PIN from this file (first line) instead of DMSC_PIN or a prompt
+    #[arg(long, global = true, value_name = "FILE", help_heading = "User PIN")]
+    pub pin_file: Option<PathBuf>,
+}
+
+/// SCP03 security levels (P1 of EXTERNAL AUTHENTICATE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Level {
+    /// C-MAC (01)
+    Cmac,
+    /// C-MAC and C-DECRYPTION (03)
+    CmacCdec,
+    /// C-MAC and R-MAC (11)
+    CmacRmac,
+    /// C-MAC, C-DECRYPTION and R-MAC (13)
+    CmacCdecRmac,
+    /// C-MAC, C-DECRYPTION, R-MAC and R-ENCRYPTION (33)
+    All,
+}
+
+impl Level {
+    /// The level byte.
+    pub fn bits(self) -> u8 {
+        match self {
+            Level::Cmac => 0x01,
+            Level::CmacCdec => 0x03,
+            Level::CmacRmac => 0x11,
+            Level::CmacCdecRmac => 0x13,
+            Level::All => 0x33,
+        }
+    }
+}
+
+/// `0x30`, `0X30` (hex) or `48` (decimal).
+pub fn parse_u8(s: &str) -> Result<u8, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| "expected 0 to 255, decimal (48) or hex with 0x (0x30)".to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the PC/SC readers and whether each holds a card
+    Readers,
+
+    /// Card identity, AID, applet version, generation, capabilities, memory, PIN tries
+    Info,
+
+    /// Send raw command APDUs (hex) after SELECT; prints each response's data and SW
+    #[command(after_help = "Example: dmsc apdu 00CB3FFF0388000000 8020008100\n\
+        Spaces and colons inside an APDU are ignored. The exit code is 0 whatever the \
+        status words are.")]
+    Apdu {
+        /// Command APDUs, each as hex (CLA INS P1 P2 [Lc data] [Le])
+        #[arg(required = true, value_name = "HEX")]
+        apdus: Vec<String>,
+        /// Open an authority session first (SCP03 keys needed) and send the APDUs in it
+        #[arg(long)]
+        secure: bool,
+    },
+
+    /// The user PIN: status, verify, change, unblock with the PUK
+    #[command(subcommand)]
+    Pin(PinCommand),
+
+    /// The card's objects: MO records, policy, keys, approvers, floors…
+    #[command(subcommand)]
+    Object(ObjectCommand),
+
+    /// Read the card's audit log (needs an authority: --scp-keys or --scp-key-file)
+    Audit {
+        /// Only entries with this sequence number or later
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u32>,
+        /// Only this event (e.g. alarm, access-denied, auth-failure, object-created)
+        #[arg(long, value_name = "EVENT")]
+        event: Option<String>,
+        /// Only this principal (`*`, `user` or an authority name)
+        #[arg(long, value_name = "PRINCIPAL")]
+        principal: Option<String>,
+    },
+
+    /// Simulated cards: create one, or attach cards to pcscd through vpcd
+    #[command(subcommand)]
+    Sim(SimCommand),
+
+    /// Walk through every use case on an embedded simulated card
+    #[command(
+        after_help = "Uses a fresh temporary card unless --sim PATH is given on the \
+        command line (then a new card is created there; an existing file is refused). \
+        DMSC_SIM is ignored by the demo. Exit code 6 when any step's result is not the \
+        expected one."
+    )]
+    Demo {
+        /// Keep the temporary card state file and print its path
+        #[arg(long)]
+        keep: bool,
+    },
+
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+
+    /// Print the manual page (roff), or write one page per subcommand into a directory
+    Man {
+        /// Write dmsc.1, dmsc-info.1, … into this directory
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinCommand {
+    /// Tries left of the user PIN and the PUK
+    Status,
+    /// Check the user PIN (from --pin-file, DMSC_PIN or a prompt)
+    #[command(
+        after_help = "The PIN stays verified only in this card session, so this \
+        mainly checks a PIN; commands that need the user (e.g. `object get --user`) take \
+        the same PIN options."
+    )]
+    Verify,
+    /// Change the user PIN (old: --pin-file/DMSC_PIN/prompt; new: --new-pin-file/DMSC_NEW_PIN/prompt)
+    Change {
+        /// Read the new PIN from this file instead of DMSC_NEW_PIN or a prompt
+        #[arg(long, value_name = "FILE")]
+        new_pin_file: Option<PathBuf>,
+    },
+    /// Unblock the user PIN with the PUK and set a new PIN
+    Unblock {
+        /// Read the PUK from this file instead of DMSC_PUK or a prompt
+        #[arg(long, value_name = "FILE")]
+        puk_file: Option<PathBuf>,
+        /// Read the new PIN from this file instead of DMSC_NEW_PIN or a prompt
+        #[arg(long, value_name = "FILE")]
+        new_pin_file: Option<PathBuf>,
+    },
+}
+
+/// Who the object commands act as, besides the device.
+#[derive(Debug, Args)]
+pub struct AsUser {
+    /// Verify the user PIN first (--pin-file, DMSC_PIN or a prompt)
+    #[arg(long)]
+    pub user: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectCommand {
+    /// List the objects of a kind that the caller may read
+    #[command(
+        after_help = "Acts as the device; as an authority when SCP03 keys are given \
+        (--scp-keys, --scp-key-file, DMSC_SCP_KEYS); as the user too with --user."
+    )]
+    List {
+        /// mo, bootstrap-key, approver, floor or authority
+        #[arg(value_name = "KIND")]
+        kind: String,
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Read one object: its value and ACL
+    #[command(
+        after_help = "REF: mo:./URI, policy, bootstrap-key:ID, approver:NAME, \
+        approval-rule, floor:CLASS, identity-key, audit-log, authority:KVN, card.\n\
+        Acts as the device; as an authority when SCP03 keys are given; as the user too \
+        with --user."
+    )]
+    Get {
+        /// The object reference, e.g. mo:./DevInfo, policy, approver:owner
+        #[arg(value_name = "REF")]
+        object: String,
+        /// Write the raw value to FILE (MO content, policy blob, SEC1 public key;
+        /// other kinds: the value's TLV encoding)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Delete one object (asks for confirmation on a terminal)
+    Delete {
+        /// The object reference
+        #[arg(value_name = "REF")]
+        object: String,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        who: AsUser,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Create (personalise) a new simulated card in a state file
+    #[command(
+        after_help = "Without --scp-keys/--scp-key-file/DMSC_SCP_KEYS the card gets the \
+        well-known GlobalPlatform test keys 404142…4F (key version 0x30) and a warning is \
+        printed. --pin/--puk take values on the command line ONLY because this \
+        personalises a test card; every other command reads PINs from a file, the \
+        environment or a prompt."
+    )]
+    Init {
+        /// The new state file
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Name of the card's first authority (its administrator)
+        #[arg(long, default_value = "admin", value_name = "NAME")]
+        authority: String,
+        /// Initial user PIN (test cards only)
+        #[arg(long, default_value = "123456", value_name = "PIN")]
+        pin: String,
+        /// Initial PUK (test cards only)
+        #[arg(long, default_value = "12345678", value_name = "PUK")]
+        puk: String,
+        /// Object storage in bytes
+        #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+        capacity: u32,
+        /// Consecutive authorisation failures before an alarm (at least 4)
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        failure_limit: u8,
+        /// Replace an existing state file (atomically: the old card stays if anything fails)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Attach simulated cards to pcscd through its vpcd driver until SIGINT/SIGTERM
+    #[command(
+        after_help = "Prints exactly one line on stdout once every card is attached, \
+        e.g. `ready: 2 cards attached (vpcd 127.0.0.1:35963, 127.0.0.1:35964)`."
+    )]
+    Serve {
+        /// A card state file; repeat for more cards (card i uses port+i)
+        #[arg(long = "state", required = true, value_name = "PATH")]
+        states: Vec<PathBuf>,
+        /// vpcd's listening base port on 127.0.0.1 (card i connects to port+i)
+        #[arg(long, env = "DMSC_VPCD_PORT", default_value_t = 35963)]
+        port: u16,
+        /// Reversed mode: card i listens on ADDR's host at ADDR's port + i for vpcd
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+}

@@ -1,0 +1,81 @@
+//! `dmsc apdu HEX…`: raw command APDUs after SELECT.
+
+use anyhow::{Context, Result};
+use dmsc_host::card_model::apdu::Command;
+use dmsc_host::error::sw_meaning;
+use dmsc_host::CardCommands;
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::exit::usage;
+use crate::output::{hex_upper, print_json};
+
+#[derive(Serialize)]
+struct Exchange {
+    command: String,
+    data: String,
+    sw: String,
+    meaning: &'static str,
+}
+
+#[derive(Serialize)]
+struct ApduJson {
+    secured: bool,
+    responses: Vec<Exchange>,
+}
+
+/// Parses one APDU argument: hex, with spaces and colons ignored.
+fn parse_apdu(arg: &str, index: usize) -> Result<Command> {
+    let clean: String = arg
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    let bytes = hex::decode(&clean)
+        .map_err(|e| usage(format!("APDU {index} ('{arg}') is not valid hex: {e}")))?;
+    Command::decode(&bytes).map_err(|e| usage(format!("APDU {index} ('{arg}'): {e}")))
+}
+
+/// `dmsc apdu [--secure] HEX…`.
+pub fn run(ctx: &Ctx, apdus: &[String], secure: bool) -> Result<()> {
+    // Every argument is checked before anything is sent.
+    let commands = apdus
+        .iter()
+        .enumerate()
+        .map(|(i, a)| parse_apdu(a, i + 1))
+        .collect::<Result<Vec<_>>>()?;
+    let mut session = ctx.open_card()?;
+    let reader = session.transport().reader_name().to_string();
+    session
+        .select()
+        .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
+    if secure {
+        ctx.require_authority(&mut session, "--secure")?;
+    }
+    let mut responses = Vec::new();
+    for (i, cmd) in commands.iter().enumerate() {
+        let resp = session
+            .transmit(cmd)
+            .with_context(|| format!("sending APDU {}", i + 1))?;
+        let exchange = Exchange {
+            command: hex_upper(&cmd.to_bytes().unwrap_or_default()),
+            data: hex_upper(&resp.data),
+            sw: format!("{:04X}", resp.sw),
+            meaning: sw_meaning(resp.sw),
+        };
+        if !ctx.json {
+            if exchange.data.is_empty() {
+                println!("{} ({})", exchange.sw, exchange.meaning);
+            } else {
+                println!("{} {} ({})", exchange.data, exchange.sw, exchange.meaning);
+            }
+        }
+        responses.push(exchange);
+    }
+    if ctx.json {
+        print_json(&ApduJson {
+            secured: secure,
+            responses,
+        })?;
+    }
+    Ok(())
+}

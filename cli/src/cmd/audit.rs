@@ -1,0 +1,96 @@
+//! `dmsc audit`: the card's audit log, read as an authority.
+
+use anyhow::{Context, Result};
+use dmsc_host::card_model::commands::{AuditEntry, AuditEvent};
+use dmsc_host::CardCommands;
+use serde_json::{json, Value};
+
+use crate::context::Ctx;
+use crate::exit::usage;
+use crate::output::print_json;
+
+/// One audit entry in JSON.
+pub fn entry_json(e: &AuditEntry) -> Value {
+    json!({
+        "sequence": e.sequence,
+        "event": e.event.name(),
+        "principal": e.principal,
+        "session": e.session,
+        "detail": e.detail,
+    })
+}
+
+/// One audit entry for people.
+pub fn entry_text(e: &AuditEntry) -> String {
+    format!(
+        "{:>6}  {:<18} {:<12} session {:06X}  {}",
+        e.sequence,
+        e.event.name(),
+        e.principal,
+        e.session,
+        e.detail
+    )
+}
+
+/// Prints entries as a table.
+pub fn print_entries(entries: &[AuditEntry]) {
+    if entries.is_empty() {
+        println!("no audit entries");
+        return;
+    }
+    println!(
+        "{:>6}  {:<18} {:<12} {:<14}  detail",
+        "seq", "event", "principal", "session"
+    );
+    for e in entries {
+        println!("{}", entry_text(e));
+    }
+}
+
+fn parse_event(s: &str) -> Result<AuditEvent> {
+    AuditEvent::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = AuditEvent::ALL.iter().map(|e| e.name()).collect();
+        usage(format!(
+            "unknown audit event '{s}'; use one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// `dmsc audit [--from SEQ] [--event E] [--principal P]`.
+pub fn run(
+    ctx: &Ctx,
+    from: Option<u32>,
+    event: Option<&str>,
+    principal: Option<&str>,
+) -> Result<()> {
+    let event = event.map(parse_event).transpose()?;
+    let mut session = ctx.open_card()?;
+    let reader = session.transport().reader_name().to_string();
+    session
+        .select()
+        .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
+    ctx.require_authority(&mut session, "reading the audit log")?;
+    let data = session
+        .read_audit_log(from)
+        .context("reading the audit log")?;
+    let entries: Vec<AuditEntry> = match data.value {
+        dmsc_host::card_model::commands::ObjectValue::AuditLog(entries) => entries,
+        other => anyhow::bail!(
+            "the card returned a {} value for the audit log",
+            other.kind().word()
+        ),
+    };
+    let entries: Vec<AuditEntry> = entries
+        .into_iter()
+        .filter(|e| event.is_none_or(|ev| e.event == ev))
+        .filter(|e| principal.is_none_or(|p| e.principal == p))
+        .collect();
+    if ctx.json {
+        return print_json(&json!({
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        }));
+    }
+    print_entries(&entries);
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `dmsc completions SHELL` and `dmsc man`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+
+/// Prints the completion script for `shell` on stdout.
+pub fn completions(shell: Shell) -> Result<()> {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut cmd, "dmsc", &mut out);
+    Ok(())
+}
+
+/// Prints the manual page on stdout, or writes one page per subcommand into `dir`.
+pub fn man(dir: Option<&Path>) -> Result<()> {
+    let cmd = Cli::command();
+    match dir {
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .context("cannot write the manual page")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("cannot write manual pages into {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}

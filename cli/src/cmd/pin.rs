@@ -1,0 +1,89 @@
+//! `dmsc pin status|verify|change|unblock`.
+
+use anyhow::{Context, Result};
+use dmsc_host::card_model::commands::{PIN_REF_PUK, PIN_REF_USER};
+use dmsc_host::{CardCommands, HostError};
+use serde::Serialize;
+
+use crate::cli::PinCommand;
+use crate::cmd::info::{pin_text, PinJson};
+use crate::context::Ctx;
+use crate::exit::{coded, Code};
+use crate::output::print_json;
+use crate::secrets::{read_pin, PinKind};
+
+#[derive(Serialize)]
+struct StatusJson {
+    pin: PinJson,
+    puk: PinJson,
+}
+
+#[derive(Serialize)]
+struct DoneJson {
+    result: &'static str,
+}
+
+/// Runs a `pin` subcommand.
+pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
+    // Secrets are gathered before the card is touched, so a typo costs no try.
+    let done = match cmd {
+        PinCommand::Status => return status(ctx),
+        PinCommand::Verify => {
+            let pin = read_pin(PinKind::Pin, ctx.pin_file.as_deref())?;
+            let mut session = ctx.open_card()?;
+            session.verify_pin(&pin).context("verifying the user PIN")?;
+            "verified"
+        }
+        PinCommand::Change { new_pin_file } => {
+            let old = read_pin(PinKind::Pin, ctx.pin_file.as_deref())?;
+            let new = read_pin(PinKind::NewPin, new_pin_file.as_deref())?;
+            let mut session = ctx.open_card()?;
+            session
+                .change_pin(&old, &new)
+                .context("changing the user PIN")?;
+            "changed"
+        }
+        PinCommand::Unblock {
+            puk_file,
+            new_pin_file,
+        } => {
+            let puk = read_pin(PinKind::Puk, puk_file.as_deref())?;
+            let new = read_pin(PinKind::NewPin, new_pin_file.as_deref())?;
+            let mut session = ctx.open_card()?;
+            session.unblock_pin(&puk, &new).map_err(|e| match e {
+                // The card answers 63Cx for the PUK here; say so.
+                HostError::WrongPin { tries_left, .. } => coded(
+                    Code::WrongPin,
+                    format!("unblocking the user PIN: wrong PUK, {tries_left} tries left"),
+                ),
+                e => anyhow::Error::new(e).context("unblocking the user PIN with the PUK"),
+            })?;
+            "unblocked"
+        }
+    };
+    if ctx.json {
+        print_json(&DoneJson { result: done })
+    } else {
+        println!("user PIN {done}");
+        Ok(())
+    }
+}
+
+fn status(ctx: &Ctx) -> Result<()> {
+    let mut session = ctx.open_card()?;
+    let pin = session
+        .pin_status(PIN_REF_USER)
+        .context("reading the PIN tries left")?;
+    let puk = session
+        .pin_status(PIN_REF_PUK)
+        .context("reading the PUK tries left")?;
+    if ctx.json {
+        return print_json(&StatusJson {
+            pin: pin.into(),
+            puk: puk.into(),
+        });
+    }
+    println!("user PIN  {}", pin_text(pin));
+    println!("PUK       {}", pin_text(puk));
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! `dmsc sim init` and `dmsc sim serve`: simulated cards.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use dmsc_host::card_model::commands::{Pin, MIN_FAILURE_LIMIT};
+use dmsc_host::card_model::objects::check_name;
+use dmsc_sim_card::sim::{self, FileCard};
+use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard};
+use dmsc_sim_card::{AuthorityKeys, InitParams};
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::exit::{coded, usage, Code};
+use crate::output::{hex_upper, print_json};
+use crate::secrets::{KeyTriple, TEST_KEY_VERSION};
+
+/// What `sim init` personalises.
+pub struct InitArgs<'a> {
+    pub path: &'a Path,
+    pub authority: &'a str,
+    pub pin: &'a str,
+    pub puk: &'a str,
+    pub capacity: u32,
+    pub failure_limit: u8,
+    pub force: bool,
+}
+
+#[derive(Serialize)]
+struct InitJson {
+    path: String,
+    card_id: String,
+    authority: String,
+    key_version: String,
+    key_bits: usize,
+    test_keys: bool,
+    capacity: u32,
+    failure_limit: u8,
+}
+
+/// The personalisation of a new card with one authority.
+pub fn init_params(
+    authority: &str,
+    key_version: u8,
+    keys: &KeyTriple,
+    pin: &[u8],
+    puk: &[u8],
+) -> InitParams {
+    InitParams {
+        pin: pin.to_vec(),
+        puk: puk.to_vec(),
+        ..InitParams::with_authorities(vec![AuthorityKeys {
+            key_version,
+            name: authority.to_string(),
+            enc: keys.enc.clone(),
+            mac: keys.mac.clone(),
+            dek: keys.dek.clone(),
+        }])
+    }
+}
+
+/// The warning printed when a card gets the well-known test keys.
+pub const TEST_KEY_WARNING: &str = "warning: no authority keys given; using the well-known \
+    GlobalPlatform test keys 404142434445464748494A4B4C4D4E4F (ENC=MAC=DEK, key version 30). \
+    Anyone can authenticate as this card's authority: use them for tests only.";
+
+/// `dmsc sim init PATH`.
+pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
+    // Check everything before touching the file system.
+    let test_keys = ctx.keys.is_none();
+    let keys = match &ctx.keys {
+        Some(source) => source.load()?,
+        None => KeyTriple::test_keys(),
+    };
+    keys.static_keys()?;
+    let key_version = ctx.key_version.unwrap_or(TEST_KEY_VERSION);
+    if key_version == 0 || key_version == 0xFF {
+        return Err(usage("--key-version of a new card must be 0x01 to 0xFE"));
+    }
+    if check_name(args.authority).is_err() || args.authority == "user" {
+        return Err(usage(format!(
+            "invalid authority name '{}': use 1-64 of A-Z a-z 0-9 . _ - (not 'user')",
+            args.authority
+        )));
+    }
+    for (what, value) in [("--pin", args.pin), ("--puk", args.puk)] {
+        if Pin::new(value.as_bytes()).is_err() {
+            return Err(usage(format!("{what} must be 4 to 8 characters")));
+        }
+    }
+    if args.failure_limit < MIN_FAILURE_LIMIT {
+        return Err(usage(format!(
+            "--failure-limit must be at least {MIN_FAILURE_LIMIT}"
+        )));
+    }
+    let mut params = init_params(
+        args.authority,
+        key_version,
+        &keys,
+        args.pin.as_bytes(),
+        args.puk.as_bytes(),
+    );
+    params.capacity = args.capacity;
+    params.failure_limit = args.failure_limit;
+
+    let exists = std::fs::symlink_metadata(args.path).is_ok();
+    if exists && !args.force {
+        return Err(anyhow::anyhow!(
+            "{} already exists; refusing to overwrite a card (use --force to replace it)",
+            args.path.display()
+        ));
+    }
+    if test_keys {
+        ctx.note(TEST_KEY_WARNING);
+    }
+    let card_id = if exists {
+        replace_card(args.path, params)?
+    } else {
+        sim::create(args.path, params)
+            .with_context(|| format!("cannot create the simulated card {}", args.path.display()))?
+            .card_id()
+    };
+    let out = InitJson {
+        path: args.path.display().to_string(),
+        card_id: hex_upper(&card_id),
+        authority: args.authority.to_string(),
+        key_version: format!("{key_version:02X}"),
+        key_bits: keys.bits(),
+        test_keys,
+        capacity: args.capacity,
+        failure_limit: args.failure_limit,
+    };
+    if ctx.json {
+        return print_json(&out);
+    }
+    println!("created simulated card {}", out.path);
+    println!("card ID      {}", out.card_id);
+    println!(
+        "authority    {} (key version {}, AES-{}{})",
+        out.authority,
+        out.key_version,
+        out.key_bits,
+        if test_keys { ", test keys" } else { "" }
+    );
+    println!(
+        "memory       {} bytes, failure limit {}",
+        out.capacity, out.failure_limit
+    );
+    Ok(())
+}
+
+/// Replaces an existing state file with a new card: the card is made in a
+/// temporary directory next to it and renamed over it, while holding the old
+/// card's lock, so the old card stays intact if anything fails and a card in
+/// use (e.g. by `dmsc sim serve`) is never replaced.
+fn replace_card(path: &Path, params: InitParams) -> Result<[u8; 16]> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| {
+            format!(
+                "cannot open the lock file {}",
+                Path::new(&lock_path).display()
+            )
+        })?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "{} is in use by another process (lock file {} is held); stop it first",
+            path.display(),
+            Path::new(&lock_path).display()
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".dmsc-sim-init-")
+        .tempdir_in(&dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
+    let staged = tmp.path().join("card.state");
+    let card_id = {
+        let card: FileCard = sim::create(&staged, params)
+            .with_context(|| format!("cannot create the new card in {}", staged.display()))?;
+        card.card_id()
+    };
+    std::fs::rename(&staged, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Ok(d) = File::open(&dir) {
+        // Make the rename durable; a failure here leaves a valid file either way.
+        let _ = d.sync_all();
+    }
+    drop(lock);
+    Ok(card_id)
+}
+
+/// `dmsc sim serve`: the endpoint of card `index`.
+fn endpoint(base: SocketAddr, index: usize, listen: bool) -> Result<Endpoint> {
+    let port = if base.port() == 0 {
+        0
+    } else {
+        u16::try_from(usize::from(base.port()) + index)
+            .map_err(|_| usage(format!("port {} + {index} is beyond 65535", base.port())))?
+    };
+    let addr = SocketAddr::new(base.ip(), port);
+    Ok(if listen {
+        Endpoint::Listen(addr)
+    } else {
+        Endpoint::Connect(addr)
+    })
+}
+
+#[derive(Serialize)]
+struct ServeCardJson {
+    state: String,
+    endpoint: String,
+}
+
+#[derive(Serialize)]
+struct ReadyJson {
+    schema_version: u32,
+    ready: bool,
+    mode: &'static str,
+    cards: Vec<ServeCardJson>,
+}
+
+/// `dmsc sim serve --state PATH… [--port N | --listen ADDR]`.
+pub fn serve(
+    ctx: &Ctx,
+    states: &[PathBuf],
+    port: u16,
+    listen: Option<&str>,
+    verbose: bool,
+) -> Result<()> {
+    let (base, reversed) = match listen {
+        Some(text) => {
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                usage(format!(
+                    "--listen {text}: expected a loopback address and port, e.g. 127.0.0.1:35963"
+                ))
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(usage(format!(
+                    "--listen {addr}: not a loopback address (a virtual card must not be \
+                     reachable from the network)"
+                )));
+            }
+            (addr, true)
+        }
+        None => (SocketAddr::from(([127, 0, 0, 1], port)), false),
+    };
+    let mut cards: Vec<(Box<dyn VirtualCard>, Endpoint)> = Vec::new();
+    let mut endpoints = Vec::new();
+    for (i, path) in states.iter().enumerate() {
+        let ep = endpoint(base, i, reversed)?;
+        let card = sim::open(path)
+            .with_context(|| format!("cannot open the simulated card {}", path.display()))?;
+        endpoints.push(ep.addr());
+        cards.push((Box::new(card), ep));
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, shutdown.clone())
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+    let total = cards.len();
+    let json = ctx.json;
+    let quiet = ctx.quiet;
+    let names: Vec<String> = states.iter().map(|p| p.display().to_string()).collect();
+    let mut attached = BTreeSet::new();
+    let mut ready = false;
+    let start = std::time::Instant::now();
+    let result = vpcd::serve(cards, shutdown, move |event| {
+        match &event {
+            BridgeEvent::Listening { index, addr } => {
+                if let Some(e) = endpoints.get_mut(*index) {
+                    *e = *addr;
+                }
+            }
+            BridgeEvent::Attached { index, .. } => {
+                attached.insert(*index);
+            }
+            BridgeEvent::Detached { index, .. } | BridgeEvent::CardStopped { index, .. } => {
+                attached.remove(index);
+            }
+            _ => {}
+        }
+        // By default: where cards listen, waiting for vpcd, losses and failures.
+        let important = match &event {
+            BridgeEvent::Detached { reason, .. } => !matches!(reason, vpcd::DetachReason::Shutdown),
+            BridgeEvent::Attached { .. } | BridgeEvent::Stopped => false,
+            _ => true,
+        };
+        if verbose || (important && !quiet) {
+            eprintln!("[{:8.3}s] {event}", start.elapsed().as_secs_f64());
+        }
+        if !ready && attached.len() == total {
+            ready = true;
+            print_ready(json, reversed, &names, &endpoints);
+        }
+    });
+    result.map_err(|e| coded(Code::Error, format!("vpcd bridge: {e}")))
+}
+
+fn print_ready(json: bool, reversed: bool, names: &[String], endpoints: &[SocketAddr]) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let doc = ReadyJson {
+            schema_version: crate::output::SCHEMA_VERSION,
+            ready: true,
+            mode: if reversed { "listen" } else { "connect" },
+            cards: names
+                .iter()
+                .zip(endpoints)
+                .map(|(n, e)| ServeCardJson {
+                    state: n.clone(),
+                    endpoint: e.to_string(),
+                })
+                .collect(),
+        };
+        let _ = writeln!(out, "{}", serde_json::to_string(&doc).unwrap_or_default());
+    } else {
+        let list: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+        let n = endpoints.len();
+        let _ = writeln!(
+            out,
+            "ready: {n} card{} attached ({} {})",
+            if n == 1 { "" } else { "s" },
+            if reversed { "listening on" } else { "vpcd" },
+            list.join(", ")
+        );
+    }
+    let _ = out.flush();
+}

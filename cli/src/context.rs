@@ -1,0 +1,330 @@
+//! The resolved global options, and opening a card session with them.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::{
+    open_secure_channel, AuthorityKeySet, CardCommands, ChannelInfo, HostError, Session, Transport,
+};
+use zeroize::Zeroizing;
+
+use crate::cli::{Global, Level};
+use crate::exit::{coded, usage, Code};
+use crate::secrets::{read_pin, KeySource, PinKind};
+
+/// A session with a card over PC/SC or the in-process simulator.
+pub type CardSession = Session<Box<dyn Transport>>;
+
+/// The global options after resolving their sources (command line over environment).
+pub struct Ctx {
+    #[cfg_attr(not(feature = "pcsc"), allow(dead_code))]
+    pub reader: Option<String>,
+    pub sim: Option<PathBuf>,
+    /// Whether `--sim` was given on the command line (not from `DMSC_SIM`).
+    pub sim_on_command_line: bool,
+    pub json: bool,
+    pub trace: bool,
+    pub quiet: bool,
+    pub keys: Option<KeySource>,
+    pub key_version: Option<u8>,
+    pub level: Level,
+    pub pin_file: Option<PathBuf>,
+}
+
+fn from_command_line(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+impl Ctx {
+    /// Resolves the global options. `--sim` and `--reader` both on the command
+    /// line is a usage error; otherwise `--sim` (or `DMSC_SIM`) wins. The same
+    /// for `--scp-keys` and `--scp-key-file`; a key file wins over `DMSC_SCP_KEYS`.
+    pub fn new(g: Global, m: &ArgMatches) -> Result<Ctx> {
+        let sim_cli = from_command_line(m, "sim");
+        if sim_cli && from_command_line(m, "reader") {
+            return Err(usage("give either --sim or --reader, not both"));
+        }
+        let keys_cli = from_command_line(m, "scp_keys");
+        let keys = match (g.scp_keys, g.scp_key_file) {
+            (Some(_), Some(_)) if keys_cli => {
+                return Err(usage("give either --scp-keys or --scp-key-file, not both"))
+            }
+            (_, Some(file)) => Some(KeySource::File(file)),
+            (Some(text), None) => Some(KeySource::Inline {
+                text: Zeroizing::new(text),
+                what: if keys_cli {
+                    "--scp-keys"
+                } else {
+                    "DMSC_SCP_KEYS"
+                },
+            }),
+            (None, None) => None,
+        };
+        Ok(Ctx {
+            reader: g.reader,
+            sim: g.sim,
+            sim_on_command_line: sim_cli,
+            json: g.json,
+            trace: g.trace,
+            quiet: g.quiet,
+            keys,
+            key_version: g.key_version,
+            level: g.security_level,
+            pin_file: g.pin_file,
+        })
+    }
+
+    /// A note on stderr, unless `-q`.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Whether the user can answer questions (stdin and stderr are terminals).
+    pub fn interactive(&self) -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
+    /// Opens the card: the simulated card of `--sim`, else a PC/SC reader.
+    pub fn open_card(&self) -> Result<CardSession> {
+        let transport: Box<dyn Transport> =
+            match &self.sim {
+                Some(path) => Box::new(FileSimTransport::open(path).with_context(|| {
+                    format!("cannot open the simulated card {}", path.display())
+                })?),
+                None => self.open_pcsc()?,
+            };
+        Ok(self.session(transport))
+    }
+
+    /// Wraps a transport in a session, with the APDU trace when asked for.
+    pub fn session(&self, transport: Box<dyn Transport>) -> CardSession {
+        let mut session = Session::new(transport);
+        if self.trace {
+            session.set_trace(Box::new(|e| eprintln!("{e}")));
+        }
+        session
+    }
+
+    #[cfg(not(feature = "pcsc"))]
+    fn open_pcsc(&self) -> Result<Box<dyn Transport>> {
+        Err(no_pcsc())
+    }
+
+    #[cfg(feature = "pcsc")]
+    fn open_pcsc(&self) -> Result<Box<dyn Transport>> {
+        let mut ctx = dmsc_host::PcscContext::establish()?;
+        let readers = ctx.list_readers()?;
+        let name = self.choose_reader(&readers)?;
+        let card = ctx
+            .connect(&name)
+            .with_context(|| format!("cannot connect to the card in reader '{name}'"))?;
+        Ok(Box::new(card))
+    }
+
+    /// Picks a reader by `--reader` (see [`pick_reader`]); several matches are
+    /// resolved by a numbered prompt on a terminal, and are an error otherwise.
+    #[cfg_attr(not(feature = "pcsc"), allow(dead_code))]
+    pub fn choose_reader(&self, readers: &[dmsc_host::ReaderInfo]) -> Result<String> {
+        let matches = match pick_reader(readers, self.reader.as_deref())? {
+            Pick::One(name) => return Ok(name),
+            Pick::Several(matches) => matches,
+        };
+        if !self.interactive() {
+            return Err(dmsc_host::TransportError::AmbiguousReader {
+                pattern: self.reader.clone().unwrap_or_default(),
+                matches,
+            })
+            .context("choose one with --reader NAME (or DMSC_READER)");
+        }
+        eprintln!("Several readers match; choose one:");
+        for (i, name) in matches.iter().enumerate() {
+            eprintln!("  {}) {name}", i + 1);
+        }
+        eprint!("Reader number: ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the reader number")?;
+        let n: usize = line
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=matches.len()).contains(n))
+            .ok_or_else(|| usage(format!("expected a number from 1 to {}", matches.len())))?;
+        Ok(matches[n - 1].clone())
+    }
+
+    /// The authority key set, if keys were given.
+    pub fn authority(&self) -> Result<Option<AuthorityKeySet>> {
+        let Some(source) = &self.keys else {
+            return Ok(None);
+        };
+        let keys = source.load()?.static_keys()?;
+        Ok(Some(AuthorityKeySet {
+            key_version: self.key_version.unwrap_or(0),
+            keys,
+        }))
+    }
+
+    /// The security level for authority sessions.
+    pub fn security_level(&self) -> SecurityLevel {
+        SecurityLevel::new(self.level.bits()).unwrap_or(SecurityLevel::new(0x33).expect("33"))
+    }
+
+    /// Opens an authority session when keys were given; returns what the card said.
+    pub fn authenticate(&self, session: &mut CardSession) -> Result<Option<ChannelInfo>> {
+        match self.authority()? {
+            Some(authority) => open_authority(session, &authority, self.security_level()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens an authority session; keys are required.
+    pub fn require_authority(&self, session: &mut CardSession, what: &str) -> Result<ChannelInfo> {
+        match self.authenticate(session)? {
+            Some(info) => Ok(info),
+            None => Err(usage(format!(
+                "{what} needs an authority: give its SCP03 keys with --scp-key-file FILE, \
+                 DMSC_SCP_KEYS or --scp-keys"
+            ))),
+        }
+    }
+
+    /// Verifies the user PIN (from --pin-file, DMSC_PIN or a prompt).
+    pub fn verify_user(&self, session: &mut CardSession) -> Result<()> {
+        let pin = read_pin(PinKind::Pin, self.pin_file.as_deref())?;
+        session.verify_pin(&pin).context("verifying the user PIN")
+    }
+
+    /// Who the session acts as, for messages.
+    pub fn principal(authority: Option<&ChannelInfo>, user: bool) -> String {
+        let mut who = Vec::new();
+        if let Some(info) = authority {
+            who.push(format!("authority (key version {:02X})", info.key_version));
+        }
+        if user {
+            who.push("user".into());
+        }
+        if who.is_empty() {
+            "the device (no authority keys given)".into()
+        } else {
+            who.join(" + ")
+        }
+    }
+}
+
+/// The outcome of choosing a reader without asking anyone.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Exactly this reader.
+    One(String),
+    /// These readers match equally well.
+    Several(Vec<String>),
+}
+
+/// Chooses a reader: by a case-insensitive pattern (a whole name wins over
+/// substrings); without a pattern, the only reader, else the only one holding
+/// a card. No reader, or none matching, is an error listing the readers.
+pub fn pick_reader(
+    readers: &[dmsc_host::ReaderInfo],
+    pattern: Option<&str>,
+) -> Result<Pick, dmsc_host::TransportError> {
+    use dmsc_host::TransportError;
+    match dmsc_host::find_reader(readers, pattern.unwrap_or("")) {
+        Ok(r) => Ok(Pick::One(r.name.clone())),
+        Err(TransportError::AmbiguousReader { matches, .. }) => {
+            if pattern.is_none() {
+                let with_card: Vec<&dmsc_host::ReaderInfo> =
+                    readers.iter().filter(|r| r.card_present).collect();
+                if let [one] = with_card.as_slice() {
+                    return Ok(Pick::One(one.name.clone()));
+                }
+            }
+            Ok(Pick::Several(matches))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens an SCP03 authority session, with an exit code that says why it failed.
+pub fn open_authority(
+    session: &mut CardSession,
+    authority: &AuthorityKeySet,
+    level: SecurityLevel,
+) -> Result<ChannelInfo> {
+    let kvn = match authority.key_version {
+        0 => "the card's first key version".to_string(),
+        k => format!("key version {k:02X}"),
+    };
+    let message = format!(
+        "authority authentication failed ({kvn}, security level {:02X})",
+        level.bits()
+    );
+    open_secure_channel(session, authority, level).map_err(|e| match &e {
+        // Wrong keys show as a card cryptogram mismatch or a refused EXTERNAL AUTHENTICATE.
+        HostError::SecureMessaging { .. } | HostError::SecurityStatusNotSatisfied { .. } => {
+            coded(Code::Refused, format!("{message}: {e}"))
+        }
+        _ => anyhow::Error::new(e).context(message),
+    })
+}
+
+/// The error when the binary was built without the `pcsc` feature.
+#[cfg(not(feature = "pcsc"))]
+pub fn no_pcsc() -> anyhow::Error {
+    coded(
+        Code::NoCard,
+        "built without PC/SC support; rebuild with the default features (or use --sim PATH \
+         for a simulated card)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmsc_host::{ReaderInfo, TransportError};
+
+    fn readers(list: &[(&str, bool)]) -> Vec<ReaderInfo> {
+        list.iter()
+            .map(|(n, card)| ReaderInfo {
+                name: n.to_string(),
+                card_present: *card,
+                atr: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readers_are_picked_by_pattern_or_card() {
+        let r = readers(&[("DMSC vpcd 0 00 00", false), ("DMSC vpcd 0 00 01", true)]);
+        assert_eq!(
+            pick_reader(&r, Some("00 00")).unwrap(),
+            Pick::One("DMSC vpcd 0 00 00".into())
+        );
+        // No pattern: the only reader holding a card.
+        assert_eq!(
+            pick_reader(&r, None).unwrap(),
+            Pick::One("DMSC vpcd 0 00 01".into())
+        );
+        assert_eq!(
+            pick_reader(&r, Some("VPCD")).unwrap(),
+            Pick::Several(vec!["DMSC vpcd 0 00 00".into(), "DMSC vpcd 0 00 01".into()])
+        );
+        assert!(matches!(
+            pick_reader(&r, Some("yubikey")),
+            Err(TransportError::NoReader { .. })
+        ));
+        assert!(matches!(
+            pick_reader(&[], None),
+            Err(TransportError::NoReader { .. })
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! Exit codes and how errors map to them.
+
+use std::fmt;
+
+use dmsc_host::{HostError, TransportError};
+
+/// The process exit codes (documented in `dmsc --help` and docs/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 0: success.
+    Ok = 0,
+    /// 1: any other error.
+    Error = 1,
+    /// 2: bad arguments or input.
+    Usage = 2,
+    /// 3: no PC/SC service, reader or card.
+    NoCard = 3,
+    /// 4: the card refused (security status, conditions of use, authority authentication).
+    Refused = 4,
+    /// 5: PIN or PUK blocked.
+    Blocked = 5,
+    /// 6: a MAC, signature or approval did not verify; a demo check failed.
+    VerificationFailed = 6,
+    /// 7: wrong PIN or PUK.
+    WrongPin = 7,
+    /// 8: object or key not found.
+    NotFound = 8,
+}
+
+impl Code {
+    /// The short name used in JSON error documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::Error => "error",
+            Code::Usage => "usage",
+            Code::NoCard => "no-card",
+            Code::Refused => "refused",
+            Code::Blocked => "blocked",
+            Code::VerificationFailed => "verification-failed",
+            Code::WrongPin => "wrong-pin",
+            Code::NotFound => "not-found",
+        }
+    }
+}
+
+/// An error that carries its exit code explicitly.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: Code,
+    pub message: String,
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// An error with exit code `code`.
+pub fn coded(code: Code, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        code,
+        message: message.into(),
+    })
+}
+
+/// A usage error (exit code 2).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    coded(Code::Usage, message)
+}
+
+/// The exit code for a card error.
+pub fn host_code(e: &HostError) -> Code {
+    match e {
+        HostError::WrongPin { .. } => Code::WrongPin,
+        HostError::Blocked { .. } => Code::Blocked,
+        HostError::SecurityStatusNotSatisfied { .. }
+        | HostError::ConditionsNotSatisfied { .. }
+        | HostError::ReferenceDataNotUsable { .. } => Code::Refused,
+        HostError::NotFound { .. } => Code::NotFound,
+        HostError::VerificationFailed { .. } => Code::VerificationFailed,
+        HostError::Transport(t) => transport_code(t),
+        HostError::CardChanged { .. } => Code::NoCard,
+        _ => Code::Error,
+    }
+}
+
+/// The exit code for a transport error.
+pub fn transport_code(e: &TransportError) -> Code {
+    match e {
+        TransportError::NoService { .. }
+        | TransportError::NoReader { .. }
+        | TransportError::AmbiguousReader { .. }
+        | TransportError::NoCard { .. }
+        | TransportError::CardRemoved
+        | TransportError::SharingViolation => Code::NoCard,
+        _ => Code::Error,
+    }
+}
+
+/// The exit code of an error: the first explicit code or card error in its chain.
+pub fn classify(err: &anyhow::Error) -> Code {
+    for cause in err.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
+        }
+        if let Some(h) = cause.downcast_ref::<HostError>() {
+            return host_code(h);
+        }
+        if let Some(t) = cause.downcast_ref::<TransportError>() {
+            return transport_code(t);
+        }
+    }
+    Code::Error
+}
+
+/// The error and its causes on one line, `a: b: c`, without repeating a cause
+/// whose text the previous one already ends with.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || last.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_chain() {
+        let e = anyhow::Error::new(HostError::WrongPin {
+            command: "VERIFY",
+            tries_left: 2,
+        })
+        .context("verifying the PIN");
+        assert_eq!(classify(&e), Code::WrongPin);
+        let e = anyhow::Error::new(HostError::Transport(TransportError::CardRemoved))
+            .context("reading");
+        assert_eq!(classify(&e), Code::NoCard);
+        assert_eq!(describe(&e), "reading: the card was removed");
+        assert_eq!(classify(&usage("bad")), Code::Usage);
+        assert_eq!(classify(&anyhow::anyhow!("x")), Code::Error);
+    }
+}

@@ -1,0 +1,89 @@
+//! Running the real `dmsc` binary against simulated cards in temporary directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The GlobalPlatform test key.
+pub const TEST_KEY: &str = "404142434445464748494A4B4C4D4E4F";
+/// Another AES-128 key.
+pub const OTHER_KEY: &str = "00112233445566778899AABBCCDDEEFF";
+
+/// `K:K:K`.
+pub fn triple(key: &str) -> String {
+    format!("{key}:{key}:{key}")
+}
+
+/// What a run of `dmsc` gave.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// The stdout as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts the exit code, showing everything when it differs.
+    pub fn expect(self, code: i32) -> Out {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+}
+
+/// A `dmsc` command with no DMSC_* variables from the caller's environment,
+/// stdin closed (never a terminal) and `dir` as the working directory.
+pub fn dmsc(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dmsc"));
+    for var in [
+        "DMSC_READER",
+        "DMSC_SIM",
+        "DMSC_SCP_KEYS",
+        "DMSC_PIN",
+        "DMSC_NEW_PIN",
+        "DMSC_PUK",
+        "DMSC_VPCD_PORT",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.current_dir(dir).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `dmsc ARGS` with extra environment variables.
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = dmsc(dir);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run dmsc");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `dmsc ARGS`.
+pub fn run(dir: &Path, args: &[&str]) -> Out {
+    run_env(dir, args, &[])
+}
+
+/// A new card with the test keys at `dir/name`.
+pub fn new_card(dir: &Path, name: &str) -> PathBuf {
+    run(dir, &["-q", "sim", "init", name]).expect(0);
+    dir.join(name)
+}
+
+/// A card on which `dmsc demo` stored its objects (MO, policy, keys, approvers, an alarm).
+pub fn demo_card(dir: &Path, name: &str) -> PathBuf {
+    run(dir, &["demo", "--sim", name]).expect(0);
+    dir.join(name)
+}

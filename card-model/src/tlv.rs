@@ -81,7 +81,10 @@ fn read_tag(input: &[u8], pos: usize) -> Result<(Tag, usize), TlvError> {
     if first & 0x1F == 0x1F {
         loop {
             let b = *input.get(p).ok_or(TlvError::Truncated { at: p })?;
-            if p == pos + 1 && b == 0x80 {
+            // The first subsequent byte has no leading zero bits (not `80`), and
+            // a two-byte tag encodes a number of 31 or more (ISO/IEC 7816-4
+            // §5.2.2.1): every tag has exactly one encoding.
+            if p == pos + 1 && (b == 0x80 || (b & 0x80 == 0 && b < 0x1F)) {
                 return Err(TlvError::InvalidTag { at: pos });
             }
             tag = (tag << 8) | b as u32;

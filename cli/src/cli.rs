@@ -49,28 +49,49 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// PC/SC reader: a case-insensitive substring of its name (`dmsc readers` lists them)
-    #[arg(long, global = true, env = "DMSC_READER", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "DMSC_READER",
+        hide_env_values = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
     pub reader: Option<String>,
 
     /// Use the simulated card kept in this state file, in-process (no PC/SC); takes
     /// precedence over --reader
-    #[arg(long, global = true, env = "DMSC_SIM", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "DMSC_SIM",
+        hide_env_values = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub sim: Option<PathBuf>,
 
     /// Machine-readable output on stdout (documented schemas, with "schema_version": 1)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     /// Trace every APDU on stderr (PINs and keys redacted)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub trace: bool,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        action = clap::ArgAction::Count,
+        conflicts_with = "quiet",
+        help_heading = "Global options"
+    )]
     pub verbose: u8,
 
     /// Only errors on stderr (no warnings or notes)
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     /// Authority SCP03 keys ENC:MAC:DEK, hex, 16/24/32 bytes each (prefer
@@ -357,7 +378,12 @@ pub enum SimCommand {
         #[arg(long = "state", required = true, value_name = "PATH")]
         states: Vec<PathBuf>,
         /// vpcd's listening base port on 127.0.0.1 (card i connects to port+i)
-        #[arg(long, env = "DMSC_VPCD_PORT", default_value_t = 35963)]
+        #[arg(
+            long,
+            env = "DMSC_VPCD_PORT",
+            hide_env_values = true,
+            default_value_t = 35963
+        )]
         port: u16,
         /// Reversed mode: card i listens on ADDR's host at ADDR's port + i for vpcd
         #[arg(long, value_name = "ADDR")]

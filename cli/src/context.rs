@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
+use dmsc_host::card_model::commands::Pin;
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{
@@ -137,11 +138,20 @@ impl Ctx {
             Pick::Several(matches) => matches,
         };
         if !self.interactive() {
-            return Err(dmsc_host::TransportError::AmbiguousReader {
-                pattern: self.reader.clone().unwrap_or_default(),
-                matches,
-            })
-            .context("choose one with --reader NAME (or DMSC_READER)");
+            let which = match &self.reader {
+                Some(p) => format!("reader pattern '{p}' matches several readers"),
+                None => format!(
+                    "no --reader given and {} readers to choose from",
+                    matches.len()
+                ),
+            };
+            return Err(coded(
+                Code::NoCard,
+                format!(
+                    "{which}: {}; choose one with --reader NAME (or DMSC_READER)",
+                    matches.join(", ")
+                ),
+            ));
         }
         eprintln!("Several readers match; choose one:");
         for (i, name) in matches.iter().enumerate() {
@@ -176,32 +186,39 @@ impl Ctx {
 
     /// The security level for authority sessions.
     pub fn security_level(&self) -> SecurityLevel {
-        SecurityLevel::new(self.level.bits()).unwrap_or(SecurityLevel::new(0x33).expect("33"))
+        SecurityLevel::new(self.level.bits()).expect("every Level is a valid SCP03 level")
     }
 
-    /// Opens an authority session when keys were given; returns what the card said.
-    pub fn authenticate(&self, session: &mut CardSession) -> Result<Option<ChannelInfo>> {
-        match self.authority()? {
-            Some(authority) => open_authority(session, &authority, self.security_level()).map(Some),
-            None => Ok(None),
-        }
+    /// Opens an authority session with `authority` (from [`Ctx::authority`]).
+    pub fn authenticate(
+        &self,
+        session: &mut CardSession,
+        authority: &AuthorityKeySet,
+    ) -> Result<ChannelInfo> {
+        open_authority(session, authority, self.security_level())
     }
 
-    /// Opens an authority session; keys are required.
-    pub fn require_authority(&self, session: &mut CardSession, what: &str) -> Result<ChannelInfo> {
-        match self.authenticate(session)? {
-            Some(info) => Ok(info),
-            None => Err(usage(format!(
+    /// The authority key set; keys are required for `what`.
+    pub fn require_authority(&self, what: &str) -> Result<AuthorityKeySet> {
+        self.authority()?.ok_or_else(|| {
+            usage(format!(
                 "{what} needs an authority: give its SCP03 keys with --scp-key-file FILE, \
                  DMSC_SCP_KEYS or --scp-keys"
-            ))),
-        }
+            ))
+        })
     }
 
-    /// Verifies the user PIN (from --pin-file, DMSC_PIN or a prompt).
-    pub fn verify_user(&self, session: &mut CardSession) -> Result<()> {
-        let pin = read_pin(PinKind::Pin, self.pin_file.as_deref())?;
-        session.verify_pin(&pin).context("verifying the user PIN")
+    /// The user PIN (from --pin-file, DMSC_PIN or a prompt).
+    pub fn user_pin(&self) -> Result<Pin> {
+        read_pin(PinKind::Pin, self.pin_file.as_deref())
+    }
+
+    /// Verifies the user PIN.
+    pub fn verify_user(&self, session: &mut CardSession, pin: &Pin) -> Result<()> {
+        let reader = session.transport().reader_name().to_string();
+        session
+            .verify_pin(pin)
+            .with_context(|| format!("verifying the user PIN on {reader}"))
     }
 
     /// Who the session acts as, for messages.

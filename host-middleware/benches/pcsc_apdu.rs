@@ -52,23 +52,44 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("DMSC_BENCH_APDUS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("DMSC_BENCH_APDUS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let port: u16 = env("DMSC_VPCD_PORT").parse().expect("port");
-    let readers: Vec<String> = env("DMSC_VPCD_READERS").split(';').map(str::to_string).collect();
+    let readers: Vec<String> = env("DMSC_VPCD_READERS")
+        .split(';')
+        .map(str::to_string)
+        .collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = dmsc_sim_card::sim::create(&dir.path().join("bench.state"), params()).expect("card");
     let (sim_slot, echo_slot) = (8usize, 9usize);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let cards: Vec<(Box<dyn VirtualCard>, Endpoint)> = vec![
-        (Box::new(sim), Endpoint::Connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port + sim_slot as u16)))),
-        (Box::new(EchoCard), Endpoint::Connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port + echo_slot as u16)))),
+        (
+            Box::new(sim),
+            Endpoint::Connect(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                port + sim_slot as u16,
+            ))),
+        ),
+        (
+            Box::new(EchoCard),
+            Endpoint::Connect(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                port + echo_slot as u16,
+            ))),
+        ),
     ];
     let flag = shutdown.clone();
     let bridge = std::thread::spawn(move || vpcd::serve(cards, flag, move |e| drop(tx.send(e))));
     let mut attached = 0;
     while attached < 2 {
-        match rx.recv_timeout(Duration::from_secs(20)).expect("cards attach within 20 s") {
+        match rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("cards attach within 20 s")
+        {
             BridgeEvent::Attached { .. } => attached += 1,
             BridgeEvent::CardStopped { error, .. } => panic!("{error}"),
             _ => {}
@@ -92,11 +113,20 @@ fn main() {
     let mut echo_card = connect(&mut ctx, &readers[echo_slot]);
 
     // The simulated card: GET CHALLENGE of 8 bytes (no persistent write).
-    let select = Request::Select { aid: AID.to_vec() }.to_command().to_bytes().expect("select");
-    let challenge = Request::GetChallenge { len: 8 }.to_command().to_bytes().expect("challenge");
+    let select = Request::Select { aid: AID.to_vec() }
+        .to_command()
+        .to_bytes()
+        .expect("select");
+    let challenge = Request::GetChallenge { len: 8 }
+        .to_command()
+        .to_bytes()
+        .expect("challenge");
     assert_eq!(sim_card.transmit(&select).expect("select")[..1], [0x6F]);
     // The echo card: an APDU of the same size whose answer is as long.
-    let echo = Command::new(0x00, 0xCA, 0x00, 0x00).with_data(vec![0xA5; 8]).to_bytes().expect("echo");
+    let echo = Command::new(0x00, 0xCA, 0x00, 0x00)
+        .with_data(vec![0xA5; 8])
+        .to_bytes()
+        .expect("echo");
 
     let (mut sims, mut echoes) = (Vec::new(), Vec::new());
     for _ in 0..5 {
@@ -107,13 +137,20 @@ fn main() {
 
     let mut in_process = SimTransport::in_memory(params()).expect("card");
     in_process.transmit(&select).expect("select");
-    let local_us = median((0..5).map(|_| batch(&mut in_process, &challenge, n / 5)).collect());
+    let local_us = median(
+        (0..5)
+            .map(|_| batch(&mut in_process, &challenge, n / 5))
+            .collect(),
+    );
 
     shutdown.store(true, Ordering::SeqCst);
     let _ = bridge.join();
     println!("pcsc_apdu: {n} APDUs per card, 5 interleaved batches, medians");
     println!("  echo card through pcscd        {echo_us:>9.1} µs/APDU  (baseline)");
     println!("  simulated card through pcscd   {sim_us:>9.1} µs/APDU");
-    println!("  ratio simulated / echo         {:>9.2}  (target <= 1.15)", sim_us / echo_us);
+    println!(
+        "  ratio simulated / echo         {:>9.2}  (target <= 1.15)",
+        sim_us / echo_us
+    );
     println!("  simulated card in-process      {local_us:>9.1} µs/APDU");
 }

@@ -10,7 +10,11 @@ use crate::transport::TransportError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     /// `63Cx` after VERIFY, CHANGE REFERENCE DATA or RESET RETRY COUNTER.
-    #[error("{command}: wrong PIN, {tries_left} tries left (SW 63C{tries_left:X})")]
+    #[error(
+        "{command}: wrong {}, {} left (SW 63C{tries_left:X})",
+        pin_or_puk(.command),
+        tries(*.tries_left)
+    )]
     WrongPin {
         /// The command that failed.
         command: &'static str,
@@ -252,6 +256,23 @@ fn is_pin_command(cmd: &Command) -> bool {
             cmd.ins,
             ins::VERIFY | ins::CHANGE_REFERENCE_DATA | ins::RESET_RETRY_COUNTER
         )
+}
+
+/// Which secret a `63Cx` of `command` is about.
+fn pin_or_puk(command: &str) -> &'static str {
+    if command == "RESET RETRY COUNTER" {
+        "PUK"
+    } else {
+        "PIN"
+    }
+}
+
+fn tries(n: u8) -> String {
+    if n == 1 {
+        "1 try".into()
+    } else {
+        format!("{n} tries")
+    }
 }
 
 /// Maps a response to its data (`9000`) or to the typed error of its status word.

@@ -455,7 +455,8 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             self.volatile.scp = None;
             self.volatile.chain = None;
             let outcome = self.initialize_update(cmd);
-            return self.finish(outcome, false);
+            let rsp = self.finish(outcome, false);
+            return self.limit_to_ne(rsp, cmd.le.unwrap_or(256));
         }
         if cmd.ins == ins::EXTERNAL_AUTHENTICATE && cmd.cla == 0x84 {
             self.volatile.chain = None;
@@ -954,6 +955,10 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         let mut next = self.state.clone();
         if let Some(o) = next.objects.get_mut(&object) {
             o.acl = acl.clone();
+        }
+        // ACL text is stored with the object and counts as used memory.
+        if next.used_memory() > next.capacity {
+            return Err(Status::NotEnoughMemory);
         }
         next.clear_failures(&who);
         next.audit(

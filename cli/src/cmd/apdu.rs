@@ -43,13 +43,18 @@ pub fn run(ctx: &Ctx, apdus: &[String], secure: bool) -> Result<()> {
         .enumerate()
         .map(|(i, a)| parse_apdu(a, i + 1))
         .collect::<Result<Vec<_>>>()?;
+    let authority = if secure {
+        Some(ctx.require_authority("--secure")?)
+    } else {
+        None
+    };
     let mut session = ctx.open_card()?;
     let reader = session.transport().reader_name().to_string();
     session
         .select()
         .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
-    if secure {
-        ctx.require_authority(&mut session, "--secure")?;
+    if let Some(authority) = &authority {
+        ctx.authenticate(&mut session, authority)?;
     }
     let mut responses = Vec::new();
     for (i, cmd) in commands.iter().enumerate() {

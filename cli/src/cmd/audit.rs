@@ -23,7 +23,7 @@ pub fn entry_json(e: &AuditEntry) -> Value {
 /// One audit entry for people.
 pub fn entry_text(e: &AuditEntry) -> String {
     format!(
-        "{:>6}  {:<18} {:<12} session {:06X}  {}",
+        "{:>6}  {:<18} {:<12} {:06X}   {}",
         e.sequence,
         e.event.name(),
         e.principal,
@@ -39,7 +39,7 @@ pub fn print_entries(entries: &[AuditEntry]) {
         return;
     }
     println!(
-        "{:>6}  {:<18} {:<12} {:<14}  detail",
+        "{:>6}  {:<18} {:<12} {:<8} detail",
         "seq", "event", "principal", "session"
     );
     for e in entries {
@@ -65,15 +65,16 @@ pub fn run(
     principal: Option<&str>,
 ) -> Result<()> {
     let event = event.map(parse_event).transpose()?;
+    let authority = ctx.require_authority("reading the audit log")?;
     let mut session = ctx.open_card()?;
     let reader = session.transport().reader_name().to_string();
     session
         .select()
         .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
-    ctx.require_authority(&mut session, "reading the audit log")?;
+    ctx.authenticate(&mut session, &authority)?;
     let data = session
         .read_audit_log(from)
-        .context("reading the audit log")?;
+        .with_context(|| format!("reading the audit log on {reader}"))?;
     let entries: Vec<AuditEntry> = match data.value {
         dmsc_host::card_model::commands::ObjectValue::AuditLog(entries) => entries,
         other => anyhow::bail!(

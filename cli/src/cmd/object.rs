@@ -48,8 +48,12 @@ pub fn parse_kind(s: &str) -> Result<ObjectKind> {
 }
 
 /// Opens the card as the device, then as an authority (when keys are given)
-/// and as the user (with `--user`). Returns the session and who it acts as.
+/// and as the user (with `--user`). Returns the session and who it acts as
+/// where (for messages).
 pub fn open_as(ctx: &Ctx, user: bool) -> Result<(CardSession, String)> {
+    // Secrets first: a missing or malformed one must not cost a try on the card.
+    let authority = ctx.authority()?;
+    let pin = if user { Some(ctx.user_pin()?) } else { None };
     let mut session = ctx.open_card()?;
     let reader = session.transport().reader_name().to_string();
     session
@@ -57,11 +61,14 @@ pub fn open_as(ctx: &Ctx, user: bool) -> Result<(CardSession, String)> {
         .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
     // The secure channel first: opening it selects the applet again, which
     // would forget a verified PIN.
-    let channel = ctx.authenticate(&mut session)?;
-    if user {
-        ctx.verify_user(&mut session)?;
+    let channel = match &authority {
+        Some(a) => Some(ctx.authenticate(&mut session, a)?),
+        None => None,
+    };
+    if let Some(pin) = &pin {
+        ctx.verify_user(&mut session, pin)?;
     }
-    let who = Ctx::principal(channel.as_ref(), user);
+    let who = format!("{} on {reader}", Ctx::principal(channel.as_ref(), user));
     Ok((session, who))
 }
 

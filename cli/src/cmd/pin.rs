@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::PinCommand;
 use crate::cmd::info::{pin_text, PinJson};
-use crate::context::Ctx;
+use crate::context::{CardSession, Ctx};
 use crate::exit::{coded, Code};
 use crate::output::print_json;
 use crate::secrets::{read_pin, PinKind};
@@ -31,7 +31,10 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
         PinCommand::Verify => {
             let pin = read_pin(PinKind::Pin, ctx.pin_file.as_deref())?;
             let mut session = ctx.open_card()?;
-            session.verify_pin(&pin).context("verifying the user PIN")?;
+            let reader = reader_of(&session);
+            session
+                .verify_pin(&pin)
+                .with_context(|| format!("verifying the user PIN on {reader}"))?;
             "verified"
         }
         PinCommand::Change { new_pin_file } => {
@@ -40,7 +43,7 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
             let mut session = ctx.open_card()?;
             session
                 .change_pin(&old, &new)
-                .context("changing the user PIN")?;
+                .with_context(|| format!("changing the user PIN on {}", reader_of(&session)))?;
             "changed"
         }
         PinCommand::Unblock {
@@ -50,13 +53,17 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
             let puk = read_pin(PinKind::Puk, puk_file.as_deref())?;
             let new = read_pin(PinKind::NewPin, new_pin_file.as_deref())?;
             let mut session = ctx.open_card()?;
+            let reader = reader_of(&session);
             session.unblock_pin(&puk, &new).map_err(|e| match e {
                 // The card answers 63Cx for the PUK here; say so.
                 HostError::WrongPin { tries_left, .. } => coded(
                     Code::WrongPin,
-                    format!("unblocking the user PIN: wrong PUK, {tries_left} tries left"),
+                    format!(
+                        "unblocking the user PIN on {reader}: wrong PUK, {tries_left} tries left"
+                    ),
                 ),
-                e => anyhow::Error::new(e).context("unblocking the user PIN with the PUK"),
+                e => anyhow::Error::new(e)
+                    .context(format!("unblocking the user PIN with the PUK on {reader}")),
             })?;
             "unblocked"
         }
@@ -67,6 +74,10 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
         println!("user PIN {done}");
         Ok(())
     }
+}
+
+fn reader_of(session: &CardSession) -> String {
+    session.transport().reader_name().to_string()
 }
 
 fn status(ctx: &Ctx) -> Result<()> {

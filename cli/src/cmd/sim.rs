@@ -301,7 +301,8 @@ pub fn serve(
             BridgeEvent::Attached { .. } | BridgeEvent::Stopped => false,
             _ => true,
         };
-        if verbose || (important && !quiet) {
+        let failure = matches!(event, BridgeEvent::CardStopped { .. });
+        if verbose || failure || (important && !quiet) {
             eprintln!("[{:8.3}s] {event}", start.elapsed().as_secs_f64());
         }
         if !ready && attached.len() == total {

@@ -335,7 +335,7 @@ fn pin_verify_right_wrong_and_blocked() {
         ],
     )
     .expect(7);
-    assert!(out.stderr.contains("1 tries left"), "{out:?}");
+    assert!(out.stderr.contains("1 try left"), "{out:?}");
     let err = out.json();
     assert_eq!(err["error"]["exit_code"], 7);
     assert_eq!(err["error"]["kind"], "wrong-pin");

@@ -367,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             sw(&verify, 0x63C1).to_string(),
-            "VERIFY: wrong PIN, 1 tries left (SW 63C1)"
+            "VERIFY: wrong PIN, 1 try left (SW 63C1)"
         );
     }
 }

@@ -238,8 +238,9 @@ fn extended_length_when_card_and_transport_allow() {
         &card,
         &[
             (&one, "9000"),
-            // A read asks for everything with extended Le 0000.
-            ("00CB3FFF 000002 8200 0000", "5300 8C00 9000"),
+            // A read asks for as much as one extended APDU carries end to end
+            // (EXTENDED_DATA_LIMIT = 65 024 = FE00).
+            ("00CB3FFF 000002 8200 FE00", "5300 8C00 9000"),
         ],
     );
     s.put_object(&object, &value, None).unwrap();

@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::io::Write;
+
 use common::*;
 use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::commands::*;
@@ -486,7 +488,8 @@ fn power_cut_at_every_persistent_write() {
             exercised += 1;
         }
     }
-    println!("power-cut points exercised: {exercised}");
+    // Straight to stderr, past the test harness's capture, so every run shows it.
+    let _ = writeln!(std::io::stderr(), "power-cut points exercised: {exercised}");
     if rounds() >= 12 {
         assert!(exercised >= 1000, "only {exercised} power-cut points");
     }

@@ -38,7 +38,11 @@
 
 pub use dmsc_card_model as card_model;
 
+pub mod bootstrap;
 pub mod error;
+pub mod firmware;
+pub mod mcuboot;
+pub mod p256_keys;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
 pub mod scp;

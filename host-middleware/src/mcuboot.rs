@@ -257,3 +257,95 @@ fn parse_tlv_areas(bytes: &[u8], prot_len: usize) -> Result<Vec<(u8, Vec<u8>)>, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::ecdsa::{Signature, SigningKey};
+
+    /// An MCUboot image as imgtool lays it out: header, payload, an optional
+    /// protected TLV area, then the TLV area with the hash and the signature.
+    fn image(payload: &[u8], protected: bool, key: &SigningKey) -> Vec<u8> {
+        let prot: Vec<u8> = if protected {
+            // One protected TLV (type 0x50, 4 bytes), behind its info header.
+            let mut p = vec![0x08, 0x69, 12, 0];
+            p.extend_from_slice(&[0x50, 0, 4, 0, 1, 2, 3, 4]);
+            p
+        } else {
+            Vec::new()
+        };
+        let mut img = Vec::new();
+        img.extend_from_slice(&IMAGE_MAGIC.to_le_bytes());
+        img.extend_from_slice(&0u32.to_le_bytes()); // load address
+        img.extend_from_slice(&32u16.to_le_bytes()); // header size
+        img.extend_from_slice(&(prot.len() as u16).to_le_bytes());
+        img.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        img.extend_from_slice(&0u32.to_le_bytes()); // flags
+        img.extend_from_slice(&[1, 2]);
+        img.extend_from_slice(&3u16.to_le_bytes());
+        img.extend_from_slice(&4u32.to_le_bytes());
+        img.extend_from_slice(&0u32.to_le_bytes()); // pad
+        img.extend_from_slice(payload);
+        img.extend_from_slice(&prot);
+        let hash: [u8; 32] = Sha256::digest(&img).into();
+        let sig: Signature = key.sign_prehash(&hash).unwrap();
+        let der = sig.to_der();
+        let mut tlvs = vec![TLV_SHA256, 0, 32, 0];
+        tlvs.extend_from_slice(&hash);
+        tlvs.extend_from_slice(&[TLV_ECDSA_SIG, 0, der.as_bytes().len() as u8, 0]);
+        tlvs.extend_from_slice(der.as_bytes());
+        let total = (tlvs.len() + 4) as u16;
+        img.extend_from_slice(&TLV_INFO_MAGIC.to_le_bytes());
+        img.extend_from_slice(&total.to_le_bytes());
+        img.extend_from_slice(&tlvs);
+        img
+    }
+
+    fn scan(bytes: &[u8], chunk: usize, key: Option<&PublicKey>) -> Option<McubootReport> {
+        let mut s = McubootScanner::new();
+        for c in bytes.chunks(chunk) {
+            s.update(c);
+        }
+        s.finish(key)
+    }
+
+    #[test]
+    fn valid_images_pass_in_any_chunking() {
+        let key = SigningKey::from_slice(&[3; 32]).unwrap();
+        let public = PublicKey::from(key.verifying_key());
+        let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        for protected in [false, true] {
+            let img = image(&payload, protected, &key);
+            for chunk in [1, 7, 31, 32, 33, 4096, img.len()] {
+                let r = scan(&img, chunk, Some(&public)).unwrap();
+                assert_eq!(r.version, "1.2.3+4");
+                assert!(r.ok(), "protected {protected} chunk {chunk}: {r:?}");
+                assert_eq!(r.signature, Check::Valid);
+            }
+            let r = scan(&img, 4096, None).unwrap();
+            assert_eq!((r.sha256, r.signature), (Check::Valid, Check::NotChecked));
+        }
+    }
+
+    #[test]
+    fn tampered_wrong_key_truncated_and_other_files() {
+        let key = SigningKey::from_slice(&[3; 32]).unwrap();
+        let other = PublicKey::from(SigningKey::from_slice(&[4; 32]).unwrap().verifying_key());
+        let public = PublicKey::from(key.verifying_key());
+        let img = image(&[0xA5; 5000], true, &key);
+        let mut bad = img.clone();
+        bad[100] ^= 1;
+        let r = scan(&bad, 512, Some(&public)).unwrap();
+        assert_eq!((r.sha256, r.signature), (Check::Invalid, Check::Invalid));
+        assert!(!r.ok());
+        let r = scan(&img, 512, Some(&other)).unwrap();
+        assert_eq!((r.sha256, r.signature), (Check::Valid, Check::Invalid));
+        let r = scan(&img[..3000], 512, Some(&public)).unwrap();
+        assert!(r.error.unwrap().contains("truncated"));
+        let r = scan(&img[..img.len() - 10], 512, Some(&public)).unwrap();
+        assert!(r.error.is_some() && !r.ok());
+        assert!(scan(b"not an image at all", 4, None).is_none());
+        assert!(scan(b"", 4, None).is_none());
+    }
+}

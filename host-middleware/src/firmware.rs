@@ -29,8 +29,9 @@ use crate::p256_keys::{check_signature, sec1_point, sign_der, KeyError};
 use crate::{CardCommands, HostError};
 
 /// The buffer the package is read into: the only memory that grows with the
-/// read size (1 MiB; peak memory does not depend on the package size).
-pub const HASH_CHUNK: usize = 1 << 20;
+/// read size (64 KiB: it stays in the CPU cache between the read and the
+/// hash; peak memory does not depend on the package size).
+pub const HASH_CHUNK: usize = 64 * 1024;
 
 /// Errors of the firmware-approval operations. Messages name the file and line.
 #[derive(Debug, thiserror::Error)]

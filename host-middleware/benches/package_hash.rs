@@ -58,7 +58,11 @@ fn time(mut cmd: Command) -> (Duration, String) {
     let start = Instant::now();
     let out = cmd.output().expect("run");
     let elapsed = start.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

@@ -62,14 +62,9 @@ pub fn load_public_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
         return match label.as_str() {
             "PUBLIC KEY" => PublicKey::from_public_key_pem(text)
                 .map_err(|e| KeyError::NotPublicKey(format!("PEM PUBLIC KEY: {e}"))),
-            "EC PRIVATE KEY" | "PRIVATE KEY" => load_private_key(bytes)
+            "EC PRIVATE KEY" | "PRIVATE KEY" | "EC PARAMETERS" => load_private_key(bytes)
                 .map(|k| PublicKey::from(k.verifying_key()))
                 .map_err(|e| KeyError::NotPublicKey(e.to_string())),
-            "EC PARAMETERS" => Err(KeyError::NotPublicKey(
-                "the file holds only EC PARAMETERS; use `openssl ecparam -genkey -noout` or \
-                 `openssl pkey -pubout`"
-                    .into(),
-            )),
             other => Err(KeyError::NotPublicKey(format!("PEM label {other}"))),
         };
     }
@@ -156,5 +151,132 @@ pub fn verify_prehash(key: &PublicKey, digest: &[u8; 32], signature: &[u8]) -> b
     match sig {
         Ok(sig) => VerifyingKey::from(key).verify_prehash(digest, &sig).is_ok(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Every form openssl writes loads, and all give the same public key.
+    #[test]
+    fn openssl_key_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-out",
+                "params+key.pem",
+            ],
+        );
+        openssl(d, &["ec", "-in", "params+key.pem", "-out", "sec1.pem"]);
+        openssl(
+            d,
+            &[
+                "ec",
+                "-in",
+                "params+key.pem",
+                "-outform",
+                "DER",
+                "-out",
+                "sec1.der",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-out", "p8.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-outform", "DER", "-out",
+                "p8.der",
+            ],
+        );
+        openssl(
+            d,
+            &["pkey", "-in", "sec1.pem", "-pubout", "-out", "pub.pem"],
+        );
+        openssl(
+            d,
+            &[
+                "pkey", "-in", "sec1.pem", "-pubout", "-outform", "DER", "-out", "pub.der",
+            ],
+        );
+        let read = |n: &str| std::fs::read(d.join(n)).unwrap();
+        let expected = load_public_key(&read("pub.pem")).unwrap();
+        for name in [
+            "params+key.pem",
+            "sec1.pem",
+            "sec1.der",
+            "p8.pem",
+            "p8.der",
+            "pub.der",
+        ] {
+            assert_eq!(load_public_key(&read(name)).unwrap(), expected, "{name}");
+        }
+        let point = sec1_point(&expected);
+        assert_eq!(load_public_key(&point).unwrap(), expected);
+        for name in ["params+key.pem", "sec1.pem", "sec1.der", "p8.pem", "p8.der"] {
+            let key = load_private_key(&read(name)).unwrap();
+            assert_eq!(PublicKey::from(key.verifying_key()), expected, "{name}");
+        }
+        // Public keys are not private keys; garbage is neither.
+        assert!(load_private_key(&read("pub.pem")).is_err());
+        assert!(load_public_key(b"hello").is_err());
+        assert!(
+            load_public_key(&[4u8; 65]).is_err(),
+            "a point off the curve"
+        );
+        // A signature by openssl verifies with the loaded key; shapes are checked.
+        std::fs::write(d.join("msg"), b"statement").unwrap();
+        openssl(
+            d,
+            &["dgst", "-sha256", "-sign", "sec1.pem", "-out", "sig", "msg"],
+        );
+        let sig = read("sig");
+        check_signature(&sig).unwrap();
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(b"statement").into();
+        assert!(verify_prehash(&expected, &digest, &sig));
+        assert!(check_signature(&sig[..sig.len() - 1]).is_err());
+        assert!(check_signature(&[0u8; 64]).is_err());
+        // Another curve is refused with a clear message.
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "secp384r1",
+                "-noout",
+                "-out",
+                "p384.pem",
+            ],
+        );
+        let err = load_private_key(&read("p384.pem")).unwrap_err().to_string();
+        assert!(err.contains("P-256"), "{err}");
     }
 }

@@ -318,7 +318,8 @@ pub struct BootstrapContent {
     pub nodes: Vec<String>,
 }
 
-/// Checks that `packet` is a TNDS document (`<MgmtTree>` root) and names it.
+/// Checks that `packet` is a TNDS document (`<MgmtTree>` root; WBXML is
+/// decoded to XML first) and names it.
 pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapContent, BootstrapError> {
     let bad = |s: &str| BootstrapError::BadContent(s.to_string());
     let xml = match media {
@@ -328,10 +329,7 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
             })?
             .to_string(),
         MediaType::Wbxml => {
-            return Err(bad(
-                "WBXML-encoded TNDS is not decoded by this version; send the packet as \
-                 application/vnd.syncml.dm+xml",
-            ))
+            crate::wbxml::decode_tnds(packet).map_err(BootstrapError::BadContent)?
         }
     };
     let body = xml.trim_start_matches('\u{feff}').trim_start();

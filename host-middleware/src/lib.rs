@@ -52,6 +52,7 @@ pub mod session;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
+pub mod wbxml;
 
 #[cfg(test)]
 pub(crate) mod scripted;

@@ -598,3 +598,92 @@ fn bootstrap_content_must_be_tnds_and_packets_are_bounded() {
     let mac = bootstrap::compute_mac(MacAlgorithm::AesCmac, &key, &full).unwrap();
     assert!(bootstrap::verify_packet(&mut s, 1, &full, &mac).unwrap());
 }
+
+#[test]
+fn bootstrap_wbxml_tnds_is_decoded_and_written_as_xml() {
+    use dmsc_host::wbxml::ddf_token;
+    let key = [0x11u8; 32];
+    let mut s = bootstrap_card(MacAlgorithm::HmacSha1, &key);
+    // <MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DMAcc</NodeName></Node></MgmtTree>
+    let mut packet = vec![0x02, 0x01, 0x6A, 0x00];
+    let open = |p: &mut Vec<u8>, n: &str| p.push(ddf_token(n).unwrap() | 0x40);
+    let text = |p: &mut Vec<u8>, t: &str| {
+        p.push(0x03);
+        p.extend_from_slice(t.as_bytes());
+        p.push(0);
+    };
+    open(&mut packet, "MgmtTree");
+    open(&mut packet, "VerDTD");
+    text(&mut packet, "1.2");
+    packet.push(0x01);
+    open(&mut packet, "Node");
+    open(&mut packet, "NodeName");
+    text(&mut packet, "DMAcc");
+    packet.extend_from_slice(&[0x01, 0x01, 0x01]);
+    let mac = bootstrap::compute_mac(MacAlgorithm::HmacSha1, &key, &packet).unwrap();
+    let header =
+        parse_content_type(&content_type(MediaType::Wbxml, SecMethod::NetwPin, &mac)).unwrap();
+    let device = tempfile::tempdir().unwrap();
+    let outcome = bootstrap::verify_and_apply(
+        &mut s,
+        1,
+        header.media_type,
+        &packet,
+        &header.mac,
+        device.path(),
+        &mut |c| c.nodes == ["DMAcc"],
+    )
+    .unwrap();
+    let path = device.path().join("bootstrap/DMAcc.xml");
+    assert_eq!(outcome, BootstrapOutcome::Applied(path.clone()));
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap(),
+        "<MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DMAcc</NodeName></Node></MgmtTree>\n"
+    );
+    // The same bytes announced as XML are not a TNDS document: nothing written.
+    let other = tempfile::tempdir().unwrap();
+    let err = bootstrap::verify_and_apply(
+        &mut s,
+        1,
+        MediaType::Xml,
+        &packet,
+        &mac,
+        other.path(),
+        &mut |_| true,
+    )
+    .unwrap_err();
+    assert!(matches!(err, BootstrapError::BadContent(_)), "{err:?}");
+    nothing_written(other.path());
+}
+
+#[test]
+fn approvals_from_approvers_outside_the_rule() {
+    let mut s = setup();
+    let h = hash(&s.package);
+    let mut a = approvals(&s, h.digest, "2.1.0");
+    // A registered approver the rule does not name: its valid approval changes nothing.
+    let (guest, guest_pub) = openssl_key(s.dir.path(), "guest", false, false);
+    as_authority(&mut s.card);
+    let public = load_public_key(&std::fs::read(guest_pub).unwrap()).unwrap();
+    firmware::register_approver(&mut s.card, "guest", &public, None).unwrap();
+    s.card.select().unwrap();
+    let key = load_private_key(&std::fs::read(guest).unwrap()).unwrap();
+    let mut statement = a[0].statement.clone();
+    statement.approver = "guest".into();
+    a.push(firmware::sign_statement(&statement, &key));
+    assert!(verdict(&mut s, h.digest, &a).is_empty());
+    // An approval from a name the card does not know and the rule does not name: ignored.
+    let mut stranger = a[2].clone();
+    stranger.statement.approver = "stranger".into();
+    let with_stranger = [
+        a[0].clone(),
+        a[1].clone(),
+        firmware::sign_statement(&stranger.statement, &key),
+    ];
+    assert!(verdict(&mut s, h.digest, &with_stranger).is_empty());
+    // Without the owner, the guest's approval does not stand in for it.
+    assert_eq!(
+        verdict(&mut s, h.digest, &[a[0].clone(), a[2].clone()]),
+        [RefusalReason::MissingApprover("owner".into())]
+    );
+}

@@ -650,3 +650,125 @@ fn bootstrap_aes_cmac_and_bad_keys() {
     )
     .expect(2);
 }
+
+// ---- MCUboot ----------------------------------------------------------------------
+
+/// An MCUboot image: header + payload signed by `openssl dgst -sha256 -sign`
+/// (ECDSA over SHA-256 of header and payload, as MCUboot verifies), with the
+/// SHA-256 and ECDSA P-256 TLVs; `corrupt_hash` spoils the hash TLV.
+fn mcuboot_image(d: &Path, name: &str, corrupt_hash: bool) {
+    use sha2::Digest;
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let mut img = Vec::new();
+    img.extend_from_slice(&0x96f3_b83du32.to_le_bytes());
+    img.extend_from_slice(&0u32.to_le_bytes());
+    img.extend_from_slice(&32u16.to_le_bytes());
+    img.extend_from_slice(&0u16.to_le_bytes());
+    img.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    img.extend_from_slice(&0u32.to_le_bytes());
+    img.extend_from_slice(&[2, 1, 0, 0, 7, 0, 0, 0]); // 2.1.0+7
+    img.extend_from_slice(&0u32.to_le_bytes());
+    img.extend_from_slice(&payload);
+    std::fs::write(d.join("signed-part.bin"), &img).unwrap();
+    openssl(
+        d,
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            "mcu.pem",
+            "-out",
+            "mcu.sig",
+            "signed-part.bin",
+        ],
+    );
+    let sig = std::fs::read(d.join("mcu.sig")).unwrap();
+    let mut hash: [u8; 32] = sha2::Sha256::digest(&img).into();
+    if corrupt_hash {
+        hash[0] ^= 1;
+    }
+    let mut tlvs = vec![0x10, 0, 32, 0];
+    tlvs.extend_from_slice(&hash);
+    tlvs.extend_from_slice(&[0x22, 0, sig.len() as u8, 0]);
+    tlvs.extend_from_slice(&sig);
+    img.extend_from_slice(&0x6907u16.to_le_bytes());
+    img.extend_from_slice(&((tlvs.len() + 4) as u16).to_le_bytes());
+    img.extend_from_slice(&tlvs);
+    std::fs::write(d.join(name), img).unwrap();
+}
+
+#[test]
+fn firmware_mcuboot_image_checks() {
+    let dir = tmp();
+    let d = dir.path();
+    firmware_card(d);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "mcu.pem",
+        ],
+    );
+    openssl(d, &["pkey", "-in", "mcu.pem", "-pubout", "-out", "mcu.pub"]);
+    let approve = |image: &str, key: &str| -> Out {
+        for (who, k) in [("maintainer", "maintainer.pem"), ("owner", "owner.pem")] {
+            let file = format!("{image}.{who}");
+            run(
+                d,
+                &[
+                    "firmware",
+                    "sign",
+                    image,
+                    "--key",
+                    k,
+                    "--version",
+                    "2.1.0",
+                    "--class",
+                    "gateway",
+                    "-o",
+                    &file,
+                ],
+            )
+            .expect(0);
+        }
+        let (m, o) = (format!("{image}.maintainer"), format!("{image}.owner"));
+        run(
+            d,
+            &[
+                "--sim",
+                "card.state",
+                "--json",
+                "firmware",
+                "approve",
+                image,
+                "--approval",
+                &m,
+                "--approval",
+                &o,
+                "--mcuboot-key",
+                key,
+            ],
+        )
+    };
+    mcuboot_image(d, "good.img", false);
+    let out = approve("good.img", "mcu.pub").expect(0).json();
+    assert_eq!(out["mcuboot"]["version"], "2.1.0+7");
+    assert_eq!(out["mcuboot"]["sha256"], "valid");
+    assert_eq!(out["mcuboot"]["signature"], "valid");
+    // Approved by the card, but signed by another key than the image's: refused.
+    let out = approve("good.img", "maintainer.pub").expect(6).json();
+    assert_eq!(out["mcuboot"]["signature"], "invalid");
+    assert!(
+        out["reasons"][0].as_str().unwrap().contains("MCUboot"),
+        "{out}"
+    );
+    // A wrong image hash TLV: refused even though both approvers signed the file.
+    mcuboot_image(d, "bad.img", true);
+    let out = approve("bad.img", "mcu.pub").expect(6).json();
+    assert_eq!(out["mcuboot"]["sha256"], "invalid");
+}

@@ -144,8 +144,12 @@ pub fn parse_content_type(header: &str) -> Result<BootstrapHeader, BootstrapErro
         detail,
     };
     let mut text = header.trim();
-    if text.len() >= 13 && text[..13].eq_ignore_ascii_case("content-type:") {
-        text = text[13..].trim();
+    if let Some(rest) = text
+        .get(..13)
+        .filter(|p| p.eq_ignore_ascii_case("content-type:"))
+        .and_then(|_| text.get(13..))
+    {
+        text = rest.trim();
     }
     let mut parts = text.split(';').map(str::trim);
     let mime = parts.next().unwrap_or_default();

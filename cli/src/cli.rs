@@ -20,6 +20,7 @@ Exit codes:
      a demo step gave an unexpected result
   7  wrong PIN or PUK (63Cx); the message says how many tries are left
   8  object or key not found (6A82, 6A88), e.g. an unknown SCP03 key version
+  9  declined by the user (bootstrap verify, firmware approve --on-unapproved ask)
 
 Secrets: PINs never go on the command line (prompt, --pin-file or DMSC_PIN);
 authority keys come from --scp-key-file, DMSC_SCP_KEYS or --scp-keys, are
@@ -252,6 +253,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+
+    /// HTTP bootstrap: MAC a packet (authority), store a key, verify and apply (device)
+    #[command(subcommand)]
+    Bootstrap(crate::cmd::bootstrap::BootstrapCommand),
+
+    /// Firmware/software approval: approvers, rule, signing, approve, confirm-installed
+    #[command(subcommand)]
+    Firmware(crate::cmd::firmware::FirmwareCommand),
 }
 
 #[derive(Debug, Subcommand)]

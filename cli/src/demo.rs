@@ -11,21 +11,22 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use dmsc_host::bootstrap::{
+    self, content_type, parse_content_type, BootstrapOutcome, MediaType, SecMethod,
+};
 use dmsc_host::card_model::commands::{
-    Approval, ApprovalRule, AuditEntry, AuditEvent, BootstrapKeyValue, MoRecord, ObjectValue,
-    PackageId, Pin, RefusalReason, AID, APPLET_VERSION,
+    AuditEntry, AuditEvent, MoRecord, ObjectValue, PackageId, Pin, RefusalReason, AID,
+    APPLET_VERSION,
 };
 use dmsc_host::card_model::objects::{
     MacAlgorithm, ObjectKind, ObjectRef, Principal, Right, Version,
 };
 use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::firmware::{self, ApprovalFile};
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{AuthorityKeySet, CardCommands, HostError, PinStatus};
-use hmac::{Hmac, Mac};
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::SigningKey;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::cmd::info::{algorithm_names, pin_text};
@@ -56,8 +57,11 @@ const MO_TNDS: &str = r#"<MgmtTree xmlns="syncml:dmddf1.2">
 const POLICY: &str = "enterprise-policy/1\ncamera=off when weekday 08:00-18:00\n\
                       bluetooth=off at site:HQ\nusb-storage=off\n";
 const BOOTSTRAP_KEY_ID: u8 = 1;
-const BOOTSTRAP_PACKET: &[u8] =
-    b"bootstrap/1 ServerID=dm.example.com AppAddr=https://dm.example.com/dm AAuthPref=HMAC";
+/// The bootstrap packet the network sends: a TNDS document.
+const BOOTSTRAP_PACKET: &[u8] = b"<MgmtTree xmlns=\"syncml:dmddf1.2\">\n  <VerDTD>1.2</VerDTD>\n  \
+<Node><NodeName>DMAcc</NodeName>\n    <Node><NodeName>NetServer</NodeName>\n      \
+<Node><NodeName>ServerID</NodeName><Value>net.example.com</Value></Node>\n    </Node>\n  \
+</Node>\n</MgmtTree>\n";
 const DEVICE_CLASS: &str = "gateway";
 const APPROVERS: [&str; 2] = ["maintainer", "owner"];
 const LEVEL_ALL: u8 = 0x33;
@@ -195,23 +199,10 @@ impl Approver {
         })
     }
 
-    /// The uncompressed SEC1 public key the card stores.
-    fn public_key(&self) -> Vec<u8> {
-        self.key
-            .verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec()
-    }
-
-    /// Signs the approval statement of `package` (ECDSA P-256, SHA-256, DER).
-    fn approve(&self, package: &PackageId) -> Approval {
-        let statement = package.statement(self.name).to_signed_bytes();
-        let signature: Signature = self.key.sign(&statement);
-        Approval {
-            approver: self.name.to_string(),
-            signature: signature.to_der().as_bytes().to_vec(),
-        }
+    /// Signs the approval statement of `package` (ECDSA P-256, SHA-256, DER):
+    /// the content of an approval file.
+    fn approve(&self, package: &PackageId) -> ApprovalFile {
+        firmware::sign_statement(&package.statement(self.name), &self.key)
     }
 }
 
@@ -233,6 +224,8 @@ struct World {
     bootstrap_key: Zeroizing<Vec<u8>>,
     approvers: [Approver; 2],
     first_generation: u64,
+    /// The device tree that accepted bootstrap content is written to.
+    device_tree: tempfile::TempDir,
 }
 
 impl World {
@@ -313,6 +306,10 @@ fn power_up(r: &mut Report, ctx: &Ctx, path: &Path) -> Result<World> {
         bootstrap_key: Zeroizing::new(random_bytes(32)?),
         approvers: [Approver::new(APPROVERS[0])?, Approver::new(APPROVERS[1])?],
         first_generation: info.generation,
+        device_tree: tempfile::Builder::new()
+            .prefix("dmsc-demo-device-")
+            .tempdir()
+            .context("cannot create a temporary directory")?,
     })
 }
 
@@ -380,35 +377,35 @@ fn provision(r: &mut Report, w: &mut World) -> Result<()> {
         put,
         format!("{} bytes", POLICY.len()),
     );
-    let key = ObjectValue::BootstrapKey(BootstrapKeyValue {
-        algorithm: MacAlgorithm::HmacSha256,
-        key: Some(w.bootstrap_key.clone()),
+    let put = bootstrap::provision_key(
+        &mut w.card,
+        BOOTSTRAP_KEY_ID,
+        MacAlgorithm::HmacSha256,
+        &w.bootstrap_key,
+    )
+    .map_err(|e| match e {
+        bootstrap::BootstrapError::Card(h) => h,
+        other => HostError::Protocol {
+            command: "PUT DATA",
+            detail: other.to_string(),
+        },
     });
-    let put = w
-        .card
-        .put_object(&ObjectRef::BootstrapKey(BOOTSTRAP_KEY_ID), &key, None);
     r.expect_ok(
         "store bootstrap key 1 (HMAC-SHA256; travels encrypted, never readable)",
         put,
         "stored",
     );
     for a in &w.approvers {
-        let put = w.card.put_object(
-            &ObjectRef::Approver(a.name.into()),
-            &ObjectValue::Approver(a.public_key()),
-            None,
-        );
+        let public = p256::PublicKey::from(a.key.verifying_key());
+        let put = firmware::register_approver(&mut w.card, a.name, &public, None);
         r.expect_ok(
             &format!("register approver {} (P-256 public key)", a.name),
             put,
             "stored",
         );
     }
-    let rule = ObjectValue::ApprovalRule(ApprovalRule {
-        required: APPROVERS.iter().map(|s| s.to_string()).collect(),
-        user_consent_needs_pin: true,
-    });
-    let put = w.card.put_object(&ObjectRef::ApprovalRule, &rule, None);
+    let required: Vec<String> = APPROVERS.iter().map(|s| s.to_string()).collect();
+    let put = firmware::set_rule(&mut w.card, &required, true);
     r.expect_ok(
         "store the approval rule",
         put,
@@ -455,45 +452,79 @@ fn mo_version(v: &ObjectValue) -> String {
 }
 
 /// 5. HTTP bootstrap: the network MACs the bootstrap packet with the key it
-///    shares with the card; the card verifies it (the key never leaves the card).
+///    shares with the card and sends the MAC in the Content-Type; the card
+///    verifies it (the key never leaves the card); the user consents; the TNDS
+///    content goes into the device tree.
 fn bootstrap(r: &mut Report, w: &mut World) -> Result<()> {
-    let mac = hmac_sha256(&w.bootstrap_key, BOOTSTRAP_PACKET);
-    r.note(
-        "the network computes HMAC-SHA256 of the bootstrap packet",
-        hex_upper(&mac),
-    );
-    let verified = w
-        .card
-        .verify_mac(BOOTSTRAP_KEY_ID, BOOTSTRAP_PACKET, &mac)?;
-    r.expect("the card verifies the MAC", verified, verified, true);
+    let mac = bootstrap::compute_mac(MacAlgorithm::HmacSha256, &w.bootstrap_key, BOOTSTRAP_PACKET)?;
+    let header = content_type(MediaType::Xml, SecMethod::NetworkId, &mac);
+    r.note("the network sends the packet with Content-Type", &header);
+    let parsed = parse_content_type(&header)?;
+    let device = w.device_tree.path().to_path_buf();
     let mut tampered = BOOTSTRAP_PACKET.to_vec();
-    tampered[10] ^= 0x01;
-    let verified = w.card.verify_mac(BOOTSTRAP_KEY_ID, &tampered, &mac)?;
+    tampered[60] ^= 0x01;
+    let outcome = bootstrap::verify_and_apply(
+        &mut w.card,
+        BOOTSTRAP_KEY_ID,
+        parsed.media_type,
+        &tampered,
+        &parsed.mac,
+        &device,
+        &mut |_| true,
+    )
+    .map_err(card_error)?;
     r.expect(
         "a tampered packet with the same MAC",
-        verified,
-        !verified,
-        false,
+        format!("{outcome:?}"),
+        outcome == BootstrapOutcome::MacInvalid && !device.join("bootstrap").exists(),
+        "MacInvalid, nothing written",
+    );
+    let mut asked = String::new();
+    let outcome = bootstrap::verify_and_apply(
+        &mut w.card,
+        BOOTSTRAP_KEY_ID,
+        parsed.media_type,
+        BOOTSTRAP_PACKET,
+        &parsed.mac,
+        &device,
+        &mut |content| {
+            asked = content.nodes.join(", ");
+            true // the demo's user consents
+        },
+    )
+    .map_err(card_error)?;
+    let written = device.join("bootstrap").join("DMAcc.xml");
+    let ok = outcome == BootstrapOutcome::Applied(written.clone())
+        && std::fs::read(&written).is_ok_and(|b| b == BOOTSTRAP_PACKET);
+    r.expect(
+        &format!("the card verifies the MAC; the user accepts ({asked})"),
+        format!("{outcome:?}"),
+        ok,
+        "applied to <device tree>/bootstrap/DMAcc.xml",
     );
     Ok(())
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
+/// The card's error itself, so that the report shows the status word.
+fn card_error(e: bootstrap::BootstrapError) -> anyhow::Error {
+    match e {
+        bootstrap::BootstrapError::Card(h) => h.into(),
+        other => other.into(),
+    }
 }
 
-/// A package of `version` for the demo's device class: its SHA-256 and version.
+/// A package of `version` for the demo's device class: streamed through
+/// SHA-256 as the device does it.
 fn package(version: &str) -> Result<PackageId> {
     let image: Vec<u8> = format!("dmsc demo firmware {version}\n")
         .into_bytes()
         .into_iter()
         .cycle()
-        .take(64 * 1024)
+        .take(1024 * 1024)
         .collect();
+    let hashed = firmware::hash_package(&image[..], "the demo package", None, &mut |_| {})?;
     Ok(PackageId {
-        digest: Sha256::digest(&image).into(),
+        digest: hashed.digest,
         version: Version::parse(version)?,
         device_class: DEVICE_CLASS.into(),
     })
@@ -511,7 +542,7 @@ fn firmware(r: &mut Report, w: &mut World) -> Result<()> {
         ),
     );
     let [maintainer, owner] = &w.approvers;
-    let verdict = w.card.check_approval(&new, &[maintainer.approve(&new)])?;
+    let verdict = firmware::check_with_card(&mut w.card, &new, &[maintainer.approve(&new)])?;
     let missing_owner = RefusalReason::MissingApprover(owner.name.into());
     r.expect(
         "CHECK APPROVAL with the maintainer's approval only",
@@ -520,7 +551,7 @@ fn firmware(r: &mut Report, w: &mut World) -> Result<()> {
         format!("refused: {missing_owner}"),
     );
     let both = [maintainer.approve(&new), owner.approve(&new)];
-    let verdict = w.card.check_approval(&new, &both)?;
+    let verdict = firmware::check_with_card(&mut w.card, &new, &both)?;
     r.expect(
         "CHECK APPROVAL with both approvals",
         verdict_text(&verdict.approved, &verdict.reasons),
@@ -538,9 +569,11 @@ fn firmware(r: &mut Report, w: &mut World) -> Result<()> {
         "2.1.0",
     );
     let old = package("2.0.0")?;
-    let verdict = w
-        .card
-        .check_approval(&old, &[maintainer.approve(&old), owner.approve(&old)])?;
+    let verdict = firmware::check_with_card(
+        &mut w.card,
+        &old,
+        &[maintainer.approve(&old), owner.approve(&old)],
+    )?;
     let below = RefusalReason::BelowFloor(new.version.clone());
     r.expect(
         "CHECK APPROVAL of the older 2.0.0, approved by both",

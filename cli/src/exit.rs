@@ -25,6 +25,8 @@ pub enum Code {
     WrongPin = 7,
     /// 8: object or key not found.
     NotFound = 8,
+    /// 9: the user declined (bootstrap, unapproved firmware).
+    Declined = 9,
 }
 
 impl Code {
@@ -40,6 +42,7 @@ impl Code {
             Code::VerificationFailed => "verification-failed",
             Code::WrongPin => "wrong-pin",
             Code::NotFound => "not-found",
+            Code::Declined => "declined",
         }
     }
 }

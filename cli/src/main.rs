@@ -128,6 +128,8 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Demo { keep } => return demo::run(&ctx, *keep),
         Command::Completions { shell } => cmd::docs::completions(*shell)?,
         Command::Man { out } => cmd::docs::man(out.as_deref())?,
+        Command::Bootstrap(c) => return cmd::bootstrap::run(&ctx, c),
+        Command::Firmware(c) => return cmd::firmware::run(&ctx, c),
     }
     Ok(Code::Ok)
 }

@@ -39,8 +39,12 @@
 
 pub use dmsc_card_model as card_model;
 
+pub mod bootstrap;
 pub mod error;
 pub mod files;
+pub mod firmware;
+pub mod mcuboot;
+pub mod p256_keys;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
 pub mod scp;
@@ -50,6 +54,7 @@ pub mod session;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
+pub mod wbxml;
 
 #[cfg(test)]
 pub(crate) mod scripted;

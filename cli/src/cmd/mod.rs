@@ -2,7 +2,9 @@
 
 pub mod apdu;
 pub mod audit;
+pub mod bootstrap;
 pub mod docs;
+pub mod firmware;
 pub mod info;
 pub mod object;
 pub mod pin;

@@ -1,0 +1,473 @@
+//! HTTP bootstrap verified with the card's key ("HTTP Bootstrap SC Signature").
+//!
+//! The Management Authority MACs the bootstrap packet with a key it shares
+//! with the card ([`compute_mac`]) and sends the MAC in the HTTP Content-Type
+//! (`application/vnd.syncml.dm+xml; SEC=NETWORKID; MAC=<hex>`,
+//! [`content_type`]). The device parses the header ([`parse_content_type`]),
+//! has the card verify the MAC with its bootstrap key ([`verify_packet`]: the
+//! key never leaves the card; every failure is counted and audited there),
+//! asks the user, and writes the TNDS content into the device tree
+//! ([`write_bootstrap_content`]). [`verify_and_apply`] does all of it in order
+//! and writes nothing unless the card verified the MAC and the user accepted.
+//! docs/bootstrap.md describes the flow.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use dmsc_card_model::commands::{BootstrapKeyValue, ObjectValue};
+use dmsc_card_model::objects::{MacAlgorithm, ObjectRef};
+use zeroize::Zeroizing;
+
+use crate::{CardCommands, HostError};
+
+/// The largest bootstrap packet the card verifies (64 KiB).
+pub const MAX_PACKET: usize = 64 * 1024;
+
+/// Errors of the bootstrap operations.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The Content-Type header does not carry a usable bootstrap MAC.
+    #[error("bad bootstrap Content-Type {header:?}: {detail}")]
+    BadHeader {
+        /// The header as given.
+        header: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The MAC does not have the length of the algorithm.
+    #[error("the MAC is {got} bytes long; {alg} MACs are {expected} bytes")]
+    MacLength {
+        /// The algorithm.
+        alg: &'static str,
+        /// Its MAC length.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// The key does not fit the algorithm.
+    #[error("a {alg} key must be {expected}; this one is {got} bytes (the key is not shown)")]
+    KeyLength {
+        /// The algorithm.
+        alg: &'static str,
+        /// The lengths allowed.
+        expected: &'static str,
+        /// The length given.
+        got: usize,
+    },
+    /// The packet is larger than the card verifies.
+    #[error("the bootstrap packet is {0} bytes; the card verifies at most {MAX_PACKET} bytes")]
+    TooLarge(usize),
+    /// The verified content is not TNDS the device can apply.
+    #[error("the bootstrap content is not a TNDS document: {0}")]
+    BadContent(String),
+    /// Writing into the device tree failed.
+    #[error("writing the bootstrap content to {path}: {source}")]
+    Write {
+        /// The file or directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The card failed or refused.
+    #[error(transparent)]
+    Card(#[from] HostError),
+}
+
+/// The security method named by `SEC=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecMethod {
+    /// `NETWORKID`: a key shared by the network (the Management Authority) and
+    /// the card.
+    NetworkId,
+    /// `NETWPIN`: OMA's name for the same network-shared secret.
+    NetwPin,
+}
+
+impl SecMethod {
+    /// The `SEC=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecMethod::NetworkId => "NETWORKID",
+            SecMethod::NetwPin => "NETWPIN",
+        }
+    }
+}
+
+/// The media type of the bootstrap packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    /// `application/vnd.syncml.dm+xml`: TNDS as XML text.
+    Xml,
+    /// `application/vnd.syncml.dm+wbxml`: TNDS encoded in WBXML.
+    Wbxml,
+}
+
+impl MediaType {
+    /// The MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            MediaType::Xml => "application/vnd.syncml.dm+xml",
+            MediaType::Wbxml => "application/vnd.syncml.dm+wbxml",
+        }
+    }
+}
+
+/// What a bootstrap Content-Type header carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapHeader {
+    /// The packet's media type.
+    pub media_type: MediaType,
+    /// The `SEC=` method.
+    pub sec: SecMethod,
+    /// The `MAC=` value.
+    pub mac: Vec<u8>,
+}
+
+/// The Content-Type for a packet with `mac`, e.g.
+/// `application/vnd.syncml.dm+wbxml; SEC=NETWORKID; MAC=<HEX>`.
+pub fn content_type(media: MediaType, sec: SecMethod, mac: &[u8]) -> String {
+    format!(
+        "{}; SEC={}; MAC={}",
+        media.mime(),
+        sec.name(),
+        hex::encode_upper(mac)
+    )
+}
+
+/// Parses a bootstrap Content-Type (a `Content-Type:` prefix is allowed;
+/// parameter names are case-insensitive, values may be quoted).
+pub fn parse_content_type(header: &str) -> Result<BootstrapHeader, BootstrapError> {
+    let bad = |detail: String| BootstrapError::BadHeader {
+        header: header.to_string(),
+        detail,
+    };
+    let mut text = header.trim();
+    if let Some(rest) = text
+        .get(..13)
+        .filter(|p| p.eq_ignore_ascii_case("content-type:"))
+        .and_then(|_| text.get(13..))
+    {
+        text = rest.trim();
+    }
+    let mut parts = text.split(';').map(str::trim);
+    let mime = parts.next().unwrap_or_default();
+    let media_type = [MediaType::Xml, MediaType::Wbxml]
+        .into_iter()
+        .find(|m| m.mime().eq_ignore_ascii_case(mime))
+        .ok_or_else(|| {
+            bad(format!(
+                "media type {mime:?} is not {} or {}",
+                MediaType::Xml.mime(),
+                MediaType::Wbxml.mime()
+            ))
+        })?;
+    let (mut sec, mut mac) = (None, None);
+    for p in parts {
+        if p.is_empty() {
+            continue;
+        }
+        let (name, value) = p
+            .split_once('=')
+            .ok_or_else(|| bad(format!("parameter {p:?} has no '='")))?;
+        let value = value.trim().trim_matches('"');
+        match name.trim().to_ascii_uppercase().as_str() {
+            "SEC" => {
+                if sec.is_some() {
+                    return Err(bad("SEC= appears twice".into()));
+                }
+                sec = Some(match value.to_ascii_uppercase().as_str() {
+                    "NETWORKID" => SecMethod::NetworkId,
+                    "NETWPIN" => SecMethod::NetwPin,
+                    "USERPIN" | "USERNETWPIN" | "USERPINMAC" => {
+                        return Err(bad(format!(
+                            "SEC={value} needs a key derived from a user PIN, which the card \
+                             does not hold; supported: NETWORKID, NETWPIN"
+                        )))
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown SEC value {value:?}; supported: NETWORKID, NETWPIN"
+                        )))
+                    }
+                });
+            }
+            "MAC" => {
+                if mac.is_some() {
+                    return Err(bad("MAC= appears twice".into()));
+                }
+                let bytes =
+                    hex::decode(value).map_err(|_| bad(format!("MAC={value:?} is not hex")))?;
+                if bytes.is_empty() {
+                    return Err(bad("MAC= is empty".into()));
+                }
+                mac = Some(bytes);
+            }
+            _ => {} // other parameters (e.g. charset) are allowed and ignored
+        }
+    }
+    Ok(BootstrapHeader {
+        media_type,
+        sec: sec.ok_or_else(|| bad("no SEC= parameter".into()))?,
+        mac: mac.ok_or_else(|| bad("no MAC= parameter".into()))?,
+    })
+}
+
+/// Checks that `mac` has the full length of `alg`.
+pub fn check_mac_length(alg: MacAlgorithm, mac: &[u8]) -> Result<(), BootstrapError> {
+    if mac.len() != alg.mac_len() {
+        return Err(BootstrapError::MacLength {
+            alg: alg.name(),
+            expected: alg.mac_len(),
+            got: mac.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_key(alg: MacAlgorithm, key: &[u8]) -> Result<(), BootstrapError> {
+    if !alg.key_len_ok(key.len()) {
+        return Err(BootstrapError::KeyLength {
+            alg: alg.name(),
+            expected: match alg {
+                MacAlgorithm::AesCmac => "16 or 32 bytes",
+                _ => "16 to 64 bytes",
+            },
+            got: key.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The MAC of a packet (the authority's side; the card computes the same).
+pub fn compute_mac(alg: MacAlgorithm, key: &[u8], data: &[u8]) -> Result<Vec<u8>, BootstrapError> {
+    use hmac::{Hmac, Mac};
+    check_key(alg, key)?;
+    let bad_key = || BootstrapError::KeyLength {
+        alg: alg.name(),
+        expected: "16 or 32 bytes",
+        got: key.len(),
+    };
+    Ok(match alg {
+        MacAlgorithm::AesCmac => {
+            use cmac::Cmac;
+            if key.len() == 16 {
+                let mut m =
+                    <Cmac<aes::Aes128> as Mac>::new_from_slice(key).map_err(|_| bad_key())?;
+                m.update(data);
+                m.finalize().into_bytes().to_vec()
+            } else {
+                let mut m =
+                    <Cmac<aes::Aes256> as Mac>::new_from_slice(key).map_err(|_| bad_key())?;
+                m.update(data);
+                m.finalize().into_bytes().to_vec()
+            }
+        }
+        MacAlgorithm::HmacSha256 => {
+            let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).map_err(|_| bad_key())?;
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        MacAlgorithm::HmacSha1 => {
+            let mut m = Hmac::<sha1::Sha1>::new_from_slice(key).map_err(|_| bad_key())?;
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+    })
+}
+
+/// Stores a bootstrap key on the card (an authority; send it under a
+/// security level with C-DECRYPTION). The card never returns it.
+pub fn provision_key<C: CardCommands + ?Sized>(
+    card: &mut C,
+    key_id: u8,
+    alg: MacAlgorithm,
+    key: &[u8],
+) -> Result<(), BootstrapError> {
+    check_key(alg, key)?;
+    card.put_object(
+        &ObjectRef::BootstrapKey(key_id),
+        &ObjectValue::BootstrapKey(BootstrapKeyValue {
+            algorithm: alg,
+            key: Some(Zeroizing::new(key.to_vec())),
+        }),
+        None,
+    )?;
+    Ok(())
+}
+
+/// The card verifies `mac` over `packet` with bootstrap key `key_id`:
+/// `Ok(true)` verified, `Ok(false)` not (counted and audited by the card).
+pub fn verify_packet<C: CardCommands + ?Sized>(
+    card: &mut C,
+    key_id: u8,
+    packet: &[u8],
+    mac: &[u8],
+) -> Result<bool, BootstrapError> {
+    if packet.len() > MAX_PACKET {
+        return Err(BootstrapError::TooLarge(packet.len()));
+    }
+    Ok(card.verify_mac(key_id, packet, mac)?)
+}
+
+/// Verified bootstrap content, ready to be written into the device tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapContent {
+    /// The TNDS document (XML text).
+    pub xml: String,
+    /// The name it is stored under: the first node's name, made file-safe.
+    pub name: String,
+    /// Node names at the first level of the tree, for the consent prompt.
+    pub nodes: Vec<String>,
+}
+
+/// Checks that `packet` is a TNDS document (`<MgmtTree>` root; WBXML is
+/// decoded to XML first) and names it.
+pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapContent, BootstrapError> {
+    let bad = |s: &str| BootstrapError::BadContent(s.to_string());
+    let xml = match media {
+        MediaType::Xml => std::str::from_utf8(packet)
+            .map_err(|e| {
+                BootstrapError::BadContent(format!("not UTF-8 (byte {})", e.valid_up_to()))
+            })?
+            .to_string(),
+        MediaType::Wbxml => {
+            crate::wbxml::decode_tnds(packet).map_err(BootstrapError::BadContent)?
+        }
+    };
+    let body = xml.trim_start_matches('\u{feff}').trim_start();
+    let body = match body.strip_prefix("<?xml") {
+        Some(rest) => rest
+            .split_once("?>")
+            .map(|(_, r)| r.trim_start())
+            .ok_or_else(|| bad("unterminated XML declaration"))?,
+        None => body,
+    };
+    if !body.starts_with("<MgmtTree") {
+        return Err(bad("the root element is not <MgmtTree>"));
+    }
+    if !body.trim_end().ends_with("</MgmtTree>") {
+        return Err(bad("the document does not end with </MgmtTree>"));
+    }
+    let nodes = top_level_nodes(body);
+    let name = nodes
+        .first()
+        .map(|n| file_safe(n))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "bootstrap".to_string());
+    Ok(BootstrapContent { xml, name, nodes })
+}
+
+/// The NodeNames of the `<Node>` elements directly under `<MgmtTree>`.
+fn top_level_nodes(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut rest = xml;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i..];
+        if rest.starts_with("<Node>") || rest.starts_with("<Node ") {
+            depth += 1;
+            if depth == 1 {
+                if let Some(n) = rest.find("<NodeName>") {
+                    let after = &rest[n + 10..];
+                    if let Some(e) = after.find("</NodeName>") {
+                        out.push(after[..e].trim().to_string());
+                    }
+                }
+            }
+        } else if rest.starts_with("</Node>") {
+            depth -= 1;
+        }
+        rest = &rest[1..];
+    }
+    out
+}
+
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// MERGE POINT (device tree): writes accepted bootstrap content into the
+/// device tree. Today the device tree is the directory `dir`, and the content
+/// goes atomically (temporary file, fsync, rename, fsync of the directory) to
+/// `dir/bootstrap/<name>.xml`. When the `DeviceTree` abstraction lands, this
+/// one function is redirected to it.
+pub fn write_bootstrap_content(
+    dir: &Path,
+    name: &str,
+    xml: &str,
+) -> Result<PathBuf, BootstrapError> {
+    let name = file_safe(name);
+    let name = if name.is_empty() {
+        "bootstrap".to_string()
+    } else {
+        name
+    };
+    let folder = dir.join("bootstrap");
+    let werr = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| BootstrapError::Write { path, source }
+    };
+    fs::create_dir_all(&folder).map_err(werr(&folder))?;
+    let target = folder.join(format!("{name}.xml"));
+    let tmp = folder.join(format!(".{name}.xml.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(xml.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &target)?;
+        File::open(&folder)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(&target)(e));
+    }
+    Ok(target)
+}
+
+/// How a bootstrap ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapOutcome {
+    /// Verified by the card, accepted by the user, written here.
+    Applied(PathBuf),
+    /// The card says the MAC does not verify. Nothing was written.
+    MacInvalid,
+    /// The user declined. Nothing was written.
+    Declined,
+}
+
+/// The whole device side: the card verifies the MAC, the content is checked,
+/// `consent` is asked, and only then the content is written into `device_dir`.
+pub fn verify_and_apply<C: CardCommands + ?Sized>(
+    card: &mut C,
+    key_id: u8,
+    media: MediaType,
+    packet: &[u8],
+    mac: &[u8],
+    device_dir: &Path,
+    consent: &mut dyn FnMut(&BootstrapContent) -> bool,
+) -> Result<BootstrapOutcome, BootstrapError> {
+    if !verify_packet(card, key_id, packet, mac)? {
+        return Ok(BootstrapOutcome::MacInvalid);
+    }
+    let content = decode_content(media, packet)?;
+    if !consent(&content) {
+        return Ok(BootstrapOutcome::Declined);
+    }
+    let path = write_bootstrap_content(device_dir, &content.name, &content.xml)?;
+    Ok(BootstrapOutcome::Applied(path))
+}

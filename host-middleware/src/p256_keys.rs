@@ -1,0 +1,282 @@
+//! P-256 keys and ECDSA signatures as `openssl` writes them.
+//!
+//! Public keys: PEM or DER, SubjectPublicKeyInfo (`openssl pkey -pubout`),
+//! a bare 65-byte uncompressed SEC1 point, or the public half of a private key.
+//! Private keys: PEM or DER, SEC1 (`EC PRIVATE KEY`, `openssl ecparam -genkey`)
+//! or PKCS#8 (`PRIVATE KEY`, `openssl genpkey`). Signatures: DER
+//! (`openssl dgst -sha256 -sign`) or raw `r ‖ s` (64 bytes).
+
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use p256::{PublicKey, SecretKey};
+use zeroize::Zeroizing;
+
+/// Why a key or signature was not accepted. Never contains key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The bytes are no P-256 public key in any accepted form.
+    #[error(
+        "not a P-256 public key: expected PEM or DER (SubjectPublicKeyInfo, SEC1 or PKCS#8 \
+         private key of curve prime256v1) or a 65-byte uncompressed point{}",
+        detail_suffix(.0)
+    )]
+    NotPublicKey(String),
+    /// The bytes are no P-256 private key in any accepted form.
+    #[error(
+        "not a P-256 private key: expected PEM or DER, SEC1 (EC PRIVATE KEY) or PKCS#8 \
+         (PRIVATE KEY) of curve prime256v1{}",
+        detail_suffix(.0)
+    )]
+    NotPrivateKey(String),
+    /// The bytes are no ECDSA signature.
+    #[error("not an ECDSA P-256 signature: expected DER or raw r||s (64 bytes), got {0} bytes")]
+    NotSignature(usize),
+}
+
+fn detail_suffix(d: &str) -> String {
+    if d.is_empty() {
+        String::new()
+    } else {
+        format!(" ({d})")
+    }
+}
+
+fn pem_label(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let end = text[start..].find("-----")?;
+    Some(text[start..start + end].to_string())
+}
+
+fn pem_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let start = text.find("-----BEGIN ")?;
+    Some(&text[start..])
+}
+
+/// Loads a P-256 public key (see the module documentation for the forms).
+pub fn load_public_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+    if let Some(label) = pem_label(bytes) {
+        let text = pem_text(bytes).unwrap_or_default();
+        return match label.as_str() {
+            "PUBLIC KEY" => PublicKey::from_public_key_pem(text)
+                .map_err(|e| KeyError::NotPublicKey(format!("PEM PUBLIC KEY: {e}"))),
+            "EC PRIVATE KEY" | "PRIVATE KEY" | "EC PARAMETERS" => load_private_key(bytes)
+                .map(|k| PublicKey::from(k.verifying_key()))
+                .map_err(|e| KeyError::NotPublicKey(e.to_string())),
+            other => Err(KeyError::NotPublicKey(format!("PEM label {other}"))),
+        };
+    }
+    if bytes.len() == 65 && bytes[0] == 0x04 {
+        return PublicKey::from_sec1_bytes(bytes)
+            .map_err(|_| KeyError::NotPublicKey("the point is not on the curve".into()));
+    }
+    if let Ok(k) = PublicKey::from_public_key_der(bytes) {
+        return Ok(k);
+    }
+    if let Ok(k) = load_private_key(bytes) {
+        return Ok(PublicKey::from(k.verifying_key()));
+    }
+    Err(KeyError::NotPublicKey(String::new()))
+}
+
+/// Loads a P-256 private key for signing (see the module documentation).
+pub fn load_private_key(bytes: &[u8]) -> Result<SigningKey, KeyError> {
+    let secret = if let Some(label) = pem_label(bytes) {
+        let text = pem_text(bytes).unwrap_or_default();
+        match label.as_str() {
+            "EC PRIVATE KEY" => SecretKey::from_sec1_pem(text)
+                .map_err(|_| KeyError::NotPrivateKey("PEM EC PRIVATE KEY does not decode".into())),
+            "PRIVATE KEY" => SecretKey::from_pkcs8_pem(text)
+                .map_err(|_| KeyError::NotPrivateKey("PEM PRIVATE KEY does not decode".into())),
+            "EC PARAMETERS" => Err(KeyError::NotPrivateKey(
+                "the file holds EC PARAMETERS before the key; use `openssl ecparam -genkey \
+                 -noout`, or keep only the EC PRIVATE KEY block"
+                    .into(),
+            )),
+            other => Err(KeyError::NotPrivateKey(format!("PEM label {other}"))),
+        }
+        .or_else(|e| {
+            // `openssl ecparam -genkey` without -noout writes EC PARAMETERS first.
+            match text.find("-----BEGIN EC PRIVATE KEY-----") {
+                Some(i) if label == "EC PARAMETERS" => SecretKey::from_sec1_pem(&text[i..])
+                    .map_err(|_| {
+                        KeyError::NotPrivateKey("PEM EC PRIVATE KEY does not decode".into())
+                    }),
+                _ => Err(e),
+            }
+        })?
+    } else {
+        let der = Zeroizing::new(bytes.to_vec());
+        SecretKey::from_sec1_der(&der)
+            .or_else(|_| SecretKey::from_pkcs8_der(&der))
+            .map_err(|_| KeyError::NotPrivateKey(String::new()))?
+    };
+    Ok(SigningKey::from(secret))
+}
+
+/// The 65-byte uncompressed SEC1 point the card stores for an approver.
+pub fn sec1_point(key: &PublicKey) -> Vec<u8> {
+    key.to_encoded_point(false).as_bytes().to_vec()
+}
+
+/// Checks the shape of a signature: DER, or raw `r ‖ s`. Returns it unchanged
+/// (the card accepts both).
+pub fn check_signature(bytes: &[u8]) -> Result<(), KeyError> {
+    if bytes.len() == 64 {
+        Signature::from_slice(bytes).map_err(|_| KeyError::NotSignature(bytes.len()))?;
+        return Ok(());
+    }
+    Signature::from_der(bytes)
+        .map(drop)
+        .map_err(|_| KeyError::NotSignature(bytes.len()))
+}
+
+/// Signs `message` (ECDSA P-256, SHA-256, RFC 6979 nonce); the DER signature.
+pub fn sign_der(key: &SigningKey, message: &[u8]) -> Vec<u8> {
+    use p256::ecdsa::signature::Signer;
+    let sig: Signature = key.sign(message);
+    sig.to_der().as_bytes().to_vec()
+}
+
+/// Verifies a prehashed ECDSA P-256 signature (DER or raw) against a key.
+pub fn verify_prehash(key: &PublicKey, digest: &[u8; 32], signature: &[u8]) -> bool {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let sig = if signature.len() == 64 {
+        Signature::from_slice(signature)
+    } else {
+        Signature::from_der(signature)
+    };
+    match sig {
+        Ok(sig) => VerifyingKey::from(key).verify_prehash(digest, &sig).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Every form openssl writes loads, and all give the same public key.
+    #[test]
+    fn openssl_key_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-out",
+                "params+key.pem",
+            ],
+        );
+        openssl(d, &["ec", "-in", "params+key.pem", "-out", "sec1.pem"]);
+        openssl(
+            d,
+            &[
+                "ec",
+                "-in",
+                "params+key.pem",
+                "-outform",
+                "DER",
+                "-out",
+                "sec1.der",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-out", "p8.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-outform", "DER", "-out",
+                "p8.der",
+            ],
+        );
+        openssl(
+            d,
+            &["pkey", "-in", "sec1.pem", "-pubout", "-out", "pub.pem"],
+        );
+        openssl(
+            d,
+            &[
+                "pkey", "-in", "sec1.pem", "-pubout", "-outform", "DER", "-out", "pub.der",
+            ],
+        );
+        let read = |n: &str| std::fs::read(d.join(n)).unwrap();
+        let expected = load_public_key(&read("pub.pem")).unwrap();
+        for name in [
+            "params+key.pem",
+            "sec1.pem",
+            "sec1.der",
+            "p8.pem",
+            "p8.der",
+            "pub.der",
+        ] {
+            assert_eq!(load_public_key(&read(name)).unwrap(), expected, "{name}");
+        }
+        let point = sec1_point(&expected);
+        assert_eq!(load_public_key(&point).unwrap(), expected);
+        for name in ["params+key.pem", "sec1.pem", "sec1.der", "p8.pem", "p8.der"] {
+            let key = load_private_key(&read(name)).unwrap();
+            assert_eq!(PublicKey::from(key.verifying_key()), expected, "{name}");
+        }
+        // Public keys are not private keys; garbage is neither.
+        assert!(load_private_key(&read("pub.pem")).is_err());
+        assert!(load_public_key(b"hello").is_err());
+        assert!(
+            load_public_key(&[4u8; 65]).is_err(),
+            "a point off the curve"
+        );
+        // A signature by openssl verifies with the loaded key; shapes are checked.
+        std::fs::write(d.join("msg"), b"statement").unwrap();
+        openssl(
+            d,
+            &["dgst", "-sha256", "-sign", "sec1.pem", "-out", "sig", "msg"],
+        );
+        let sig = read("sig");
+        check_signature(&sig).unwrap();
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(b"statement").into();
+        assert!(verify_prehash(&expected, &digest, &sig));
+        assert!(check_signature(&sig[..sig.len() - 1]).is_err());
+        assert!(check_signature(&[0u8; 64]).is_err());
+        // Another curve is refused with a clear message.
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "secp384r1",
+                "-noout",
+                "-out",
+                "p384.pem",
+            ],
+        );
+        let err = load_private_key(&read("p384.pem")).unwrap_err().to_string();
+        assert!(err.contains("P-256"), "{err}");
+    }
+}

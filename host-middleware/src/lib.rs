@@ -48,6 +48,9 @@ pub mod session;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
+pub mod mo;
+pub mod device_tree;
+pub mod provisioning;
 
 #[cfg(test)]
 pub(crate) mod scripted;

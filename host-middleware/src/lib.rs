@@ -38,9 +38,13 @@
 
 pub use dmsc_card_model as card_model;
 
+pub mod device_tree;
 pub mod error;
+pub mod mo;
+pub mod ota;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
+pub mod provisioning;
 pub mod scp;
 pub mod secure;
 pub mod session;
@@ -48,9 +52,6 @@ pub mod session;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
-pub mod mo;
-pub mod device_tree;
-pub mod provisioning;
 
 #[cfg(test)]
 pub(crate) mod scripted;

@@ -91,7 +91,8 @@ fn opt_text(f: &Fields<'_>, tag: Tag, what: &str) -> Result<Option<String>, MoEr
 
 fn fields<'a>(value: &'a [u8], allowed: &[Tag], repeatable: &[Tag]) -> Result<Fields<'a>, MoError> {
     let f = Fields::parse(value).map_err(|e| bad(e.to_string()))?;
-    f.only(allowed, repeatable).map_err(|e| bad(e.to_string()))?;
+    f.only(allowed, repeatable)
+        .map_err(|e| bad(e.to_string()))?;
     Ok(f)
 }
 
@@ -100,13 +101,18 @@ fn decode_node(t: &Tlv<'_>, depth: usize) -> Result<Node, MoError> {
         return Err(bad(format!("nodes nested deeper than {MAX_DEPTH} levels")));
     }
     let f = fields(t.value, &[NAME, PATH, PROPS, VALUE, NODE], &[NODE])?;
-    let name = text(f.get(NAME).ok_or_else(|| bad("a node without a name"))?, "a node name")?;
+    let name = text(
+        f.get(NAME).ok_or_else(|| bad("a node without a name"))?,
+        "a node name",
+    )?;
     let properties = match f.get(PROPS) {
         None => None,
         Some(pb) => {
             let p = fields(
                 pb,
-                &[ACL, FORMAT, P_NAME, SIZE, TITLE, TSTAMP, MIME, DDF_NAME, VER_NO],
+                &[
+                    ACL, FORMAT, P_NAME, SIZE, TITLE, TSTAMP, MIME, DDF_NAME, VER_NO,
+                ],
                 &[],
             )?;
             let node_type = match (p.get(MIME), p.get(DDF_NAME)) {

@@ -148,10 +148,12 @@ pub fn get_mo<C: CardCommands + ?Sized>(card: &mut C, uri: &str) -> Result<CardM
 
 /// The MO root URIs the caller may read, with the size of each record.
 pub fn list_mos<C: CardCommands + ?Sized>(card: &mut C) -> Result<Vec<(String, u32)>, MoCardError> {
-    let entries = card.list(ObjectKind::Mo).map_err(|source| MoCardError::Card {
-        uri: "(list)".into(),
-        source,
-    })?;
+    let entries = card
+        .list(ObjectKind::Mo)
+        .map_err(|source| MoCardError::Card {
+            uri: "(list)".into(),
+            source,
+        })?;
     Ok(entries
         .into_iter()
         .filter_map(|e| match e.object {

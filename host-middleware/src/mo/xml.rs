@@ -186,7 +186,10 @@ impl Converter<'_> {
 
     fn tree(&self, el: &Element) -> Result<MgmtTree, MoError> {
         if el.name != "MgmtTree" {
-            return Err(self.err(el, format!("the root element is <{}>, not <MgmtTree>", el.name)));
+            return Err(self.err(
+                el,
+                format!("the root element is <{}>, not <MgmtTree>", el.name),
+            ));
         }
         self.no_text(el)?;
         let (mut ver, mut man, mut model) = (None, None, None);

@@ -43,6 +43,8 @@ pub mod error;
 pub mod mo;
 pub mod ota;
 #[cfg(feature = "pcsc")]
+pub mod watch;
+#[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
 pub mod provisioning;
 pub mod scp;

@@ -128,6 +128,14 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Demo { keep } => return demo::run(&ctx, *keep),
         Command::Completions { shell } => cmd::docs::completions(*shell)?,
         Command::Man { out } => cmd::docs::man(out.as_deref())?,
+        Command::Mo(c) => cmd::mo::run(&ctx, c)?,
+        Command::Refresh { device } => cmd::mo::refresh(&ctx, device)?,
+        Command::Watch {
+            device,
+            interval,
+            events,
+        } => cmd::mo::watch(&ctx, device, *interval, *events)?,
+        Command::Ota(c) => cmd::ota::run(&ctx, c)?,
     }
     Ok(Code::Ok)
 }

@@ -43,8 +43,6 @@ pub mod error;
 pub mod mo;
 pub mod ota;
 #[cfg(feature = "pcsc")]
-pub mod watch;
-#[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
 pub mod provisioning;
 pub mod scp;
@@ -54,6 +52,8 @@ pub mod session;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
+#[cfg(feature = "pcsc")]
+pub mod watch;
 
 #[cfg(test)]
 pub(crate) mod scripted;

@@ -85,7 +85,9 @@ impl Followed {
 }
 
 /// Follows the first reader whose name contains `pattern` (every reader
-/// when empty: the first that holds a card) until `on_event` says stop.
+/// when empty: the first that holds a card) until `on_event` says stop;
+/// `on_event` also gets `None` after every quiet interval, so a caller can stop
+/// without an event.
 /// Between reader events, polls the card's generation every `poll` (one
 /// SELECT when nothing changed).
 pub fn watch<T: DeviceTree + ?Sized>(
@@ -93,11 +95,9 @@ pub fn watch<T: DeviceTree + ?Sized>(
     tree: &mut T,
     pattern: &str,
     poll: Duration,
-    mut on_event: impl FnMut(&WatchEvent) -> ControlFlow<()>,
+    mut on_event: impl FnMut(Option<&WatchEvent>) -> ControlFlow<()>,
 ) -> Result<(), ProvisioningError> {
-    let readers: Vec<ReaderInfo> = ctx
-        .list_readers()
-        .map_err(crate::error::HostError::from)?;
+    let readers: Vec<ReaderInfo> = ctx.list_readers().map_err(crate::error::HostError::from)?;
     let mut followed: Option<Followed> = readers
         .iter()
         .filter(|r| matches(&r.name, pattern))
@@ -107,7 +107,7 @@ pub fn watch<T: DeviceTree + ?Sized>(
             session: None,
             card_id: None,
         });
-    let mut emit = |e: WatchEvent| on_event(&e);
+    let mut emit = |e: Option<WatchEvent>| on_event(e.as_ref());
     if let Some(f) = followed.as_mut() {
         let event = match f.refresh(ctx, tree) {
             Ok(refresh) => WatchEvent::Inserted {
@@ -119,7 +119,7 @@ pub fn watch<T: DeviceTree + ?Sized>(
                 error: e.to_string(),
             },
         };
-        if emit(event).is_break() {
+        if emit(Some(event)).is_break() {
             return Ok(());
         }
     }
@@ -168,7 +168,7 @@ pub fn watch<T: DeviceTree + ?Sized>(
                 _ => None,
             };
             if let Some(e) = outcome {
-                if emit(e).is_break() {
+                if emit(Some(e)).is_break() {
                     return Ok(());
                 }
             }
@@ -188,10 +188,13 @@ pub fn watch<T: DeviceTree + ?Sized>(
                     }),
                 };
                 if let Some(e) = event {
-                    if emit(e).is_break() {
+                    if emit(Some(e)).is_break() {
                         return Ok(());
                     }
                 }
+            }
+            if emit(None).is_break() {
+                return Ok(());
             }
         }
     }

@@ -4,6 +4,8 @@ pub mod apdu;
 pub mod audit;
 pub mod docs;
 pub mod info;
+pub mod mo;
 pub mod object;
+pub mod ota;
 pub mod pin;
 pub mod sim;

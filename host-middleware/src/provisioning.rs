@@ -45,6 +45,18 @@ pub struct RefreshReport {
     pub updated: Vec<String>,
     /// MOs removed (gone from the card, or from another card).
     pub removed: Vec<String>,
+    /// MOs on the card whose content is not a TNDS tree, with the reason;
+    /// left out of the device tree.
+    pub skipped: Vec<SkippedMo>,
+}
+
+/// An MO a refresh left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedMo {
+    /// The root URI.
+    pub uri: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The mark of a card.
@@ -74,12 +86,23 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
         added: Vec::new(),
         updated: Vec::new(),
         removed: Vec::new(),
+        skipped: Vec::new(),
     };
     if index.last_card.as_ref() == Some(&mark) {
         report.unchanged = true;
         return Ok(report);
     }
-    let mos = mo::read_all_mos(card)?;
+    let mut mos = Vec::new();
+    for (uri, _) in mo::list_mos(card)? {
+        match mo::get_mo(card, &uri) {
+            Ok(m) => mos.push(m),
+            Err(MoCardError::Format { source, .. }) => report.skipped.push(SkippedMo {
+                uri,
+                reason: source.to_string(),
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut change = TreeChange {
         last_card: LastCard::Set(mark.clone()),
         ..TreeChange::default()

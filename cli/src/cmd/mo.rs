@@ -271,6 +271,9 @@ fn print_report(r: &RefreshReport) {
             println!("  {label:8} {uri}");
         }
     }
+    for s in &r.skipped {
+        println!("  skipped  {} ({})", s.uri, s.reason);
+    }
     if r.added.is_empty() && r.updated.is_empty() && r.removed.is_empty() {
         println!("  no MO changed");
     }

@@ -133,10 +133,7 @@ pub fn get_mo<C: CardCommands + ?Sized>(card: &mut C, uri: &str) -> Result<CardM
             source: MoError::Binary("the card answered with another kind of object".into()),
         });
     };
-    let tree = MgmtTree::from_binary(&record.content).map_err(|source| MoCardError::Format {
-        uri: uri.to_string(),
-        source,
-    })?;
+    let tree = tree_from_content(uri, &record.content)?;
     Ok(CardMo {
         uri: uri.to_string(),
         mo_type: record.mo_type,
@@ -144,6 +141,30 @@ pub fn get_mo<C: CardCommands + ?Sized>(card: &mut C, uri: &str) -> Result<CardM
         acl: data.acl,
         tree,
     })
+}
+
+/// Decodes a record's content: the compact binary form, or (records written
+/// by other tools) TNDS XML text; the tree is placed at the record's URI.
+pub fn tree_from_content(uri: &str, content: &[u8]) -> Result<MgmtTree, MoCardError> {
+    let format = |source| MoCardError::Format {
+        uri: uri.to_string(),
+        source,
+    };
+    let tree = match content.first() {
+        Some(&super::binary::FORMAT_VERSION) | None => {
+            MgmtTree::from_binary(content).map_err(format)?
+        }
+        Some(_) => match std::str::from_utf8(content) {
+            Ok(text) if text.trim_start().starts_with('<') => {
+                MgmtTree::from_tnds(text).map_err(format)?
+            }
+            _ => MgmtTree::from_binary(content).map_err(format)?,
+        },
+    };
+    match tree.nodes.as_slice() {
+        [node] if node.root_uri() == uri => Ok(tree),
+        _ => rooted_at(&tree, uri),
+    }
 }
 
 /// The MO root URIs the caller may read, with the size of each record.

@@ -965,13 +965,10 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
     let unchanged = mo::list_mos(&mut w.card)? == before;
     r.expect(
         "device relays a copy with one altered byte",
-        format!(
-            "{}",
-            refused
-                .as_ref()
-                .map(|_| "accepted".to_string())
-                .unwrap_or_else(|e| e.to_string())
-        ),
+        refused
+            .as_ref()
+            .map(|_| "accepted".to_string())
+            .unwrap_or_else(|e| e.to_string()),
         refused.is_err() && unchanged,
         "refused, card unchanged",
     );
@@ -987,26 +984,20 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
     let applied = ota::apply_script(&mut w.card, &script);
     r.expect(
         "device relays the script",
-        format!(
-            "{}",
-            applied
-                .as_ref()
-                .map(|o| o.operations.join(", "))
-                .unwrap_or_else(|e| e.to_string())
-        ),
+        applied
+            .as_ref()
+            .map(|o| o.operations.join(", "))
+            .unwrap_or_else(|e| e.to_string()),
         applied.is_ok(),
         "put mo:./OtaAcc accepted",
     );
     let replay = ota::apply_script(&mut w.card, &script);
     r.expect(
         "device relays the same script again",
-        format!(
-            "{}",
-            replay
-                .as_ref()
-                .map(|_| "accepted".to_string())
-                .unwrap_or_else(|e| e.to_string())
-        ),
+        replay
+            .as_ref()
+            .map(|_| "accepted".to_string())
+            .unwrap_or_else(|e| e.to_string()),
         replay.is_err(),
         "refused (the sequence counter moved on)",
     );

@@ -14,7 +14,7 @@ fn vector(name: &str) -> String {
         .to_string()
 }
 
-fn with_keys<'a>(keys: &'a str) -> [(&'a str, &'a str); 1] {
+fn with_keys(keys: &str) -> [(&str, &str); 1] {
     [("DMSC_SCP_KEYS", keys)]
 }
 

@@ -159,6 +159,25 @@ impl Node {
             )));
         }
         if let Some(p) = &self.properties {
+            let tokens = [
+                ("ACL", &p.acl),
+                ("Format", &p.format),
+                ("Size", &p.size),
+                ("TStamp", &p.tstamp),
+                ("VerNo", &p.ver_no),
+            ];
+            for (what, v) in tokens {
+                if v.as_deref().is_some_and(|v| v.trim() != v) {
+                    return Err(invalid(format!("{what} has surrounding white space")));
+                }
+            }
+            if let Some(t) = &p.node_type {
+                if t.text().trim() != t.text() || t.text().is_empty() {
+                    return Err(invalid(
+                        "Type is empty or has surrounding white space".into(),
+                    ));
+                }
+            }
             if let Some(acl) = &p.acl {
                 Acl::parse(acl).map_err(|e| invalid(format!("ACL '{acl}': {e}")))?;
             }
@@ -201,7 +220,24 @@ impl MgmtTree {
     /// Checks the TNDS rules: node names, ACL syntax, formats, interior nodes
     /// without values, unique sibling names, root URIs.
     pub fn validate(&self) -> Result<(), MoError> {
+        if self.ver_dtd.is_empty() || self.ver_dtd.trim() != self.ver_dtd {
+            return Err(MoError::Invalid {
+                path: ".".into(),
+                message: format!(
+                    "VerDTD '{}' is empty or has surrounding white space",
+                    self.ver_dtd
+                ),
+            });
+        }
         for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(p) = &n.path {
+                if p.trim() != p {
+                    return Err(MoError::Invalid {
+                        path: n.root_uri(),
+                        message: "Path has surrounding white space".into(),
+                    });
+                }
+            }
             let parent = n.path.as_deref().unwrap_or(".").trim_end_matches('/');
             n.validate(parent, 1)?;
             let uri = n.root_uri();

@@ -282,7 +282,7 @@ fn main() {
         }
     }
     println!(
-        "  target: unchanged card = 1 APDU; reading S bytes <= 2 + ceil(S / 65536) APDUs. \
-         A full refresh reads one MO per GET DATA today (2 + N APDUs)."
+        "  target: unchanged card = 1 APDU; reading S bytes <= 2 + ceil(S / 65536) APDUs \
+         (SELECT, GET DATA read-all, GET RESPONSE beyond 64 KiB)."
     );
 }

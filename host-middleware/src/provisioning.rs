@@ -93,10 +93,10 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
         return Ok(report);
     }
     let mut mos = Vec::new();
-    for (uri, _) in mo::list_mos(card)? {
-        match mo::get_mo(card, &uri) {
+    for m in mo::read_all_mos(card)? {
+        match m {
             Ok(m) => mos.push(m),
-            Err(MoCardError::Format { source, .. }) => report.skipped.push(SkippedMo {
+            Err(MoCardError::Format { uri, source }) => report.skipped.push(SkippedMo {
                 uri,
                 reason: source.to_string(),
             }),
@@ -284,7 +284,9 @@ pub fn diff<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     card: &mut C,
     tree: &T,
 ) -> Result<BTreeMap<String, MoComparison>, ProvisioningError> {
-    let card_mos = mo::read_all_mos(card)?;
+    let card_mos = mo::read_all_mos(card)?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     let index = tree.index()?;
     let mut out = BTreeMap::new();
     for m in &card_mos {

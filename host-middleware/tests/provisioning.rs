@@ -266,8 +266,32 @@ fn a_card_removed_mid_refresh_leaves_the_old_tree() {
     let before = tree.index().unwrap();
     as_authority(&mut s);
     mo::put_mo(&mut s, &MgmtTree::from_json(DEVINFO).unwrap(), None).unwrap();
+    // Big MOs: reading them all takes GET DATA and two GET RESPONSEs.
+    for i in 0..3 {
+        let mut big = MgmtTree::from_tnds(DMACC).unwrap();
+        big.nodes[0].children[0].children[0].value = Some("x".repeat(50_000));
+        mo::put_mo(
+            &mut s,
+            &mo::rooted_at(&big, &format!("./Big{i}")).unwrap(),
+            None,
+        )
+        .unwrap();
+    }
     let card = s.into_transport();
-    // Pulled after SELECT and the list: while the MOs are read.
+    {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut s = Session::new(Counting {
+            inner: card_clone_hack(&card),
+            count: count.clone(),
+            pull_after: None,
+        });
+        s.select().unwrap();
+        let before = count.load(Ordering::SeqCst);
+        assert_eq!(mo::read_all_mos(&mut s).unwrap().len(), 5);
+        // 150 KB of MOs: 1 + 2 GET RESPONSE = ceil(S / 65536) APDUs.
+        assert_eq!(count.load(Ordering::SeqCst) - before, 3);
+    }
+    // Pulled after SELECT: while the MOs are read.
     for pull_after in [1, 2, 3] {
         let count = Arc::new(AtomicUsize::new(0));
         let transport = Counting {

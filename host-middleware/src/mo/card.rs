@@ -184,10 +184,53 @@ pub fn list_mos<C: CardCommands + ?Sized>(card: &mut C) -> Result<Vec<(String, u
         .collect())
 }
 
-/// Reads every MO the caller may read.
-pub fn read_all_mos<C: CardCommands + ?Sized>(card: &mut C) -> Result<Vec<CardMo>, MoCardError> {
-    let uris = list_mos(card)?;
-    uris.iter().map(|(uri, _)| get_mo(card, uri)).collect()
+/// Reads every MO the caller may read: one GET DATA "read all" (plus GET
+/// RESPONSE beyond one response); on a card without that command (`6A86`),
+/// a list and one GET DATA per MO. Each MO's tree is decoded separately:
+/// the outer error is the card's, the inner one an MO whose content is not a tree.
+pub fn read_all_mos<C: CardCommands + ?Sized>(
+    card: &mut C,
+) -> Result<Vec<Result<CardMo, MoCardError>>, MoCardError> {
+    match card.read_all(ObjectKind::Mo) {
+        Ok(records) => Ok(records
+            .into_iter()
+            .map(|r| {
+                let ObjectRef::Mo(uri) = r.object else {
+                    return Err(MoCardError::Usage("the card listed a non-MO object".into()));
+                };
+                let ObjectValue::Mo(record) = r.data.value else {
+                    return Err(MoCardError::Format {
+                        uri,
+                        source: MoError::Binary("not an MO record".into()),
+                    });
+                };
+                Ok(CardMo {
+                    tree: tree_from_content(&uri, &record.content)?,
+                    uri,
+                    mo_type: record.mo_type,
+                    version: record.version,
+                    acl: r.data.acl,
+                })
+            })
+            .collect()),
+        Err(HostError::IncorrectP1P2 { .. }) => {
+            let uris = list_mos(card)?;
+            let mut out = Vec::new();
+            for (uri, _) in uris {
+                match get_mo(card, &uri) {
+                    Err(MoCardError::Card { source, uri }) => {
+                        return Err(MoCardError::Card { uri, source })
+                    }
+                    other => out.push(other),
+                }
+            }
+            Ok(out)
+        }
+        Err(source) => Err(MoCardError::Card {
+            uri: "(read all)".into(),
+            source,
+        }),
+    }
 }
 
 /// Deletes one MO record.

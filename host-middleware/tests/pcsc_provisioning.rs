@@ -119,21 +119,20 @@ fn a_card_pulled_mid_refresh_leaves_the_tree_through_pcscd() {
         put(&mut s, DMACC);
         provisioning::refresh(&mut s, &mut tree).unwrap();
         open_secure_channel(&mut s, &server_a(), SecurityLevel::new(0x33).unwrap()).unwrap();
-        for i in 0..100 {
-            let t = mo::rooted_at(
-                &MgmtTree::from_json(DEVINFO).unwrap(),
-                &format!("./Bulk/M{i}"),
-            )
-            .unwrap();
+        // 150 KB of MOs: SELECT, GET DATA read-all, two GET RESPONSEs.
+        for i in 0..3 {
+            let mut big = MgmtTree::from_tnds(DMACC).unwrap();
+            big.nodes[0].children[0].children[0].value = Some("x".repeat(50_000));
+            let t = mo::rooted_at(&big, &format!("./Bulk/M{i}")).unwrap();
             mo::put_mo(&mut s, &t, None).unwrap();
         }
     }
     let before = tree.index().unwrap();
-    // Served again; pulled at its 50th APDU, in the middle of reading the MOs.
+    // Served again; pulled after its 2nd APDU (the read-all), before the GET RESPONSEs.
     let pull = Arc::new(AtomicBool::new(false));
     let card = PulledAt {
         card: dmsc_sim_card::sim::open(&path).unwrap(),
-        n: 50,
+        n: 2,
         seen: 0,
         pull: pull.clone(),
     };

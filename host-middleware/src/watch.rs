@@ -11,7 +11,7 @@ use crate::device_tree::DeviceTree;
 use crate::pcsc_transport::{PcscCard, PcscContext};
 use crate::provisioning::{self, ProvisioningError, RefreshReport};
 use crate::session::Session;
-use crate::transport::{ReaderEvent, ReaderInfo};
+use crate::transport::{ReaderEvent, ReaderInfo, TransportError};
 
 /// What the watcher did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +47,21 @@ pub enum WatchEvent {
         /// What went wrong.
         error: String,
     },
+}
+
+/// Whether a refresh failed because the card is no longer in the reader.
+fn card_gone(e: &ProvisioningError) -> bool {
+    let host = match e {
+        ProvisioningError::Card(h) => h,
+        ProvisioningError::Mo(crate::mo::MoCardError::Card { source, .. }) => source,
+        _ => return false,
+    };
+    matches!(
+        host,
+        crate::error::HostError::Transport(
+            TransportError::CardRemoved | TransportError::NoCard { .. }
+        )
+    )
 }
 
 /// Whether `name` is the reader to follow: contains `pattern`, case-insensitively.
@@ -182,6 +197,20 @@ pub fn watch<T: DeviceTree + ?Sized>(
                         reader: f.reader.clone(),
                         refresh,
                     }),
+                    // Removed before pcscd reported it: the same as the event.
+                    Err(e) if card_gone(&e) => {
+                        let reader = f.reader.clone();
+                        let card_id = followed.take().and_then(|f| f.card_id);
+                        let removed = match &card_id {
+                            Some(id) => provisioning::forget_card(tree, Some(id))?,
+                            None => Vec::new(),
+                        };
+                        Some(WatchEvent::Removed {
+                            reader,
+                            card_id,
+                            removed,
+                        })
+                    }
                     Err(e) => Some(WatchEvent::Failed {
                         reader: f.reader.clone(),
                         error: e.to_string(),

@@ -82,6 +82,8 @@ pub const DEFAULT_FAILURE_LIMIT: u8 = 4;
 const P1P2_OBJECT: (u8, u8) = (0x3F, 0xFF);
 /// GET DATA P1-P2: list the objects of a kind.
 const P1P2_LIST: (u8, u8) = (0x3F, 0xFE);
+/// GET DATA P1-P2 reading every object of a kind (MOs only) in one response.
+const P1P2_READ_ALL: (u8, u8) = (0x3F, 0xFD);
 /// PERFORM SECURITY OPERATION P1-P2: VERIFY CRYPTOGRAPHIC CHECKSUM.
 const PSO_VERIFY_CHECKSUM: (u8, u8) = (0x00, 0xA2);
 /// PERFORM SECURITY OPERATION P1-P2: VERIFY DIGITAL SIGNATURE.
@@ -783,6 +785,47 @@ impl ObjectData {
     }
 }
 
+/// One object of a GET DATA "read all" answer: reference, value and ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub object: ObjectRef,
+    pub data: ObjectData,
+}
+
+/// Encodes a "read all" answer: one `E1` entry per object, holding the
+/// reference TLV, then `53` value and `8C` ACL as in a single GET DATA.
+pub fn encode_records(records: &[ObjectRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        let mut inner = r.object.encode();
+        inner.extend_from_slice(&r.data.encode());
+        tlv::write(&mut out, tag::LIST_ENTRY, &inner);
+    }
+    out
+}
+
+/// Decodes a "read all" answer for objects of `kind`.
+pub fn decode_records(kind: ObjectKind, bytes: &[u8]) -> Result<Vec<ObjectRecord>, DecodeError> {
+    let f = objects::fields(bytes)?;
+    f.only(&[tag::LIST_ENTRY], &[tag::LIST_ENTRY])?;
+    f.all(tag::LIST_ENTRY)
+        .map(|entry| {
+            let (first, rest) = tlv::parse_one(entry)?;
+            let object = ObjectRef::from_tlv(first.tag, first.value)?;
+            if object.kind() != kind {
+                return Err(DecodeError::from(TlvError::Unexpected {
+                    tag: first.tag,
+                    at: first.offset,
+                }));
+            }
+            Ok(ObjectRecord {
+                object,
+                data: ObjectData::decode(kind, rest)?,
+            })
+        })
+        .collect()
+}
+
 /// One entry of a listing: the object and the size of its stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
@@ -1041,6 +1084,9 @@ pub enum Request {
     ConfirmInstalled { package: PackageId },
     /// GET RESPONSE.
     GetResponse { le: usize },
+    /// GET DATA: every object of a kind the caller may read, with value and
+    /// ACL, in one response (MOs only).
+    ReadAllObjects { kind: ObjectKind },
 }
 
 fn fields_of(data: &[u8]) -> Result<tlv::Fields<'_>, DecodeError> {
@@ -1072,6 +1118,11 @@ impl Request {
             Request::ListObjects { kind } => iso(ins::GET_DATA, P1P2_LIST.0, P1P2_LIST.1)
                 .with_data(tlv::encode(kind.tag() as u32, &[]))
                 .with_le(65_536),
+            Request::ReadAllObjects { kind } => {
+                iso(ins::GET_DATA, P1P2_READ_ALL.0, P1P2_READ_ALL.1)
+                    .with_data(tlv::encode(kind.tag() as u32, &[]))
+                    .with_le(65_536)
+            }
             Request::PutObject { object, value, acl } => {
                 let mut data = object.encode();
                 if let Some(acl) = acl {
@@ -1199,6 +1250,19 @@ impl Request {
                             },
                         )?;
                         Ok(Request::ListObjects { kind })
+                    }
+                    _ => Err(TlvError::InvalidValue { tag: 0 }.into()),
+                }
+            }
+            (CLA_ISO, ins::GET_DATA) if p1p2 == P1P2_READ_ALL => {
+                let f = fields_of(data)?;
+                match f.items.as_slice() {
+                    [t] if t.value.is_empty()
+                        && ObjectKind::from_tag(t.tag) == Some(ObjectKind::Mo) =>
+                    {
+                        Ok(Request::ReadAllObjects {
+                            kind: ObjectKind::Mo,
+                        })
                     }
                     _ => Err(TlvError::InvalidValue { tag: 0 }.into()),
                 }
@@ -1404,6 +1468,9 @@ mod tests {
                 audit_from: Some(17),
             },
             Request::ListObjects {
+                kind: ObjectKind::Mo,
+            },
+            Request::ReadAllObjects {
                 kind: ObjectKind::Mo,
             },
             Request::PutObject {

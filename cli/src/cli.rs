@@ -261,6 +261,43 @@ pub enum Command {
     /// Firmware/software approval: approvers, rule, signing, approve, confirm-installed
     #[command(subcommand)]
     Firmware(crate::cmd::firmware::FirmwareCommand),
+    /// OMA DM management objects (TNDS) on the card; copy and compare with the device tree
+    #[command(subcommand)]
+    Mo(MoCommand),
+
+    /// Apply the card's MOs to the device tree (one APDU when the card is unchanged)
+    #[command(
+        after_help = "The device tree is a directory (docs/device-tree.md). The change \
+        is atomic: a crash or a card pulled mid-refresh leaves the previous tree."
+    )]
+    Refresh {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+    },
+
+    /// Follow a PC/SC reader: refresh on insertion and on content change; a removed
+    /// card's MOs leave the device tree
+    #[command(
+        after_help = "Prints one line per event (one JSON document per line with \
+        --json). Stops on SIGINT/SIGTERM, or after --events events."
+    )]
+    Watch {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+        /// Seconds between two checks of the card's generation
+        #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+        interval: f64,
+        /// Stop after this many events
+        #[arg(long, value_name = "N")]
+        events: Option<u64>,
+    },
+
+    /// Over-the-air updates: the authority builds a protected script for one card,
+    /// the device relays it
+    #[command(subcommand)]
+    Ota(OtaCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -397,5 +434,117 @@ pub enum SimCommand {
         /// Reversed mode: card i listens on ADDR's host at ADDR's port + i for vpcd
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+    },
+}
+
+/// MO file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MoFormat {
+    /// OMA DM TNDS XML (syncml:dmddf1.2)
+    Tnds,
+    /// The equivalent JSON (docs/provisioning.md)
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MoCommand {
+    /// Store the MOs of a TNDS (or JSON) file on the card, one record per top-level node
+    /// (an authority: SCP03 keys needed)
+    Put {
+        /// TNDS XML or JSON file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Root URI for the MO (the file must hold one top-level node), e.g. ./DMAcc
+        #[arg(long, value_name = "URI")]
+        uri: Option<String>,
+        /// Card ACL of the record, e.g. 'Get=*&Replace=admin' (default: the card's)
+        #[arg(long, value_name = "ACL")]
+        acl: Option<String>,
+    },
+    /// Read one MO from the card as TNDS XML or JSON
+    Get {
+        /// Root URI, e.g. ./DMAcc
+        #[arg(value_name = "URI")]
+        uri: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = MoFormat::Tnds)]
+        format: MoFormat,
+        /// Write to FILE (atomically) instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List the MOs on the card that the caller may read
+    List,
+    /// Delete one MO from the card (an authority; asks for confirmation on a terminal)
+    Delete {
+        /// Root URI
+        #[arg(value_name = "URI")]
+        uri: String,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Copy an MO, or a subtree of it, from the device tree to the card (an authority)
+    Copy {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+        /// The MO's root URI in the device tree
+        #[arg(long, value_name = "URI")]
+        uri: String,
+        /// Only this part, relative to the MO root (e.g. ServerA/AppAddr)
+        #[arg(long, value_name = "PATH")]
+        subtree: Option<String>,
+        /// Card ACL of the new record
+        #[arg(long, value_name = "ACL")]
+        acl: Option<String>,
+        /// Erase the device copy after the card stored it (default: keep both)
+        #[arg(long)]
+        erase_device: bool,
+        /// Do not ask before erasing the device copy
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Compare the device tree's MOs with the card's, node by node
+    Diff {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OtaCommand {
+    /// Device side: the card ID and SCP03 sequence counter the authority needs (uses
+    /// up one counter value)
+    Request {
+        /// Write the request JSON to FILE instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Authority side: build a protected script for the card of a request (SCP03 keys
+    /// of that card needed)
+    Build {
+        /// The request from `dmsc ota request`
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        /// Store the MOs of this TNDS/JSON file (repeatable)
+        #[arg(long = "put", value_name = "FILE")]
+        put: Vec<PathBuf>,
+        /// Delete this MO (repeatable)
+        #[arg(long = "delete", value_name = "URI")]
+        delete: Vec<String>,
+        /// Card ACL for the MOs put
+        #[arg(long, value_name = "ACL")]
+        acl: Option<String>,
+        /// The script file to write
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Device side: relay a script to the card (status words checked, nothing else)
+    Apply {
+        /// The script from `dmsc ota build`
+        #[arg(value_name = "FILE")]
+        script: PathBuf,
     },
 }

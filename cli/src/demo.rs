@@ -789,7 +789,7 @@ fn run_steps(r: &mut Report, world: Result<World>) {
         }
     };
     type StepFn = fn(&mut Report, &mut World) -> Result<()>;
-    let steps: [(&str, StepFn); 7] = [
+    let steps: [(&str, StepFn); 9] = [
         ("User PIN: tries left, a wrong PIN, the right PIN", user_pin),
         (
             "Authority (SCP03, level 33) stores an MO, the policy, a bootstrap key, \
@@ -810,6 +810,16 @@ fn run_steps(r: &mut Report, world: Result<World>) {
             access_control,
         ),
         ("The last audit entries", audit_tail),
+        (
+            "Immediate provisioning and MO copy: a TNDS MO on the card, device refresh \
+             into a device tree, a device subtree copied to the card, diff",
+            mo_provisioning,
+        ),
+        (
+            "Over the air: a script built for this card, relayed by the device; \
+             altered and replayed copies refused; refresh picks up the change",
+            over_the_air,
+        ),
     ];
     for (title, step) in steps {
         r.begin(title);
@@ -817,4 +827,219 @@ fn run_steps(r: &mut Report, world: Result<World>) {
             r.record("step ended early", crate::exit::describe(&e), None, false);
         }
     }
+}
+
+// ---- provisioning, MO copy and OTA (docs/provisioning.md) ------------------------
+
+/// The MO the provisioning steps store: a DMAcc in TNDS.
+const PROVISIONED_TNDS: &str = r#"<MgmtTree xmlns="syncml:dmddf1.2">
+  <VerDTD>1.2</VerDTD>
+  <Node><NodeName>DemoAcc</NodeName><Path>.</Path>
+    <RTProperties><ACL>Get=*&amp;Replace=admin</ACL><Format><node/></Format>
+      <Type><DDFName>urn:oma:mo:oma-dm-dmacc:1.0</DDFName></Type></RTProperties>
+    <Node><NodeName>ServerID</NodeName><Value>dm.example.com</Value></Node>
+    <Node><NodeName>AppAddr</NodeName>
+      <Node><NodeName>1</NodeName><Node><NodeName>Addr</NodeName><Value>https://dm.example.com/dm</Value></Node></Node>
+    </Node>
+  </Node>
+</MgmtTree>
+"#;
+
+/// The device's own MO, part of which is copied to the card.
+const DEVICE_TNDS: &str = r#"<MgmtTree xmlns="syncml:dmddf1.2">
+  <VerDTD>1.2</VerDTD>
+  <Node><NodeName>DevDetail</NodeName><Path>.</Path>
+    <Node><NodeName>FwV</NodeName><Value>2.1</Value></Node>
+    <Node><NodeName>Ext</NodeName>
+      <Node><NodeName>Wlan</NodeName><Value>corp-ssid</Value></Node>
+    </Node>
+  </Node>
+</MgmtTree>
+"#;
+
+fn list_text(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// 9. Immediate provisioning and MO copy.
+fn mo_provisioning(r: &mut Report, w: &mut World) -> Result<()> {
+    use dmsc_host::device_tree::{DeviceTree, DirectoryTree, Origin, TreeChange};
+    use dmsc_host::mo::{self, MgmtTree};
+    use dmsc_host::provisioning::{self, DeviceCopy, MoComparison};
+
+    let tree = MgmtTree::from_tnds(PROVISIONED_TNDS)?;
+    w.as_authority(r)?;
+    let stored = mo::put_mo(&mut w.card, &tree, None);
+    let ok = matches!(&stored, Ok(u) if u == &["./DemoAcc"]);
+    r.expect(
+        "store a TNDS MO (compact binary form on the card)",
+        format!("{stored:?}"),
+        ok,
+        "./DemoAcc stored",
+    );
+    w.as_device()?;
+    let back = mo::get_mo(&mut w.card, "./DemoAcc")?;
+    r.expect(
+        "read it back as TNDS",
+        format!(
+            "{} bytes of TNDS, version {}",
+            back.tree.to_tnds().len(),
+            back.version
+        ),
+        back.tree == tree,
+        "the same tree",
+    );
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut device = DirectoryTree::open(dir.path())?;
+    let report = provisioning::refresh(&mut w.card, &mut device)?;
+    r.expect(
+        "refresh the device tree from the card",
+        format!("added {}", list_text(&report.added)),
+        report.added.contains(&"./DemoAcc".to_string()),
+        "./DemoAcc added",
+    );
+    let again = provisioning::refresh(&mut w.card, &mut device)?;
+    r.expect(
+        "refresh again",
+        if again.unchanged {
+            "unchanged (one SELECT)"
+        } else {
+            "changed"
+        },
+        again.unchanged,
+        "unchanged (one SELECT)",
+    );
+    device.apply(&TreeChange {
+        put: vec![(
+            "./DevDetail".into(),
+            MgmtTree::from_tnds(DEVICE_TNDS)?,
+            Origin::Device,
+        )],
+        ..TreeChange::default()
+    })?;
+    w.as_authority(r)?;
+    let copied = provisioning::copy_to_card(
+        &mut w.card,
+        &mut device,
+        "./DevDetail",
+        Some("Ext"),
+        None,
+        DeviceCopy::Keep,
+    );
+    let ok = matches!(&copied, Ok(u) if u == "./DevDetail/Ext");
+    r.expect(
+        "copy the device subtree ./DevDetail/Ext to the card (device copy kept)",
+        format!("{copied:?}"),
+        ok,
+        "./DevDetail/Ext on the card",
+    );
+    w.as_device()?;
+    let diff = provisioning::diff(&mut w.card, &device)?;
+    let shown: Vec<String> = diff.iter().map(|(u, c)| format!("{u}: {c:?}")).collect();
+    let ok = diff.get("./DemoAcc") == Some(&MoComparison::Same)
+        && diff.get("./DevDetail") == Some(&MoComparison::DeviceOnly)
+        && diff.get("./DevDetail/Ext") == Some(&MoComparison::CardOnly);
+    r.expect(
+        "diff device tree and card",
+        shown.join("; "),
+        ok,
+        "DemoAcc same, DevDetail device only, DevDetail/Ext card only",
+    );
+    Ok(())
+}
+
+/// 10. Over the air.
+fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
+    use dmsc_host::device_tree::DirectoryTree;
+    use dmsc_host::mo::{self, MgmtTree};
+    use dmsc_host::ota::{self, OtaOperation};
+    use dmsc_host::provisioning;
+
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut device = DirectoryTree::open(dir.path())?;
+    w.as_device()?;
+    provisioning::refresh(&mut w.card, &mut device)?;
+    let before = mo::list_mos(&mut w.card)?;
+    let request = ota::read_request(&mut w.card, w.authority.key_version)?;
+    r.note(
+        "device: card ID and SCP03 sequence counter for the authority",
+        format!(
+            "card {}, counter {}",
+            request.card_id, request.sequence_counter
+        ),
+    );
+    let mut update = MgmtTree::from_tnds(PROVISIONED_TNDS)?;
+    update = mo::rooted_at(&update, "./OtaAcc")?;
+    let level = SecurityLevel::new(0x03).expect("03 is a valid level");
+    let script = ota::build_script(
+        &w.authority.keys,
+        &request,
+        level,
+        &[OtaOperation::PutMo(update, None)],
+    )?;
+    r.note(
+        "authority: script built offline (C-MAC + C-DECRYPTION)",
+        format!(
+            "{} APDUs for counter {}",
+            script.apdus.len(),
+            script.sequence_counter
+        ),
+    );
+    let mut altered = script.clone();
+    if let Some(last) = altered.apdus.last_mut() {
+        let flipped = if last.ends_with('0') { "1" } else { "0" };
+        last.replace_range(last.len() - 1.., flipped);
+    }
+    let refused = ota::apply_script(&mut w.card, &altered);
+    let unchanged = mo::list_mos(&mut w.card)? == before;
+    r.expect(
+        "device relays a copy with one altered byte",
+        refused
+            .as_ref()
+            .map(|_| "accepted".to_string())
+            .unwrap_or_else(|e| e.to_string()),
+        refused.is_err() && unchanged,
+        "refused, card unchanged",
+    );
+    // The refusal used up the counter: the authority builds a fresh script.
+    let request = ota::read_request(&mut w.card, w.authority.key_version)?;
+    let update = mo::rooted_at(&MgmtTree::from_tnds(PROVISIONED_TNDS)?, "./OtaAcc")?;
+    let script = ota::build_script(
+        &w.authority.keys,
+        &request,
+        level,
+        &[OtaOperation::PutMo(update, None)],
+    )?;
+    let applied = ota::apply_script(&mut w.card, &script);
+    r.expect(
+        "device relays the script",
+        applied
+            .as_ref()
+            .map(|o| o.operations.join(", "))
+            .unwrap_or_else(|e| e.to_string()),
+        applied.is_ok(),
+        "put mo:./OtaAcc accepted",
+    );
+    let replay = ota::apply_script(&mut w.card, &script);
+    r.expect(
+        "device relays the same script again",
+        replay
+            .as_ref()
+            .map(|_| "accepted".to_string())
+            .unwrap_or_else(|e| e.to_string()),
+        replay.is_err(),
+        "refused (the sequence counter moved on)",
+    );
+    let report = provisioning::refresh(&mut w.card, &mut device)?;
+    r.expect(
+        "refresh",
+        format!("added {}", list_text(&report.added)),
+        report.added == ["./OtaAcc"],
+        "./OtaAcc added",
+    );
+    Ok(())
 }

@@ -130,6 +130,14 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Man { out } => cmd::docs::man(out.as_deref())?,
         Command::Bootstrap(c) => return cmd::bootstrap::run(&ctx, c),
         Command::Firmware(c) => return cmd::firmware::run(&ctx, c),
+        Command::Mo(c) => cmd::mo::run(&ctx, c)?,
+        Command::Refresh { device } => cmd::mo::refresh(&ctx, device)?,
+        Command::Watch {
+            device,
+            interval,
+            events,
+        } => cmd::mo::watch(&ctx, device, *interval, *events)?,
+        Command::Ota(c) => cmd::ota::run(&ctx, c)?,
     }
     Ok(Code::Ok)
 }

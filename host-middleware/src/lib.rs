@@ -40,13 +40,17 @@
 pub use dmsc_card_model as card_model;
 
 pub mod bootstrap;
+pub mod device_tree;
 pub mod error;
 pub mod files;
 pub mod firmware;
 pub mod mcuboot;
+pub mod mo;
+pub mod ota;
 pub mod p256_keys;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
+pub mod provisioning;
 pub mod scp;
 pub mod secure;
 pub mod session;
@@ -55,6 +59,8 @@ pub mod sim_transport;
 pub mod trace;
 pub mod transport;
 pub mod wbxml;
+#[cfg(feature = "pcsc")]
+pub mod watch;
 
 #[cfg(test)]
 pub(crate) mod scripted;

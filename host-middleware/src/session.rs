@@ -28,8 +28,9 @@ use dmsc_card_model::apdu::{
     Command, LengthForm, Response, EXTENDED_MAX_NC, EXTENDED_MAX_NE, SHORT_MAX_NC, SHORT_MAX_NE,
 };
 use dmsc_card_model::commands::{
-    command_carries_secret, decode_list, ins, Approval, ApprovalVerdict, ListEntry, ObjectData,
-    ObjectValue, PackageId, Pin, Request, SelectInfo, AID, CLA_ISO, PIN_REF_USER,
+    command_carries_secret, decode_list, decode_records, ins, Approval, ApprovalVerdict, ListEntry,
+    ObjectData, ObjectRecord, ObjectValue, PackageId, Pin, Request, SelectInfo, AID, CLA_ISO,
+    PIN_REF_USER,
 };
 use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef};
 use zeroize::Zeroize;
@@ -120,6 +121,7 @@ fn retry_class(req: &Request) -> Retry {
         Request::Select { .. }
         | Request::ReadObject { .. }
         | Request::ListObjects { .. }
+        | Request::ReadAllObjects { .. }
         | Request::Verify { pin: None, .. }
         | Request::GetChallenge { .. }
         | Request::InternalAuthenticate { .. } => Retry::Idempotent,
@@ -533,7 +535,13 @@ impl ExclusiveSession<'_> {
                 });
             }
             let [sw1, sw2] = resp.sw.to_be_bytes();
-            let ne = if sw2 == 0 { 256 } else { usize::from(sw2) };
+            // `6100` means 256 or more: with extended length, ask for as much
+            // as one response may carry.
+            let ne = match sw2 {
+                0 if limits.extended => limits.max_response,
+                0 => 256,
+                n => usize::from(n),
+            };
             match sw1 {
                 0x61 => {
                     data.extend_from_slice(&resp.data);
@@ -714,6 +722,16 @@ pub trait CardCommands {
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<ListEntry>, HostError> {
         let data = self.request(&Request::ListObjects { kind })?;
         decode_list(&data).map_err(|source| HostError::Decode {
+            command: "GET DATA",
+            source,
+        })
+    }
+
+    /// GET DATA "read all": every object of `kind` the caller may read, with
+    /// value and ACL, in one response (MOs only).
+    fn read_all(&mut self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, HostError> {
+        let data = self.request(&Request::ReadAllObjects { kind })?;
+        decode_records(kind, &data).map_err(|source| HostError::Decode {
             command: "GET DATA",
             source,
         })

@@ -751,6 +751,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             }
             Request::ReadObject { object, audit_from } => self.read_object(object, audit_from),
             Request::ListObjects { kind } => self.list(kind),
+            Request::ReadAllObjects { kind } => self.read_all(kind),
             Request::PutObject { object, value, acl } => self.put_object(object, value, acl),
             Request::SetAcl { object, acl } => self.set_acl(object, acl),
             Request::DeleteObject { object } => self.delete(object),
@@ -866,6 +867,26 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             })
             .collect();
         Ok(dmsc_card_model::commands::encode_list(&entries))
+    }
+
+    /// Every object of `kind` the caller holds Get on, with value and ACL
+    /// (MOs only: the request decoder accepts no other kind).
+    fn read_all(&mut self, kind: ObjectKind) -> Outcome {
+        let caller = self.caller();
+        let records: Vec<dmsc_card_model::commands::ObjectRecord> = self
+            .state
+            .objects
+            .iter()
+            .filter(|(r, o)| r.kind() == kind && o.acl.allows(&caller, Right::Get))
+            .map(|(r, o)| dmsc_card_model::commands::ObjectRecord {
+                object: r.clone(),
+                data: dmsc_card_model::commands::ObjectData {
+                    value: o.value.clone(),
+                    acl: o.acl.clone(),
+                },
+            })
+            .collect();
+        Ok(dmsc_card_model::commands::encode_records(&records))
     }
 
     fn put_object(&mut self, object: ObjectRef, value: ObjectValue, acl: Option<Acl>) -> Outcome {

@@ -6,6 +6,8 @@ pub mod bootstrap;
 pub mod docs;
 pub mod firmware;
 pub mod info;
+pub mod mo;
 pub mod object;
+pub mod ota;
 pub mod pin;
 pub mod sim;

@@ -1,0 +1,381 @@
+//! `dmsc mo put|get|list|delete|copy|diff`, `dmsc refresh`, `dmsc watch`:
+//! OMA DM management objects on the card and in the device tree.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use dmsc_host::card_model::objects::Acl;
+use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
+use dmsc_host::mo::{self, MgmtTree};
+use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, RefreshReport};
+use serde_json::json;
+
+use crate::cli::{MoCommand, MoFormat};
+use crate::cmd::object::{open_as, write_atomically};
+use crate::context::{CardSession, Ctx};
+use crate::exit::{coded, usage, Code};
+use crate::output::print_json;
+
+/// Reads a TNDS XML or JSON file; a malformed one is a usage error naming
+/// the file, line and column.
+pub fn read_tree_file(path: &Path) -> Result<MgmtTree> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    MgmtTree::parse_any(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+/// Parses a card ACL given on the command line.
+pub fn parse_acl(acl: Option<&str>) -> Result<Option<Acl>> {
+    acl.map(|a| Acl::parse(a).map_err(|e| usage(format!("invalid ACL '{a}': {e}"))))
+        .transpose()
+}
+
+/// Opens the device tree directory.
+pub fn open_tree(dir: &Path) -> Result<DirectoryTree> {
+    DirectoryTree::open(dir)
+        .with_context(|| format!("cannot open the device tree {}", dir.display()))
+}
+
+/// Opens the card as an authority (keys required for `what`).
+fn open_authority(ctx: &Ctx, what: &str) -> Result<CardSession> {
+    let authority = ctx.require_authority(what)?;
+    let mut session = ctx.open_card()?;
+    ctx.authenticate(&mut session, &authority)?;
+    Ok(session)
+}
+
+/// Asks a yes/no question on the terminal; refuses without one.
+fn confirm(ctx: &Ctx, question: &str, refusal: &str) -> Result<()> {
+    if !(std::io::stdin().is_terminal() && ctx.interactive()) {
+        return Err(usage(format!("{refusal} without confirmation: pass --yes")));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the answer")?;
+    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("cancelled"))
+    }
+}
+
+/// Runs an `mo` subcommand.
+pub fn run(ctx: &Ctx, cmd: &MoCommand) -> Result<()> {
+    match cmd {
+        MoCommand::Put { file, uri, acl } => put(ctx, file, uri.as_deref(), acl.as_deref()),
+        MoCommand::Get { uri, format, out } => get(ctx, uri, *format, out.as_deref()),
+        MoCommand::List => list(ctx),
+        MoCommand::Delete { uri, yes } => delete(ctx, uri, *yes),
+        MoCommand::Copy {
+            device,
+            uri,
+            subtree,
+            acl,
+            erase_device,
+            yes,
+        } => copy(
+            ctx,
+            device,
+            uri,
+            subtree.as_deref(),
+            acl.as_deref(),
+            *erase_device,
+            *yes,
+        ),
+        MoCommand::Diff { device } => diff(ctx, device),
+    }
+}
+
+fn put(ctx: &Ctx, file: &Path, uri: Option<&str>, acl: Option<&str>) -> Result<()> {
+    // Everything from the user is checked before the card is touched.
+    let mut tree = read_tree_file(file)?;
+    if let Some(uri) = uri {
+        tree = mo::rooted_at(&tree, uri).map_err(|e| usage(e.to_string()))?;
+    }
+    let acl = parse_acl(acl)?;
+    let mut session = open_authority(ctx, "storing MOs")?;
+    let stored = mo::put_mo(&mut session, &tree, acl.as_ref())
+        .with_context(|| format!("storing the MOs of {} on the card", file.display()))?;
+    if ctx.json {
+        return print_json(&json!({ "stored": stored }));
+    }
+    for uri in &stored {
+        println!("stored {uri}");
+    }
+    Ok(())
+}
+
+fn get(ctx: &Ctx, uri: &str, format: MoFormat, out: Option<&Path>) -> Result<()> {
+    let (mut session, who) = open_as(ctx, false)?;
+    let m = mo::get_mo(&mut session, uri).with_context(|| format!("reading MO {uri} as {who}"))?;
+    let text = match format {
+        MoFormat::Tnds => m.tree.to_tnds(),
+        MoFormat::Json => m.tree.to_json() + "\n",
+    };
+    if let Some(path) = out {
+        write_atomically(path, text.as_bytes())?;
+        ctx.note(&format!("wrote {uri} to {}", path.display()));
+    }
+    if ctx.json {
+        return print_json(&json!({
+            "uri": m.uri,
+            "mo_type": m.mo_type,
+            "version": m.version,
+            "acl": m.acl.to_string(),
+            "tree": m.tree,
+        }));
+    }
+    if out.is_none() {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn list(ctx: &Ctx) -> Result<()> {
+    let (mut session, who) = open_as(ctx, false)?;
+    let mos = mo::list_mos(&mut session).with_context(|| format!("listing MOs as {who}"))?;
+    if ctx.json {
+        let items: Vec<_> = mos
+            .iter()
+            .map(|(uri, size)| json!({ "uri": uri, "size": size }))
+            .collect();
+        return print_json(&json!({ "mos": items }));
+    }
+    if mos.is_empty() {
+        println!("no MOs readable by {who}");
+    }
+    for (uri, size) in &mos {
+        println!("{uri}  {size} bytes");
+    }
+    Ok(())
+}
+
+fn delete(ctx: &Ctx, uri: &str, yes: bool) -> Result<()> {
+    let authority = ctx.require_authority("deleting MOs")?;
+    if !yes {
+        confirm(
+            ctx,
+            &format!("Delete MO {uri} from the card?"),
+            &format!("refusing to delete MO {uri}"),
+        )?;
+    }
+    let mut session = ctx.open_card()?;
+    ctx.authenticate(&mut session, &authority)?;
+    mo::delete_mo(&mut session, uri).with_context(|| format!("deleting MO {uri}"))?;
+    if ctx.json {
+        return print_json(&json!({ "uri": uri, "result": "deleted" }));
+    }
+    println!("deleted {uri}");
+    Ok(())
+}
+
+fn copy(
+    ctx: &Ctx,
+    device: &Path,
+    uri: &str,
+    subtree: Option<&str>,
+    acl: Option<&str>,
+    erase_device: bool,
+    yes: bool,
+) -> Result<()> {
+    let acl = parse_acl(acl)?;
+    let authority = ctx.require_authority("copying MOs to the card")?;
+    let mut tree = open_tree(device)?;
+    if tree.read_mo(uri)?.is_none() {
+        return Err(coded(
+            Code::NotFound,
+            format!("the device tree {} has no MO {uri}", device.display()),
+        ));
+    }
+    if erase_device && !yes {
+        confirm(
+            ctx,
+            &format!("Erase the device copy of {uri} after copying it to the card?"),
+            "refusing to erase the device copy",
+        )?;
+    }
+    let mut session = ctx.open_card()?;
+    ctx.authenticate(&mut session, &authority)?;
+    let keep = if erase_device {
+        DeviceCopy::Erase
+    } else {
+        DeviceCopy::Keep
+    };
+    let card_uri =
+        provisioning::copy_to_card(&mut session, &mut tree, uri, subtree, acl.as_ref(), keep)
+            .with_context(|| format!("copying {uri} to the card"))?;
+    if ctx.json {
+        return print_json(&json!({
+            "device_uri": uri,
+            "card_uri": card_uri,
+            "device_copy": if erase_device { "erased" } else { "kept" },
+        }));
+    }
+    println!(
+        "copied {uri}{} to the card as {card_uri}; device copy {}",
+        subtree
+            .map(|s| format!(" (subtree {s})"))
+            .unwrap_or_default(),
+        if erase_device { "erased" } else { "kept" }
+    );
+    Ok(())
+}
+
+fn diff(ctx: &Ctx, device: &Path) -> Result<()> {
+    let tree = open_tree(device)?;
+    let (mut session, who) = open_as(ctx, false)?;
+    let result = provisioning::diff(&mut session, &tree)
+        .with_context(|| format!("comparing {} with the card as {who}", device.display()))?;
+    if ctx.json {
+        return print_json(&json!({ "mos": result }));
+    }
+    if result.is_empty() {
+        println!("no MOs on either side");
+    }
+    for (uri, cmp) in &result {
+        match cmp {
+            MoComparison::Same => println!("same         {uri}"),
+            MoComparison::DeviceOnly => println!("device only  {uri}"),
+            MoComparison::CardOnly => println!("card only    {uri}"),
+            MoComparison::Differ { nodes } => {
+                println!("differ       {uri}");
+                for n in nodes {
+                    println!("  {n}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints a refresh report.
+fn print_report(r: &RefreshReport) {
+    if r.unchanged {
+        println!(
+            "card {} generation {}: unchanged since the last refresh",
+            r.card_id, r.generation
+        );
+        return;
+    }
+    println!("card {} generation {}", r.card_id, r.generation);
+    for (label, list) in [
+        ("added", &r.added),
+        ("updated", &r.updated),
+        ("removed", &r.removed),
+    ] {
+        for uri in list {
+            println!("  {label:8} {uri}");
+        }
+    }
+    for s in &r.skipped {
+        println!("  skipped  {} ({})", s.uri, s.reason);
+    }
+    if r.added.is_empty() && r.updated.is_empty() && r.removed.is_empty() {
+        println!("  no MO changed");
+    }
+}
+
+/// `dmsc refresh --device DIR`.
+pub fn refresh(ctx: &Ctx, device: &Path) -> Result<()> {
+    let mut tree = open_tree(device)?;
+    let (mut session, who) = open_as(ctx, false)?;
+    let report = provisioning::refresh(&mut session, &mut tree)
+        .with_context(|| format!("refreshing {} from the card as {who}", device.display()))?;
+    if ctx.json {
+        return print_json(&report);
+    }
+    print_report(&report);
+    Ok(())
+}
+
+/// `dmsc watch --device DIR`.
+#[cfg(feature = "pcsc")]
+pub fn watch(ctx: &Ctx, device: &Path, interval: f64, events: Option<u64>) -> Result<()> {
+    use std::ops::ControlFlow;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dmsc_host::watch::WatchEvent;
+
+    if ctx.sim.is_some() {
+        return Err(usage(
+            "watch follows PC/SC reader events: attach the simulated card with \
+             `dmsc sim serve` and give --reader instead of --sim",
+        ));
+    }
+    if !(interval.is_finite() && interval > 0.0) {
+        return Err(usage("--interval must be a positive number of seconds"));
+    }
+    let mut tree = open_tree(device)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+    let mut pcsc = dmsc_host::PcscContext::establish()?;
+    let pattern = ctx.reader.clone().unwrap_or_default();
+    let mut seen = 0u64;
+    let json = ctx.json;
+    dmsc_host::watch::watch(
+        &mut pcsc,
+        &mut tree,
+        &pattern,
+        Duration::from_secs_f64(interval),
+        |event| {
+            let Some(event) = event else {
+                return if stop.load(Ordering::SeqCst) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                };
+            };
+            if json {
+                let doc =
+                    json!({ "schema_version": crate::output::SCHEMA_VERSION, "event": event });
+                println!("{doc}");
+            } else {
+                match event {
+                    WatchEvent::Inserted { reader, refresh } => {
+                        println!("inserted in {reader}");
+                        print_report(refresh);
+                    }
+                    WatchEvent::Changed { reader, refresh } => {
+                        println!("changed in {reader}");
+                        print_report(refresh);
+                    }
+                    WatchEvent::Removed {
+                        reader, removed, ..
+                    } => {
+                        println!("removed from {reader}");
+                        for uri in removed {
+                            println!("  removed  {uri}");
+                        }
+                    }
+                    WatchEvent::Failed { reader, error } => {
+                        println!("refresh failed in {reader}: {error} (device tree unchanged)")
+                    }
+                }
+            }
+            let _ = std::io::stdout().flush();
+            seen += 1;
+            if stop.load(Ordering::SeqCst) || events.is_some_and(|n| seen >= n) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .with_context(|| format!("watching readers for {}", device.display()))?;
+    Ok(())
+}
+
+/// `dmsc watch` without PC/SC support.
+#[cfg(not(feature = "pcsc"))]
+pub fn watch(_ctx: &Ctx, _device: &Path, _interval: f64, _events: Option<u64>) -> Result<()> {
+    Err(crate::context::no_pcsc())
+}

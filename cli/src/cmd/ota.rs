@@ -1,0 +1,135 @@
+//! `dmsc ota request|build|apply`: over-the-air updates relayed by the device.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use dmsc_host::ota::{self, OtaError, OtaOperation, OtaRequest, OtaScript};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::cli::OtaCommand;
+use crate::cmd::mo::{parse_acl, read_tree_file};
+use crate::cmd::object::{open_as, write_atomically};
+use crate::context::Ctx;
+use crate::exit::{coded, usage, Code};
+use crate::output::print_json;
+
+/// Runs an `ota` subcommand.
+pub fn run(ctx: &Ctx, cmd: &OtaCommand) -> Result<()> {
+    match cmd {
+        OtaCommand::Request { out } => request(ctx, out.as_deref()),
+        OtaCommand::Build {
+            request,
+            put,
+            delete,
+            acl,
+            out,
+        } => build(ctx, request, put, delete, acl.as_deref(), out),
+        OtaCommand::Apply { script } => apply(ctx, script),
+    }
+}
+
+/// Reads a JSON document; malformed → usage error with line and column.
+fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        usage(format!(
+            "{}: not a valid {what}: line {}, column {}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn request(ctx: &Ctx, out: Option<&Path>) -> Result<()> {
+    let (mut session, _) = open_as(ctx, false)?;
+    let req = ota::read_request(&mut session, ctx.key_version.unwrap_or(0))
+        .context("reading the card ID and SCP03 sequence counter")?;
+    let text = serde_json::to_string_pretty(&req)? + "\n";
+    match out {
+        Some(path) => {
+            write_atomically(path, text.as_bytes())?;
+            ctx.note(&format!(
+                "wrote the OTA request for card {} (counter {}) to {}",
+                req.card_id,
+                req.sequence_counter,
+                path.display()
+            ));
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn build(
+    ctx: &Ctx,
+    request: &Path,
+    put: &[std::path::PathBuf],
+    delete: &[String],
+    acl: Option<&str>,
+    out: &Path,
+) -> Result<()> {
+    let req: OtaRequest = read_json(request, "OTA request")?;
+    if put.is_empty() && delete.is_empty() {
+        return Err(usage("nothing to do: give --put FILE and/or --delete URI"));
+    }
+    let acl = parse_acl(acl)?;
+    let mut ops = Vec::new();
+    for file in put {
+        ops.push(OtaOperation::PutMo(read_tree_file(file)?, acl.clone()));
+    }
+    for uri in delete {
+        ops.push(OtaOperation::DeleteMo(uri.clone()));
+    }
+    let authority = ctx.require_authority("building an OTA script")?;
+    let script = ota::build_script(&authority.keys, &req, ctx.security_level(), &ops).map_err(
+        |e| match e {
+            OtaError::Invalid { .. } => usage(e.to_string()),
+            other => anyhow::Error::new(other),
+        },
+    )?;
+    let text = serde_json::to_string_pretty(&script)? + "\n";
+    write_atomically(out, text.as_bytes())?;
+    if ctx.json {
+        return print_json(&json!({
+            "card_id": script.card_id,
+            "sequence_counter": script.sequence_counter,
+            "operations": script.operations,
+            "apdus": script.apdus.len(),
+            "script": out.display().to_string(),
+        }));
+    }
+    println!(
+        "wrote {} ({} APDUs) for card {} at sequence counter {}: {}",
+        out.display(),
+        script.apdus.len(),
+        script.card_id,
+        script.sequence_counter,
+        script.operations.join(", ")
+    );
+    Ok(())
+}
+
+fn apply(ctx: &Ctx, path: &Path) -> Result<()> {
+    let script: OtaScript = read_json(path, "OTA script")?;
+    let (mut session, _) = open_as(ctx, false)?;
+    let outcome = ota::apply_script(&mut session, &script).map_err(|e| match e {
+        OtaError::OtherCard { .. } | OtaError::Refused { .. } => {
+            coded(Code::Refused, format!("{}: {e}", path.display()))
+        }
+        OtaError::Invalid { .. } => usage(format!("{}: {e}", path.display())),
+        other => anyhow::Error::new(other).context(format!("relaying {}", path.display())),
+    })?;
+    if ctx.json {
+        return print_json(&outcome);
+    }
+    println!(
+        "card {} accepted the script ({} APDUs): {}",
+        outcome.card_id,
+        outcome.apdus,
+        outcome.operations.join(", ")
+    );
+    Ok(())
+}

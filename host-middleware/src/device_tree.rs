@@ -1,0 +1,440 @@
+//! The device's own DM tree: the [`DeviceTree`] trait and its default
+//! implementation, [`DirectoryTree`], a directory of TNDS files with an index
+//! (layout and crash safety: docs/device-tree.md).
+//!
+//! Every change goes through [`DeviceTree::apply`], which is atomic: after a
+//! crash at any point the tree is the old one or the new one.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mo::{MgmtTree, MoError};
+
+/// The version of the index file's schema.
+pub const INDEX_SCHEMA_VERSION: u32 = 1;
+
+/// Which card (and which state of it) the device last refreshed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardMark {
+    /// The card ID, hex.
+    pub card_id: String,
+    /// The card's generation counter at that refresh.
+    pub generation: u64,
+}
+
+/// Where an MO of the device tree came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "source")]
+pub enum Origin {
+    /// The device's own configuration.
+    Device,
+    /// Provisioned from a card: it goes when that card goes.
+    Card {
+        /// The card ID, hex.
+        card_id: String,
+        /// The card's generation when it was read.
+        generation: u64,
+        /// The MO record's version on the card.
+        version: u32,
+    },
+}
+
+impl Origin {
+    /// The card ID, for MOs that came from a card.
+    pub fn card_id(&self) -> Option<&str> {
+        match self {
+            Origin::Device => None,
+            Origin::Card { card_id, .. } => Some(card_id),
+        }
+    }
+}
+
+/// One MO of the device tree, as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The TNDS file, relative to the tree (e.g. `mo/.%2FDMAcc.xml`).
+    pub file: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// The index of a device tree (`tree.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeIndex {
+    /// [`INDEX_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The card of the last refresh, if any.
+    #[serde(default)]
+    pub last_card: Option<CardMark>,
+    /// The MOs by root URI.
+    #[serde(default)]
+    pub mos: BTreeMap<String, IndexEntry>,
+    /// Entries that other use cases keep in the index (kept as they are).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for TreeIndex {
+    fn default() -> Self {
+        TreeIndex {
+            schema_version: INDEX_SCHEMA_VERSION,
+            last_card: None,
+            mos: BTreeMap::new(),
+            other: serde_json::Map::new(),
+        }
+    }
+}
+
+/// What to do with the last-refresh mark.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LastCard {
+    /// Leave it.
+    #[default]
+    Keep,
+    /// Set it.
+    Set(CardMark),
+    /// Forget it.
+    Clear,
+}
+
+/// One atomic change of a device tree.
+#[derive(Debug, Clone, Default)]
+pub struct TreeChange {
+    /// MOs to create or replace, by root URI.
+    pub put: Vec<(String, MgmtTree, Origin)>,
+    /// MOs to remove, by root URI.
+    pub remove: Vec<String>,
+    /// The last-refresh mark.
+    pub last_card: LastCard,
+}
+
+impl TreeChange {
+    /// Whether the change does nothing.
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.remove.is_empty() && self.last_card == LastCard::Keep
+    }
+}
+
+/// Why the device tree could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The index is not valid JSON or not an index.
+    #[error("{path}: line {line}, column {column}: {message}")]
+    CorruptIndex {
+        /// The index file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A TNDS file of the tree does not parse.
+    #[error("{path}: {source}")]
+    Mo {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: MoError,
+    },
+    /// The index names an MO whose file is missing, or other inconsistencies.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// A device's DM tree. Integrators implement it over their own store;
+/// [`DirectoryTree`] is the default.
+pub trait DeviceTree {
+    /// The index: MOs, their origins, the last refresh.
+    fn index(&self) -> Result<TreeIndex, TreeError>;
+    /// One MO by root URI, if present.
+    fn read_mo(&self, uri: &str) -> Result<Option<MgmtTree>, TreeError>;
+    /// Applies a change atomically: all of it or none of it, also across a crash.
+    fn apply(&mut self, change: &TreeChange) -> Result<(), TreeError>;
+}
+
+/// The file name of an MO: its root URI with every byte other than
+/// `A-Z a-z 0-9 . _ -` written `%XX`, then `.xml`.
+pub fn file_name_for(uri: &str) -> String {
+    let mut out = String::new();
+    for b in uri.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(".xml");
+    out
+}
+
+/// Where a crash is simulated in [`DirectoryTree::apply_crashing_at`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After some of the new tree's files are written.
+    MidStaging,
+    /// After the new tree is complete and synced, before the switch.
+    BeforeSwitch,
+    /// After the switch, before the old tree is removed.
+    AfterSwitch,
+}
+
+/// The default device tree: a directory (docs/device-tree.md).
+///
+/// ```text
+/// DIR/current        symbolic link to trees/<n>, switched atomically
+/// DIR/trees/<n>/tree.json          the index
+/// DIR/trees/<n>/mo/<file>.xml      one TNDS document per MO
+/// DIR/trees/<n>/<other>/…          other use cases' files, carried over
+/// ```
+#[derive(Debug, Clone)]
+pub struct DirectoryTree {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TreeError + '_ {
+    move |source| TreeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<(), TreeError> {
+    fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io(path))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TreeError> {
+    let mut f = fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), TreeError> {
+    fs::create_dir_all(to).map_err(io(to))?;
+    for entry in fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().map_err(io(&src))?.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else {
+            let bytes = fs::read(&src).map_err(io(&src))?;
+            write_synced(&dst, &bytes)?;
+        }
+    }
+    sync_dir(to)
+}
+
+impl DirectoryTree {
+    /// Opens (or prepares) the device tree in `root`, creating the directory
+    /// if needed and removing what an interrupted change left behind.
+    pub fn open(root: &Path) -> Result<DirectoryTree, TreeError> {
+        fs::create_dir_all(root.join("trees")).map_err(io(root))?;
+        let tree = DirectoryTree {
+            root: root.to_path_buf(),
+        };
+        tree.collect_garbage()?;
+        Ok(tree)
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of the current tree, if any change was ever applied.
+    pub fn current_dir(&self) -> Result<Option<PathBuf>, TreeError> {
+        let link = self.root.join("current");
+        match fs::read_link(&link) {
+            Ok(target) => Ok(Some(self.root.join(target))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TreeError::Io {
+                path: link,
+                source: e,
+            }),
+        }
+    }
+
+    /// The path of an MO's TNDS file in the current tree, if it exists.
+    pub fn mo_path(&self, uri: &str) -> Result<Option<PathBuf>, TreeError> {
+        let Some(dir) = self.current_dir()? else {
+            return Ok(None);
+        };
+        let index = self.index()?;
+        Ok(index.mos.get(uri).map(|e| dir.join(&e.file)))
+    }
+
+    /// Removes tree directories the `current` link does not point to (left by
+    /// a crash before or after a switch) and a stale temporary link.
+    fn collect_garbage(&self) -> Result<(), TreeError> {
+        let current = self.current_dir()?;
+        let trees = self.root.join("trees");
+        for entry in fs::read_dir(&trees).map_err(io(&trees))? {
+            let path = entry.map_err(io(&trees))?.path();
+            if current.as_deref() != Some(path.as_path()) {
+                fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+        let tmp = self.root.join("current.new");
+        if fs::symlink_metadata(&tmp).is_ok() {
+            fs::remove_file(&tmp).map_err(io(&tmp))?;
+        }
+        Ok(())
+    }
+
+    fn next_number(&self) -> Result<u64, TreeError> {
+        let current = self.current_dir()?;
+        Ok(current
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(1, |n| n + 1))
+    }
+
+    /// [`DeviceTree::apply`], stopping as if the process died at `crash`
+    /// (tests of crash safety).
+    #[doc(hidden)]
+    pub fn apply_crashing_at(
+        &mut self,
+        change: &TreeChange,
+        crash: Option<CrashPoint>,
+    ) -> Result<(), TreeError> {
+        let crashed = || TreeError::Inconsistent("simulated crash".into());
+        let mut index = self.index()?;
+        let current = self.current_dir()?;
+        let number = self.next_number()?;
+        let rel = PathBuf::from("trees").join(number.to_string());
+        let staging = self.root.join(&rel);
+        if fs::symlink_metadata(&staging).is_ok() {
+            fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
+        // 1. The new tree: everything of the current one, then the change.
+        match &current {
+            Some(dir) => copy_dir(dir, &staging)?,
+            None => fs::create_dir_all(&staging).map_err(io(&staging))?,
+        }
+        let mo_dir = staging.join("mo");
+        fs::create_dir_all(&mo_dir).map_err(io(&mo_dir))?;
+        for uri in &change.remove {
+            if let Some(entry) = index.mos.remove(uri) {
+                let path = staging.join(&entry.file);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(TreeError::Io { path, source: e }),
+                }
+            }
+        }
+        for (i, (uri, tree, origin)) in change.put.iter().enumerate() {
+            let file = format!("mo/{}", file_name_for(uri));
+            write_synced(&staging.join(&file), tree.to_tnds().as_bytes())?;
+            index.mos.insert(
+                uri.clone(),
+                IndexEntry {
+                    file,
+                    origin: origin.clone(),
+                },
+            );
+            if i == 0 && crash == Some(CrashPoint::MidStaging) {
+                return Err(crashed());
+            }
+        }
+        match &change.last_card {
+            LastCard::Keep => {}
+            LastCard::Set(mark) => index.last_card = Some(mark.clone()),
+            LastCard::Clear => index.last_card = None,
+        }
+        index.schema_version = INDEX_SCHEMA_VERSION;
+        let text = serde_json::to_string_pretty(&index)
+            .map_err(|e| TreeError::Inconsistent(format!("cannot write the index: {e}")))?;
+        write_synced(&staging.join("tree.json"), text.as_bytes())?;
+        sync_dir(&mo_dir)?;
+        sync_dir(&staging)?;
+        sync_dir(&self.root.join("trees"))?;
+        if crash == Some(CrashPoint::BeforeSwitch) {
+            return Err(crashed());
+        }
+        // 2. The switch: a new link renamed over `current`.
+        let tmp = self.root.join("current.new");
+        if fs::symlink_metadata(&tmp).is_ok() {
+            fs::remove_file(&tmp).map_err(io(&tmp))?;
+        }
+        std::os::unix::fs::symlink(&rel, &tmp).map_err(io(&tmp))?;
+        let link = self.root.join("current");
+        fs::rename(&tmp, &link).map_err(io(&link))?;
+        sync_dir(&self.root)?;
+        if crash == Some(CrashPoint::AfterSwitch) {
+            return Err(crashed());
+        }
+        // 3. The old tree goes.
+        if let Some(old) = current {
+            fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+}
+
+impl DeviceTree for DirectoryTree {
+    fn index(&self) -> Result<TreeIndex, TreeError> {
+        let Some(dir) = self.current_dir()? else {
+            return Ok(TreeIndex::default());
+        };
+        let path = dir.join("tree.json");
+        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let index: TreeIndex = serde_json::from_str(&text).map_err(|e| {
+            let text = e.to_string();
+            TreeError::CorruptIndex {
+                path: path.clone(),
+                line: e.line(),
+                column: e.column(),
+                message: text
+                    .rsplit_once(" at line ")
+                    .map(|(h, _)| h.to_string())
+                    .unwrap_or(text.clone()),
+            }
+        })?;
+        if index.schema_version != INDEX_SCHEMA_VERSION {
+            return Err(TreeError::Inconsistent(format!(
+                "{}: schema_version {} is not {INDEX_SCHEMA_VERSION}",
+                path.display(),
+                index.schema_version
+            )));
+        }
+        Ok(index)
+    }
+
+    fn read_mo(&self, uri: &str) -> Result<Option<MgmtTree>, TreeError> {
+        let Some(path) = self.mo_path(uri)? else {
+            return Ok(None);
+        };
+        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let tree = MgmtTree::from_tnds(&text).map_err(|source| TreeError::Mo {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(tree))
+    }
+
+    fn apply(&mut self, change: &TreeChange) -> Result<(), TreeError> {
+        self.apply_crashing_at(change, None)
+    }
+}

@@ -1,0 +1,570 @@
+//! MO formats, MOs on the card, the device tree, refresh, copy/diff and OTA
+//! scripts, against the simulated card in-process.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
+use dmsc_host::device_tree::{CrashPoint, DeviceTree, DirectoryTree, LastCard, Origin, TreeChange};
+use dmsc_host::mo::{self, MgmtTree, MoError};
+use dmsc_host::ota::{self, OtaError, OtaOperation};
+use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, ProvisioningError};
+use dmsc_host::sim_transport::SimTransport;
+use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Transport, TransportError};
+use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
+use support::*;
+use zeroize::Zeroizing;
+
+const DMACC: &str = include_str!("../../test-vectors/tnds/dmacc.xml");
+const DEVINFO: &str = include_str!("../../test-vectors/tnds/devinfo.json");
+
+/// A transport that counts APDUs and can be pulled after a number of them.
+struct Counting<T: Transport> {
+    inner: T,
+    count: Arc<AtomicUsize>,
+    pull_after: Option<usize>,
+}
+
+impl<T: Transport> Transport for Counting<T> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
+        if self.pull_after.is_some_and(|limit| n >= limit) {
+            return Err(TransportError::CardRemoved);
+        }
+        self.inner.transmit(apdu)
+    }
+    fn atr(&self) -> Vec<u8> {
+        self.inner.atr()
+    }
+    fn reset(&mut self) -> Result<(), TransportError> {
+        self.inner.reset()
+    }
+    fn reader_name(&self) -> &str {
+        self.inner.reader_name()
+    }
+    fn supports_extended(&self) -> bool {
+        self.inner.supports_extended()
+    }
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport),
+    ) -> Result<(), TransportError> {
+        body(self);
+        Ok(())
+    }
+}
+
+type Sim = SimTransport<MemoryStore>;
+
+fn new_card() -> Session<Sim> {
+    Session::new(SimTransport::in_memory(card_params(false)).unwrap())
+}
+
+fn counting(card: Sim) -> (Session<Counting<Sim>>, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let t = Counting {
+        inner: card,
+        count: count.clone(),
+        pull_after: None,
+    };
+    (Session::new(t), count)
+}
+
+fn as_authority<T: Transport>(s: &mut Session<T>) {
+    open_secure_channel(s, &server_a(), SecurityLevel::new(0x33).unwrap()).unwrap();
+}
+
+#[test]
+fn tnds_xml_json_binary_round_trip() {
+    let tree = MgmtTree::from_tnds(DMACC).unwrap();
+    assert_eq!(tree.nodes.len(), 1);
+    assert_eq!(tree.nodes[0].root_uri(), "./DMAcc");
+    let name = tree.nodes[0].find("ServerA/Name").unwrap();
+    assert_eq!(name.value.as_deref(), Some("  Example  DM <server> "));
+    let empty = tree.nodes[0].find("ServerA/Empty").unwrap();
+    assert_eq!(empty.value.as_deref(), Some(""));
+    // XML → XML, XML → JSON → tree, tree → binary → tree.
+    assert_eq!(MgmtTree::from_tnds(&tree.to_tnds()).unwrap(), tree);
+    assert_eq!(MgmtTree::from_json(&tree.to_json()).unwrap(), tree);
+    assert_eq!(MgmtTree::from_binary(&tree.to_binary()).unwrap(), tree);
+    let acl = tree.nodes[0].properties.as_ref().unwrap().acl.as_deref();
+    assert_eq!(acl, Some("Get=*&Replace=ServerA+ServerB"));
+    let json = MgmtTree::from_json(DEVINFO).unwrap();
+    assert_eq!(MgmtTree::from_tnds(&json.to_tnds()).unwrap(), json);
+}
+
+#[test]
+fn malformed_documents_name_line_and_column() {
+    let cases: [(&str, usize, usize); 4] = [
+        (
+            "<MgmtTree>\n  <VerDTD>1.2</VerDTD>\n  <Node></Nod>\n</MgmtTree>",
+            3,
+            9,
+        ),
+        (
+            "<MgmtTree>\n <VerDTD>1.2</VerDTD>\n <Bogus/>\n</MgmtTree>",
+            3,
+            2,
+        ),
+        ("<MgmtTree>\n<VerDTD>1.2</VerDTD>\n<Node>\n", 4, 1),
+        (
+            "<MgmtTree>\n<VerDTD>1.2</VerDTD>\n<Node><Value>x</Value></Node></MgmtTree>",
+            3,
+            1,
+        ),
+    ];
+    for (text, line, column) in cases {
+        match MgmtTree::from_tnds(text) {
+            Err(MoError::Syntax {
+                line: l, column: c, ..
+            }) => assert_eq!((l, c), (line, column), "{text}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    match MgmtTree::from_json("{\n  \"ver_dtd\": \"1.2\",\n  \"nodes\": [ { \"nam\": 1 } ]\n}") {
+        Err(MoError::Syntax { line, format, .. }) => assert_eq!((format, line), ("JSON", 3)),
+        other => panic!("{other:?}"),
+    }
+    let bad_acl = DMACC.replace("Get=*&amp;Replace", "Get=*&amp;Fetch");
+    assert!(matches!(
+        MgmtTree::from_tnds(&bad_acl),
+        Err(MoError::Invalid { .. })
+    ));
+    let bad_ns = DMACC.replace("syncml:dmddf1.2", "urn:other");
+    assert!(matches!(
+        MgmtTree::from_tnds(&bad_ns),
+        Err(MoError::Syntax { line: 3, .. })
+    ));
+    // Corrupt binary content.
+    let mut bin = MgmtTree::from_tnds(DMACC).unwrap().to_binary();
+    bin.truncate(bin.len() - 3);
+    assert!(matches!(
+        MgmtTree::from_binary(&bin),
+        Err(MoError::Binary(_))
+    ));
+}
+
+#[test]
+fn put_get_list_delete_round_trip_on_the_card() {
+    let mut s = new_card();
+    let tree = MgmtTree::from_tnds(DMACC).unwrap();
+    // The device alone may not add MOs.
+    s.select().unwrap();
+    assert!(matches!(
+        mo::put_mo(&mut s, &tree, None),
+        Err(mo::MoCardError::Card {
+            source: HostError::SecurityStatusNotSatisfied { .. },
+            ..
+        })
+    ));
+    as_authority(&mut s);
+    assert_eq!(mo::put_mo(&mut s, &tree, None).unwrap(), vec!["./DMAcc"]);
+    // The device reads it back: the same tree, the same TNDS text.
+    s.select().unwrap();
+    let got = mo::get_mo(&mut s, "./DMAcc").unwrap();
+    assert_eq!(got.tree, tree);
+    assert_eq!(got.tree.to_tnds(), tree.to_tnds());
+    assert_eq!(got.mo_type, "urn:oma:mo:oma-dm-dmacc:1.0");
+    assert_eq!(got.version, 1);
+    let list = mo::list_mos(&mut s).unwrap();
+    assert_eq!(list.len(), 1);
+    // Placed at another URI.
+    as_authority(&mut s);
+    let moved = mo::rooted_at(&tree, "./Vendor/Acc").unwrap();
+    mo::put_mo(&mut s, &moved, None).unwrap();
+    mo::delete_mo(&mut s, "./DMAcc").unwrap();
+    s.select().unwrap();
+    let list: Vec<String> = mo::list_mos(&mut s)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(list, vec!["./Vendor/Acc"]);
+}
+
+#[test]
+fn a_full_card_refuses_the_mo_and_keeps_its_content() {
+    let mut params = card_params(false);
+    params.capacity = 2048;
+    let mut s = Session::new(SimTransport::in_memory(params).unwrap());
+    as_authority(&mut s);
+    let small = MgmtTree::from_json(DEVINFO).unwrap();
+    mo::put_mo(&mut s, &small, None).unwrap();
+    let generation = s.select().unwrap().generation;
+    as_authority(&mut s);
+    let mut big = MgmtTree::from_tnds(DMACC).unwrap();
+    big.nodes[0].children[0].children[0].value = Some("x".repeat(4000));
+    match mo::put_mo(&mut s, &big, None) {
+        Err(mo::MoCardError::Card {
+            source: HostError::NotEnoughMemory { .. },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.select().unwrap().generation, generation);
+    let list: Vec<String> = mo::list_mos(&mut s)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(list, vec!["./DevInfo"]);
+}
+
+fn provision(s: &mut Session<impl Transport>, trees: &[&str]) {
+    as_authority(s);
+    for t in trees {
+        mo::put_mo(s, &MgmtTree::parse_any(t).unwrap(), None).unwrap();
+    }
+    s.select().unwrap();
+}
+
+#[test]
+fn refresh_applies_changes_and_costs_one_apdu_when_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    let (mut s, count) = counting(SimTransport::in_memory(card_params(false)).unwrap());
+    provision(&mut s, &[DMACC, DEVINFO]);
+
+    let r = provisioning::refresh(&mut s, &mut tree).unwrap();
+    assert!(!r.unchanged);
+    assert_eq!(r.added, vec!["./DMAcc", "./DevInfo"]);
+    assert_eq!(
+        tree.read_mo("./DMAcc").unwrap().unwrap(),
+        MgmtTree::from_tnds(DMACC).unwrap()
+    );
+    let tnds_file = dir.path().join("current/mo/.%2FDMAcc.xml");
+    assert!(tnds_file.exists(), "{}", tnds_file.display());
+
+    // Unchanged card: exactly one APDU (SELECT), nothing written.
+    let before = count.load(Ordering::SeqCst);
+    let r = provisioning::refresh(&mut s, &mut tree).unwrap();
+    assert!(r.unchanged);
+    assert_eq!(count.load(Ordering::SeqCst) - before, 1);
+
+    // A change on the card: one MO replaced, one deleted.
+    as_authority(&mut s);
+    let mut t = MgmtTree::from_tnds(DMACC).unwrap();
+    t.nodes[0].children[0].children[0].value = Some("com.example.other".into());
+    mo::put_mo(&mut s, &t, None).unwrap();
+    mo::delete_mo(&mut s, "./DevInfo").unwrap();
+    let r = provisioning::refresh(&mut s, &mut tree).unwrap();
+    assert_eq!(r.updated, vec!["./DMAcc"]);
+    assert_eq!(r.removed, vec!["./DevInfo"]);
+    assert_eq!(tree.read_mo("./DMAcc").unwrap().unwrap(), t);
+    assert!(tree.read_mo("./DevInfo").unwrap().is_none());
+}
+
+#[test]
+fn a_card_removed_mid_refresh_leaves_the_old_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    let mut s = new_card();
+    provision(&mut s, &[DMACC]);
+    provisioning::refresh(&mut s, &mut tree).unwrap();
+    let before = tree.index().unwrap();
+    as_authority(&mut s);
+    mo::put_mo(&mut s, &MgmtTree::from_json(DEVINFO).unwrap(), None).unwrap();
+    // Big MOs: reading them all takes GET DATA and two GET RESPONSEs.
+    for i in 0..3 {
+        let mut big = MgmtTree::from_tnds(DMACC).unwrap();
+        big.nodes[0].children[0].children[0].value = Some("x".repeat(50_000));
+        mo::put_mo(
+            &mut s,
+            &mo::rooted_at(&big, &format!("./Big{i}")).unwrap(),
+            None,
+        )
+        .unwrap();
+    }
+    let card = s.into_transport();
+    {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut s = Session::new(Counting {
+            inner: card_clone_hack(&card),
+            count: count.clone(),
+            pull_after: None,
+        });
+        s.select().unwrap();
+        let before = count.load(Ordering::SeqCst);
+        assert_eq!(mo::read_all_mos(&mut s).unwrap().len(), 5);
+        // 150 KB of MOs: 1 + 2 GET RESPONSE = ceil(S / 65536) APDUs.
+        assert_eq!(count.load(Ordering::SeqCst) - before, 3);
+    }
+    // Pulled after SELECT: while the MOs are read.
+    for pull_after in [1, 2, 3] {
+        let count = Arc::new(AtomicUsize::new(0));
+        let transport = Counting {
+            inner: card_clone_hack(&card),
+            count,
+            pull_after: Some(pull_after),
+        };
+        let mut s = Session::new(transport);
+        match provisioning::refresh(&mut s, &mut tree) {
+            Err(ProvisioningError::Card(_)) | Err(ProvisioningError::Mo(_)) => {}
+            other => panic!("pulled after {pull_after}: {other:?}"),
+        }
+        assert_eq!(tree.index().unwrap(), before);
+        assert!(tree.read_mo("./DevInfo").unwrap().is_none());
+    }
+}
+
+/// The simulated card's state, in a second card object (same card ID).
+fn card_clone_hack(card: &Sim) -> Sim {
+    let state = card.card().store().clone();
+    SimTransport::from_card(
+        dmsc_sim_card::Card::power_up(state, dmsc_sim_card::sim::os_rng().unwrap()).unwrap(),
+        "clone".into(),
+    )
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_tree_change_leaves_old_or_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    let dmacc = MgmtTree::from_tnds(DMACC).unwrap();
+    let devinfo = MgmtTree::from_json(DEVINFO).unwrap();
+    tree.apply(&TreeChange {
+        put: vec![("./DMAcc".into(), dmacc.clone(), Origin::Device)],
+        ..Default::default()
+    })
+    .unwrap();
+    let old = tree.index().unwrap();
+    let change = TreeChange {
+        put: vec![
+            ("./DevInfo".into(), devinfo.clone(), Origin::Device),
+            ("./Other".into(), devinfo.clone(), Origin::Device),
+        ],
+        remove: vec!["./DMAcc".into()],
+        last_card: LastCard::Keep,
+    };
+    for crash in [CrashPoint::MidStaging, CrashPoint::BeforeSwitch] {
+        assert!(tree.apply_crashing_at(&change, Some(crash)).is_err());
+        // "Restart": open again.
+        let reopened = DirectoryTree::open(dir.path()).unwrap();
+        assert_eq!(reopened.index().unwrap(), old, "{crash:?}");
+        assert_eq!(reopened.read_mo("./DMAcc").unwrap(), Some(dmacc.clone()));
+        let trees = std::fs::read_dir(dir.path().join("trees")).unwrap().count();
+        assert_eq!(trees, 1, "{crash:?}: leftovers collected");
+    }
+    assert!(tree
+        .apply_crashing_at(&change, Some(CrashPoint::AfterSwitch))
+        .is_err());
+    let reopened = DirectoryTree::open(dir.path()).unwrap();
+    assert!(reopened.read_mo("./DMAcc").unwrap().is_none());
+    assert_eq!(reopened.read_mo("./DevInfo").unwrap(), Some(devinfo));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("trees")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn a_corrupt_index_is_reported_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    tree.apply(&TreeChange {
+        put: vec![(
+            "./DevInfo".into(),
+            MgmtTree::from_json(DEVINFO).unwrap(),
+            Origin::Device,
+        )],
+        ..Default::default()
+    })
+    .unwrap();
+    std::fs::write(
+        dir.path().join("current/tree.json"),
+        "{\n  \"schema_version\": 1,\n  oops\n}",
+    )
+    .unwrap();
+    match tree.index() {
+        Err(dmsc_host::device_tree::TreeError::CorruptIndex { line, column, .. }) => {
+            assert_eq!((line, column), (3, 3))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mos_from_a_removed_or_replaced_card_leave_the_device_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    tree.apply(&TreeChange {
+        put: vec![(
+            "./Own".into(),
+            MgmtTree::from_json(DEVINFO).unwrap(),
+            Origin::Device,
+        )],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut a = new_card();
+    provision(&mut a, &[DMACC]);
+    provisioning::refresh(&mut a, &mut tree).unwrap();
+    // Another card replaces it: its MOs come, card A's go; the device's own stay.
+    let mut b = new_card();
+    provision(&mut b, &[DEVINFO]);
+    let r = provisioning::refresh(&mut b, &mut tree).unwrap();
+    assert_eq!(r.added, vec!["./DevInfo"]);
+    assert_eq!(r.removed, vec!["./DMAcc"]);
+    // Card B removed.
+    let id = provisioning::card_mark(&b.select().unwrap().card_id, 0).card_id;
+    let gone = provisioning::forget_card(&mut tree, Some(&id)).unwrap();
+    assert_eq!(gone, vec!["./DevInfo"]);
+    let idx = tree.index().unwrap();
+    assert_eq!(idx.mos.keys().collect::<Vec<_>>(), vec!["./Own"]);
+    assert!(idx.last_card.is_none());
+}
+
+#[test]
+fn copy_device_mo_or_subtree_to_the_card_and_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    let dmacc = MgmtTree::from_tnds(DMACC).unwrap();
+    tree.apply(&TreeChange {
+        put: vec![("./DMAcc".into(), dmacc.clone(), Origin::Device)],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut s = new_card();
+    s.select().unwrap();
+    let d = provisioning::diff(&mut s, &tree).unwrap();
+    assert_eq!(d["./DMAcc"], MoComparison::DeviceOnly);
+
+    as_authority(&mut s);
+    let uri =
+        provisioning::copy_to_card(&mut s, &mut tree, "./DMAcc", None, None, DeviceCopy::Keep)
+            .unwrap();
+    assert_eq!(uri, "./DMAcc");
+    s.select().unwrap();
+    assert_eq!(
+        provisioning::diff(&mut s, &tree).unwrap()["./DMAcc"],
+        MoComparison::Same
+    );
+
+    // A subtree, then the device copy of it erased.
+    as_authority(&mut s);
+    let uri = provisioning::copy_to_card(
+        &mut s,
+        &mut tree,
+        "./DMAcc",
+        Some("ServerA/AppAddr"),
+        None,
+        DeviceCopy::Erase,
+    )
+    .unwrap();
+    assert_eq!(uri, "./DMAcc/ServerA/AppAddr");
+    s.select().unwrap();
+    let part = mo::get_mo(&mut s, &uri).unwrap();
+    assert_eq!(
+        part.tree.nodes[0].find("1/Port").unwrap().value.as_deref(),
+        Some("443")
+    );
+    let device = tree.read_mo("./DMAcc").unwrap().unwrap();
+    assert!(device.nodes[0].find("ServerA/AppAddr").is_none());
+    match &provisioning::diff(&mut s, &tree).unwrap()["./DMAcc"] {
+        MoComparison::Differ { nodes } => {
+            assert!(nodes.contains(&"./DMAcc/ServerA/AppAddr/1/Addr".to_string()))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        provisioning::copy_to_card(&mut s, &mut tree, "./Nope", None, None, DeviceCopy::Keep),
+        Err(ProvisioningError::NotInDevice(_))
+    ));
+}
+
+/// A card whose ServerA keys are its own (per-card keys).
+fn card_with_keys(key: [u8; 16]) -> Session<Sim> {
+    let p = InitParams::with_authorities(vec![AuthorityKeys {
+        key_version: 0x30,
+        name: "ServerA".into(),
+        enc: Zeroizing::new(key.to_vec()),
+        mac: Zeroizing::new(key.to_vec()),
+        dek: Zeroizing::new(key.to_vec()),
+    }]);
+    Session::new(SimTransport::in_memory(p).unwrap())
+}
+
+fn snapshot<T: Transport>(s: &mut Session<T>) -> (u64, Vec<(String, u32)>) {
+    let g = s.select().unwrap().generation;
+    (g, mo::list_mos(s).unwrap())
+}
+
+#[test]
+fn ota_script_is_applied_once_by_its_card_only() {
+    let key_a = [0x5A; 16];
+    let keys = StaticKeys::new(&key_a, &key_a, &key_a).unwrap();
+    let mut card = card_with_keys(key_a);
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    provisioning::refresh(&mut card, &mut tree).unwrap();
+
+    let request = ota::read_request(&mut card, 0x30).unwrap();
+    let level = SecurityLevel::new(0x03).unwrap();
+    let ops = [OtaOperation::PutMo(
+        MgmtTree::from_tnds(DMACC).unwrap(),
+        None,
+    )];
+    let script = ota::build_script(&keys, &request, level, &ops).unwrap();
+    // The MO's text travels encrypted.
+    assert!(!script
+        .apdus
+        .iter()
+        .any(|a| a.contains(&hex::encode_upper("com.example.dm"))));
+
+    // Altered bytes: in the host challenge, the cryptogram, the wrapped data, its MAC.
+    let before = snapshot(&mut card);
+    for (apdu, pos) in [(0usize, 6usize), (1, 6), (2, 12), (2, usize::MAX)] {
+        let mut bad = script.clone();
+        let mut bytes = hex::decode(&bad.apdus[apdu]).unwrap();
+        let i = if pos == usize::MAX {
+            bytes.len() - 1
+        } else {
+            pos
+        };
+        bytes[i] ^= 0x01;
+        bad.apdus[apdu] = hex::encode_upper(bytes);
+        match ota::apply_script(&mut card, &bad) {
+            Err(OtaError::Refused { .. }) => {}
+            other => panic!("altered APDU {apdu} byte {i}: {other:?}"),
+        }
+        assert_eq!(snapshot(&mut card), before, "altered APDU {apdu}");
+    }
+    // Each refused attempt moved the counter: the script is now stale. A fresh one works.
+    let request = ota::read_request(&mut card, 0x30).unwrap();
+    let script = ota::build_script(&keys, &request, level, &ops).unwrap();
+
+    // Another card (its own keys): the device refuses; relayed anyway, the card refuses.
+    let mut other = card_with_keys([0xA5; 16]);
+    let other_before = snapshot(&mut other);
+    assert!(matches!(
+        ota::apply_script(&mut other, &script),
+        Err(OtaError::OtherCard { .. })
+    ));
+    assert!(matches!(
+        ota::relay(&mut other, &script),
+        Err(OtaError::Refused { index: 1 | 2, .. })
+    ));
+    assert_eq!(snapshot(&mut other), other_before);
+
+    let outcome = ota::apply_script(&mut card, &script).unwrap();
+    assert_eq!(outcome.operations, vec!["put mo:./DMAcc"]);
+    let after = snapshot(&mut card);
+    assert_eq!(after.1.len(), 1);
+
+    // Replayed: refused, unchanged.
+    assert!(matches!(
+        ota::apply_script(&mut card, &script),
+        Err(OtaError::Refused { index: 2, .. })
+    ));
+    assert_eq!(snapshot(&mut card), after);
+
+    // The following refresh picks up the change.
+    let r = provisioning::refresh(&mut card, &mut tree).unwrap();
+    assert_eq!(r.added, vec!["./DMAcc"]);
+    assert_eq!(
+        tree.read_mo("./DMAcc").unwrap().unwrap(),
+        MgmtTree::from_tnds(DMACC).unwrap()
+    );
+}

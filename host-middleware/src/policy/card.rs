@@ -152,8 +152,11 @@ pub fn read_verified(card: &mut impl CardCommands) -> Result<VerifiedPolicy, Pol
     let info = card.select()?;
     let data = match card.read_object(&ObjectRef::Policy) {
         Ok(d) => d,
-        Err(HostError::NotFound { .. }) => {
-            return Err(PolicyError::Missing("the card holds no policy".into()))
+        // Without Get on the card, a missing object answers 6982 (docs/commands.md §2).
+        Err(HostError::NotFound { .. } | HostError::SecurityStatusNotSatisfied { .. }) => {
+            return Err(PolicyError::Missing(
+                "the card holds no policy the device may read".into(),
+            ))
         }
         Err(e) => return Err(e.into()),
     };
@@ -164,9 +167,9 @@ pub fn read_verified(card: &mut impl CardCommands) -> Result<VerifiedPolicy, Pol
     };
     let key = match card.read_object(&enterprise_ref()) {
         Ok(k) => k,
-        Err(HostError::NotFound { .. }) => {
+        Err(HostError::NotFound { .. } | HostError::SecurityStatusNotSatisfied { .. }) => {
             return Err(PolicyError::Missing(
-                "the card holds no enterprise key (approver:enterprise)".into(),
+                "the card holds no enterprise key (approver:enterprise) the device may read".into(),
             ))
         }
         Err(e) => return Err(e.into()),

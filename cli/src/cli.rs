@@ -252,6 +252,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+
+    /// The enterprise policy: put, show, eval, timeline, enforce, signed commands
+    #[command(subcommand)]
+    Policy(crate::cmd::policy::PolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -128,6 +128,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Demo { keep } => return demo::run(&ctx, *keep),
         Command::Completions { shell } => cmd::docs::completions(*shell)?,
         Command::Man { out } => cmd::docs::man(out.as_deref())?,
+        Command::Policy(c) => return cmd::policy::run(&ctx, c),
     }
     Ok(Code::Ok)
 }

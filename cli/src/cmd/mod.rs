@@ -6,4 +6,5 @@ pub mod docs;
 pub mod info;
 pub mod object;
 pub mod pin;
+pub mod policy;
 pub mod sim;

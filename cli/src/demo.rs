@@ -35,6 +35,8 @@ use crate::exit::Code;
 use crate::output::{hex_upper, print_json};
 use crate::secrets::{KeyTriple, TEST_KEY_VERSION};
 
+mod policy;
+
 // ---- the demo's data ---------------------------------------------------------
 
 const PIN: &[u8] = b"123456";
@@ -783,5 +785,9 @@ fn run_steps(r: &mut Report, world: Result<World>) {
         if let Err(e) = step(r, &mut w) {
             r.record("step ended early", crate::exit::describe(&e), None, false);
         }
+    }
+    r.begin(policy::TITLE);
+    if let Err(e) = policy::step(r, &mut w) {
+        r.record("step ended early", crate::exit::describe(&e), None, false);
     }
 }

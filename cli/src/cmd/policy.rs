@@ -753,13 +753,16 @@ fn print_report(ctx: &Ctx, report: &Report) -> Result<()> {
 
 /// One application; the card is opened and released each time.
 fn enforce_once(ctx: &Ctx, device: &Path, s: &Situation) -> Result<Report> {
-    let mut card = ctx.open_card()?;
-    // The policy's zone for --at comes from the card's policy; parse with
-    // UTC first only to validate the syntax before touching the card.
+    // Location and an absolute --at need no policy; a local --at
+    // (YYYY-MM-DDTHH:MM) is in the time zone of the card's policy.
     let mut context = situation(s, &Policy::parse(MINIMAL).pol()?, None, None)?;
-    if let Some(at) = &s.at {
+    let mut card = ctx.open_card()?;
+    if let Some(at) =
+        s.at.as_deref()
+            .filter(|a| !a.starts_with('+') && a.parse::<Timestamp>().is_err())
+    {
         if let Ok(v) = read_verified(&mut card) {
-            context.time = parse_time(at, &policy_tz(&v.policy), Timestamp::now())?;
+            context.time = parse_time(at, &policy_tz(&v.policy), now())?;
         }
     }
     let report = enforce(&mut card, device, &context);

@@ -883,6 +883,27 @@ inside = ["lab"]
         assert!(msg.contains("earlier"), "{msg}");
     }
 
+    proptest::proptest! {
+        /// Any edit of a valid policy parses or fails with a position inside the text.
+        #[test]
+        fn edits_never_panic_and_errors_point_into_the_text(
+            at in 0usize..1000,
+            cut in 0usize..6,
+            insert in "[ -~\n\\[\\]\"=]{0,6}",
+        ) {
+            let mut text: Vec<char> = SAMPLE.chars().collect();
+            let at = at % (text.len() + 1);
+            let end = (at + cut).min(text.len());
+            text.splice(at..end, insert.chars());
+            let text: String = text.into_iter().collect();
+            if let Err(PolicyError::Invalid { line, column, .. }) = Policy::parse(&text) {
+                let lines: Vec<&str> = text.split('\n').collect();
+                proptest::prop_assert!(line >= 1 && line <= lines.len());
+                proptest::prop_assert!(column >= 1 && column <= lines[line - 1].chars().count() + 1);
+            }
+        }
+    }
+
     #[test]
     fn line_column_counts_characters() {
         assert_eq!(line_column("ab\ncdé f", 8), (2, 5));

@@ -255,3 +255,34 @@ fn signed_commands_checked_against_the_card_key() {
         Err(PolicyError::BadSignature(_))
     ));
 }
+
+/// The envelope and key of `test-vectors/transcripts/policy.json` (made with
+/// openssl) are what the host reads: the envelope decodes, its signature
+/// verifies with the key, and the policy validates.
+#[test]
+fn transcript_envelope_verifies_on_the_host() {
+    use dmsc_host::policy::signing::load_verifying_key;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../test-vectors/transcripts/policy.json"
+    );
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let data = |i: usize| {
+        let s: String = t["steps"][i]["data"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        hex::decode(s).unwrap()
+    };
+    let policy = data(5);
+    assert_eq!(&policy[..2], [0x53, 0x82]);
+    let len = u16::from_be_bytes([policy[2], policy[3]]) as usize;
+    let envelope = &policy[4..4 + len];
+    let key = data(6);
+    assert_eq!(&key[..4], [0x53, 0x43, 0xD5, 0x41]);
+    let vk = load_verifying_key(&key[4..69]).unwrap();
+    let sp = SignedPolicy::decode(envelope).unwrap();
+    sp.verify_with(&vk).unwrap();
+    dmsc_host::policy::Policy::parse(std::str::from_utf8(&sp.text).unwrap()).unwrap();
+}

@@ -430,6 +430,7 @@ const FILES: &[&str] = &[
     "existence_oracle.json",
     "initialize_update_le.json",
     "acl_capacity.json",
+    "policy.json",
 ];
 
 transcript!(select_and_errors, "select_and_errors.json");
@@ -446,6 +447,7 @@ transcript!(card_full, "card_full.json");
 transcript!(existence_oracle, "existence_oracle.json");
 transcript!(initialize_update_le, "initialize_update_le.json");
 transcript!(acl_capacity, "acl_capacity.json");
+transcript!(policy, "policy.json");
 
 #[test]
 fn every_transcript_is_listed() {

@@ -371,6 +371,57 @@ fn enforce_commands_and_watch() {
     assert_eq!(docs[0]["applied"][1]["decided_by"]["by"], "command");
     assert_ne!(docs[1]["applied"][1]["decided_by"]["by"], "command");
 
+    // The authority replaces the policy (as an over-the-air update would):
+    // the next enforce applies it, and the commands for the old one are dropped.
+    fs::write(
+        d.join("v2.toml"),
+        POLICY.replace("\"camera\", \"usb\"", "\"usb\""),
+    )
+    .unwrap();
+    let keys = triple(TEST_KEY);
+    run_env(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "put",
+            "v2.toml",
+            "--sign-key",
+            "ent.pem",
+        ],
+        &[("DMSC_SCP_KEYS", &keys)],
+    )
+    .expect(0);
+    let out = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "--json",
+            "policy",
+            "enforce",
+            "--device",
+            "dev",
+            "--at",
+            "2026-11-23T09:00",
+        ],
+    )
+    .expect(0);
+    let report = out.json();
+    let names: Vec<&str> = report["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["resource"].as_str().unwrap())
+        .collect();
+    // The camera is no longer managed: it is no longer listed.
+    assert_eq!(names, ["bluetooth", "torch", "usb"]);
+    assert_eq!(report["applied"][2]["decided_by"]["id"], "work-hours");
+    let res: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("dev/policy/resources.json")).unwrap()).unwrap();
+    assert!(res["resources"].get("camera").is_none());
+
     // The policy is replaced by someone who keeps the old signature: refused, nothing applied.
     let before = fs::read(d.join("dev/policy/resources.json")).unwrap();
     let envelope = run(
@@ -392,7 +443,6 @@ fn enforce_commands_and_watch() {
     data.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
     data.extend_from_slice(&forged);
     let apdu = format!("00DB3FFF00{:04X}{}", data.len(), hex::encode_upper(&data));
-    let keys = triple(TEST_KEY);
     let put = run_env(
         d,
         &["--sim", &card, "apdu", "--secure", &apdu],

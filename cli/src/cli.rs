@@ -298,6 +298,9 @@ pub enum Command {
     /// the device relays it
     #[command(subcommand)]
     Ota(OtaCommand),
+    /// The enterprise policy: put, show, eval, timeline, enforce, signed commands
+    #[command(subcommand)]
+    Policy(crate::cmd::policy::PolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]

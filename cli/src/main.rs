@@ -138,6 +138,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
             events,
         } => cmd::mo::watch(&ctx, device, *interval, *events)?,
         Command::Ota(c) => cmd::ota::run(&ctx, c)?,
+        Command::Policy(c) => return cmd::policy::run(&ctx, c),
     }
     Ok(Code::Ok)
 }

@@ -753,10 +753,13 @@ fn demo_walks_every_use_case() {
         (2, "PIN"),
         (3, "SCP03"),
         (4, "refresh"),
-        (5, "bootstrap"),
-        (6, "Firmware approval"),
-        (7, "Access control"),
-        (8, "audit"),
+        (5, "provisioning"),
+        (6, "Over the air"),
+        (7, "bootstrap"),
+        (8, "Firmware approval"),
+        (9, "Enterprise policy"),
+        (10, "Access control"),
+        (11, "audit"),
     ] {
         let heading = out
             .stdout
@@ -785,7 +788,7 @@ fn demo_walks_every_use_case() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["failed"], 0);
     assert_eq!(json["kept"], false);
-    assert_eq!(json["steps"].as_array().unwrap().len(), 10);
+    assert_eq!(json["steps"].as_array().unwrap().len(), 11);
     assert!(!std::path::Path::new(json["card"].as_str().unwrap()).exists());
     // --keep leaves the temporary card, which the other commands can use.
     let kept = run(dir.path(), &["demo", "--keep", "--json"])

@@ -11,9 +11,10 @@
 //! and writes nothing unless the card verified the MAC and the user accepted.
 //! docs/bootstrap.md describes the flow.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::device_tree::{DeviceTree, DirectoryTree, LastCard, Origin, TreeChange};
+use crate::mo::MgmtTree;
 
 use dmsc_card_model::commands::{BootstrapKeyValue, ObjectValue};
 use dmsc_card_model::objects::{MacAlgorithm, ObjectRef};
@@ -62,14 +63,8 @@ pub enum BootstrapError {
     #[error("the bootstrap content is not a TNDS document: {0}")]
     BadContent(String),
     /// Writing into the device tree failed.
-    #[error("writing the bootstrap content to {path}: {source}")]
-    Write {
-        /// The file or directory.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("the device tree: {0}")]
+    DeviceTree(#[from] crate::device_tree::TreeError),
     /// The card failed or refused.
     #[error(transparent)]
     Card(#[from] HostError),
@@ -316,16 +311,13 @@ pub fn verify_packet<C: CardCommands + ?Sized>(
 pub struct BootstrapContent {
     /// The TNDS document (XML text).
     pub xml: String,
-    /// The name it is stored under: the first node's name, made file-safe.
-    pub name: String,
-    /// Node names at the first level of the tree, for the consent prompt.
+    /// The root URIs of its top-level nodes, for the consent prompt.
     pub nodes: Vec<String>,
 }
 
-/// Checks that `packet` is a TNDS document (`<MgmtTree>` root; WBXML is
-/// decoded to XML first) and names it.
+/// Checks that `packet` is a TNDS document the device can apply (WBXML is
+/// decoded to XML first; the XML is parsed as `MgmtTree`, strictly).
 pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapContent, BootstrapError> {
-    let bad = |s: &str| BootstrapError::BadContent(s.to_string());
     let xml = match media {
         MediaType::Xml => std::str::from_utf8(packet)
             .map_err(|e| {
@@ -336,107 +328,38 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
             crate::wbxml::decode_tnds(packet).map_err(BootstrapError::BadContent)?
         }
     };
-    let body = xml.trim_start_matches('\u{feff}').trim_start();
-    let body = match body.strip_prefix("<?xml") {
-        Some(rest) => rest
-            .split_once("?>")
-            .map(|(_, r)| r.trim_start())
-            .ok_or_else(|| bad("unterminated XML declaration"))?,
-        None => body,
-    };
-    if !body.starts_with("<MgmtTree") {
-        return Err(bad("the root element is not <MgmtTree>"));
+    let tree = MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.to_string()))?;
+    let nodes: Vec<String> = tree.split().into_iter().map(|(uri, _)| uri).collect();
+    if nodes.is_empty() {
+        return Err(BootstrapError::BadContent("the TNDS document has no node".into()));
     }
-    if !body.trim_end().ends_with("</MgmtTree>") {
-        return Err(bad("the document does not end with </MgmtTree>"));
-    }
-    let nodes = top_level_nodes(body);
-    let name = nodes
+    Ok(BootstrapContent { xml, nodes })
+}
+
+/// Writes accepted bootstrap content into the device tree (docs/device-tree.md):
+/// every top-level node of the TNDS document becomes an MO of the device's own
+/// configuration (origin `device`), all in one atomic change. Returns the file
+/// of the first MO in the tree now in force.
+pub fn write_bootstrap_content(dir: &Path, xml: &str) -> Result<PathBuf, BootstrapError> {
+    let tree = MgmtTree::from_tnds(xml).map_err(|e| BootstrapError::BadContent(e.to_string()))?;
+    let roots = tree.split();
+    let first = roots
         .first()
-        .map(|n| file_safe(n))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "bootstrap".to_string());
-    Ok(BootstrapContent { xml, name, nodes })
-}
-
-/// The NodeNames of the `<Node>` elements directly under `<MgmtTree>`.
-fn top_level_nodes(xml: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut depth = 0i32;
-    let mut rest = xml;
-    while let Some(i) = rest.find('<') {
-        rest = &rest[i..];
-        if rest.starts_with("<Node>") || rest.starts_with("<Node ") {
-            depth += 1;
-            if depth == 1 {
-                if let Some(n) = rest.find("<NodeName>") {
-                    let after = &rest[n + 10..];
-                    if let Some(e) = after.find("</NodeName>") {
-                        out.push(after[..e].trim().to_string());
-                    }
-                }
-            }
-        } else if rest.starts_with("</Node>") {
-            depth -= 1;
-        }
-        rest = &rest[1..];
-    }
-    out
-}
-
-fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .chars()
-        .take(64)
-        .collect()
-}
-
-/// MERGE POINT (device tree): writes accepted bootstrap content into the
-/// device tree. Today the device tree is the directory `dir`, and the content
-/// goes atomically (temporary file, fsync, rename, fsync of the directory) to
-/// `dir/bootstrap/<name>.xml`. When the `DeviceTree` abstraction lands, this
-/// one function is redirected to it.
-pub fn write_bootstrap_content(
-    dir: &Path,
-    name: &str,
-    xml: &str,
-) -> Result<PathBuf, BootstrapError> {
-    let name = file_safe(name);
-    let name = if name.is_empty() {
-        "bootstrap".to_string()
-    } else {
-        name
+        .map(|(uri, _)| uri.clone())
+        .ok_or_else(|| BootstrapError::BadContent("the TNDS document has no node".into()))?;
+    let mut device = DirectoryTree::open(dir)?;
+    let change = TreeChange {
+        put: roots
+            .into_iter()
+            .map(|(uri, mo)| (uri, mo, Origin::Device))
+            .collect(),
+        remove: Vec::new(),
+        last_card: LastCard::Keep,
     };
-    let folder = dir.join("bootstrap");
-    let werr = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| BootstrapError::Write { path, source }
-    };
-    fs::create_dir_all(&folder).map_err(werr(&folder))?;
-    let target = folder.join(format!("{name}.xml"));
-    let tmp = folder.join(format!(".{name}.xml.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(xml.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &target)?;
-        File::open(&folder)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(werr(&target)(e));
-    }
-    Ok(target)
+    device.apply(&change)?;
+    device
+        .mo_path(&first)?
+        .ok_or_else(|| BootstrapError::BadContent(format!("{first} is not in the device tree after the change")))
 }
 
 /// How a bootstrap ended.
@@ -468,6 +391,6 @@ pub fn verify_and_apply<C: CardCommands + ?Sized>(
     if !consent(&content) {
         return Ok(BootstrapOutcome::Declined);
     }
-    let path = write_bootstrap_content(device_dir, &content.name, &content.xml)?;
+    let path = write_bootstrap_content(device_dir, &content.xml)?;
     Ok(BootstrapOutcome::Applied(path))
 }

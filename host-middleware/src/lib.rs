@@ -12,7 +12,8 @@
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
 //! - [`scp`]: SCP03 host side (authority sessions);
 //! - `sim_transport` (feature `sim`): the simulated card in-process;
-//! - [`trace`]: redacted APDU trace events.
+//! - [`trace`]: redacted APDU trace events;
+//! - [`policy`]: the portable enterprise policy (signed policy on the card, enforcement engine).
 //!
 //! ```no_run
 //! # #[cfg(feature = "pcsc")]
@@ -51,6 +52,7 @@ pub mod p256_keys;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
 pub mod provisioning;
+pub mod policy;
 pub mod scp;
 pub mod secure;
 pub mod session;

@@ -15,6 +15,8 @@ use dmsc_host::card_model::objects::{Acl, MacAlgorithm, ObjectRef, Version};
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::firmware::{self, ApprovalFile, FirmwareError};
 use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
+use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
+use dmsc_host::mo::MgmtTree;
 use dmsc_host::sim_transport::SimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session};
 use dmsc_sim_card::MemoryStore;
@@ -442,12 +444,13 @@ fn bootstrap_verified_and_accepted_is_written_atomically() {
         },
     )
     .unwrap();
-    let path = device.path().join("bootstrap").join("DMAcc.xml");
+    let path = mo_in_tree(device.path(), "./DMAcc");
     assert_eq!(outcome, BootstrapOutcome::Applied(path.clone()));
-    assert_eq!(asked, Some(vec!["DMAcc".to_string()]));
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), TNDS);
-    let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
-    assert_eq!(left.len(), 1, "no temporary file is left");
+    assert_eq!(asked, Some(vec!["./DMAcc".to_string()]));
+    assert_eq!(
+        MgmtTree::from_tnds(&std::fs::read_to_string(&path).unwrap()).unwrap(),
+        MgmtTree::from_tnds(TNDS).unwrap()
+    );
 }
 
 fn nothing_written(dir: &Path) {
@@ -631,14 +634,17 @@ fn bootstrap_wbxml_tnds_is_decoded_and_written_as_xml() {
         &packet,
         &header.mac,
         device.path(),
-        &mut |c| c.nodes == ["DMAcc"],
+        &mut |c| c.nodes == ["./DMAcc"],
     )
     .unwrap();
-    let path = device.path().join("bootstrap/DMAcc.xml");
+    let path = mo_in_tree(device.path(), "./DMAcc");
     assert_eq!(outcome, BootstrapOutcome::Applied(path.clone()));
     assert_eq!(
-        std::fs::read_to_string(path).unwrap(),
-        "<MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DMAcc</NodeName></Node></MgmtTree>\n"
+        MgmtTree::from_tnds(&std::fs::read_to_string(path).unwrap()).unwrap(),
+        MgmtTree::from_tnds(
+            "<MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DMAcc</NodeName></Node></MgmtTree>"
+        )
+        .unwrap()
     );
     // The same bytes announced as XML are not a TNDS document: nothing written.
     let other = tempfile::tempdir().unwrap();
@@ -686,4 +692,11 @@ fn approvals_from_approvers_outside_the_rule() {
         verdict(&mut s, h.digest, &[a[0].clone(), a[2].clone()]),
         [RefusalReason::MissingApprover("owner".into())]
     );
+}
+
+/// The file of the MO rooted at `uri` in the device tree in `dir` (it must be there).
+fn mo_in_tree(dir: &Path, uri: &str) -> PathBuf {
+    let tree = DirectoryTree::open(dir).unwrap();
+    assert!(tree.read_mo(uri).unwrap().is_some(), "{uri} is not in the device tree");
+    tree.mo_path(uri).unwrap().unwrap()
 }

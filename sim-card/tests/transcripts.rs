@@ -431,6 +431,7 @@ const FILES: &[&str] = &[
     "initialize_update_le.json",
     "acl_capacity.json",
     "read_all.json",
+    "policy.json",
 ];
 
 transcript!(select_and_errors, "select_and_errors.json");
@@ -448,6 +449,7 @@ transcript!(existence_oracle, "existence_oracle.json");
 transcript!(initialize_update_le, "initialize_update_le.json");
 transcript!(acl_capacity, "acl_capacity.json");
 transcript!(read_all, "read_all.json");
+transcript!(policy, "policy.json");
 
 #[test]
 fn every_transcript_is_listed() {

@@ -126,7 +126,7 @@ pub enum BootstrapCommand {
         /// The card's bootstrap key number
         #[arg(long, value_name = "N", default_value = "1", value_parser = crate::cli::parse_u8)]
         key_id: u8,
-        /// The device tree directory (content goes to DIR/bootstrap/NAME.xml)
+        /// The device tree directory (docs/device-tree.md); the content becomes device MOs
         #[arg(long, value_name = "DIR")]
         device: PathBuf,
         /// Apply without asking (required when not on a terminal)

@@ -10,4 +10,5 @@ pub mod mo;
 pub mod object;
 pub mod ota;
 pub mod pin;
+pub mod policy;
 pub mod sim;

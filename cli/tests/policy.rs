@@ -1,0 +1,459 @@
+//! `dmsc policy …` end to end: openssl keys, a simulated card, a device folder.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::{new_card, run, run_env, triple, TEST_KEY};
+
+const POLICY: &str = r#"format = "dmsc-policy"
+version = 1
+name = "ACME"
+timezone = "Europe/Paris"
+declare = ["torch"]
+
+[defaults]
+torch = "enabled"
+
+[sites.lab]
+polygon = [[48.70, 2.17], [48.70, 2.19], [48.72, 2.19], [48.72, 2.17]]
+
+[[rules]]
+id = "work-hours"
+effect = "disable"
+resources = ["camera", "usb"]
+days = ["mon-fri"]
+from = "08:00"
+to = "18:00"
+
+[[rules]]
+id = "lab-radio"
+effect = "disable"
+resources = ["bluetooth", "torch"]
+inside = ["lab"]
+"#;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl) must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A card with the policy put by the authority, signed with an openssl PKCS#8 key.
+fn setup() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let card = new_card(dir.path(), "card.state").display().to_string();
+    openssl(
+        dir.path(),
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ent.pem",
+        ],
+    );
+    openssl(
+        dir.path(),
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "other.pem",
+        ],
+    );
+    fs::write(dir.path().join("acme.toml"), POLICY).unwrap();
+    let keys = triple(TEST_KEY);
+    let out = run_env(
+        dir.path(),
+        &[
+            "--sim",
+            &card,
+            "--json",
+            "policy",
+            "put",
+            "acme.toml",
+            "--sign-key",
+            "ent.pem",
+        ],
+        &[("DMSC_SCP_KEYS", &keys)],
+    )
+    .expect(0);
+    assert_eq!(out.json()["key_written"], true);
+    (dir, card)
+}
+
+#[test]
+fn put_show_eval_timeline() {
+    let (dir, card) = setup();
+    let d = dir.path();
+    let show = run(d, &["--sim", &card, "--json", "policy", "show"])
+        .expect(0)
+        .json();
+    assert_eq!(show["schema_version"], 1);
+    assert_eq!(show["name"], "ACME");
+    assert_eq!(
+        show["verified"]["policy_acl"],
+        "Delete=admin&Get=*+admin&Replace=admin"
+    );
+
+    // Monday 2026-11-23 09:00 in Paris, inside the lab polygon (on its edge).
+    let eval = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "--json",
+            "policy",
+            "eval",
+            "--at",
+            "2026-11-23T09:00",
+            "--location",
+            "48.70,2.18",
+        ],
+    )
+    .expect(0)
+    .json();
+    let states: Vec<(String, String)> = eval["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["resource"].as_str().unwrap().to_string(),
+                d["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("bluetooth", "disabled"),
+            ("camera", "disabled"),
+            ("torch", "disabled"),
+            ("usb", "disabled")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(eval["next_change"], "2026-11-23T17:00:00Z");
+    let next = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "next-change",
+            "--at",
+            "2026-11-27T18:30",
+        ],
+    )
+    .expect(0);
+    assert!(
+        next.stdout
+            .contains("next change 2026-11-30T08:00:00+01:00"),
+        "{next:?}"
+    );
+
+    let grid = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "timeline",
+            "--from",
+            "2026-11-23",
+            "--days",
+            "7",
+        ],
+    )
+    .expect(0);
+    let lines: Vec<&str> = grid.stdout.lines().collect();
+    assert!(
+        lines[3].starts_with("Mon 2026-11-23 00    03"),
+        "{}",
+        grid.stdout
+    );
+    let camera = lines.iter().find(|l| l.starts_with("camera")).unwrap();
+    assert!(
+        camera.ends_with(&format!(
+            "{}{}{}",
+            "·".repeat(16),
+            "█".repeat(20),
+            "·".repeat(12)
+        )),
+        "{camera}"
+    );
+    assert_eq!(grid.stdout.matches("\nSat 2026-11-28").count(), 1);
+}
+
+#[test]
+fn bad_policy_is_refused_with_position_and_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let card = new_card(d, "card.state").display().to_string();
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ent.pem",
+        ],
+    );
+    fs::write(
+        d.join("bad.toml"),
+        POLICY.replace("\"usb\"", "\"flashlight\""),
+    )
+    .unwrap();
+    let keys = triple(TEST_KEY);
+    let out = run_env(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "put",
+            "bad.toml",
+            "--sign-key",
+            "ent.pem",
+        ],
+        &[("DMSC_SCP_KEYS", &keys)],
+    )
+    .expect(2);
+    assert!(
+        out.stderr.contains(
+            "bad.toml: line 16, column 24 (rule work-hours): unknown resource 'flashlight'"
+        ),
+        "{out:?}"
+    );
+    // Nothing on the card: the device finds no policy.
+    run(d, &["--sim", &card, "policy", "enforce", "--device", "dev"]).expect(8);
+    assert!(!d.join("dev/policy/resources.json").exists());
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("dev/policy/report.json")).unwrap()).unwrap();
+    assert_eq!(report["status"], "refused");
+}
+
+#[test]
+fn enforce_commands_and_watch() {
+    let (dir, card) = setup();
+    let d = dir.path();
+    let out = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "--json",
+            "policy",
+            "enforce",
+            "--device",
+            "dev",
+            "--at",
+            "2026-11-23T09:00",
+        ],
+    )
+    .expect(0);
+    assert_eq!(out.json()["status"], "applied");
+    let res: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("dev/policy/resources.json")).unwrap()).unwrap();
+    assert_eq!(res["resources"]["camera"], "disabled");
+
+    // A command signed by another key is refused (exit 6); by the enterprise key accepted.
+    run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "command",
+            "enable",
+            "camera",
+            "--sign-key",
+            "other.pem",
+            "--out",
+            "rogue.json",
+        ],
+    )
+    .expect(0);
+    run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "accept",
+            "rogue.json",
+            "--device",
+            "dev",
+        ],
+    )
+    .expect(6);
+    run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "command",
+            "disable",
+            "camera",
+            "--sign-key",
+            "ent.pem",
+            "--until",
+            "+3s",
+            "--counter",
+            "10",
+            "--out",
+            "c10.json",
+        ],
+    )
+    .expect(0);
+    let out = run(
+        d,
+        &[
+            "--sim", &card, "--json", "policy", "accept", "c10.json", "--device", "dev",
+        ],
+    )
+    .expect(0);
+    assert_eq!(out.json()["applied"][1]["decided_by"]["by"], "command");
+    // Replay: refused (exit 4).
+    let out = run(
+        d,
+        &[
+            "--sim", &card, "policy", "accept", "c10.json", "--device", "dev",
+        ],
+    )
+    .expect(4);
+    assert!(out.stderr.contains("replay"), "{out:?}");
+
+    // --watch applies now (the command in force), then again when it expires.
+    let out = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "--json",
+            "policy",
+            "enforce",
+            "--device",
+            "dev",
+            "--watch",
+            "--poll",
+            "1",
+            "--max-runs",
+            "2",
+        ],
+    )
+    .expect(0);
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{out:?}");
+    assert_eq!(docs[0]["applied"][1]["decided_by"]["by"], "command");
+    assert_ne!(docs[1]["applied"][1]["decided_by"]["by"], "command");
+
+    // The authority replaces the policy (as an over-the-air update would):
+    // the next enforce applies it, and the commands for the old one are dropped.
+    fs::write(
+        d.join("v2.toml"),
+        POLICY.replace("\"camera\", \"usb\"", "\"usb\""),
+    )
+    .unwrap();
+    let keys = triple(TEST_KEY);
+    run_env(
+        d,
+        &[
+            "--sim",
+            &card,
+            "policy",
+            "put",
+            "v2.toml",
+            "--sign-key",
+            "ent.pem",
+        ],
+        &[("DMSC_SCP_KEYS", &keys)],
+    )
+    .expect(0);
+    let out = run(
+        d,
+        &[
+            "--sim",
+            &card,
+            "--json",
+            "policy",
+            "enforce",
+            "--device",
+            "dev",
+            "--at",
+            "2026-11-23T09:00",
+        ],
+    )
+    .expect(0);
+    let report = out.json();
+    let names: Vec<&str> = report["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["resource"].as_str().unwrap())
+        .collect();
+    // The camera is no longer managed: it is no longer listed.
+    assert_eq!(names, ["bluetooth", "torch", "usb"]);
+    assert_eq!(report["applied"][2]["decided_by"]["id"], "work-hours");
+    let res: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("dev/policy/resources.json")).unwrap()).unwrap();
+    assert!(res["resources"].get("camera").is_none());
+
+    // The policy is replaced by someone who keeps the old signature: refused, nothing applied.
+    let before = fs::read(d.join("dev/policy/resources.json")).unwrap();
+    let envelope = run(
+        d,
+        &[
+            "--sim", &card, "object", "get", "policy", "--out", "env.bin",
+        ],
+    );
+    envelope.expect(0);
+    let env = fs::read(d.join("env.bin")).unwrap();
+    let forged: Vec<u8> = String::from_utf8(env)
+        .unwrap()
+        .replace("\"disable\"", "\"enable\"")
+        .into_bytes();
+    assert!(forged.len() > 100);
+    // Write it back as the authority with a raw PUT DATA.
+    let mut data = vec![0x82, 0x00, 0x53];
+    let len = forged.len();
+    data.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    data.extend_from_slice(&forged);
+    let apdu = format!("00DB3FFF00{:04X}{}", data.len(), hex::encode_upper(&data));
+    let put = run_env(
+        d,
+        &["--sim", &card, "apdu", "--secure", &apdu],
+        &[("DMSC_SCP_KEYS", &keys)],
+    )
+    .expect(0);
+    assert!(put.stdout.contains("9000"), "{put:?}");
+    let out = run(d, &["--sim", &card, "policy", "enforce", "--device", "dev"]).expect(6);
+    assert!(out.stderr.contains("does not verify"), "{out:?}");
+    assert_eq!(
+        fs::read(d.join("dev/policy/resources.json")).unwrap(),
+        before
+    );
+}

@@ -1,0 +1,327 @@
+//! The device side: apply the card's policy to the device, record
+//! administrators' commands, and write the report for the DM server.
+//!
+//! Everything this module stores goes through [`write_device_file`] into
+//! `DIR/policy/` (`resources.json`, `report.json`, `commands.json`).
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::card::{card_verifies, read_verified, VerifiedPolicy};
+use super::engine::{evaluate, next_change, Context, Decision, Override};
+use super::signing::SignedCommand;
+use super::PolicyError;
+use crate::CardCommands;
+
+/// The folder, under the device directory, of everything policy writes.
+pub const POLICY_DIR: &str = "policy";
+/// The resource states the device applies.
+pub const RESOURCES_FILE: &str = "resources.json";
+/// The report for the DM server.
+pub const REPORT_FILE: &str = "report.json";
+/// Accepted administrators' commands and the replay counter.
+pub const COMMANDS_FILE: &str = "commands.json";
+
+/// Writes one file of the policy's device state, `DIR/policy/NAME`, atomically
+/// ([`crate::files::write_atomically`]). The policy state sits beside the MO
+/// trees of the device tree (docs/device-tree.md), not inside them: it is not
+/// an MO, and a refresh never touches it.
+pub fn write_device_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, PolicyError> {
+    let folder = dir.join(POLICY_DIR);
+    std::fs::create_dir_all(&folder).map_err(|source| PolicyError::Io {
+        what: format!("creating {}", folder.display()),
+        source,
+    })?;
+    let path = folder.join(name);
+    crate::files::write_atomically(&path, bytes).map_err(|e| PolicyError::Io {
+        what: format!("writing {}", path.display()),
+        source: e.source,
+    })?;
+    Ok(path)
+}
+
+/// Reads one file of the policy's device state, `None` if absent.
+pub fn read_device_file(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, PolicyError> {
+    let path = dir.join(POLICY_DIR).join(name);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PolicyError::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        }),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The recorded commands (`commands.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommandState {
+    /// 1.
+    pub schema_version: u32,
+    /// The highest counter ever accepted (replay protection; kept across policies).
+    pub last_counter: u64,
+    /// The policy the overrides belong to.
+    pub policy: Option<String>,
+    /// Commands in force or not yet expired.
+    pub overrides: Vec<Override>,
+}
+
+impl CommandState {
+    /// Loads `commands.json` (empty state if absent).
+    pub fn load(dir: &Path) -> Result<CommandState, PolicyError> {
+        match read_device_file(dir, COMMANDS_FILE)? {
+            None => Ok(CommandState {
+                schema_version: 1,
+                ..CommandState::default()
+            }),
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| PolicyError::Malformed(format!("{POLICY_DIR}/{COMMANDS_FILE}: {e}"))),
+        }
+    }
+
+    /// The overrides that belong to `digest` (a new policy drops them).
+    pub fn overrides_for(&self, digest: &str) -> Vec<Override> {
+        if self.policy.as_deref() == Some(digest) {
+            self.overrides.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Checks a signed command against the card and the device's state, and
+/// records it. Nothing is recorded when any check fails.
+pub fn accept_command(
+    card: &mut impl CardCommands,
+    dir: &Path,
+    cmd: &SignedCommand,
+    now: Timestamp,
+) -> Result<(Override, VerifiedPolicy), PolicyError> {
+    let (statement, signature) = cmd.parts()?;
+    let verified = read_verified(card)?;
+    if !card_verifies(card, statement.to_text().as_bytes(), &signature)? {
+        return Err(PolicyError::BadSignature(
+            "the command's signature does not verify with the card's enterprise key".into(),
+        ));
+    }
+    let refuse = |m: String| Err(PolicyError::CommandRefused(m));
+    if statement.policy != verified.digest {
+        return refuse(format!(
+            "it is for policy {}, the card holds {}",
+            statement.policy, verified.digest
+        ));
+    }
+    if now > statement.not_after {
+        return refuse(format!("it expired at {}", statement.not_after));
+    }
+    if !verified.policy.manages(&statement.resource) {
+        return refuse(format!(
+            "the policy does not manage '{}'",
+            statement.resource
+        ));
+    }
+    let mut state = CommandState::load(dir)?;
+    if statement.counter <= state.last_counter {
+        return refuse(format!(
+            "counter {} is not above the last accepted {} (replay)",
+            statement.counter, state.last_counter
+        ));
+    }
+    let o = Override {
+        resource: statement.resource.clone(),
+        state: statement.action,
+        until: statement.until,
+        counter: statement.counter,
+    };
+    let mut overrides = state.overrides_for(&verified.digest);
+    overrides.retain(|x| x.until.is_none_or(|u| u > now));
+    overrides.push(o.clone());
+    state.schema_version = 1;
+    state.last_counter = statement.counter;
+    state.policy = Some(verified.digest.clone());
+    state.overrides = overrides;
+    write_device_file(dir, COMMANDS_FILE, &to_json(&state))?;
+    Ok((o, verified))
+}
+
+/// One applied decision in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// The decision.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// Whether the state differs from what the device had before.
+    pub changed: bool,
+}
+
+/// A failure in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// `policy`, `signature`, `card`, `device`.
+    pub stage: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The policy as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportPolicy {
+    /// Its name.
+    pub name: String,
+    /// Its serial.
+    pub serial: u64,
+    /// `sha256:…` of the policy file.
+    pub digest: String,
+    /// Fingerprint of the card's enterprise key that verified it.
+    pub key_fingerprint: String,
+}
+
+/// The report for the DM server (`report.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// 1.
+    pub schema_version: u32,
+    /// `applied` or `refused`.
+    pub status: &'static str,
+    /// The instant the decisions are for.
+    pub at: Timestamp,
+    /// The card, when it was read.
+    pub card_id: Option<String>,
+    /// Its generation counter.
+    pub generation: Option<u64>,
+    /// The policy, when it verified.
+    pub policy: Option<ReportPolicy>,
+    /// The decisions applied (empty when refused).
+    pub applied: Vec<Applied>,
+    /// What failed.
+    pub failures: Vec<Failure>,
+    /// When the decisions change next, if ever.
+    pub next_change: Option<Timestamp>,
+}
+
+/// The resource states the device applies (`resources.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceStates {
+    /// 1.
+    pub schema_version: u32,
+    /// The policy they come from.
+    pub policy: String,
+    /// When they were decided.
+    pub at: Timestamp,
+    /// Resource → `enabled`/`disabled`.
+    pub resources: std::collections::BTreeMap<String, super::State>,
+}
+
+fn stage(e: &PolicyError) -> &'static str {
+    match e {
+        PolicyError::Invalid { .. } | PolicyError::NotUtf8 | PolicyError::Malformed(_) => "policy",
+        PolicyError::BadSignature(_) | PolicyError::Key(_) => "signature",
+        PolicyError::Missing(_) | PolicyError::Card(_) => "card",
+        PolicyError::CommandRefused(_) => "command",
+        PolicyError::Io { .. } => "device",
+    }
+}
+
+/// Reads and verifies the card's policy, decides every resource for `ctx`
+/// (its overrides are replaced by the device's recorded commands) and writes
+/// `resources.json` and `report.json`.
+///
+/// When the policy cannot be read, does not verify or does not validate,
+/// nothing is applied: `resources.json` stays as it was and the report says
+/// `refused`; the error is returned after the report is written.
+pub fn enforce(
+    card: &mut impl CardCommands,
+    dir: &Path,
+    ctx: &Context,
+) -> Result<Report, PolicyError> {
+    let verified = match read_verified(card) {
+        Ok(v) => v,
+        Err(e) => {
+            let report = Report {
+                schema_version: 1,
+                status: "refused",
+                at: ctx.time,
+                card_id: card.select_info().map(|i| hex::encode_upper(i.card_id)),
+                generation: card.select_info().map(|i| i.generation),
+                policy: None,
+                applied: Vec::new(),
+                failures: vec![Failure {
+                    stage: stage(&e),
+                    message: e.to_string(),
+                }],
+                next_change: None,
+            };
+            write_device_file(dir, REPORT_FILE, &to_json(&report))?;
+            return Err(e);
+        }
+    };
+    let commands = CommandState::load(dir)?;
+    let ctx = Context {
+        overrides: commands.overrides_for(&verified.digest),
+        ..ctx.clone()
+    };
+    let decisions = evaluate(&verified.policy, &ctx);
+    let next = next_change(&verified.policy, &ctx);
+    let previous: Option<ResourceStates> =
+        read_device_file(dir, RESOURCES_FILE)?.and_then(|b| serde_json::from_slice(&b).ok());
+    let states = ResourceStates {
+        schema_version: 1,
+        policy: verified.digest.clone(),
+        at: ctx.time,
+        resources: decisions
+            .iter()
+            .map(|d| (d.resource.clone(), d.state))
+            .collect(),
+    };
+    let mut failures = Vec::new();
+    let written = write_device_file(dir, RESOURCES_FILE, &to_json(&states));
+    if let Err(e) = &written {
+        failures.push(Failure {
+            stage: "device",
+            message: e.to_string(),
+        });
+    }
+    let applied = if written.is_ok() {
+        decisions
+            .into_iter()
+            .map(|d| Applied {
+                changed: previous.as_ref().and_then(|p| p.resources.get(&d.resource))
+                    != Some(&d.state),
+                decision: d,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let report = Report {
+        schema_version: 1,
+        status: if failures.is_empty() {
+            "applied"
+        } else {
+            "failed"
+        },
+        at: ctx.time,
+        card_id: Some(verified.card_id.clone()),
+        generation: Some(verified.generation),
+        policy: Some(ReportPolicy {
+            name: verified.policy.name.clone(),
+            serial: verified.policy.serial,
+            digest: verified.digest.clone(),
+            key_fingerprint: verified.key_fingerprint.clone(),
+        }),
+        applied,
+        failures,
+        next_change: next,
+    };
+    write_device_file(dir, REPORT_FILE, &to_json(&report))?;
+    written?;
+    Ok(report)
+}

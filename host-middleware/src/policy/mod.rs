@@ -1,0 +1,71 @@
+//! Portable enterprise policy (`docs/policy.md`): a signed policy kept on the
+//! card with the enterprise key, and the device-side engine that enforces it.
+//!
+//! - [`format`]: the policy file (TOML, schema `dmsc-policy` version 1) and
+//!   its validation, with line/column and rule in every error;
+//! - [`geo`]: sites (circles, polygons) in WGS84;
+//! - [`engine`]: [`evaluate`] and [`next_change`];
+//! - [`signing`]: the signed envelope stored in the card's `policy` object,
+//!   P-256 keys as openssl writes them, and administrators' signed commands;
+//! - [`card`]: putting a policy on the card and reading it back verified by
+//!   the card's enterprise key (PSO VERIFY DIGITAL SIGNATURE);
+//! - [`device`]: applying decisions to the device and the report for the DM server.
+
+pub mod card;
+pub mod device;
+pub mod engine;
+pub mod format;
+pub mod geo;
+pub mod signing;
+
+pub use engine::{evaluate, next_change, Context, DecidedBy, Decision, Override};
+pub use format::{Policy, State};
+pub use geo::{Position, Site};
+
+use crate::HostError;
+
+/// Errors of the policy use case.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy file does not parse or does not validate.
+    #[error("line {line}, column {column}{}: {message}", rule.as_ref().map(|r| format!(" (rule {r})")).unwrap_or_default())]
+    Invalid {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (characters).
+        column: usize,
+        /// The rule or section concerned, if any.
+        rule: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The policy is not UTF-8.
+    #[error("the policy is not UTF-8 text")]
+    NotUtf8,
+    /// A key file could not be read as a P-256 key.
+    #[error("{0}")]
+    Key(String),
+    /// The stored policy envelope or a command is malformed.
+    #[error("{0}")]
+    Malformed(String),
+    /// A signature does not verify with the card's enterprise key.
+    #[error("{0}")]
+    BadSignature(String),
+    /// A signed command is refused (replay, expired, other policy, unknown resource).
+    #[error("command refused: {0}")]
+    CommandRefused(String),
+    /// The card has no policy or no enterprise key.
+    #[error("{0}")]
+    Missing(String),
+    /// A card error.
+    #[error(transparent)]
+    Card(#[from] HostError),
+    /// Writing the device state.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,428 @@
+//! Signatures of the policy use case: ECDSA P-256 / SHA-256 with the
+//! enterprise administrator's key.
+//!
+//! - the **signed policy envelope**, the value of the card's `policy` object;
+//! - the **command statement** an administrator signs to enable or disable a
+//!   resource on a device;
+//! - P-256 keys in the forms `openssl` writes (PEM or DER; SEC1 or PKCS#8
+//!   private keys; SPKI public keys or a raw 65-byte point).
+//!
+//! Each signed message starts with its own first line, so a signature made
+//! for one purpose can never be taken for another.
+
+use jiff::Timestamp;
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use p256::{PublicKey, SecretKey};
+use sha2::{Digest, Sha256};
+
+use super::format::State;
+use super::PolicyError;
+
+/// First line of the envelope stored in the card's `policy` object.
+pub const ENVELOPE_MAGIC: &str = "dmsc-signed-policy/1";
+/// First line of the bytes a policy signature covers (then the policy file).
+pub const POLICY_SIGNED_PREFIX: &str = "dmsc-policy/1\n";
+/// First line of an administrator's command statement.
+pub const COMMAND_MAGIC: &str = "dmsc-policy-command/1";
+/// The approver object on the card that holds the enterprise key.
+pub const ENTERPRISE_APPROVER: &str = "enterprise";
+
+/// Loads a P-256 private key: PEM or DER, SEC1 (`openssl ecparam -genkey`)
+/// or PKCS#8 (`openssl genpkey`).
+pub fn load_signing_key(bytes: &[u8]) -> Result<SigningKey, PolicyError> {
+    let secret = if let Ok(text) = std::str::from_utf8(bytes) {
+        let text = text.trim();
+        SecretKey::from_sec1_pem(text)
+            .ok()
+            .or_else(|| SecretKey::from_pkcs8_pem(text).ok())
+    } else {
+        SecretKey::from_sec1_der(bytes)
+            .ok()
+            .or_else(|| SecretKey::from_pkcs8_der(bytes).ok())
+    };
+    secret.map(SigningKey::from).ok_or_else(|| {
+        PolicyError::Key(
+            "not a P-256 private key (expected PEM or DER, SEC1 or PKCS#8, curve prime256v1)"
+                .into(),
+        )
+    })
+}
+
+/// Loads a P-256 public key: SPKI PEM or DER (`openssl ec -pubout`), or a
+/// raw SEC1 point (65 bytes uncompressed, 33 compressed).
+pub fn load_verifying_key(bytes: &[u8]) -> Result<VerifyingKey, PolicyError> {
+    let public = match std::str::from_utf8(bytes) {
+        Ok(text) if text.trim_start().starts_with("-----") => {
+            PublicKey::from_public_key_pem(text.trim()).ok()
+        }
+        _ => PublicKey::from_public_key_der(bytes)
+            .ok()
+            .or_else(|| PublicKey::from_sec1_bytes(bytes).ok()),
+    };
+    public.map(VerifyingKey::from).ok_or_else(|| {
+        PolicyError::Key(
+            "not a P-256 public key (expected SPKI PEM or DER, or a SEC1 point)".into(),
+        )
+    })
+}
+
+/// The uncompressed SEC1 point (65 bytes) of a key, as the card stores it.
+pub fn point(key: &VerifyingKey) -> Vec<u8> {
+    key.to_encoded_point(false).as_bytes().to_vec()
+}
+
+/// SHA-256 fingerprint of a public point, lower-case hex.
+pub fn fingerprint(point: &[u8]) -> String {
+    hex::encode(Sha256::digest(point))
+}
+
+/// SHA-256 of the policy file, as `sha256:<hex>`.
+pub fn policy_digest(policy_text: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(policy_text)))
+}
+
+/// The bytes a policy signature covers.
+pub fn policy_signed_bytes(policy_text: &[u8]) -> Vec<u8> {
+    let mut out = POLICY_SIGNED_PREFIX.as_bytes().to_vec();
+    out.extend_from_slice(policy_text);
+    out
+}
+
+/// A policy with its enterprise signature: the card's `policy` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPolicy {
+    /// The policy file, byte for byte.
+    pub text: Vec<u8>,
+    /// DER ECDSA signature over [`policy_signed_bytes`].
+    pub signature: Vec<u8>,
+}
+
+impl SignedPolicy {
+    /// Signs a policy file with the enterprise key.
+    pub fn sign(text: &[u8], key: &SigningKey) -> SignedPolicy {
+        let sig: Signature = key.sign(&policy_signed_bytes(text));
+        SignedPolicy {
+            text: text.to_vec(),
+            signature: sig.to_der().as_bytes().to_vec(),
+        }
+    }
+
+    /// Checks the signature with `key` on the host.
+    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), PolicyError> {
+        let sig = Signature::from_der(&self.signature)
+            .map_err(|_| PolicyError::BadSignature("the policy signature is not DER".into()))?;
+        key.verify(&policy_signed_bytes(&self.text), &sig)
+            .map_err(|_| PolicyError::BadSignature("the policy signature does not verify".into()))
+    }
+
+    /// The envelope: three header lines, an empty line, the policy file.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{ENVELOPE_MAGIC}\nsigner=approver:{ENTERPRISE_APPROVER}\nsignature={}\n\n",
+            hex::encode_upper(&self.signature)
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.text);
+        out
+    }
+
+    /// Reads an envelope.
+    pub fn decode(bytes: &[u8]) -> Result<SignedPolicy, PolicyError> {
+        let bad = |what: &str| {
+            PolicyError::Malformed(format!(
+                "the card's policy object is not a signed policy ({what})"
+            ))
+        };
+        let split = bytes
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .ok_or_else(|| bad("no header"))?;
+        let header = std::str::from_utf8(&bytes[..split]).map_err(|_| bad("header not UTF-8"))?;
+        let mut lines = header.split('\n');
+        if lines.next() != Some(ENVELOPE_MAGIC) {
+            return Err(bad(&format!("first line is not {ENVELOPE_MAGIC}")));
+        }
+        let signer = format!("signer=approver:{ENTERPRISE_APPROVER}");
+        if lines.next() != Some(signer.as_str()) {
+            return Err(bad("signer is not approver:enterprise"));
+        }
+        let sig = lines
+            .next()
+            .and_then(|l| l.strip_prefix("signature="))
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| bad("no hex signature line"))?;
+        if lines.next().is_some() {
+            return Err(bad("extra header lines"));
+        }
+        Ok(SignedPolicy {
+            text: bytes[split + 2..].to_vec(),
+            signature: sig,
+        })
+    }
+}
+
+/// An administrator's command: enable or disable one resource on devices
+/// that hold a given policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandStatement {
+    /// Enable or disable.
+    pub action: State,
+    /// The resource.
+    pub resource: String,
+    /// In force until (exclusive); `None` until the policy is replaced.
+    pub until: Option<Timestamp>,
+    /// Strictly increasing per device: a device accepts only counters above
+    /// the last one it accepted (replay protection).
+    pub counter: u64,
+    /// The device refuses the command after this instant.
+    pub not_after: Timestamp,
+    /// The policy it applies to ([`policy_digest`]).
+    pub policy: String,
+}
+
+fn ts_text(t: Timestamp) -> String {
+    // Whole seconds, UTC, `Z`.
+    t.round(jiff::Unit::Second)
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl CommandStatement {
+    /// The exact text that is signed (seven lines, each ended by `\n`).
+    pub fn to_text(&self) -> String {
+        format!(
+            "{COMMAND_MAGIC}\naction={}\nresource={}\nuntil={}\ncounter={}\nnot-after={}\npolicy={}\n",
+            match self.action {
+                State::Enabled => "enable",
+                State::Disabled => "disable",
+            },
+            self.resource,
+            self.until.map(ts_text).unwrap_or_else(|| "none".into()),
+            self.counter,
+            ts_text(self.not_after),
+            self.policy
+        )
+    }
+
+    /// Reads a statement; only the canonical text [`CommandStatement::to_text`]
+    /// writes is accepted.
+    pub fn from_text(text: &str) -> Result<CommandStatement, PolicyError> {
+        let bad = |what: &str| PolicyError::Malformed(format!("command statement: {what}"));
+        let mut lines = text.split('\n');
+        if lines.next() != Some(COMMAND_MAGIC) {
+            return Err(bad(&format!("the first line must be {COMMAND_MAGIC}")));
+        }
+        let mut field = |name: &str| -> Result<String, PolicyError> {
+            lines
+                .next()
+                .and_then(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("expected the line {name}=…")))
+        };
+        let action = match field("action")?.as_str() {
+            "enable" => State::Enabled,
+            "disable" => State::Disabled,
+            _ => return Err(bad("action is neither enable nor disable")),
+        };
+        let resource = field("resource")?;
+        let until = match field("until")?.as_str() {
+            "none" => None,
+            t => Some(t.parse().map_err(|_| bad("until is not a time"))?),
+        };
+        let counter = field("counter")?
+            .parse()
+            .map_err(|_| bad("counter is not a number"))?;
+        let not_after = field("not-after")?
+            .parse()
+            .map_err(|_| bad("not-after is not a time"))?;
+        let policy = field("policy")?;
+        let s = CommandStatement {
+            action,
+            resource,
+            until,
+            counter,
+            not_after,
+            policy,
+        };
+        if s.to_text() != text {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(s)
+    }
+}
+
+/// A signed command as it travels: JSON `{schema_version, statement, signature}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedCommand {
+    /// 1.
+    pub schema_version: u32,
+    /// The statement text, byte for byte.
+    pub statement: String,
+    /// DER ECDSA signature over the statement, upper-case hex.
+    pub signature: String,
+}
+
+impl SignedCommand {
+    /// Signs a statement.
+    pub fn sign(statement: &CommandStatement, key: &SigningKey) -> SignedCommand {
+        let text = statement.to_text();
+        let sig: Signature = key.sign(text.as_bytes());
+        SignedCommand {
+            schema_version: 1,
+            statement: text,
+            signature: hex::encode_upper(sig.to_der().as_bytes()),
+        }
+    }
+
+    /// The parsed statement and the signature bytes.
+    pub fn parts(&self) -> Result<(CommandStatement, Vec<u8>), PolicyError> {
+        if self.schema_version != 1 {
+            return Err(PolicyError::Malformed(format!(
+                "command schema_version {} (this dmsc reads 1)",
+                self.schema_version
+            )));
+        }
+        let s = CommandStatement::from_text(&self.statement)?;
+        let sig = hex::decode(&self.signature)
+            .map_err(|_| PolicyError::Malformed("command signature is not hex".into()))?;
+        Ok((s, sig))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_slice(&[7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn envelope_round_trip_and_tamper() {
+        let sp = SignedPolicy::sign(b"format = \"dmsc-policy\"\n", &key());
+        let bytes = sp.encode();
+        assert!(
+            bytes.starts_with(b"dmsc-signed-policy/1\nsigner=approver:enterprise\nsignature=30")
+        );
+        let back = SignedPolicy::decode(&bytes).unwrap();
+        assert_eq!(back, sp);
+        back.verify_with(key().verifying_key()).unwrap();
+        let mut t = back.clone();
+        t.text.push(b' ');
+        assert!(matches!(
+            t.verify_with(key().verifying_key()),
+            Err(PolicyError::BadSignature(_))
+        ));
+        assert!(SignedPolicy::decode(b"hello\n\nx").is_err());
+        let other = SigningKey::from_slice(&[8u8; 32]).unwrap();
+        assert!(back.verify_with(other.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn statement_is_canonical() {
+        let s = CommandStatement {
+            action: State::Disabled,
+            resource: "camera".into(),
+            until: Some("2026-11-22T18:00:00Z".parse().unwrap()),
+            counter: 42,
+            not_after: "2026-11-23T09:00:00Z".parse().unwrap(),
+            policy: "sha256:00".into(),
+        };
+        let text = s.to_text();
+        assert_eq!(
+            text,
+            "dmsc-policy-command/1\naction=disable\nresource=camera\nuntil=2026-11-22T18:00:00Z\ncounter=42\nnot-after=2026-11-23T09:00:00Z\npolicy=sha256:00\n"
+        );
+        assert_eq!(CommandStatement::from_text(&text).unwrap(), s);
+        assert!(CommandStatement::from_text(&text.replace("=42", "=042")).is_err());
+        assert!(CommandStatement::from_text(&text.replace("camera", "camera\nx=y")).is_err());
+        let signed = SignedCommand::sign(&s, &key());
+        let (back, sig) = signed.parts().unwrap();
+        assert_eq!(back, s);
+        let sig = Signature::from_der(&sig).unwrap();
+        key().verifying_key().verify(text.as_bytes(), &sig).unwrap();
+    }
+
+    /// Keys and signatures made by the `openssl` command line.
+    #[test]
+    fn openssl_keys_and_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output();
+            match out {
+                Ok(o) if o.status.success() => o.stdout,
+                Ok(o) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
+                Err(e) => panic!("running openssl (Debian package openssl): {e}"),
+            }
+        };
+        run(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "sec1.pem",
+        ]);
+        run(&[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-out", "pk8.pem",
+        ]);
+        run(&[
+            "ec", "-in", "sec1.pem", "-outform", "DER", "-out", "sec1.der",
+        ]);
+        run(&[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-outform", "DER", "-out", "pk8.der",
+        ]);
+        run(&["ec", "-in", "sec1.pem", "-pubout", "-out", "pub.pem"]);
+        run(&[
+            "ec", "-in", "sec1.pem", "-pubout", "-outform", "DER", "-out", "pub.der",
+        ]);
+        let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+        let keys: Vec<SigningKey> = ["sec1.pem", "pk8.pem", "sec1.der", "pk8.der"]
+            .iter()
+            .map(|n| load_signing_key(&read(n)).unwrap())
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
+        let vk = load_verifying_key(&read("pub.pem")).unwrap();
+        assert_eq!(vk, load_verifying_key(&read("pub.der")).unwrap());
+        assert_eq!(&vk, keys[0].verifying_key());
+        let der = read("pub.der");
+        assert_eq!(load_verifying_key(&der[der.len() - 65..]).unwrap(), vk);
+
+        // openssl signs the policy's signed bytes; our envelope verifies it.
+        let text = b"format = \"dmsc-policy\"\n";
+        std::fs::write(dir.path().join("msg"), policy_signed_bytes(text)).unwrap();
+        run(&[
+            "dgst", "-sha256", "-sign", "sec1.pem", "-out", "sig.der", "msg",
+        ]);
+        let sp = SignedPolicy {
+            text: text.to_vec(),
+            signature: read("sig.der"),
+        };
+        sp.verify_with(&vk).unwrap();
+        // And openssl verifies ours.
+        let ours = SignedPolicy::sign(text, &keys[1]);
+        std::fs::write(dir.path().join("ours.der"), &ours.signature).unwrap();
+        run(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "pub.pem",
+            "-signature",
+            "ours.der",
+            "msg",
+        ]);
+
+        assert!(load_signing_key(
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+        )
+        .is_err());
+        assert!(load_verifying_key(&read("sec1.der")).is_err());
+    }
+}

@@ -13,8 +13,6 @@
 use jiff::Timestamp;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use p256::{PublicKey, SecretKey};
 use sha2::{Digest, Sha256};
 
 use super::format::State;
@@ -29,43 +27,18 @@ pub const COMMAND_MAGIC: &str = "dmsc-policy-command/1";
 /// The approver object on the card that holds the enterprise key.
 pub const ENTERPRISE_APPROVER: &str = "enterprise";
 
-/// Loads a P-256 private key: PEM or DER, SEC1 (`openssl ecparam -genkey`)
-/// or PKCS#8 (`openssl genpkey`).
+/// Loads a P-256 private key in any form `openssl` writes
+/// ([`crate::p256_keys::load_private_key`]).
 pub fn load_signing_key(bytes: &[u8]) -> Result<SigningKey, PolicyError> {
-    let secret = if let Ok(text) = std::str::from_utf8(bytes) {
-        let text = text.trim();
-        SecretKey::from_sec1_pem(text)
-            .ok()
-            .or_else(|| SecretKey::from_pkcs8_pem(text).ok())
-    } else {
-        SecretKey::from_sec1_der(bytes)
-            .ok()
-            .or_else(|| SecretKey::from_pkcs8_der(bytes).ok())
-    };
-    secret.map(SigningKey::from).ok_or_else(|| {
-        PolicyError::Key(
-            "not a P-256 private key (expected PEM or DER, SEC1 or PKCS#8, curve prime256v1)"
-                .into(),
-        )
-    })
+    crate::p256_keys::load_private_key(bytes).map_err(|e| PolicyError::Key(e.to_string()))
 }
 
-/// Loads a P-256 public key: SPKI PEM or DER (`openssl ec -pubout`), or a
-/// raw SEC1 point (65 bytes uncompressed, 33 compressed).
+/// Loads a P-256 public key in any form `openssl` writes, or a raw SEC1 point
+/// ([`crate::p256_keys::load_public_key`]).
 pub fn load_verifying_key(bytes: &[u8]) -> Result<VerifyingKey, PolicyError> {
-    let public = match std::str::from_utf8(bytes) {
-        Ok(text) if text.trim_start().starts_with("-----") => {
-            PublicKey::from_public_key_pem(text.trim()).ok()
-        }
-        _ => PublicKey::from_public_key_der(bytes)
-            .ok()
-            .or_else(|| PublicKey::from_sec1_bytes(bytes).ok()),
-    };
-    public.map(VerifyingKey::from).ok_or_else(|| {
-        PolicyError::Key(
-            "not a P-256 public key (expected SPKI PEM or DER, or a SEC1 point)".into(),
-        )
-    })
+    crate::p256_keys::load_public_key(bytes)
+        .map(VerifyingKey::from)
+        .map_err(|e| PolicyError::Key(e.to_string()))
 }
 
 /// The uncompressed SEC1 point (65 bytes) of a key, as the card stores it.

@@ -331,7 +331,9 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
     let tree = MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.to_string()))?;
     let nodes: Vec<String> = tree.split().into_iter().map(|(uri, _)| uri).collect();
     if nodes.is_empty() {
-        return Err(BootstrapError::BadContent("the TNDS document has no node".into()));
+        return Err(BootstrapError::BadContent(
+            "the TNDS document has no node".into(),
+        ));
     }
     Ok(BootstrapContent { xml, nodes })
 }
@@ -357,9 +359,11 @@ pub fn write_bootstrap_content(dir: &Path, xml: &str) -> Result<PathBuf, Bootstr
         last_card: LastCard::Keep,
     };
     device.apply(&change)?;
-    device
-        .mo_path(&first)?
-        .ok_or_else(|| BootstrapError::BadContent(format!("{first} is not in the device tree after the change")))
+    device.mo_path(&first)?.ok_or_else(|| {
+        BootstrapError::BadContent(format!(
+            "{first} is not in the device tree after the change"
+        ))
+    })
 }
 
 /// How a bootstrap ended.

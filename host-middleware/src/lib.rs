@@ -51,8 +51,8 @@ pub mod ota;
 pub mod p256_keys;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
-pub mod provisioning;
 pub mod policy;
+pub mod provisioning;
 pub mod scp;
 pub mod secure;
 pub mod session;
@@ -60,9 +60,9 @@ pub mod session;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
-pub mod wbxml;
 #[cfg(feature = "pcsc")]
 pub mod watch;
+pub mod wbxml;
 
 #[cfg(test)]
 pub(crate) mod scripted;

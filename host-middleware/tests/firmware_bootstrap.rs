@@ -13,10 +13,10 @@ use dmsc_host::bootstrap::{
 use dmsc_host::card_model::commands::{AuditEvent, ObjectValue, RefusalReason};
 use dmsc_host::card_model::objects::{Acl, MacAlgorithm, ObjectRef, Version};
 use dmsc_host::card_model::scp03::SecurityLevel;
-use dmsc_host::firmware::{self, ApprovalFile, FirmwareError};
-use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
 use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
+use dmsc_host::firmware::{self, ApprovalFile, FirmwareError};
 use dmsc_host::mo::MgmtTree;
+use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
 use dmsc_host::sim_transport::SimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session};
 use dmsc_sim_card::MemoryStore;
@@ -697,6 +697,9 @@ fn approvals_from_approvers_outside_the_rule() {
 /// The file of the MO rooted at `uri` in the device tree in `dir` (it must be there).
 fn mo_in_tree(dir: &Path, uri: &str) -> PathBuf {
     let tree = DirectoryTree::open(dir).unwrap();
-    assert!(tree.read_mo(uri).unwrap().is_some(), "{uri} is not in the device tree");
+    assert!(
+        tree.read_mo(uri).unwrap().is_some(),
+        "{uri} is not in the device tree"
+    );
     tree.mo_path(uri).unwrap().unwrap()
 }

@@ -96,7 +96,10 @@ fn card_pulled_between_hashing_and_verifying_then_bootstrap_through_pcscd() {
     )
     .unwrap();
     let tree = dmsc_host::device_tree::DirectoryTree::open(device.path()).unwrap();
-    let path = tree.mo_path("./DMAcc").unwrap().expect("./DMAcc in the device tree");
+    let path = tree
+        .mo_path("./DMAcc")
+        .unwrap()
+        .expect("./DMAcc in the device tree");
     assert_eq!(outcome, BootstrapOutcome::Applied(path));
     let mut wrong = mac.clone();
     wrong[31] ^= 0x80;

@@ -12,6 +12,8 @@ use crate::apdu::{Command, Status};
 use crate::objects::{self, check_name, Acl, ModelError, ObjectKind, ObjectRef, Version};
 use crate::tlv::{self, TlvError};
 
+pub use crate::put_key::{KeyBlock, PutKey, PutKeyResponse, PUT_KEY_P2};
+
 /// The applet's AID: proprietary, non-registered category `F` + "DMSC" + version 01.
 pub const AID: [u8; 7] = [0xF0, 0x44, 0x4D, 0x53, 0x43, 0x00, 0x01];
 
@@ -522,11 +524,14 @@ pub enum AuditEvent {
     FloorMoved,
     Initialised,
     ConfigChanged,
+    AuthorityAdded,
+    AuthorityRotated,
+    AuthorityRemoved,
 }
 
 impl AuditEvent {
     /// Every event.
-    pub const ALL: [AuditEvent; 17] = [
+    pub const ALL: [AuditEvent; 20] = [
         AuditEvent::AuthSuccess,
         AuditEvent::AuthFailure,
         AuditEvent::Alarm,
@@ -544,6 +549,9 @@ impl AuditEvent {
         AuditEvent::FloorMoved,
         AuditEvent::Initialised,
         AuditEvent::ConfigChanged,
+        AuditEvent::AuthorityAdded,
+        AuditEvent::AuthorityRotated,
+        AuditEvent::AuthorityRemoved,
     ];
 
     /// Wire code.
@@ -578,6 +586,9 @@ impl AuditEvent {
             AuditEvent::FloorMoved => "floor-moved",
             AuditEvent::Initialised => "initialised",
             AuditEvent::ConfigChanged => "config-changed",
+            AuditEvent::AuthorityAdded => "authority-added",
+            AuditEvent::AuthorityRotated => "authority-rotated",
+            AuditEvent::AuthorityRemoved => "authority-removed",
         }
     }
 
@@ -1022,6 +1033,9 @@ pub enum Request {
     ConfirmInstalled { package: PackageId },
     /// GET RESPONSE.
     GetResponse { le: usize },
+    /// GlobalPlatform PUT KEY of a whole SCP03 key set (ENC, MAC, DEK), the keys
+    /// encrypted with the session authority's DEK: see [`PutKey`].
+    PutKey(PutKey),
 }
 
 fn fields_of(data: &[u8]) -> Result<tlv::Fields<'_>, DecodeError> {
@@ -1133,11 +1147,14 @@ impl Request {
                 prop(ins::CONFIRM_INSTALLED, 0, 0).with_data(data)
             }
             Request::GetResponse { le } => iso(ins::GET_RESPONSE, 0, 0).with_le(*le),
+            Request::PutKey(p) => prop(ins::PUT_KEY, p.replace_kvn, PUT_KEY_P2)
+                .with_data(p.encode())
+                .with_le(256),
         }
     }
 
     /// Decodes a (complete, unwrapped, unchained) command. GlobalPlatform commands
-    /// (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, PUT KEY) are handled by
+    /// (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE) are handled by
     /// [`crate::scp03`] and decode as [`DecodeError::UnknownCommand`] here.
     pub fn from_command(cmd: &Command) -> Result<Request, DecodeError> {
         let cla = cmd.cla & !(CLA_SECURE_MESSAGING | crate::apdu::CLA_CHAINING);
@@ -1300,6 +1317,9 @@ impl Request {
                     package: PackageId::read(&f)?,
                 })
             }
+            (CLA_PROPRIETARY, ins::PUT_KEY) if cmd.p2 == PUT_KEY_P2 && cmd.p1 != 0xFF => {
+                Ok(Request::PutKey(PutKey::decode(cmd.p1, data)?))
+            }
             (CLA_ISO, ins::GET_RESPONSE) if p1p2 == (0, 0) && data.is_empty() => {
                 Ok(Request::GetResponse {
                     le: cmd.le.unwrap_or(256),
@@ -1320,6 +1340,7 @@ impl Request {
                     value: ObjectValue::BootstrapKey(_),
                     ..
                 }
+                | Request::PutKey(_)
         )
     }
 }

@@ -11,7 +11,9 @@
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
 //! - [`scp`]: SCP03 host side (authority sessions);
 //! - `sim_transport` (feature `sim`): the simulated card in-process;
-//! - [`trace`]: redacted APDU trace events.
+//! - [`trace`]: redacted APDU trace events;
+//! - [`fleet`]: many cards at once: listing, all-or-nothing ACL grants with rollback;
+//! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events.
 //!
 //! ```no_run
 //! # #[cfg(feature = "pcsc")]
@@ -39,6 +41,8 @@
 pub use dmsc_card_model as card_model;
 
 pub mod error;
+pub mod fleet;
+pub mod governance;
 #[cfg(feature = "pcsc")]
 pub mod pcsc_transport;
 pub mod scp;
@@ -55,6 +59,7 @@ pub(crate) mod scripted;
 mod session_tests;
 
 pub use error::HostError;
+pub use governance::{AuditFilter, AuditWatcher, AuthorityEntry, Governance};
 #[cfg(feature = "pcsc")]
 pub use pcsc_transport::{PcscCard, PcscContext};
 pub use scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};

@@ -128,6 +128,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Demo { keep } => return demo::run(&ctx, *keep),
         Command::Completions { shell } => cmd::docs::completions(*shell)?,
         Command::Man { out } => cmd::docs::man(out.as_deref())?,
+        Command::Acl(c) => cmd::acl::run(&ctx, c)?,
+        Command::Authority(c) => cmd::authority::run(&ctx, c)?,
+        Command::FailureLimit { limit } => cmd::authority::failure_limit(&ctx, *limit)?,
+        Command::Fleet(c) => return cmd::fleet::run(&ctx, c),
     }
     Ok(Code::Ok)
 }

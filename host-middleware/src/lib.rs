@@ -13,6 +13,7 @@
 //! - `sim_transport` (feature `sim`): the simulated card in-process;
 //! - [`trace`]: redacted APDU trace events;
 //! - [`fleet`]: many cards at once: listing, all-or-nothing ACL grants with rollback;
+//! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit;
 //! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events.
 //!
 //! ```no_run
@@ -48,6 +49,7 @@ pub mod pcsc_transport;
 pub mod scp;
 pub mod secure;
 pub mod session;
+pub mod session_manager;
 #[cfg(feature = "sim")]
 pub mod sim_transport;
 pub mod trace;

@@ -325,3 +325,65 @@ fn fleet_grant_rolls_back_when_a_card_is_lost_during_the_apply() {
     flags[2].store(false, Ordering::SeqCst);
     assert!(acls(&mut cards).iter().all(|a| a == POLICY_ACL));
 }
+
+#[test]
+fn session_manager_ends_idle_sessions_and_limits_concurrency() {
+    use dmsc_host::session_manager::{SessionError, SessionLimits, SessionManager};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let clock_now = now.clone();
+    let mut m = SessionManager::with_clock(
+        SessionLimits {
+            idle_timeout: Duration::from_secs(60 * 60),
+            max_sessions: 2,
+        },
+        Arc::new(move || *clock_now.lock().unwrap()),
+    );
+    let new = || SimTransport::in_memory(card_params(false)).unwrap();
+    let a = m.open(new(), "ServerA", &server_a(), level()).unwrap();
+    let b = m.open(new(), "ServerB", &server_b(), level()).unwrap();
+    assert!(matches!(
+        m.open(new(), "ServerA", &server_a(), level()),
+        Err(SessionError::TooMany { limit: 2 })
+    ));
+    // Audit entries written in session a carry its card session number.
+    let card_session = m.card_session(a).expect("ServerA may read the audit log");
+    let entries = m
+        .with(a, |s| {
+            s.set_failure_limit(6)?;
+            s.audit(&AuditFilter {
+                event: Some(AuditEvent::ConfigChanged),
+                ..AuditFilter::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(entries[0].session, card_session);
+    // 59 minutes idle: still open; 61 minutes: ended, and its slot is free again.
+    *now.lock().unwrap() += Duration::from_secs(59 * 60);
+    m.with(a, |s| s.failure_limit()).unwrap();
+    *now.lock().unwrap() += Duration::from_secs(61 * 60);
+    assert!(matches!(
+        m.with(a, |s| s.failure_limit()),
+        Err(SessionError::Expired { .. })
+    ));
+    assert!(matches!(
+        m.with(a, |s| s.failure_limit()),
+        Err(SessionError::Unknown(_))
+    ));
+    // b was idle as long: ended when the next session opens.
+    let c = m.open(new(), "ServerA", &server_a(), level()).unwrap();
+    assert_eq!(m.len(), 1);
+    assert!(matches!(
+        m.with(b, |s| s.failure_limit()),
+        Err(SessionError::Unknown(_))
+    ));
+    // Ending a session ends the secure channel on the card.
+    let transport = m.end(c).unwrap();
+    let mut plain = Session::new(transport);
+    assert!(matches!(
+        plain.read_audit_log(None),
+        Err(HostError::SecurityStatusNotSatisfied { .. })
+    ));
+}

@@ -406,6 +406,24 @@ pub enum FleetCommand {
         #[command(flatten)]
         source: FleetSource,
     },
+    /// Provision every card in parallel (one worker per reader) from a profile
+    #[command(
+        after_help = "DIR holds profile.json: {\"objects\": [{\"ref\": \"mo:./DMAcc/Gw\", \
+        \"mo_type\": \"urn:oma:mo:oma-dm-dmacc:1.0\", \"file\": \"dmacc.xml\", \"acl\": \
+        \"Get=*&Replace=admin\"}, {\"ref\": \"policy\", \"file\": \"policy.bin\"}], \
+        \"failure_limit\": 6}; files are relative to DIR. The authority's keys: \
+        --scp-key-file, DMSC_SCP_KEYS or --scp-keys. Exit 1 when any card failed."
+    )]
+    Provision {
+        /// The profile directory (with profile.json)
+        #[arg(long, value_name = "DIR")]
+        profile: PathBuf,
+        /// `all`, or card IDs (hex) separated by commas
+        #[arg(long, value_name = "all|ID,…")]
+        cards: String,
+        #[command(flatten)]
+        source: FleetSource,
+    },
 }
 
 #[derive(Debug, Subcommand)]

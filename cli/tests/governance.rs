@@ -369,3 +369,87 @@ fn fleet_lists_and_grants_all_or_nothing() {
     args[5] = "nothex";
     run_env(dir.path(), &args, &env).expect(2);
 }
+
+#[test]
+fn fleet_provision_writes_the_profile_on_every_card() {
+    let dir = tmp();
+    fs::create_dir(dir.path().join("fleet")).unwrap();
+    for i in 0..3 {
+        new_card(dir.path(), &format!("fleet/c{i}.state"));
+    }
+    let prof = dir.path().join("prof");
+    fs::create_dir(&prof).unwrap();
+    fs::write(prof.join("dmacc.xml"), "<MgmtTree/>").unwrap();
+    fs::write(prof.join("policy.bin"), "camera off").unwrap();
+    fs::write(
+        prof.join("profile.json"),
+        r#"{"objects": [{"ref": "./DMAcc/Gw", "mo_type": "urn:oma:mo:oma-dm-dmacc:1.0", "file": "dmacc.xml", "acl": "Get=*&Replace=admin"}, {"ref": "policy", "file": "policy.bin"}], "failure_limit": 6}"#,
+    )
+    .unwrap();
+    let (k, v) = admin();
+    let env = [(k, v.as_str())];
+    let out = run_env(
+        dir.path(),
+        &[
+            "fleet",
+            "provision",
+            "--profile",
+            "prof",
+            "--cards",
+            "all",
+            "--sim-dir",
+            "fleet",
+            "--json",
+        ],
+        &env,
+    )
+    .expect(0)
+    .json();
+    assert_eq!(out["failed"], 0);
+    assert_eq!(out["cards"].as_array().unwrap().len(), 3);
+    assert!(out["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["written"] == 3));
+    let acl = run_env(
+        dir.path(),
+        &[
+            "--sim",
+            "fleet/c2.state",
+            "acl",
+            "get",
+            "./DMAcc/Gw",
+            "--json",
+        ],
+        &env,
+    )
+    .expect(0)
+    .json();
+    assert_eq!(acl["acl"], "Get=*&Replace=admin");
+    // A profile naming a missing file: a usage error naming it, before any card is touched.
+    fs::write(
+        prof.join("profile.json"),
+        r#"{"objects": [{"ref": "policy", "file": "missing.bin"}]}"#,
+    )
+    .unwrap();
+    let bad = run_env(
+        dir.path(),
+        &[
+            "fleet",
+            "provision",
+            "--profile",
+            "prof",
+            "--cards",
+            "all",
+            "--sim-dir",
+            "fleet",
+        ],
+        &env,
+    )
+    .expect(2);
+    assert!(
+        bad.stderr.contains("missing.bin") && bad.stderr.contains("objects[0]"),
+        "{bad:?}"
+    );
+}

@@ -421,3 +421,99 @@ pub fn acl_grant<T: Transport>(
         rolled_back,
     }
 }
+
+/// One object a provisioning profile writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileObject {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its value.
+    pub value: ObjectValue,
+    /// Its ACL (the card's default for the kind when absent).
+    pub acl: Option<Acl>,
+}
+
+/// What `fleet provision` writes on every card.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// The objects, written in order.
+    pub objects: Vec<ProfileObject>,
+    /// The failure limit to set, if any.
+    pub failure_limit: Option<u8>,
+}
+
+/// One card's provisioning result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionResult {
+    /// The reader.
+    pub reader: String,
+    /// The card ID, when the card answered SELECT.
+    pub card_id: Option<String>,
+    /// The generation after provisioning.
+    pub generation: Option<u64>,
+    /// `Ok(objects written)` or why the card failed.
+    pub result: Result<usize, String>,
+}
+
+fn provision_one<T: Transport>(
+    card: &mut FleetCard<T>,
+    profile: &Profile,
+    keys: &AuthorityKeySet,
+    level: SecurityLevel,
+) -> Result<usize, HostError> {
+    open_secure_channel(&mut card.session, keys, level)?;
+    for o in &profile.objects {
+        card.session
+            .put_object(&o.object, &o.value, o.acl.as_ref())?;
+    }
+    if let Some(limit) = profile.failure_limit {
+        let value = ObjectValue::Card(dmsc_card_model::commands::CardConfig {
+            failure_limit: limit,
+            used_memory: 0,
+            total_memory: 0,
+        });
+        card.session.put_object(&ObjectRef::Card, &value, None)?;
+    }
+    Ok(profile.objects.len() + usize::from(profile.failure_limit.is_some()))
+}
+
+/// Provisions every card in parallel, one worker per reader; `progress` is
+/// called (from the workers) as each card finishes, with its result.
+pub fn provision<T: Transport>(
+    cards: &mut [FleetCard<T>],
+    profile: &Profile,
+    keys: &AuthorityKeySet,
+    level: SecurityLevel,
+    progress: &(dyn Fn(&ProvisionResult) + Sync),
+) -> Vec<ProvisionResult> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = cards
+            .iter_mut()
+            .map(|card| {
+                scope.spawn(move || {
+                    let result = provision_one(card, profile, keys, level).map_err(|e| reason(&e));
+                    let generation = card.session.select().ok().map(|i| i.generation);
+                    let r = ProvisionResult {
+                        reader: card.reader.clone(),
+                        card_id: card.card_id(),
+                        generation,
+                        result,
+                    };
+                    progress(&r);
+                    r
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| ProvisionResult {
+                    reader: String::new(),
+                    card_id: None,
+                    generation: None,
+                    result: Err("the worker stopped unexpectedly".into()),
+                })
+            })
+            .collect()
+    })
+}

@@ -387,3 +387,58 @@ fn session_manager_ends_idle_sessions_and_limits_concurrency() {
         Err(HostError::SecurityStatusNotSatisfied { .. })
     ));
 }
+
+#[test]
+fn fleet_provision_runs_every_card_in_parallel_with_a_result_each() {
+    use dmsc_host::card_model::commands::MoRecord;
+    use dmsc_host::fleet::{provision, Profile, ProfileObject};
+    use std::sync::Mutex;
+
+    let (mut cards, flags) = fleet(4, |_| POLICY_ACL.into());
+    // Card 3 is gone before provisioning starts.
+    flags[3].store(true, Ordering::SeqCst);
+    let profile = Profile {
+        objects: vec![
+            ProfileObject {
+                object: ObjectRef::Mo("./DMAcc/Gw".into()),
+                value: ObjectValue::Mo(MoRecord {
+                    mo_type: "urn:oma:mo:oma-dm-dmacc:1.0".into(),
+                    version: 0,
+                    content: b"<MgmtTree/>".to_vec(),
+                }),
+                acl: Some(Acl::parse("Get=*&Replace=ServerA").unwrap()),
+            },
+            ProfileObject {
+                object: ObjectRef::Policy,
+                value: ObjectValue::Policy(b"camera off".to_vec()),
+                acl: None,
+            },
+        ],
+        failure_limit: Some(6),
+    };
+    let seen = Mutex::new(0);
+    let results = provision(&mut cards, &profile, &server_a(), level(), &|_| {
+        *seen.lock().unwrap() += 1;
+    });
+    assert_eq!(*seen.lock().unwrap(), 4);
+    for r in &results[..3] {
+        assert_eq!(r.result, Ok(3), "{r:?}");
+    }
+    assert!(results[3].result.is_err());
+    for c in &mut cards[..3] {
+        open_secure_channel(&mut c.session, &server_a(), level()).unwrap();
+        assert_eq!(c.session.failure_limit().unwrap(), 6);
+        assert_eq!(
+            c.session
+                .acl(&ObjectRef::Mo("./DMAcc/Gw".into()))
+                .unwrap()
+                .to_string(),
+            "Get=*&Replace=ServerA"
+        );
+        // The profile's policy kept the card's ACL (replace without an ACL).
+        assert_eq!(
+            c.session.acl(&ObjectRef::Policy).unwrap().to_string(),
+            POLICY_ACL
+        );
+    }
+}

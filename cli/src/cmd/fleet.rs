@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use dmsc_host::card_model::objects::{check_name, Principal, Right};
 use dmsc_host::fleet::{
-    acl_grant, FleetCard, GrantOutcome, GrantReport, GrantRequest, Phase, Progress,
+    acl_grant, FleetCard, GrantOutcome, GrantReport, GrantRequest, Phase, Profile, ProfileObject,
+    Progress,
 };
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::Transport;
@@ -99,6 +100,11 @@ pub fn run(ctx: &Ctx, cmd: &FleetCommand) -> Result<Code> {
             as_authority,
             source,
         } => grant(ctx, cards, object, right, to, as_authority, source),
+        FleetCommand::Provision {
+            profile,
+            cards,
+            source,
+        } => provision(ctx, profile, cards, source),
     }
 }
 
@@ -191,48 +197,7 @@ fn grant(
     check_name(as_authority).map_err(|e| usage(format!("--as '{as_authority}': {e}")))?;
     let wanted = parse_ids(cards)?;
     let keys = ctx.require_authority("fleet acl-grant")?;
-    let (mut members, broken) = open_fleet(ctx, source)?;
-    if !broken.is_empty() {
-        let list: Vec<String> = broken.iter().map(|(r, e)| format!("{r}: {e}")).collect();
-        return Err(coded(
-            Code::NoCard,
-            format!(
-                "cannot open every card, nothing was changed: {}",
-                list.join("; ")
-            ),
-        ));
-    }
-    let mut ids = Vec::new();
-    for m in &mut members {
-        let s = m
-            .status()
-            .with_context(|| format!("selecting the card in {}; nothing was changed", m.reader))?;
-        ids.push(s.card_id);
-    }
-    if let Some(wanted) = &wanted {
-        let missing: Vec<&String> = wanted.iter().filter(|w| !ids.contains(w)).collect();
-        if !missing.is_empty() {
-            return Err(coded(
-                Code::NotFound,
-                format!(
-                    "no card with ID {} (cards present: {}); nothing was changed",
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    ids.join(", ")
-                ),
-            ));
-        }
-        let mut keep = Vec::new();
-        for (m, id) in members.into_iter().zip(&ids) {
-            if wanted.contains(id) {
-                keep.push(m);
-            }
-        }
-        members = keep;
-    }
+    let mut members = selected_cards(ctx, source, wanted.as_deref())?;
     let req = GrantRequest {
         object: object.clone(),
         right,
@@ -340,4 +305,177 @@ fn print_report(
         println!("failed card IDs: {}", failed_ids.join(","));
     }
     Ok(())
+}
+
+/// Opens the fleet, selects every card and keeps those `wanted` (None: all).
+/// Any card that cannot be opened or selected, or a wanted ID not present, is
+/// an error before anything is changed.
+fn selected_cards(
+    ctx: &Ctx,
+    source: &FleetSource,
+    wanted: Option<&[String]>,
+) -> Result<Vec<Member>> {
+    let (members, broken) = open_fleet(ctx, source)?;
+    if !broken.is_empty() {
+        let list: Vec<String> = broken.iter().map(|(r, e)| format!("{r}: {e}")).collect();
+        return Err(coded(
+            Code::NoCard,
+            format!(
+                "cannot open every card, nothing was changed: {}",
+                list.join("; ")
+            ),
+        ));
+    }
+    let mut with_ids = Vec::new();
+    for mut m in members {
+        let s = m
+            .status()
+            .with_context(|| format!("selecting the card in {}; nothing was changed", m.reader))?;
+        with_ids.push((m, s.card_id));
+    }
+    let Some(wanted) = wanted else {
+        return Ok(with_ids.into_iter().map(|(m, _)| m).collect());
+    };
+    let present: Vec<&String> = with_ids.iter().map(|(_, id)| id).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !present.contains(w))
+        .map(|s| s.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(coded(
+            Code::NotFound,
+            format!(
+                "no card with ID {} (cards present: {}); nothing was changed",
+                missing.join(", "),
+                present
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(with_ids
+        .into_iter()
+        .filter(|(_, id)| wanted.contains(id))
+        .map(|(m, _)| m)
+        .collect())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileJson {
+    objects: Vec<ProfileObjectJson>,
+    failure_limit: Option<u8>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileObjectJson {
+    #[serde(rename = "ref")]
+    object: String,
+    mo_type: Option<String>,
+    file: String,
+    acl: Option<String>,
+}
+
+/// Reads `DIR/profile.json` and the files it names; every error names the file
+/// and the entry.
+pub fn load_profile(dir: &Path) -> Result<Profile> {
+    use dmsc_host::card_model::commands::{MoRecord, ObjectValue};
+    use dmsc_host::card_model::objects::ObjectRef;
+    let path = dir.join("profile.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read the profile {}: {e}", path.display())))?;
+    let json: ProfileJson =
+        serde_json::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    if json.failure_limit.is_some_and(|l| l < 4) {
+        return Err(usage(format!(
+            "{}: failure_limit must be at least 4",
+            path.display()
+        )));
+    }
+    let mut objects = Vec::new();
+    for (i, o) in json.objects.iter().enumerate() {
+        let at = format!("{} objects[{i}] ({})", path.display(), o.object);
+        let object = parse_object(&o.object).map_err(|e| usage(format!("{at}: {e:#}")))?;
+        let file = dir.join(&o.file);
+        let content = std::fs::read(&file)
+            .map_err(|e| usage(format!("{at}: cannot read {}: {e}", file.display())))?;
+        let value = match (&object, &o.mo_type) {
+            (ObjectRef::Mo(_), Some(t)) => ObjectValue::Mo(MoRecord {
+                mo_type: t.clone(),
+                version: 0,
+                content,
+            }),
+            (ObjectRef::Mo(_), None) => {
+                return Err(usage(format!("{at}: an MO needs \"mo_type\"")))
+            }
+            (ObjectRef::Policy, None) => ObjectValue::Policy(content),
+            _ => {
+                return Err(usage(format!(
+                    "{at}: profiles hold MOs (with mo_type) and the policy"
+                )))
+            }
+        };
+        let acl = o
+            .acl
+            .as_deref()
+            .map(crate::cmd::acl::parse_acl)
+            .transpose()
+            .map_err(|e| usage(format!("{at}: {e:#}")))?;
+        objects.push(ProfileObject { object, value, acl });
+    }
+    Ok(Profile {
+        objects,
+        failure_limit: json.failure_limit,
+    })
+}
+
+fn provision(ctx: &Ctx, dir: &Path, cards: &str, source: &FleetSource) -> Result<Code> {
+    let profile = load_profile(dir)?;
+    let wanted = parse_ids(cards)?;
+    let keys = ctx.require_authority("fleet provision")?;
+    let mut members = selected_cards(ctx, source, wanted.as_deref())?;
+    let bar = progress_bar(ctx, members.len());
+    bar.set_message("provision");
+    let results =
+        dmsc_host::fleet::provision(&mut members, &profile, &keys, ctx.security_level(), &|r| {
+            bar.set_prefix(r.reader.clone());
+            bar.inc(1);
+        });
+    bar.finish_and_clear();
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    if ctx.json {
+        print_json(&json!({
+            "cards": results.iter().map(|r| json!({
+                "reader": r.reader,
+                "card_id": r.card_id,
+                "generation": r.generation,
+                "ok": r.result.is_ok(),
+                "written": r.result.as_ref().ok(),
+                "error": r.result.as_ref().err(),
+            })).collect::<Vec<_>>(),
+            "failed": failed,
+        }))?;
+    } else {
+        for r in &results {
+            let id = r.card_id.as_deref().unwrap_or("card ID unknown");
+            match &r.result {
+                Ok(n) => println!(
+                    "ok      {id} ({})  {n} writes, generation {}",
+                    r.reader,
+                    r.generation.unwrap_or(0)
+                ),
+                Err(e) => println!("FAILED  {id} ({})  {e}", r.reader),
+            }
+        }
+        println!(
+            "{} of {} cards provisioned",
+            results.len() - failed,
+            results.len()
+        );
+    }
+    Ok(if failed == 0 { Code::Ok } else { Code::Error })
 }

@@ -756,7 +756,8 @@ fn demo_walks_every_use_case() {
         (5, "bootstrap"),
         (6, "Firmware approval"),
         (7, "Access control"),
-        (8, "audit"),
+        (8, "Access governance"),
+        (9, "audit"),
     ] {
         let heading = out
             .stdout
@@ -785,7 +786,7 @@ fn demo_walks_every_use_case() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["failed"], 0);
     assert_eq!(json["kept"], false);
-    assert_eq!(json["steps"].as_array().unwrap().len(), 8);
+    assert_eq!(json["steps"].as_array().unwrap().len(), 9);
     assert!(!std::path::Path::new(json["card"].as_str().unwrap()).exists());
     // --keep leaves the temporary card, which the other commands can use.
     let kept = run(dir.path(), &["demo", "--keep", "--json"])

@@ -39,6 +39,27 @@ pub mod ins {
     pub const EXTERNAL_AUTHENTICATE: u8 = 0x82;
     pub const GET_RESPONSE: u8 = 0xC0;
     pub const PUT_KEY: u8 = 0xD8;
+
+    /// The instructions of the dmsc command set ([`super::Request`]); the
+    /// GlobalPlatform INITIALIZE UPDATE and EXTERNAL AUTHENTICATE are handled by
+    /// [`crate::scp03`]; PUT KEY is a request ([`super::PutKey`]).
+    pub const REQUESTS: [u8; 15] = [
+        SELECT,
+        GET_DATA,
+        PUT_DATA,
+        DELETE,
+        VERIFY,
+        CHANGE_REFERENCE_DATA,
+        RESET_RETRY_COUNTER,
+        GET_CHALLENGE,
+        INTERNAL_AUTHENTICATE,
+        MANAGE_SECURITY_ENVIRONMENT,
+        PERFORM_SECURITY_OPERATION,
+        CHECK_APPROVAL,
+        CONFIRM_INSTALLED,
+        GET_RESPONSE,
+        PUT_KEY,
+    ];
 }
 
 /// Interindustry class byte.

@@ -14,12 +14,12 @@ Exit codes:
   3  no PC/SC service, no (matching) reader, ambiguous reader, no card, card removed,
      or built without PC/SC support
   4  the card refused: security status not satisfied (6982), conditions of use (6985),
-     authority authentication failed (wrong SCP03 keys or key version)
+     authority authentication failed (wrong SCP03 keys)
   5  PIN or PUK blocked (6983)
   6  verification failed: MAC or signature does not verify (6300), approval refused,
      a demo step gave an unexpected result
   7  wrong PIN or PUK (63Cx); the message says how many tries are left
-  8  object or key not found (6A82, 6A88)
+  8  object or key not found (6A82, 6A88), e.g. an unknown SCP03 key version
 
 Secrets: PINs never go on the command line (prompt, --pin-file or DMSC_PIN);
 authority keys come from --scp-key-file, DMSC_SCP_KEYS or --scp-keys, are

@@ -43,13 +43,18 @@ fn from_command_line(m: &ArgMatches, id: &str) -> bool {
 
 impl Ctx {
     /// Resolves the global options. `--sim` and `--reader` both on the command
-    /// line is a usage error; otherwise `--sim` (or `DMSC_SIM`) wins. The same
+    /// line is a usage error; the command line wins over the environment
+    /// (`--reader` over `DMSC_SIM`, `--sim` over `DMSC_READER`); between two
+    /// environment variables `DMSC_SIM` wins. The same
     /// for `--scp-keys` and `--scp-key-file`; a key file wins over `DMSC_SCP_KEYS`.
     pub fn new(g: Global, m: &ArgMatches) -> Result<Ctx> {
         let sim_cli = from_command_line(m, "sim");
-        if sim_cli && from_command_line(m, "reader") {
+        let reader_cli = from_command_line(m, "reader");
+        if sim_cli && reader_cli {
             return Err(usage("give either --sim or --reader, not both"));
         }
+        // A reader named on the command line is not overridden by DMSC_SIM.
+        let sim = if reader_cli && !sim_cli { None } else { g.sim };
         let keys_cli = from_command_line(m, "scp_keys");
         let keys = match (g.scp_keys, g.scp_key_file) {
             (Some(_), Some(_)) if keys_cli => {
@@ -68,7 +73,7 @@ impl Ctx {
         };
         Ok(Ctx {
             reader: g.reader,
-            sim: g.sim,
+            sim,
             sim_on_command_line: sim_cli,
             json: g.json,
             trace: g.trace,

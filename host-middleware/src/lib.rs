@@ -7,6 +7,7 @@
 //! - [`session`]: [`Session`] — SELECT, chaining, extended length, `61xx`/`6Cxx`,
 //!   secure-messaging hook, typed status-word errors, APDU trace, and the typed
 //!   command set ([`CardCommands`]);
+//! - [`files`]: atomic replacement of the files a device writes;
 //! - [`error`]: [`HostError`] and the status-word mapping;
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
 //! - [`scp`]: SCP03 host side (authority sessions);
@@ -42,6 +43,7 @@
 pub use dmsc_card_model as card_model;
 
 pub mod error;
+pub mod files;
 pub mod fleet;
 pub mod governance;
 #[cfg(feature = "pcsc")]

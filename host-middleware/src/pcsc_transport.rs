@@ -655,8 +655,9 @@ impl PcscCard {
                 map_error(e, &self.reader)
             }
             // A failed exchange is often the card leaving the reader before
-            // pcscd noticed: give its presence poll a moment to tell.
-            pcsc::Error::NotTransacted | pcsc::Error::CommError => {
+            // pcscd noticed: give its presence poll a moment to tell. (A lost
+            // service is handled by the arm below.)
+            pcsc::Error::NotTransacted | pcsc::Error::CommError if !service_lost(e) => {
                 if self
                     .card
                     .as_ref()

@@ -92,28 +92,33 @@ pub fn open_secure_channel<T: Transport>(
     level: SecurityLevel,
 ) -> Result<ChannelInfo, HostError> {
     session.clear_secure_messaging();
-    let info = session.select()?;
-    let smode = SMode::from_i(info.scp_i);
-    let challenge = host_challenge(smode)?;
     let protocol = |detail: String, command| HostError::Protocol { command, detail };
-    let iu = scp03::initialize_update(authority.key_version, &challenge)
-        .map_err(|e| protocol(e.to_string(), "INITIALIZE UPDATE"))?;
-    let rsp = session.transmit(&iu)?;
-    let data = crate::error::check_status(&iu, rsp)?;
-    let card = InitializeUpdateResponse::decode(&data)
-        .map_err(|e| protocol(e.to_string(), "INITIALIZE UPDATE"))?;
-    let (channel, external_authenticate) =
-        SecureChannel::host_authenticate(&authority.keys, &challenge, &card, level).map_err(
-            |e| HostError::SecureMessaging {
-                command: "INITIALIZE UPDATE",
-                detail: format!(
-                    "{e} (wrong key set for key version {:02X}?)",
-                    card.key_version
-                ),
-            },
-        )?;
-    let rsp = session.transmit(&external_authenticate)?;
-    crate::error::check_status(&external_authenticate, rsp)?;
+    // SELECT, INITIALIZE UPDATE and EXTERNAL AUTHENTICATE in one exclusive
+    // transaction: no other application's APDU can come between them, and a
+    // handshake interrupted by a reset is reported, never half retried.
+    let (channel, card) = session.transaction(|x| {
+        let info = x.select()?;
+        let challenge = host_challenge(SMode::from_i(info.scp_i))?;
+        let iu = scp03::initialize_update(authority.key_version, &challenge)
+            .map_err(|e| protocol(e.to_string(), "INITIALIZE UPDATE"))?;
+        let rsp = x.transmit(&iu)?;
+        let data = crate::error::check_status(&iu, rsp)?;
+        let card = InitializeUpdateResponse::decode(&data)
+            .map_err(|e| protocol(e.to_string(), "INITIALIZE UPDATE"))?;
+        let (channel, external_authenticate) =
+            SecureChannel::host_authenticate(&authority.keys, &challenge, &card, level).map_err(
+                |e| HostError::SecureMessaging {
+                    command: "INITIALIZE UPDATE",
+                    detail: format!(
+                        "{e} (wrong key set for key version {:02X}?)",
+                        card.key_version
+                    ),
+                },
+            )?;
+        let rsp = x.transmit(&external_authenticate)?;
+        crate::error::check_status(&external_authenticate, rsp)?;
+        Ok((channel, card))
+    })?;
     session.set_secure_messaging(Box::new(Scp03Messaging { channel }));
     Ok(ChannelInfo {
         key_version: card.key_version,

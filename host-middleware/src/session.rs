@@ -474,7 +474,7 @@ impl ExclusiveSession<'_> {
         let text = format_command(shown, limits.extended, secret);
         self.state.emit(Direction::Command, text, secured);
 
-        let mut wire = wire.clone();
+        let mut wire = Scrubbed::new(wire.clone(), secret);
         if !limits.extended {
             wire.le = wire.le.map(|ne| ne.min(SHORT_MAX_NE));
         }
@@ -498,7 +498,6 @@ impl ExclusiveSession<'_> {
         let sent = self.transport.transmit(&bytes);
         if secret {
             bytes.zeroize();
-            wire.data.zeroize();
         }
         let raw = sent?;
         let resp =
@@ -518,8 +517,8 @@ impl ExclusiveSession<'_> {
         secret: bool,
         name: &'static str,
     ) -> Result<Response, HostError> {
-        let mut plain = link.clone();
-        let wire = self.wrap(&plain, name)?;
+        let mut plain = Scrubbed::new(link.clone(), secret);
+        let wire = Scrubbed::new(self.wrap(&plain, name)?, secret);
         let mut resp = self.send(&plain, &wire, limits, secret, name)?;
         // The command a 6Cxx refers to: the original, or the last GET RESPONSE.
         let mut get_response: Option<Command> = None;
@@ -556,7 +555,7 @@ impl ExclusiveSession<'_> {
                     }
                     None => {
                         plain.le = Some(ne);
-                        let wire = self.wrap(&plain, name)?;
+                        let wire = Scrubbed::new(self.wrap(&plain, name)?, secret);
                         resp = self.send(&plain, &wire, limits, secret, name)?;
                     }
                 },
@@ -566,9 +565,6 @@ impl ExclusiveSession<'_> {
                 }
             }
         };
-        if secret {
-            plain.data.zeroize();
-        }
         match &mut self.state.sm {
             Some(sm) => {
                 let unwrapped = sm
@@ -582,6 +578,40 @@ impl ExclusiveSession<'_> {
                 Ok(unwrapped)
             }
             None => Ok(final_resp),
+        }
+    }
+}
+
+/// A copy of a command whose data field is wiped when the copy goes out of
+/// scope, on every path, if it carries a PIN or a key.
+struct Scrubbed {
+    cmd: Command,
+    secret: bool,
+}
+
+impl Scrubbed {
+    fn new(cmd: Command, secret: bool) -> Scrubbed {
+        Scrubbed { cmd, secret }
+    }
+}
+
+impl core::ops::Deref for Scrubbed {
+    type Target = Command;
+    fn deref(&self) -> &Command {
+        &self.cmd
+    }
+}
+
+impl core::ops::DerefMut for Scrubbed {
+    fn deref_mut(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+}
+
+impl Drop for Scrubbed {
+    fn drop(&mut self) {
+        if self.secret {
+            self.cmd.data.zeroize();
         }
     }
 }

@@ -216,29 +216,37 @@ pub trait Transport: Send {
         -> Result<(), TransportError>;
 }
 
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        (**self).transmit(apdu)
-    }
-    fn atr(&self) -> Vec<u8> {
-        (**self).atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        (**self).reset()
-    }
-    fn reader_name(&self) -> &str {
-        (**self).reader_name()
-    }
-    fn supports_extended(&self) -> bool {
-        (**self).supports_extended()
-    }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError> {
-        (**self).exclusive(body)
-    }
+/// Forwards every call to the transport behind a pointer (`Box<T>`, `&mut T`).
+macro_rules! forward_transport {
+    ($($ptr:tt)*) => {
+        impl<T: Transport + ?Sized> Transport for $($ptr)* {
+            fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+                (**self).transmit(apdu)
+            }
+            fn atr(&self) -> Vec<u8> {
+                (**self).atr()
+            }
+            fn reset(&mut self) -> Result<(), TransportError> {
+                (**self).reset()
+            }
+            fn reader_name(&self) -> &str {
+                (**self).reader_name()
+            }
+            fn supports_extended(&self) -> bool {
+                (**self).supports_extended()
+            }
+            fn exclusive(
+                &mut self,
+                body: &mut dyn FnMut(&mut dyn Transport),
+            ) -> Result<(), TransportError> {
+                (**self).exclusive(body)
+            }
+        }
+    };
 }
+
+forward_transport!(Box<T>);
+forward_transport!(&mut T);
 
 /// What happened to an [`exclusive`](Transport::exclusive) operation.
 #[derive(Debug)]

@@ -1537,24 +1537,7 @@ fn tries_status(left: u8) -> Status {
 }
 
 fn unknown_status(cmd: &Command) -> Status {
-    let known = [
-        ins::SELECT,
-        ins::GET_DATA,
-        ins::PUT_DATA,
-        ins::DELETE,
-        ins::VERIFY,
-        ins::CHANGE_REFERENCE_DATA,
-        ins::RESET_RETRY_COUNTER,
-        ins::GET_CHALLENGE,
-        ins::INTERNAL_AUTHENTICATE,
-        ins::MANAGE_SECURITY_ENVIRONMENT,
-        ins::PERFORM_SECURITY_OPERATION,
-        ins::CHECK_APPROVAL,
-        ins::CONFIRM_INSTALLED,
-        ins::GET_RESPONSE,
-        ins::PUT_KEY,
-    ];
-    if known.contains(&cmd.ins) {
+    if ins::REQUESTS.contains(&cmd.ins) {
         Status::IncorrectP1OrP2Parameter
     } else {
         Status::InstructionNotSupportedOrInvalid

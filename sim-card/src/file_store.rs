@@ -246,8 +246,15 @@ impl FileStore {
                 e,
             )
         };
+        // A leftover temporary file (or anything planted in its place) is
+        // removed, and the new one is created afresh with owner-only mode.
+        match fs::remove_file(&self.tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail("remove stale", &e)),
+        }
         let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         // The state holds PINs and keys in clear, like a chip's EEPROM: owner only.
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);

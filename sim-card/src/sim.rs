@@ -26,8 +26,9 @@ pub fn os_rng() -> Result<ChaCha20Rng, CardError> {
 
 /// Creates a new card in a new state file (refused if the file exists).
 pub fn create(path: &Path, params: InitParams) -> Result<FileCard, CardError> {
+    let rng = os_rng()?;
     let store = FileStore::create(path)?;
-    match Card::initialize(store, os_rng()?, params) {
+    match Card::initialize(store, rng, params) {
         Ok(card) => Ok(card),
         Err(e) => {
             // Leave no half-made card behind.

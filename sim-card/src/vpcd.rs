@@ -745,6 +745,13 @@ struct FrameReader {
     end: usize,
 }
 
+/// The buffer held command APDUs (PIN blocks, keys): wiped when the connection ends.
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf[..]);
+    }
+}
+
 impl FrameReader {
     fn new() -> Self {
         FrameReader {

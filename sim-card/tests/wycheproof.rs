@@ -7,7 +7,7 @@
 //!
 //!   Not applicable, by the card's contract (`MacAlgorithm::key_len_ok`,
 //!   `MacAlgorithm::mac_len`): 192-bit keys (the card accepts AES-CMAC keys of
-//!   128 or 256 bits only, so PUT DATA refuses them with 6700, which is checked
+//!   128 or 256 bits only, so PUT DATA refuses them with 6A80, which is checked
 //!   here instead) and truncated tags (the card verifies full 16-byte tags only
 //!   and answers 6700 to any other length). The groups of invalid key sizes
 //!   (0, 8, 64, 160, 320 bits) are likewise refused at provisioning.

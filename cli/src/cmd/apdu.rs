@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use dmsc_host::card_model::apdu::Command;
+use dmsc_host::card_model::commands::command_carries_secret;
 use dmsc_host::error::sw_meaning;
 use dmsc_host::CardCommands;
 use serde::Serialize;
@@ -62,7 +63,12 @@ pub fn run(ctx: &Ctx, apdus: &[String], secure: bool) -> Result<()> {
             .transmit(cmd)
             .with_context(|| format!("sending APDU {}", i + 1))?;
         let exchange = Exchange {
-            command: hex_upper(&cmd.to_bytes().unwrap_or_default()),
+            // PINs and keys are not echoed: the same redaction as --trace.
+            command: if command_carries_secret(cmd) {
+                dmsc_host::trace::format_command(cmd, true, true)
+            } else {
+                hex_upper(&cmd.to_bytes().unwrap_or_default())
+            },
             data: hex_upper(&resp.data),
             sw: format!("{:04X}", resp.sw),
             meaning: sw_meaning(resp.sw),

@@ -94,6 +94,17 @@ fn mode_name(i: u8) -> &'static str {
     }
 }
 
+/// The tries left of the user PIN and of the PUK (VERIFY without data).
+pub fn pin_and_puk(session: &mut impl CardCommands) -> Result<(PinStatus, PinStatus)> {
+    let pin = session
+        .pin_status(PIN_REF_USER)
+        .context("reading the PIN tries left")?;
+    let puk = session
+        .pin_status(PIN_REF_PUK)
+        .context("reading the PUK tries left")?;
+    Ok((pin, puk))
+}
+
 /// `dmsc info`.
 pub fn info(ctx: &Ctx) -> Result<()> {
     let mut session = ctx.open_card()?;
@@ -101,12 +112,7 @@ pub fn info(ctx: &Ctx) -> Result<()> {
     let info: SelectInfo = session
         .select()
         .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
-    let pin = session
-        .pin_status(PIN_REF_USER)
-        .context("reading the PIN tries left")?;
-    let puk = session
-        .pin_status(PIN_REF_PUK)
-        .context("reading the PUK tries left")?;
+    let (pin, puk) = pin_and_puk(&mut session)?;
     if ctx.json {
         return print_json(&InfoJson {
             reader,

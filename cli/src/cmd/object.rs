@@ -229,20 +229,9 @@ fn raw_value(value: &ObjectValue) -> Vec<u8> {
     }
 }
 
-/// Writes a file atomically: a temporary file next to it, renamed over it.
+/// Writes a file atomically (see [`dmsc_host::files::write_atomically`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(dmsc_host::files::write_atomically(path, bytes)?)
 }
 
 fn get(ctx: &Ctx, object: &ObjectRef, out: Option<&Path>, user: bool) -> Result<()> {

@@ -1,12 +1,11 @@
 //! `dmsc pin status|verify|change|unblock`.
 
 use anyhow::{Context, Result};
-use dmsc_host::card_model::commands::{PIN_REF_PUK, PIN_REF_USER};
 use dmsc_host::{CardCommands, HostError};
 use serde::Serialize;
 
 use crate::cli::PinCommand;
-use crate::cmd::info::{pin_text, PinJson};
+use crate::cmd::info::{pin_and_puk, pin_text, PinJson};
 use crate::context::{CardSession, Ctx};
 use crate::exit::{coded, Code};
 use crate::output::print_json;
@@ -82,12 +81,7 @@ fn reader_of(session: &CardSession) -> String {
 
 fn status(ctx: &Ctx) -> Result<()> {
     let mut session = ctx.open_card()?;
-    let pin = session
-        .pin_status(PIN_REF_USER)
-        .context("reading the PIN tries left")?;
-    let puk = session
-        .pin_status(PIN_REF_PUK)
-        .context("reading the PUK tries left")?;
+    let (pin, puk) = pin_and_puk(&mut session)?;
     if ctx.json {
         return print_json(&StatusJson {
             pin: pin.into(),

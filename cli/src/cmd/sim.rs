@@ -270,7 +270,9 @@ pub fn serve(
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, shutdown.clone())
+        // A second signal while the first is being handled ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(sig, shutdown.clone()))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
     let total = cards.len();

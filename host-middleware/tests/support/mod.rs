@@ -240,39 +240,7 @@ impl<T: Transport> Transport for ShortOnly<T> {
         &mut self,
         body: &mut dyn FnMut(&mut dyn Transport),
     ) -> Result<(), TransportError> {
-        let mut wrapped = |t: &mut dyn Transport| body(&mut ShortOnlyDyn(t));
-        self.0.exclusive(&mut wrapped)
-    }
-}
-
-struct ShortOnlyDyn<'a>(&'a mut dyn Transport);
-
-impl Transport for ShortOnlyDyn<'_> {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        assert!(
-            apdu.len() <= 4 + 1 + 255 + 1,
-            "an extended APDU was sent: {} bytes",
-            apdu.len()
-        );
-        self.0.transmit(apdu)
-    }
-    fn atr(&self) -> Vec<u8> {
-        self.0.atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.0.reset()
-    }
-    fn reader_name(&self) -> &str {
-        self.0.reader_name()
-    }
-    fn supports_extended(&self) -> bool {
-        false
-    }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError> {
-        body(self);
-        Ok(())
+        self.0
+            .exclusive(&mut |t: &mut dyn Transport| body(&mut ShortOnly(t)))
     }
 }

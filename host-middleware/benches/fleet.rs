@@ -174,5 +174,7 @@ fn main() {
         rss_end as f64 / warm.max(1) as f64
     );
     drop(cards);
-    drop(served);
+    for s in served {
+        s.pull();
+    }
 }

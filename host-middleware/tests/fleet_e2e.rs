@@ -98,5 +98,10 @@ fn fleet_grant_through_pcscd_applies_then_rolls_back_a_lost_card() {
             "card {i}"
         );
     }
-    drop(served);
+    // Close the PC/SC handles, then take every card out and wait until pcscd
+    // sees the slots empty, so the next test binary finds them as it expects.
+    drop(cards);
+    for s in served.into_iter().flatten() {
+        s.pull();
+    }
 }

@@ -12,6 +12,8 @@ use crate::apdu::{Command, Status};
 use crate::objects::{self, check_name, Acl, ModelError, ObjectKind, ObjectRef, Version};
 use crate::tlv::{self, TlvError};
 
+pub use crate::put_key::{KeyBlock, PutKey, PutKeyResponse, PUT_KEY_P2};
+
 /// The applet's AID: proprietary, non-registered category `F` + "DMSC" + version 01.
 pub const AID: [u8; 7] = [0xF0, 0x44, 0x4D, 0x53, 0x43, 0x00, 0x01];
 
@@ -39,8 +41,9 @@ pub mod ins {
     pub const PUT_KEY: u8 = 0xD8;
 
     /// The instructions of the dmsc command set ([`super::Request`]); the
-    /// GlobalPlatform ones are handled by [`crate::scp03`].
-    pub const REQUESTS: [u8; 14] = [
+    /// GlobalPlatform INITIALIZE UPDATE and EXTERNAL AUTHENTICATE are handled by
+    /// [`crate::scp03`]; PUT KEY is a request ([`super::PutKey`]).
+    pub const REQUESTS: [u8; 15] = [
         SELECT,
         GET_DATA,
         PUT_DATA,
@@ -55,6 +58,7 @@ pub mod ins {
         CHECK_APPROVAL,
         CONFIRM_INSTALLED,
         GET_RESPONSE,
+        PUT_KEY,
     ];
 }
 
@@ -543,11 +547,14 @@ pub enum AuditEvent {
     FloorMoved,
     Initialised,
     ConfigChanged,
+    AuthorityAdded,
+    AuthorityRotated,
+    AuthorityRemoved,
 }
 
 impl AuditEvent {
     /// Every event.
-    pub const ALL: [AuditEvent; 17] = [
+    pub const ALL: [AuditEvent; 20] = [
         AuditEvent::AuthSuccess,
         AuditEvent::AuthFailure,
         AuditEvent::Alarm,
@@ -565,6 +572,9 @@ impl AuditEvent {
         AuditEvent::FloorMoved,
         AuditEvent::Initialised,
         AuditEvent::ConfigChanged,
+        AuditEvent::AuthorityAdded,
+        AuditEvent::AuthorityRotated,
+        AuditEvent::AuthorityRemoved,
     ];
 
     /// Wire code.
@@ -599,6 +609,9 @@ impl AuditEvent {
             AuditEvent::FloorMoved => "floor-moved",
             AuditEvent::Initialised => "initialised",
             AuditEvent::ConfigChanged => "config-changed",
+            AuditEvent::AuthorityAdded => "authority-added",
+            AuditEvent::AuthorityRotated => "authority-rotated",
+            AuditEvent::AuthorityRemoved => "authority-removed",
         }
     }
 
@@ -1087,6 +1100,9 @@ pub enum Request {
     /// GET DATA: every object of a kind the caller may read, with value and
     /// ACL, in one response (MOs only).
     ReadAllObjects { kind: ObjectKind },
+    /// GlobalPlatform PUT KEY of a whole SCP03 key set (ENC, MAC, DEK), the keys
+    /// encrypted with the session authority's DEK: see [`PutKey`].
+    PutKey(PutKey),
 }
 
 fn fields_of(data: &[u8]) -> Result<tlv::Fields<'_>, DecodeError> {
@@ -1203,11 +1219,14 @@ impl Request {
                 prop(ins::CONFIRM_INSTALLED, 0, 0).with_data(data)
             }
             Request::GetResponse { le } => iso(ins::GET_RESPONSE, 0, 0).with_le(*le),
+            Request::PutKey(p) => prop(ins::PUT_KEY, p.replace_kvn, PUT_KEY_P2)
+                .with_data(p.encode())
+                .with_le(256),
         }
     }
 
     /// Decodes a (complete, unwrapped, unchained) command. GlobalPlatform commands
-    /// (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, PUT KEY) are handled by
+    /// (INITIALIZE UPDATE, EXTERNAL AUTHENTICATE) are handled by
     /// [`crate::scp03`] and decode as [`DecodeError::UnknownCommand`] here.
     pub fn from_command(cmd: &Command) -> Result<Request, DecodeError> {
         let cla = cmd.cla & !(CLA_SECURE_MESSAGING | crate::apdu::CLA_CHAINING);
@@ -1383,6 +1402,9 @@ impl Request {
                     package: PackageId::read(&f)?,
                 })
             }
+            (CLA_PROPRIETARY, ins::PUT_KEY) if cmd.p2 == PUT_KEY_P2 && cmd.p1 != 0xFF => {
+                Ok(Request::PutKey(PutKey::decode(cmd.p1, data)?))
+            }
             (CLA_ISO, ins::GET_RESPONSE) if p1p2 == (0, 0) && data.is_empty() => {
                 Ok(Request::GetResponse {
                     le: cmd.le.unwrap_or(256),
@@ -1403,6 +1425,7 @@ impl Request {
                     value: ObjectValue::BootstrapKey(_),
                     ..
                 }
+                | Request::PutKey(_)
         )
     }
 }

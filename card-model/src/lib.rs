@@ -4,7 +4,8 @@
 //! - [`tlv`]: a strict BER-TLV codec;
 //! - [`objects`]: principals, OMA DM rights and ACLs, object references;
 //! - [`commands`]: the typed command set, encoded and decoded by both sides;
-//! - [`scp03`]: GlobalPlatform SCP03 primitives for both sides.
+//! - [`scp03`]: GlobalPlatform SCP03 primitives for both sides;
+//! - [`put_key`]: GlobalPlatform PUT KEY of an SCP03 key set (DEK-encrypted keys, KCVs).
 //!
 //! The crate is `no_std` with `alloc`; the `std` feature only adds
 //! `std::error::Error` implementations.
@@ -18,6 +19,7 @@ extern crate std;
 pub mod apdu;
 pub mod commands;
 pub mod objects;
+pub mod put_key;
 pub mod scp03;
 pub mod tlv;
 

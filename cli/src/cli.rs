@@ -301,6 +301,177 @@ pub enum Command {
     /// The enterprise policy: put, show, eval, timeline, enforce, signed commands
     #[command(subcommand)]
     Policy(crate::cmd::policy::PolicyCommand),
+    /// Access control lists of the card's objects (OMA DM syntax)
+    #[command(subcommand)]
+    Acl(AclCommand),
+
+    /// Authority SCP03 key sets: list, add, rotate, remove (GlobalPlatform PUT KEY)
+    #[command(subcommand)]
+    Authority(AuthorityCommand),
+
+    /// Show or set the card's consecutive-failure limit (alarm threshold, at least 4)
+    FailureLimit {
+        /// The new limit (4 to 255); without it, show the current one
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(4..))]
+        limit: Option<u8>,
+    },
+
+    /// Many cards at once: every reader holding a card
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Show an object's ACL
+    #[command(
+        after_help = "OBJECT: an object reference (mo:./URI, policy, …) or an MO URI \
+        starting with ./ . Acts as the device; as an authority with SCP03 keys; as the user \
+        too with --user."
+    )]
+    Get {
+        /// The object, e.g. ./DMAcc/Gw or policy
+        #[arg(value_name = "OBJECT")]
+        object: String,
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Replace an object's ACL (needs Replace on it); asks for confirmation when
+    /// the new ACL takes rights away
+    #[command(after_help = "Example: dmsc acl set ./DMAcc/Gw 'Get=*&Replace=ServerA+ServerB'")]
+    Set {
+        /// The object
+        #[arg(value_name = "OBJECT")]
+        object: String,
+        /// The new ACL, e.g. 'Get=*&Replace=ServerA+ServerB' ('' grants nothing)
+        #[arg(value_name = "ACL")]
+        acl: String,
+        /// Do not ask for confirmation when rights are taken away
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        who: AsUser,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthorityCommand {
+    /// The key sets the authority may read: key version, name, key length, key check values
+    List,
+    /// Add an authority's key set (needs Add on the card object)
+    #[command(after_help = "The new keys come from --new-key-file (same formats as \
+        --scp-key-file) or DMSC_NEW_SCP_KEYS (ENC:MAC:DEK); they travel encrypted with the \
+        session authority's DEK and are never printed.")]
+    Add {
+        /// The new authority's name (its ACL identifier)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Key version number of the new key set (01 to FE)
+        #[arg(long, value_name = "N", value_parser = parse_u8)]
+        new_key_version: u8,
+        #[command(flatten)]
+        keys: NewKeys,
+    },
+    /// Replace a key set's keys (by its administrators or the authority itself)
+    Rotate {
+        /// The key version to rotate
+        #[arg(value_name = "KVN", value_parser = parse_u8)]
+        kvn: u8,
+        /// Key version of the new keys [default: the same]
+        #[arg(long, value_name = "N", value_parser = parse_u8)]
+        new_key_version: Option<u8>,
+        #[command(flatten)]
+        keys: NewKeys,
+    },
+    /// Remove a key set (the card refuses to remove its last one)
+    Remove {
+        /// The key version to remove
+        #[arg(value_name = "KVN", value_parser = parse_u8)]
+        kvn: u8,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// Where new authority keys come from.
+#[derive(Debug, Args)]
+pub struct NewKeys {
+    /// File with the new keys: one line ENC:MAC:DEK (hex), or JSON {"enc", "mac", "dek"}
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// The new keys ENC:MAC:DEK (prefer --new-key-file)
+    #[arg(
+        long,
+        env = "DMSC_NEW_SCP_KEYS",
+        hide_env_values = true,
+        value_name = "ENC:MAC:DEK",
+        conflicts_with = "new_key_file"
+    )]
+    pub new_keys: Option<String>,
+}
+
+/// Where the fleet's cards are.
+#[derive(Debug, Args)]
+pub struct FleetSource {
+    /// Simulated cards: every *.state file in DIR is one card (instead of PC/SC readers)
+    #[arg(long, value_name = "DIR")]
+    pub sim_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Every reader with a card: reader, card ID, generation
+    List {
+        #[command(flatten)]
+        source: FleetSource,
+    },
+    /// Grant a right on an object's ACL on every card, or on none
+    #[command(
+        after_help = "First every card's ACL is read and checked (the --as authority \
+        must hold Replace on it); if any card fails, nothing changes on any card and the \
+        failed card IDs are reported (exit 4). Otherwise the grant is applied to every card; \
+        a card lost during the apply is reported and the cards already changed are put back \
+        to their previous ACL (exit 3). The --as authority's keys: --scp-key-file, \
+        DMSC_SCP_KEYS or --scp-keys, with --key-version."
+    )]
+    AclGrant {
+        /// `all`, or card IDs (hex) separated by commas
+        #[arg(long, value_name = "all|ID,…")]
+        cards: String,
+        /// The object, e.g. ./DMAcc/Gw or policy
+        #[arg(long, value_name = "URI")]
+        object: String,
+        /// The right: Add, Delete, Exec, Get or Replace
+        #[arg(long, value_name = "RIGHT")]
+        right: String,
+        /// The principal granted the right: an authority name, user or *
+        #[arg(long, value_name = "PRINCIPAL")]
+        to: String,
+        /// The requesting authority (it must hold Replace on every card's ACL)
+        #[arg(long = "as", value_name = "AUTHORITY")]
+        as_authority: String,
+        #[command(flatten)]
+        source: FleetSource,
+    },
+    /// Provision every card in parallel (one worker per reader) from a profile
+    #[command(
+        after_help = "DIR holds profile.json: {\"objects\": [{\"ref\": \"mo:./DMAcc/Gw\", \
+        \"mo_type\": \"urn:oma:mo:oma-dm-dmacc:1.0\", \"file\": \"dmacc.xml\", \"acl\": \
+        \"Get=*&Replace=admin\"}, {\"ref\": \"policy\", \"file\": \"policy.bin\"}], \
+        \"failure_limit\": 6}; files are relative to DIR. The authority's keys: \
+        --scp-key-file, DMSC_SCP_KEYS or --scp-keys. Exit 1 when any card failed."
+    )]
+    Provision {
+        /// The profile directory (with profile.json)
+        #[arg(long, value_name = "DIR")]
+        profile: PathBuf,
+        /// `all`, or card IDs (hex) separated by commas
+        #[arg(long, value_name = "all|ID,…")]
+        cards: String,
+        #[command(flatten)]
+        source: FleetSource,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -36,6 +36,7 @@ use crate::exit::Code;
 use crate::output::{hex_upper, print_json};
 use crate::secrets::{KeyTriple, TEST_KEY_VERSION};
 
+mod governance;
 mod policy;
 
 // ---- the demo's data ---------------------------------------------------------
@@ -797,7 +798,7 @@ fn run_steps(r: &mut Report, world: Result<World>) {
         }
     };
     type StepFn = fn(&mut Report, &mut World) -> Result<()>;
-    let steps: [(&str, StepFn); 10] = [
+    let steps: [(&str, StepFn); 11] = [
         ("User PIN: tries left, a wrong PIN, the right PIN", user_pin),
         (
             "Authority (SCP03, level 33) stores an MO, the policy, a bootstrap key, \
@@ -827,6 +828,10 @@ fn run_steps(r: &mut Report, world: Result<World>) {
         (
             "Access control: device write refused, ACL change, failure alarm",
             access_control,
+        ),
+        (
+            "Access governance: authorities by PUT KEY, ACL grant, failure limit, alarms",
+            governance::governance,
         ),
         ("The last audit entries", audit_tail),
     ];

@@ -139,6 +139,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         } => cmd::mo::watch(&ctx, device, *interval, *events)?,
         Command::Ota(c) => cmd::ota::run(&ctx, c)?,
         Command::Policy(c) => return cmd::policy::run(&ctx, c),
+        Command::Acl(c) => cmd::acl::run(&ctx, c)?,
+        Command::Authority(c) => cmd::authority::run(&ctx, c)?,
+        Command::FailureLimit { limit } => cmd::authority::failure_limit(&ctx, *limit)?,
+        Command::Fleet(c) => return cmd::fleet::run(&ctx, c),
     }
     Ok(Code::Ok)
 }

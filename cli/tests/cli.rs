@@ -759,7 +759,8 @@ fn demo_walks_every_use_case() {
         (8, "Firmware approval"),
         (9, "Enterprise policy"),
         (10, "Access control"),
-        (11, "audit"),
+        (11, "Access governance"),
+        (12, "audit"),
     ] {
         let heading = out
             .stdout
@@ -788,7 +789,7 @@ fn demo_walks_every_use_case() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["failed"], 0);
     assert_eq!(json["kept"], false);
-    assert_eq!(json["steps"].as_array().unwrap().len(), 11);
+    assert_eq!(json["steps"].as_array().unwrap().len(), 12);
     assert!(!std::path::Path::new(json["card"].as_str().unwrap()).exists());
     // --keep leaves the temporary card, which the other commands can use.
     let kept = run(dir.path(), &["demo", "--keep", "--json"])

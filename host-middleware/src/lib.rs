@@ -14,6 +14,9 @@
 //! - `sim_transport` (feature `sim`): the simulated card in-process;
 //! - [`trace`]: redacted APDU trace events;
 //! - [`policy`]: the portable enterprise policy (signed policy on the card, enforcement engine).
+//! - [`fleet`]: many cards at once: listing, all-or-nothing ACL grants with rollback;
+//! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit;
+//! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events.
 //!
 //! ```no_run
 //! # #[cfg(feature = "pcsc")]
@@ -45,6 +48,8 @@ pub mod device_tree;
 pub mod error;
 pub mod files;
 pub mod firmware;
+pub mod fleet;
+pub mod governance;
 pub mod mcuboot;
 pub mod mo;
 pub mod ota;
@@ -56,6 +61,7 @@ pub mod provisioning;
 pub mod scp;
 pub mod secure;
 pub mod session;
+pub mod session_manager;
 #[cfg(feature = "sim")]
 pub mod sim_transport;
 pub mod trace;
@@ -70,6 +76,7 @@ pub(crate) mod scripted;
 mod session_tests;
 
 pub use error::HostError;
+pub use governance::{AuditFilter, AuditWatcher, AuthorityEntry, Governance};
 #[cfg(feature = "pcsc")]
 pub use pcsc_transport::{PcscCard, PcscContext};
 pub use scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};

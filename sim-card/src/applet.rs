@@ -128,6 +128,8 @@ struct PendingAuth {
 
 struct ScpSession {
     authority: String,
+    /// The key version whose keys opened the session (its DEK protects PUT KEY).
+    key_version: u8,
     channel: SecureChannel,
 }
 
@@ -669,6 +671,25 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         self.deny(object, right).map(|_| ())
     }
 
+    /// Rights on an authority's key set: the right on its object, the same
+    /// right on the card object (the card's administrators), or — for Replace —
+    /// being that authority (an authority may rotate its own keys).
+    fn require_authority_right(&mut self, kvn: u8, right: Right) -> Result<(), Status> {
+        let object = ObjectRef::Authority(kvn);
+        let own = right == Right::Replace
+            && self.volatile.scp.as_ref().is_some_and(|s| {
+                self.state
+                    .authorities
+                    .get(&kvn)
+                    .is_some_and(|a| a.name == s.authority)
+            });
+        if self.state.objects.contains_key(&object) && (own || self.holds(&ObjectRef::Card, right))
+        {
+            return Ok(());
+        }
+        self.require(&object, right)
+    }
+
     // ---- persistence -------------------------------------------------------
 
     /// Writes the records that differ between the current and the next state in one
@@ -799,6 +820,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 self.check_approval(package, approvals)
             }
             Request::ConfirmInstalled { package } => self.confirm_installed(package),
+            Request::PutKey(p) => self.put_key(p),
         }
     }
 
@@ -993,7 +1015,10 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
     }
 
     fn delete(&mut self, object: ObjectRef) -> Outcome {
-        self.require(&object, Right::Delete)?;
+        match &object {
+            ObjectRef::Authority(kvn) => self.require_authority_right(*kvn, Right::Delete)?,
+            _ => self.require(&object, Right::Delete)?,
+        }
         if matches!(
             object,
             ObjectRef::Card | ObjectRef::IdentityKey | ObjectRef::AuditLog
@@ -1002,14 +1027,18 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         }
         let who = self.acting();
         let mut next = self.state.clone();
+        let mut event = AuditEvent::ObjectDeleted;
+        if let ObjectRef::Authority(kvn) = &object {
+            // The card never loses its last way in.
+            if next.authorities.len() <= 1 {
+                return Err(Status::ConditionsOfUseNotSatisfied);
+            }
+            next.authorities.remove(kvn);
+            event = AuditEvent::AuthorityRemoved;
+        }
         next.objects.remove(&object);
         next.clear_failures(&who);
-        next.audit(
-            AuditEvent::ObjectDeleted,
-            &who,
-            self.volatile.session_id,
-            object.to_string(),
-        );
+        next.audit(event, &who, self.volatile.session_id, object.to_string());
         self.commit(next)?;
         Ok(Vec::new())
     }
@@ -1293,6 +1322,116 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         Ok(Vec::new())
     }
 
+    /// GlobalPlatform PUT KEY: adds (P1 `00`) or rotates (P1 = its key version)
+    /// an authority's SCP03 key set. The keys arrive encrypted with the DEK of
+    /// the authority whose session carries the command, each with its key
+    /// check value; one transaction stores the key set and its object.
+    fn put_key(&mut self, p: dmsc_card_model::commands::PutKey) -> Outcome {
+        let adding = p.replace_kvn == 0;
+        let Some((session_kvn, who)) = self
+            .volatile
+            .scp
+            .as_ref()
+            .map(|s| (s.key_version, s.authority.clone()))
+        else {
+            // Keys travel only inside an authority session.
+            let (object, right) = if adding {
+                (ObjectRef::Authority(p.new_kvn), Right::Add)
+            } else {
+                (ObjectRef::Authority(p.replace_kvn), Right::Replace)
+            };
+            return self.deny(&object, right);
+        };
+        if adding {
+            if !self.holds(&ObjectRef::Card, Right::Add) {
+                return self.deny(&ObjectRef::Authority(p.new_kvn), Right::Add);
+            }
+        } else {
+            self.require_authority_right(p.replace_kvn, Right::Replace)?;
+        }
+        let dek = self
+            .state
+            .authorities
+            .get(&session_kvn)
+            .map(|a| a.dek.clone())
+            .ok_or(Status::ReferenceDataNotUsable)?;
+        let [enc, mac, dek_new] = p.decrypt(&dek).map_err(|e| e.status())?;
+        if StaticKeys::new(&enc, &mac, &dek_new).is_err() {
+            return Err(Status::IncorrectDataParameter);
+        }
+        let mut next = self.state.clone();
+        let name = if adding {
+            let name = p.name.clone().ok_or(Status::IncorrectDataParameter)?;
+            if next.authorities.contains_key(&p.new_kvn)
+                || next.authorities.values().any(|a| a.name == name)
+            {
+                return Err(Status::IncorrectDataParameter);
+            }
+            name
+        } else {
+            let old = next
+                .authorities
+                .get(&p.replace_kvn)
+                .ok_or(Status::KeyReferenceNotFound)?;
+            let moving = p.new_kvn != p.replace_kvn;
+            if (moving && next.authorities.contains_key(&p.new_kvn))
+                || p.name.as_ref().is_some_and(|n| *n != old.name)
+            {
+                return Err(Status::IncorrectDataParameter);
+            }
+            old.name.clone()
+        };
+        let authority = Authority {
+            name: name.clone(),
+            enc,
+            mac,
+            dek: dek_new,
+        };
+        let value = authority_info(&authority);
+        let (acl, event, detail) = if adding {
+            let creator = Principal::Authority(who.clone());
+            if let Some(log) = next.objects.get_mut(&ObjectRef::AuditLog) {
+                log.acl
+                    .grant(Right::Get, Principal::Authority(name.clone()));
+            }
+            (
+                authority_acl(&creator, &name),
+                AuditEvent::AuthorityAdded,
+                alloc::format!("{name} key version {:02X}", p.new_kvn),
+            )
+        } else {
+            next.authorities.remove(&p.replace_kvn);
+            let acl = next
+                .objects
+                .remove(&ObjectRef::Authority(p.replace_kvn))
+                .map(|o| o.acl)
+                .unwrap_or_else(|| authority_acl(&Principal::Authority(who.clone()), &name));
+            (
+                acl,
+                AuditEvent::AuthorityRotated,
+                alloc::format!(
+                    "{name} key version {:02X} -> {:02X}",
+                    p.replace_kvn,
+                    p.new_kvn
+                ),
+            )
+        };
+        next.authorities.insert(p.new_kvn, authority);
+        next.objects
+            .insert(ObjectRef::Authority(p.new_kvn), Stored { acl, value });
+        if next.used_memory() > next.capacity {
+            return Err(Status::NotEnoughMemory);
+        }
+        next.clear_failures(&who);
+        next.audit(event, &who, self.volatile.session_id, detail);
+        self.commit(next)?;
+        Ok(dmsc_card_model::commands::PutKeyResponse {
+            key_version: p.new_kvn,
+            kcvs: p.kcvs(),
+        }
+        .encode())
+    }
+
     // ---- SCP03 ---------------------------------------------------------------
 
     fn initialize_update(&mut self, cmd: &Command) -> Outcome {
@@ -1381,6 +1520,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 self.commit(next)?;
                 self.volatile.scp = Some(ScpSession {
                     authority: authority.name,
+                    key_version: pending.key_version,
                     channel,
                 });
                 Ok(Vec::new())
@@ -1423,6 +1563,19 @@ fn unknown_status(cmd: &Command) -> Status {
     } else {
         Status::InstructionNotSupportedOrInvalid
     }
+}
+
+/// The ACL of an authority's key set: its creator and the authority itself
+/// may read and rotate it; the creator may remove it.
+fn authority_acl(creator: &Principal, name: &str) -> Acl {
+    let own = Principal::Authority(name.to_string());
+    let mut acl = Acl::empty();
+    for right in [Right::Get, Right::Replace] {
+        acl.grant(right, creator.clone());
+        acl.grant(right, own.clone());
+    }
+    acl.grant(Right::Delete, creator.clone());
+    acl
 }
 
 fn authority_info(a: &Authority) -> ObjectValue {

@@ -347,6 +347,20 @@ fn round<S: PersistentMemory>(d: &mut Driver<'_, S>, r: u8) -> Option<()> {
     expect(d.plain(&refused), 0x9000, "refused approval (answered)")?;
     // ServerA removes one approver again.
     expect(d.open(0x30, &keys_for(0x30), false), 0x9000, "SCP ServerA")?;
+    // Authority key sets: PUT KEY add, rotate, then DELETE.
+    let new_keys = StaticKeys::new(&[r; 16], &[r ^ 0x55; 16], &[r ^ 0xAA; 16]).ok()?;
+    let add = PutKey::new(0, 0x50 + r, &new_keys, &ADMIN_KEYS, Some(format!("Ops{r}"))).ok()?;
+    expect(d.secure(&Request::PutKey(add)), 0x9000, "PUT KEY add")?;
+    let rotated = StaticKeys::new(&[r ^ 0x0F; 32], &[r ^ 0xF0; 32], &[r ^ 0x3C; 32]).ok()?;
+    let rotate = PutKey::new(0x50 + r, 0x70 + r, &rotated, &ADMIN_KEYS, None).ok()?;
+    expect(d.secure(&Request::PutKey(rotate)), 0x9000, "PUT KEY rotate")?;
+    expect(
+        d.secure(&Request::DeleteObject {
+            object: ObjectRef::Authority(0x70 + r),
+        }),
+        0x9000,
+        "remove authority",
+    )?;
     expect(
         d.secure(&Request::DeleteObject {
             object: ObjectRef::Approver("owner".into()),

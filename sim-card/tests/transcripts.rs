@@ -417,6 +417,7 @@ macro_rules! transcript {
 /// listed here fails `every_transcript_is_listed`.
 const FILES: &[&str] = &[
     "select_and_errors.json",
+    "authorities.json",
     "objects.json",
     "pin.json",
     "challenge_internal_auth.json",
@@ -450,6 +451,7 @@ transcript!(initialize_update_le, "initialize_update_le.json");
 transcript!(acl_capacity, "acl_capacity.json");
 transcript!(read_all, "read_all.json");
 transcript!(policy, "policy.json");
+transcript!(authorities, "authorities.json");
 
 #[test]
 fn every_transcript_is_listed() {

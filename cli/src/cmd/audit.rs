@@ -72,21 +72,13 @@ pub fn run(
         .select()
         .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
     ctx.authenticate(&mut session, &authority)?;
-    let data = session
-        .read_audit_log(from)
-        .with_context(|| format!("reading the audit log on {reader}"))?;
-    let entries: Vec<AuditEntry> = match data.value {
-        dmsc_host::card_model::commands::ObjectValue::AuditLog(entries) => entries,
-        other => anyhow::bail!(
-            "the card returned a {} value for the audit log",
-            other.kind().word()
-        ),
+    let filter = dmsc_host::AuditFilter {
+        from,
+        event,
+        principal: principal.map(str::to_string),
     };
-    let entries: Vec<AuditEntry> = entries
-        .into_iter()
-        .filter(|e| event.is_none_or(|ev| e.event == ev))
-        .filter(|e| principal.is_none_or(|p| e.principal == p))
-        .collect();
+    let entries: Vec<AuditEntry> = dmsc_host::Governance::audit(&mut session, &filter)
+        .with_context(|| format!("reading the audit log on {reader}"))?;
     if ctx.json {
         return print_json(&json!({
             "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),

@@ -1,0 +1,180 @@
+//! Fleet benchmarks through pcscd + vpcd, with file-backed simulated cards
+//! (every commit fsynced) on vpcd slots 0–7 of the private pcscd of
+//! `.ci/pcsc-env` (`bash .ci/bench` sets it up):
+//!
+//! 1. `fleet provision` throughput with 8 readers against 1 reader, both
+//!    measured in this run (target: ≥ 6×);
+//! 2. a bounded load run: 8 readers under continuous traffic, at most
+//!    `DMSC_LOAD_APDUS` APDUs per reader and `DMSC_LOAD_SECS` seconds; prints
+//!    APDUs per second, errors (target 0) and memory (target: flat — the
+//!    resident size at the end against the size after warm-up).
+//!
+//! Prints figures and ratios; asserts nothing about time.
+
+#[path = "../tests/e2e/mod.rs"]
+mod e2e;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dmsc_host::card_model::commands::{MoRecord, ObjectValue, Request};
+use dmsc_host::card_model::objects::{Acl, ObjectKind, ObjectRef};
+use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::fleet::{provision, FleetCard, Profile, ProfileObject};
+use dmsc_host::{CardCommands, PcscCard};
+use e2e::*;
+use support::*;
+
+const READERS: usize = 8;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn profile() -> Profile {
+    Profile {
+        objects: vec![
+            ProfileObject {
+                object: ObjectRef::Mo("./DMAcc/Gw".into()),
+                value: ObjectValue::Mo(MoRecord {
+                    mo_type: "urn:oma:mo:oma-dm-dmacc:1.0".into(),
+                    version: 0,
+                    content: vec![b'x'; 2048],
+                }),
+                acl: Some(Acl::parse("Get=*&Replace=ServerA").unwrap()),
+            },
+            ProfileObject {
+                object: ObjectRef::Policy,
+                value: ObjectValue::Policy(vec![b'p'; 512]),
+                acl: None,
+            },
+        ],
+        failure_limit: Some(6),
+    }
+}
+
+/// `rounds` provisions of every card; returns cards provisioned per second.
+fn provision_rate(cards: &mut [FleetCard<PcscCard>], rounds: u64) -> f64 {
+    let profile = profile();
+    let keys = server_a();
+    let level = SecurityLevel::new(0x33).unwrap();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for r in provision(cards, &profile, &keys, level, &|_| {}) {
+            assert!(r.result.is_ok(), "{}: {:?}", r.reader, r.result);
+        }
+    }
+    (rounds as f64 * cards.len() as f64) / start.elapsed().as_secs_f64()
+}
+
+/// Resident and peak resident memory of this process, in KiB.
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let served: Vec<Served> = (0..READERS)
+        .map(|slot| serve_new_card(dir.path(), slot, card_params(false)).0)
+        .collect();
+    let mut cards: Vec<FleetCard<PcscCard>> = served
+        .iter()
+        .map(|s| FleetCard::new(s.reader.clone(), session(&s.reader)))
+        .collect();
+
+    // 1. Provisioning throughput.
+    let rounds = env_or("DMSC_BENCH_ROUNDS", 8);
+    provision_rate(&mut cards[..1], 1); // warm-up
+    let one = provision_rate(&mut cards[..1], rounds * READERS as u64);
+    let eight = provision_rate(&mut cards, rounds);
+    println!("fleet provision, 1 reader:  {one:8.1} cards/s");
+    println!("fleet provision, {READERS} readers: {eight:8.1} cards/s");
+    println!(
+        "fleet provision ratio {READERS} readers / 1 reader: {:.2}x (target >= 6x)",
+        eight / one
+    );
+
+    // 2. Bounded load run.
+    let max_apdus = env_or("DMSC_LOAD_APDUS", 20_000);
+    let max_time = Duration::from_secs(env_or("DMSC_LOAD_SECS", 20));
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    std::thread::scope(|scope| {
+        for card in cards.iter_mut() {
+            let (sent, errors, stop) = (sent.clone(), errors.clone(), stop.clone());
+            scope.spawn(move || {
+                let reads = [
+                    Request::ReadObject {
+                        object: ObjectRef::IdentityKey,
+                        audit_from: None,
+                    },
+                    Request::ListObjects {
+                        kind: ObjectKind::Mo,
+                    },
+                    Request::ReadObject {
+                        object: ObjectRef::Mo("./DMAcc/Gw".into()),
+                        audit_from: None,
+                    },
+                ];
+                let s = &mut card.session;
+                for i in 0..max_apdus {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if s.request(&reads[i as usize % reads.len()]).is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let total = max_apdus * READERS as u64;
+        while start.elapsed() < max_time && sent.load(Ordering::Relaxed) < total {
+            std::thread::sleep(Duration::from_millis(200));
+            samples.push((start.elapsed(), memory_kib().0));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = sent.load(Ordering::Relaxed);
+    let (rss_end, peak) = memory_kib();
+    // After warm-up: the first sample past 10 % of the run.
+    let warm = samples
+        .iter()
+        .find(|(t, _)| t.as_secs_f64() > elapsed * 0.1)
+        .or(samples.first())
+        .map(|(_, r)| *r)
+        .unwrap_or(rss_end);
+    println!(
+        "load run: {READERS} readers, {n} APDUs in {elapsed:.1} s = {:.0} APDU/s, errors {}",
+        n as f64 / elapsed,
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "load run memory: resident {warm} KiB after warm-up, {rss_end} KiB at the end \
+         (ratio {:.3}, target flat), peak {peak} KiB",
+        rss_end as f64 / warm.max(1) as f64
+    );
+    drop(cards);
+    for s in served {
+        s.pull();
+    }
+}

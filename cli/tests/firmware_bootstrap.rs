@@ -570,7 +570,7 @@ fn bootstrap_exit_codes_and_nothing_written_unless_accepted() {
         .expect(0)
         .json();
     assert_eq!(out["result"], "applied");
-    let content = std::fs::read_to_string(out["written"].as_str().unwrap()).unwrap();
+    let content = std::fs::read_to_string(d.join(out["written"].as_str().unwrap())).unwrap();
     assert!(content.contains("<NodeName>DMAcc</NodeName>"), "{content}");
 
     // The card counted and audited the wrong MAC.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use dmsc_host::card_model::commands::{MoRecord, ObjectValue};
 use dmsc_host::card_model::objects::ObjectRef;
 use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, TransportError};
 use dmsc_sim_card::vpcd::{Power, VirtualCard};
 use e2e::*;
@@ -107,11 +108,10 @@ fn card_removed_mid_operation_is_typed_and_atomic() {
             content: vec![byte; 50_000],
         })
     };
-    // First an old value, written normally.
+    // First an old value, written in-process (the slot is used once only: a
+    // vpcd slot is slow to see a new card right after one was pulled).
     {
-        let card = dmsc_sim_card::sim::open(&path).unwrap();
-        let served = Served::start(6, Box::new(card));
-        let mut s = session(&served.reader);
+        let mut s = Session::new(FileSimTransport::open(&path).unwrap());
         open_secure_channel(&mut s, &server_a(), SecurityLevel::new(0x33).unwrap()).unwrap();
         s.put_object(&object, &record(1), None).unwrap();
     }
@@ -141,9 +141,7 @@ fn card_removed_mid_operation_is_typed_and_atomic() {
     }
     assert!(seen.load(Ordering::SeqCst) >= 40);
     // The card holds the old value: nothing of the interrupted write.
-    let card = dmsc_sim_card::sim::open(&path).unwrap();
-    let served = Served::start(6, Box::new(card));
-    let mut s = session(&served.reader);
+    let mut s = Session::new(FileSimTransport::open(&path).unwrap());
     match s.read_object(&object).unwrap().value {
         ObjectValue::Mo(m) => assert_eq!(m.content, vec![1; 50_000]),
         other => panic!("unexpected {other:?}"),

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -69,23 +69,38 @@ impl Served {
     ) -> Served {
         let env = env();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, env.port + slot as u16));
-        let (tx, events) = mpsc::channel();
-        let flag = shutdown.clone();
-        let thread = std::thread::spawn(move || {
-            let _ = vpcd::serve(vec![(card, Endpoint::Connect(addr))], flag, move |e| {
-                let _ = tx.send(e);
+        let card = SharedCard(Arc::new(Mutex::new(card)));
+        let reader = env.readers[slot].clone();
+        // A vpcd slot that just lost a card now and then does not report the
+        // next one: after a bounded wait the bridge connects again (same card).
+        for attempt in 1..=3 {
+            shutdown.store(false, Ordering::SeqCst);
+            let (tx, events) = mpsc::channel();
+            let flag = shutdown.clone();
+            let served_card = card.clone();
+            let thread = std::thread::spawn(move || {
+                let cards: Vec<(Box<dyn VirtualCard>, Endpoint)> =
+                    vec![(Box::new(served_card), Endpoint::Connect(addr))];
+                let _ = vpcd::serve(cards, flag, move |e| {
+                    let _ = tx.send(e);
+                });
             });
-        });
-        let served = Served {
-            reader: env.readers[slot].clone(),
-            slot,
-            shutdown,
-            thread: Some(thread),
-            events,
-        };
-        served.wait_attached();
-        wait_present(&served.reader, true);
-        served
+            let mut served = Served {
+                reader: reader.clone(),
+                slot,
+                shutdown: shutdown.clone(),
+                thread: Some(thread),
+                events,
+            };
+            served.wait_attached();
+            let wait = if attempt < 3 { 8 } else { 20 };
+            if present_within(&served.reader, true, Duration::from_secs(wait)) {
+                return served;
+            }
+            served.stop();
+            present_within(&served.reader, false, Duration::from_secs(5));
+        }
+        panic!("{reader}: the card was attached three times but pcscd never reported it present");
     }
 
     fn wait_attached(&self) {
@@ -123,21 +138,46 @@ impl Drop for Served {
 
 /// Waits (event-driven, bounded) until `reader` holds a card or not.
 pub fn wait_present(reader: &str, present: bool) {
+    assert!(
+        present_within(reader, present, Duration::from_secs(20)),
+        "{reader}: card present never became {present}"
+    );
+}
+
+/// Whether `reader` holds a card (or not) within `limit`.
+pub fn present_within(reader: &str, present: bool, limit: Duration) -> bool {
     let mut ctx = PcscContext::establish().expect("PC/SC context");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + limit;
     loop {
         let readers = ctx.list_readers().expect("list readers");
         if readers
             .iter()
             .any(|r| r.name == reader && r.card_present == present)
         {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{reader}: card present never became {present}; readers: {readers:?}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         let _ = ctx.wait_for_change(Some(Duration::from_millis(500)));
+    }
+}
+
+/// One card shared by the bridges a test starts one after another.
+#[derive(Clone)]
+struct SharedCard(Arc<Mutex<Box<dyn VirtualCard>>>);
+
+impl VirtualCard for SharedCard {
+    fn atr(&self) -> Vec<u8> {
+        self.0.lock().map(|c| c.atr()).unwrap_or_default()
+    }
+    fn power(&mut self, event: vpcd::Power) {
+        if let Ok(mut c) = self.0.lock() {
+            c.power(event)
+        }
+    }
+    fn transmit(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        self.0.lock().ok().and_then(|mut c| c.transmit(apdu))
     }
 }
 

@@ -711,6 +711,13 @@ pub enum OtaCommand {
         /// Card ACL for the MOs put
         #[arg(long, value_name = "ACL")]
         acl: Option<String>,
+        /// Replace the enterprise policy with this policy file (signed with --sign-key)
+        #[arg(long, value_name = "FILE", requires = "sign_key")]
+        policy: Option<PathBuf>,
+        /// The enterprise administrator's P-256 private key that signs --policy (its
+        /// public key must be the one on the card)
+        #[arg(long, value_name = "KEY", requires = "policy")]
+        sign_key: Option<PathBuf>,
         /// The script file to write
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,

@@ -71,6 +71,10 @@ pub enum OtaOperation {
     PutMo(MgmtTree, Option<Acl>),
     /// Delete an MO record.
     DeleteMo(String),
+    /// Replace the enterprise policy with a signed envelope
+    /// ([`crate::policy::signing::SignedPolicy::encode`]); the device's next
+    /// enforcement checks it against the enterprise key on the card.
+    PutPolicy(Vec<u8>),
 }
 
 /// Why building or relaying a script failed.
@@ -236,6 +240,14 @@ pub fn build_script(
                 format!("delete mo:{uri}"),
                 Request::DeleteObject {
                     object: ObjectRef::Mo(uri.clone()),
+                },
+            )],
+            OtaOperation::PutPolicy(envelope) => vec![(
+                "put policy".to_string(),
+                Request::PutObject {
+                    object: ObjectRef::Policy,
+                    value: ObjectValue::Policy(envelope.clone()),
+                    acl: None,
                 },
             )],
         };

@@ -286,3 +286,58 @@ fn transcript_envelope_verifies_on_the_host() {
     sp.verify_with(&vk).unwrap();
     dmsc_host::policy::Policy::parse(std::str::from_utf8(&sp.text).unwrap()).unwrap();
 }
+
+/// A policy replaced over the air: the authority builds the script offline for
+/// this card, the device relays it, and the next enforcement applies it.
+/// A script signed with another key is relayed but the device refuses it.
+#[test]
+fn policy_replaced_over_the_air_is_applied_by_the_next_enforce() {
+    use dmsc_host::ota::{self, OtaOperation};
+    let mut c = card();
+    as_authority(&mut c);
+    put_policy(&mut c, POLICY.as_bytes(), &key(1), false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::at(ts("2026-11-23T10:00:00Z")); // Monday 11:00 in Paris
+    enforce(&mut c, dir.path(), &ctx).unwrap();
+    assert_eq!(
+        read(dir.path(), "resources.json")["resources"]["camera"],
+        "disabled"
+    );
+
+    // The enterprise now allows the camera at work.
+    let relaxed = POLICY.replace("effect = \"disable\"", "effect = \"enable\"");
+    let level = SecurityLevel::new(0x33).unwrap();
+    let envelope = SignedPolicy::sign(relaxed.as_bytes(), &key(1)).encode();
+    let request = ota::read_request(&mut c, 0x30).unwrap();
+    let script = ota::build_script(
+        &server_a().keys,
+        &request,
+        level,
+        &[OtaOperation::PutPolicy(envelope)],
+    )
+    .unwrap();
+    ota::apply_script(&mut c, &script).unwrap();
+    enforce(&mut c, dir.path(), &ctx).unwrap();
+    assert_eq!(
+        read(dir.path(), "resources.json")["resources"]["camera"],
+        "enabled"
+    );
+
+    // A script carrying a policy signed with another key reaches the card, but
+    // the device refuses the policy and keeps what it applied.
+    let rogue = SignedPolicy::sign(POLICY.as_bytes(), &key(9)).encode();
+    let request = ota::read_request(&mut c, 0x30).unwrap();
+    let script = ota::build_script(
+        &server_a().keys,
+        &request,
+        level,
+        &[OtaOperation::PutPolicy(rogue)],
+    )
+    .unwrap();
+    ota::apply_script(&mut c, &script).unwrap();
+    assert!(enforce(&mut c, dir.path(), &ctx).is_err());
+    assert_eq!(
+        read(dir.path(), "resources.json")["resources"]["camera"],
+        "enabled"
+    );
+}

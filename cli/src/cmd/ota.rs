@@ -23,8 +23,16 @@ pub fn run(ctx: &Ctx, cmd: &OtaCommand) -> Result<()> {
             put,
             delete,
             acl,
+            policy,
+            sign_key,
             out,
-        } => build(ctx, request, put, delete, acl.as_deref(), out),
+        } => {
+            let policy = match (policy, sign_key) {
+                (Some(p), Some(k)) => Some(signed_policy(p, k)?),
+                _ => None,
+            };
+            build(ctx, request, put, delete, acl.as_deref(), policy, out)
+        }
         OtaCommand::Apply { script } => apply(ctx, script),
     }
 }
@@ -63,17 +71,36 @@ fn request(ctx: &Ctx, out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// A policy file validated and signed into the envelope the card stores.
+fn signed_policy(policy: &Path, key: &Path) -> Result<Vec<u8>> {
+    use dmsc_host::policy::signing::{load_signing_key, SignedPolicy};
+    let text = std::fs::read(policy)
+        .with_context(|| format!("cannot read the policy {}", policy.display()))?;
+    let utf8 = std::str::from_utf8(&text)
+        .map_err(|_| usage(format!("{}: the policy is not UTF-8", policy.display())))?;
+    dmsc_host::policy::Policy::parse(utf8)
+        .map_err(|e| usage(format!("{}: {e}", policy.display())))?;
+    let key_bytes = zeroize::Zeroizing::new(
+        std::fs::read(key).with_context(|| format!("cannot read the key {}", key.display()))?,
+    );
+    let key = load_signing_key(&key_bytes).map_err(|e| usage(format!("{}: {e}", key.display())))?;
+    Ok(SignedPolicy::sign(&text, &key).encode())
+}
+
 fn build(
     ctx: &Ctx,
     request: &Path,
     put: &[std::path::PathBuf],
     delete: &[String],
     acl: Option<&str>,
+    policy: Option<Vec<u8>>,
     out: &Path,
 ) -> Result<()> {
     let req: OtaRequest = read_json(request, "OTA request")?;
-    if put.is_empty() && delete.is_empty() {
-        return Err(usage("nothing to do: give --put FILE and/or --delete URI"));
+    if put.is_empty() && delete.is_empty() && policy.is_none() {
+        return Err(usage(
+            "nothing to do: give --put FILE, --delete URI and/or --policy FILE --sign-key KEY",
+        ));
     }
     let acl = parse_acl(acl)?;
     let mut ops = Vec::new();
@@ -82,6 +109,9 @@ fn build(
     }
     for uri in delete {
         ops.push(OtaOperation::DeleteMo(uri.clone()));
+    }
+    if let Some(envelope) = policy {
+        ops.push(OtaOperation::PutPolicy(envelope));
     }
     let authority = ctx.require_authority("building an OTA script")?;
     let script = ota::build_script(&authority.keys, &req, ctx.security_level(), &ops).map_err(

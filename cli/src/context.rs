@@ -309,6 +309,24 @@ pub fn no_pcsc() -> anyhow::Error {
     )
 }
 
+/// Asks "question [y/N]" on a terminal; elsewhere `--yes` is required.
+pub fn confirm(ctx: &Ctx, question: &str, refusal: &str) -> Result<()> {
+    if !(std::io::stdin().is_terminal() && ctx.interactive()) {
+        return Err(usage(format!("{refusal} without confirmation: pass --yes")));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the answer")?;
+    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("cancelled: nothing was changed"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! `dmsc acl get|set`: an object's access control list (OMA DM syntax),
 //! enforced by the card: only a holder of Replace on the object may change it.
 
-use std::io::{IsTerminal, Write};
-
 use anyhow::{Context, Result};
 use dmsc_host::card_model::objects::{Acl, ObjectRef, Right};
 use dmsc_host::{CardCommands, Governance};
@@ -10,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::AclCommand;
 use crate::cmd::object::{open_as, parse_ref};
-use crate::context::Ctx;
+use crate::context::{confirm, Ctx};
 use crate::exit::usage;
 use crate::output::print_json;
 
@@ -42,24 +40,6 @@ pub fn taken_away(old: &Acl, new: &Acl) -> Vec<String> {
         }
     }
     out
-}
-
-/// Asks "question [y/N]" on a terminal; elsewhere `--yes` is required.
-pub fn confirm(ctx: &Ctx, question: &str, refusal: &str) -> Result<()> {
-    if !(std::io::stdin().is_terminal() && ctx.interactive()) {
-        return Err(usage(format!("{refusal} without confirmation: pass --yes")));
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the answer")?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("cancelled: nothing was changed"))
-    }
 }
 
 /// Runs an `acl` subcommand.

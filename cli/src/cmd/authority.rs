@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::cli::{AuthorityCommand, NewKeys};
-use crate::cmd::acl::confirm;
 use crate::cmd::object::open_as;
+use crate::context::confirm;
 use crate::context::Ctx;
 use crate::exit::usage;
 use crate::output::{hex_upper, print_json};

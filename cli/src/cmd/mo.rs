@@ -1,7 +1,7 @@
 //! `dmsc mo put|get|list|delete|copy|diff`, `dmsc refresh`, `dmsc watch`:
 //! OMA DM management objects on the card and in the device tree.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::cli::{MoCommand, MoFormat};
 use crate::cmd::object::{open_as, write_atomically};
-use crate::context::{CardSession, Ctx};
+use crate::context::{confirm, CardSession, Ctx};
 use crate::exit::{coded, usage, Code};
 use crate::output::print_json;
 
@@ -43,24 +43,6 @@ fn open_authority(ctx: &Ctx, what: &str) -> Result<CardSession> {
     let mut session = ctx.open_card()?;
     ctx.authenticate(&mut session, &authority)?;
     Ok(session)
-}
-
-/// Asks a yes/no question on the terminal; refuses without one.
-fn confirm(ctx: &Ctx, question: &str, refusal: &str) -> Result<()> {
-    if !(std::io::stdin().is_terminal() && ctx.interactive()) {
-        return Err(usage(format!("{refusal} without confirmation: pass --yes")));
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the answer")?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("cancelled"))
-    }
 }
 
 /// Runs an `mo` subcommand.

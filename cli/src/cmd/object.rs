@@ -1,7 +1,6 @@
 //! `dmsc object list|get|delete`: minimal object access as the device, the
 //! user and/or an authority.
 
-use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -261,22 +260,11 @@ fn get(ctx: &Ctx, object: &ObjectRef, out: Option<&Path>, user: bool) -> Result<
 }
 
 fn confirm(ctx: &Ctx, object: &ObjectRef) -> Result<()> {
-    if !(std::io::stdin().is_terminal() && ctx.interactive()) {
-        return Err(usage(format!(
-            "refusing to delete {object} without confirmation: pass --yes"
-        )));
-    }
-    eprint!("Delete {object} from the card? [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the answer")?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("cancelled: {object} was not deleted"))
-    }
+    crate::context::confirm(
+        ctx,
+        &format!("Delete {object} from the card?"),
+        &format!("refusing to delete {object}"),
+    )
 }
 
 fn delete(ctx: &Ctx, object: &ObjectRef, yes: bool, user: bool) -> Result<()> {

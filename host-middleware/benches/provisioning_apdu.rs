@@ -17,11 +17,14 @@ use dmsc_host::provisioning;
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{
     open_secure_channel, AuthorityKeySet, CardCommands, PcscContext, Session, Transport,
-    TransportError,
 };
 use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard};
 use dmsc_sim_card::{AuthorityKeys, InitParams};
 use zeroize::Zeroizing;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::Counting;
 
 const KEY: &[u8; 16] = b"@ABCDEFGHIJKLMNO";
 const DEVINFO: &str = include_str!("../../test-vectors/tnds/devinfo.json");
@@ -42,82 +45,6 @@ fn env(name: &str) -> String {
         eprintln!("{name} is not set: run this benchmark through `bash .ci/bench`");
         std::process::exit(2)
     })
-}
-
-/// Counts the APDUs that pass.
-struct Counting<T> {
-    inner: T,
-    count: Arc<AtomicUsize>,
-}
-
-impl<T: Transport> Transport for Counting<T> {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        self.inner.transmit(apdu)
-    }
-    fn atr(&self) -> Vec<u8> {
-        self.inner.atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.inner.reset()
-    }
-    fn reader_name(&self) -> &str {
-        self.inner.reader_name()
-    }
-    fn supports_extended(&self) -> bool {
-        self.inner.supports_extended()
-    }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError> {
-        let count = self.count.clone();
-        let mut result = Ok(());
-        let inner = &mut self.inner;
-        let r = inner.exclusive(&mut |t| {
-            let mut counted = CountingRef {
-                inner: t,
-                count: count.clone(),
-            };
-            body(&mut counted);
-        });
-        if let Err(e) = r {
-            result = Err(e);
-        }
-        result
-    }
-}
-
-/// [`Counting`] inside a transaction.
-struct CountingRef<'a> {
-    inner: &'a mut dyn Transport,
-    count: Arc<AtomicUsize>,
-}
-
-impl Transport for CountingRef<'_> {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        self.inner.transmit(apdu)
-    }
-    fn atr(&self) -> Vec<u8> {
-        self.inner.atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.inner.reset()
-    }
-    fn reader_name(&self) -> &str {
-        self.inner.reader_name()
-    }
-    fn supports_extended(&self) -> bool {
-        self.inner.supports_extended()
-    }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError> {
-        body(self);
-        Ok(())
-    }
 }
 
 /// A card state file holding `n` MOs; returns the bytes of MO records.
@@ -220,6 +147,7 @@ fn main() {
         let mut s = Session::new(Counting {
             inner: FileSimTransport::open(&path).expect("open"),
             count: count.clone(),
+            pull_after: None,
         });
         report("in-process", n, bytes, &measure(&mut s, &count, rounds));
         drop(s);
@@ -260,6 +188,7 @@ fn main() {
         let mut s = Session::new(Counting {
             inner: card,
             count: count.clone(),
+            pull_after: None,
         });
         report("pcscd", n, bytes, &measure(&mut s, &count, rounds));
         drop(s);

@@ -12,49 +12,13 @@ use dmsc_host::mo::{self, MgmtTree, MoError};
 use dmsc_host::ota::{self, OtaError, OtaOperation};
 use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, ProvisioningError};
 use dmsc_host::sim_transport::SimTransport;
-use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Transport, TransportError};
+use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Transport};
 use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
 use support::*;
 use zeroize::Zeroizing;
 
 const DMACC: &str = include_str!("../../test-vectors/tnds/dmacc.xml");
 const DEVINFO: &str = include_str!("../../test-vectors/tnds/devinfo.json");
-
-/// A transport that counts APDUs and can be pulled after a number of them.
-struct Counting<T: Transport> {
-    inner: T,
-    count: Arc<AtomicUsize>,
-    pull_after: Option<usize>,
-}
-
-impl<T: Transport> Transport for Counting<T> {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let n = self.count.fetch_add(1, Ordering::SeqCst);
-        if self.pull_after.is_some_and(|limit| n >= limit) {
-            return Err(TransportError::CardRemoved);
-        }
-        self.inner.transmit(apdu)
-    }
-    fn atr(&self) -> Vec<u8> {
-        self.inner.atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.inner.reset()
-    }
-    fn reader_name(&self) -> &str {
-        self.inner.reader_name()
-    }
-    fn supports_extended(&self) -> bool {
-        self.inner.supports_extended()
-    }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError> {
-        body(self);
-        Ok(())
-    }
-}
 
 type Sim = SimTransport<MemoryStore>;
 

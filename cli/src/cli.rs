@@ -142,6 +142,17 @@ pub struct Global {
     /// Read the user PIN from this file (first line) instead of DMSC_PIN or a prompt
     #[arg(long, global = true, value_name = "FILE", help_heading = "User PIN")]
     pub pin_file: Option<PathBuf>,
+
+    /// Run as if the clock read this instant (RFC 3339) when the command started; it
+    /// then runs on in real time (policy decisions, command deadlines, watches)
+    #[arg(
+        long,
+        global = true,
+        env = "DMSC_NOW",
+        value_name = "TIME",
+        help_heading = "Global options"
+    )]
+    pub now: Option<jiff::Timestamp>,
 }
 
 /// SCP03 security levels (P1 of EXTERNAL AUTHENTICATE).

@@ -35,6 +35,35 @@ pub struct Ctx {
     pub key_version: Option<u8>,
     pub level: Level,
     pub pin_file: Option<PathBuf>,
+    /// The clock every time-dependent decision reads.
+    pub clock: Clock,
+}
+
+/// The command's clock: the real time, or `--now` (`DMSC_NOW`) at the start
+/// of the command running on with the monotonic clock. Tests choose their
+/// instant with it; nothing they decide reads the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: jiff::Timestamp,
+    started: std::time::Instant,
+}
+
+impl Clock {
+    /// A clock reading `start` now (the real time when `None`).
+    pub fn starting_at(start: Option<jiff::Timestamp>) -> Clock {
+        Clock {
+            start: start.unwrap_or_else(jiff::Timestamp::now),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The current instant, in whole seconds.
+    pub fn now(&self) -> jiff::Timestamp {
+        let elapsed = jiff::SignedDuration::try_from(self.started.elapsed())
+            .unwrap_or(jiff::SignedDuration::ZERO);
+        let t = self.start.checked_add(elapsed).unwrap_or(self.start);
+        jiff::Timestamp::from_second(t.as_second()).unwrap_or(t)
+    }
 }
 
 fn from_command_line(m: &ArgMatches, id: &str) -> bool {
@@ -82,6 +111,7 @@ impl Ctx {
             key_version: g.key_version,
             level: g.security_level,
             pin_file: g.pin_file,
+            clock: Clock::starting_at(g.now),
         })
     }
 

@@ -6,7 +6,24 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::{new_card, run, run_env, triple, TEST_KEY};
+use common::{new_card, triple, Out, TEST_KEY};
+
+/// The instant every command of these tests runs at (`DMSC_NOW`): Monday
+/// 2026-11-23, 10:00 in Paris, inside the policy's working hours. Nothing
+/// here reads the wall clock, so the outcome is the same at any hour.
+const MONDAY_10_PARIS: &str = "2026-11-23T09:00:00Z";
+
+/// Runs `dmsc ARGS` at [`MONDAY_10_PARIS`].
+fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut env = env.to_vec();
+    env.push(("DMSC_NOW", MONDAY_10_PARIS));
+    common::run_env(dir, args, &env)
+}
+
+/// Runs `dmsc ARGS` at [`MONDAY_10_PARIS`].
+fn run(dir: &Path, args: &[&str]) -> Out {
+    run_env(dir, args, &[])
+}
 
 const POLICY: &str = r#"format = "dmsc-policy"
 version = 1
@@ -367,9 +384,17 @@ fn enforce_commands_and_watch() {
         .into_iter()
         .map(|v| v.unwrap())
         .collect();
+    // The command expires 3 s after the chosen instant, while the
+    // work-hours rule disables the camera too: the state stays, what decides
+    // it changes, and the watch re-applies then (not at 18:00).
     assert_eq!(docs.len(), 2, "{out:?}");
+    assert_eq!(docs[0]["applied"][1]["resource"], "camera");
     assert_eq!(docs[0]["applied"][1]["decided_by"]["by"], "command");
-    assert_ne!(docs[1]["applied"][1]["decided_by"]["by"], "command");
+    assert_eq!(docs[0]["next_reevaluation"], "2026-11-23T09:00:03Z");
+    assert_eq!(docs[0]["next_change"], "2026-11-23T17:00:00Z");
+    assert_eq!(docs[1]["applied"][1]["state"], "disabled");
+    assert_eq!(docs[1]["applied"][1]["decided_by"]["by"], "rule");
+    assert_eq!(docs[1]["applied"][1]["decided_by"]["id"], "work-hours");
 
     // The authority replaces the policy (as an over-the-air update would):
     // the next enforce applies it, and the commands for the old one are dropped.

@@ -18,7 +18,8 @@ use dmsc_host::policy::signing::{
     load_signing_key, policy_digest, CommandStatement, SignedCommand,
 };
 use dmsc_host::policy::{
-    evaluate, next_change, Context, Decision, Policy, PolicyError, Position, State,
+    evaluate, next_change, next_reevaluation, Context, Decision, Policy, PolicyError, Position,
+    State,
 };
 use dmsc_host::CardCommands;
 use jiff::civil::{Date, DateTime};
@@ -265,19 +266,14 @@ fn policy_tz(p: &Policy) -> TimeZone {
     TimeZone::get(&p.timezone).unwrap_or(TimeZone::UTC)
 }
 
-/// Now, in whole seconds.
-fn now() -> Timestamp {
-    let t = Timestamp::now();
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
-
+/// The situation to decide for; `now` is the command's clock reading.
 fn situation(
     s: &Situation,
     p: &Policy,
     device: Option<&Path>,
     digest: Option<&str>,
+    now: Timestamp,
 ) -> Result<Context> {
-    let now = now();
     let time = match &s.at {
         Some(t) => parse_time(t, &policy_tz(p), now)?,
         None => now,
@@ -521,6 +517,7 @@ fn eval(ctx: &Ctx, source: &Source, s: &Situation) -> Result<()> {
         &policy,
         source.device.as_deref(),
         verified.as_ref().map(|v| v.digest.as_str()),
+        ctx.clock.now(),
     )?;
     let decisions = evaluate(&policy, &c);
     if ctx.json {
@@ -528,6 +525,7 @@ fn eval(ctx: &Ctx, source: &Source, s: &Situation) -> Result<()> {
             "at": c.time,
             "decisions": decisions,
             "next_change": next_change(&policy, &c),
+            "next_reevaluation": next_reevaluation(&policy, &c),
         }));
     }
     println!("at {}", c.time.to_zoned(policy_tz(&policy)));
@@ -542,6 +540,7 @@ fn next(ctx: &Ctx, source: &Source, s: &Situation) -> Result<()> {
         &policy,
         source.device.as_deref(),
         verified.as_ref().map(|v| v.digest.as_str()),
+        ctx.clock.now(),
     )?;
     let n = next_change(&policy, &c);
     let after = n.map(|t| evaluate(&policy, &c.with_time(t)));
@@ -593,7 +592,7 @@ fn grid(
         Some(d) => d
             .parse()
             .map_err(|_| usage(format!("--from: '{d}' is not a date YYYY-MM-DD")))?,
-        None => Timestamp::now().to_zoned(zone.clone()).date(),
+        None => ctx.clock.now().to_zoned(zone.clone()).date(),
     };
     let start = first
         .to_zoned(zone.clone())
@@ -616,6 +615,7 @@ fn grid(
         &policy,
         source.device.as_deref(),
         verified.as_ref().map(|v| v.digest.as_str()),
+        ctx.clock.now(),
     )?;
     let segments = timeline(&policy, &c, start, end);
     if ctx.json {
@@ -755,14 +755,15 @@ fn print_report(ctx: &Ctx, report: &Report) -> Result<()> {
 fn enforce_once(ctx: &Ctx, device: &Path, s: &Situation) -> Result<Report> {
     // Location and an absolute --at need no policy; a local --at
     // (YYYY-MM-DDTHH:MM) is in the time zone of the card's policy.
-    let mut context = situation(s, &Policy::parse(MINIMAL).pol()?, None, None)?;
+    let now = ctx.clock.now();
+    let mut context = situation(s, &Policy::parse(MINIMAL).pol()?, None, None, now)?;
     let mut card = ctx.open_card()?;
     if let Some(at) =
         s.at.as_deref()
             .filter(|a| !a.starts_with('+') && a.parse::<Timestamp>().is_err())
     {
         if let Ok(v) = read_verified(&mut card) {
-            context.time = parse_time(at, &policy_tz(&v.policy), now())?;
+            context.time = parse_time(at, &policy_tz(&v.policy), now)?;
         }
     }
     let report = enforce(&mut card, device, &context);
@@ -808,12 +809,14 @@ fn watch_loop(
                 .context("selecting the dmsc applet")?
                 .generation
         };
-        let now = Timestamp::now();
+        let now = ctx.clock.now();
         if first || Some(generation) != last_generation || due.is_some_and(|d| now >= d) {
             first = false;
             last_generation = Some(generation);
             match enforce_once(ctx, device, s) {
-                Ok(r) => due = r.next_change,
+                // Re-apply when any decision changes, not only a state:
+                // the report must never name a rule or command out of force.
+                Ok(r) => due = r.next_reevaluation,
                 Err(e) => {
                     eprintln!("error: {}", crate::exit::describe(&e));
                     due = None;
@@ -827,7 +830,7 @@ fn watch_loop(
         // Sleep until the next change or the next poll, whichever is first.
         let mut wait = poll;
         if let Some(d) = due {
-            let left = d.duration_since(Timestamp::now());
+            let left = d.duration_since(ctx.clock.now());
             let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
             wait = wait.min(left + Duration::from_millis(5));
         }
@@ -860,7 +863,7 @@ fn command(ctx: &Ctx, a: &CommandArgs) -> Result<()> {
             a.valid_for
         ))
     })?;
-    let now = Timestamp::now();
+    let now = ctx.clock.now();
     let (policy, digest) = match a.policy_file {
         Some(f) => {
             let (p, text) = parse_file(f)?;
@@ -927,7 +930,7 @@ fn command(ctx: &Ctx, a: &CommandArgs) -> Result<()> {
 
 fn accept(ctx: &Ctx, cmd: &SignedCommand, device: &Path, s: &Situation) -> Result<()> {
     let mut card = ctx.open_card()?;
-    let (o, _) = accept_command(&mut card, device, cmd, Timestamp::now()).pol()?;
+    let (o, _) = accept_command(&mut card, device, cmd, ctx.clock.now()).pol()?;
     drop(card);
     if !ctx.json {
         println!(

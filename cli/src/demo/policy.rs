@@ -118,11 +118,11 @@ pub fn step(r: &mut Report, w: &mut World) -> Result<()> {
         resource: "camera".into(),
         until: Some("2026-11-23T09:00:00Z".parse()?),
         counter: 1,
-        not_after: Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1))?,
+        not_after: monday.checked_add(jiff::SignedDuration::from_hours(1))?,
         policy: policy_digest(POLICY.as_bytes()),
     };
     let cmd = SignedCommand::sign(&statement, &enterprise);
-    let accepted = accept_command(&mut w.card, device.path(), &cmd, Timestamp::now());
+    let accepted = accept_command(&mut w.card, device.path(), &cmd, monday);
     r.expect(
         "an administrator's signed command: camera on until 10:00 Paris",
         match &accepted {
@@ -145,7 +145,7 @@ pub fn step(r: &mut Report, w: &mut World) -> Result<()> {
         camera.is_some_and(|a| a.decision.state == State::Enabled),
         "camera enabled by the command",
     );
-    let replay = accept_command(&mut w.card, device.path(), &cmd, Timestamp::now());
+    let replay = accept_command(&mut w.card, device.path(), &cmd, monday);
     r.expect(
         "the same command again",
         match &replay {

@@ -48,6 +48,7 @@ pub fn dmsc(dir: &Path) -> Command {
         "DMSC_NEW_PIN",
         "DMSC_PUK",
         "DMSC_VPCD_PORT",
+        "DMSC_NOW",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::card::{card_verifies, read_verified, VerifiedPolicy};
-use super::engine::{evaluate, next_change, Context, Decision, Override};
+use super::engine::{evaluate, next_change, next_reevaluation, Context, Decision, Override};
 use super::signing::SignedCommand;
 use super::PolicyError;
 use crate::CardCommands;
@@ -203,8 +203,12 @@ pub struct Report {
     pub applied: Vec<Applied>,
     /// What failed.
     pub failures: Vec<Failure>,
-    /// When the decisions change next, if ever.
+    /// When the state of a resource changes next, if ever.
     pub next_change: Option<Timestamp>,
+    /// When any decision changes next (a state, or what decided it), if ever:
+    /// the instant at which a watch applies the policy again, so that this
+    /// report never names a rule or command no longer in force.
+    pub next_reevaluation: Option<Timestamp>,
 }
 
 /// The resource states the device applies (`resources.json`).
@@ -258,6 +262,7 @@ pub fn enforce(
                     message: e.to_string(),
                 }],
                 next_change: None,
+                next_reevaluation: None,
             };
             write_device_file(dir, REPORT_FILE, &to_json(&report))?;
             return Err(e);
@@ -270,6 +275,7 @@ pub fn enforce(
     };
     let decisions = evaluate(&verified.policy, &ctx);
     let next = next_change(&verified.policy, &ctx);
+    let reevaluation = next_reevaluation(&verified.policy, &ctx);
     let previous: Option<ResourceStates> =
         read_device_file(dir, RESOURCES_FILE)?.and_then(|b| serde_json::from_slice(&b).ok());
     let states = ResourceStates {
@@ -320,6 +326,7 @@ pub fn enforce(
         applied,
         failures,
         next_change: next,
+        next_reevaluation: reevaluation,
     };
     write_device_file(dir, REPORT_FILE, &to_json(&report))?;
     written?;

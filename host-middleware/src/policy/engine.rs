@@ -1,5 +1,7 @@
 //! The enforcement engine: [`evaluate`] decides every managed resource at
-//! one instant; [`next_change`] says when any decision changes next.
+//! one instant; [`next_change`] says when the state of a resource changes
+//! next, [`next_reevaluation`] when any decision (state or what decided it)
+//! does.
 //!
 //! Precedence, per resource (`docs/policy.md`):
 //! 1. an administrator's command in force (the highest counter wins);
@@ -255,9 +257,34 @@ fn states(policy: &Policy, ctx: &Context) -> Vec<State> {
 /// The next instant after `ctx.time` at which the state of any managed
 /// resource changes, location and network staying as they are; `None` if
 /// none does within [`HORIZON_DAYS`] (and no command expires later).
+///
+/// An instant where only what decides a resource changes (a command expiring
+/// over a rule with the same effect) is not a change of state: see
+/// [`next_reevaluation`] for those.
 pub fn next_change(policy: &Policy, ctx: &Context) -> Option<Timestamp> {
-    let t = ctx.time;
     let now = states(policy, ctx);
+    next_instant(policy, ctx, |c| states(policy, c) != now)
+}
+
+/// The next instant after `ctx.time` at which any decision changes: the
+/// state of a resource **or what decided it** (`decided_by`). This includes
+/// every [`next_change`] instant, and also a command expiring over a rule
+/// that says the same, or a rule taking over from the default with the same
+/// effect. An enforcement watch re-applies at this instant, so that the
+/// report it writes never names a rule or command no longer in force.
+pub fn next_reevaluation(policy: &Policy, ctx: &Context) -> Option<Timestamp> {
+    let now = evaluate(policy, ctx);
+    next_instant(policy, ctx, |c| evaluate(policy, c) != now)
+}
+
+/// The first candidate instant after `ctx.time` (a command's expiry, a
+/// window's start or end) at which `differs` holds.
+fn next_instant(
+    policy: &Policy,
+    ctx: &Context,
+    differs: impl Fn(&Context) -> bool,
+) -> Option<Timestamp> {
+    let t = ctx.time;
     let mut candidates: BTreeSet<Timestamp> = ctx
         .overrides
         .iter()
@@ -297,7 +324,7 @@ pub fn next_change(policy: &Policy, ctx: &Context) -> Option<Timestamp> {
                 break;
             }
             candidates.pop_first();
-            if states(policy, &ctx.with_time(c)) != now {
+            if differs(&ctx.with_time(c)) {
                 return Some(c);
             }
         }
@@ -637,6 +664,50 @@ dates = { from = "2026-12-01", to = "2026-12-04" }
     }
 
     #[test]
+    fn a_command_expiring_over_a_rule_with_the_same_effect_is_a_reevaluation() {
+        // Monday 10:00 Paris: the rule already disables the camera; a command
+        // disabling it until 10:00:03 changes no state when it expires, but
+        // what decides the camera changes from the command to the rule.
+        let p = policy(WORK);
+        let mut ctx = Context::at(ts("2026-11-23T09:00:00Z"));
+        ctx.overrides = vec![Override {
+            resource: "camera".into(),
+            state: State::Disabled,
+            until: Some(ts("2026-11-23T09:00:03Z")),
+            counter: 10,
+        }];
+        assert_eq!(next_change(&p, &ctx), Some(ts("2026-11-23T17:00:00Z")));
+        assert_eq!(
+            next_reevaluation(&p, &ctx),
+            Some(ts("2026-11-23T09:00:03Z"))
+        );
+        let after = evaluate(&p, &ctx.with_time(ts("2026-11-23T09:00:03Z"))).remove(0);
+        assert_eq!(after.state, State::Disabled);
+        assert_eq!(
+            after.decided_by,
+            DecidedBy::Rule {
+                id: "work".into(),
+                priority: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_rule_taking_over_from_the_default_with_the_same_effect_is_a_reevaluation() {
+        let p = policy(
+            "[defaults]\ncamera = \"disable\"\n[[rules]]\nid = \"night\"\neffect = \"disable\"\nresources = [\"camera\"]\nfrom = \"22:00\"\nto = \"06:00\"\n",
+        );
+        let ctx = Context::at(ts("2026-11-23T12:00:00Z"));
+        assert_eq!(evaluate(&p, &ctx)[0].decided_by, DecidedBy::Default);
+        assert_eq!(next_change(&p, &ctx), None);
+        // 22:00 Paris is 21:00Z: the rule decides from then on, with the same effect.
+        assert_eq!(
+            next_reevaluation(&p, &ctx),
+            Some(ts("2026-11-23T21:00:00Z"))
+        );
+    }
+
+    #[test]
     fn timeline_segments_cover_the_range() {
         let p = policy(WORK);
         let from = ts("2026-11-23T00:00:00Z");
@@ -719,6 +790,46 @@ dates = { from = "2026-12-01", to = "2026-12-04" }
             let just_before = n.checked_sub(SignedDuration::from_secs(1)).unwrap();
             if just_before >= t {
                 prop_assert_eq!(states(&p, &ctx.with_time(just_before)), now);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Between `t` and `next_reevaluation(t)` no decision changes (state or
+        /// what decided it); at it, one does; it is never later than `next_change`.
+        #[test]
+        fn evaluate_is_consistent_with_next_reevaluation(
+            p in arb_policy(),
+            secs in 1_767_225_600i64..1_830_297_600, // 2026 … 2027
+            expiry in 1i64..200_000,
+            disable in any::<bool>(),
+            probes in prop::collection::vec(0.0f64..1.0, 4),
+        ) {
+            let t = Timestamp::from_second(secs).unwrap();
+            let mut ctx = Context::at(t);
+            ctx.overrides = vec![Override {
+                resource: "camera".into(),
+                state: if disable { State::Disabled } else { State::Enabled },
+                until: Some(t.checked_add(SignedDuration::from_secs(expiry)).unwrap()),
+                counter: 1,
+            }];
+            let now = evaluate(&p, &ctx);
+            // A command expires within the range: there is always a re-evaluation.
+            let n = next_reevaluation(&p, &ctx);
+            prop_assert!(n.is_some());
+            let n = n.unwrap();
+            prop_assert!(n > t);
+            if let Some(c) = next_change(&p, &ctx) {
+                prop_assert!(n <= c);
+            }
+            prop_assert_ne!(evaluate(&p, &ctx.with_time(n)), now.clone());
+            let span = n.duration_since(t).as_secs();
+            for f in probes {
+                let s = t.checked_add(SignedDuration::from_secs((span as f64 * f) as i64)).unwrap();
+                if s < n {
+                    prop_assert_eq!(evaluate(&p, &ctx.with_time(s)), now.clone(), "at {}", s);
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 //! - [`format`]: the policy file (TOML, schema `dmsc-policy` version 1) and
 //!   its validation, with line/column and rule in every error;
 //! - [`geo`]: sites (circles, polygons) in WGS84;
-//! - [`engine`]: [`evaluate`] and [`next_change`];
+//! - [`engine`]: [`evaluate`], [`next_change`] and [`next_reevaluation`];
 //! - [`signing`]: the signed envelope stored in the card's `policy` object,
 //!   P-256 keys as openssl writes them, and administrators' signed commands;
 //! - [`card`]: putting a policy on the card and reading it back verified by
@@ -18,7 +18,9 @@ pub mod format;
 pub mod geo;
 pub mod signing;
 
-pub use engine::{evaluate, next_change, Context, DecidedBy, Decision, Override};
+pub use engine::{
+    evaluate, next_change, next_reevaluation, Context, DecidedBy, Decision, Override,
+};
 pub use format::{Policy, State};
 pub use geo::{Position, Site};
 

@@ -22,7 +22,39 @@ use crate::cli::{Cli, Command, SimCommand};
 use crate::context::Ctx;
 use crate::exit::{classify, describe, Code};
 
+/// Exit status of a command whose standard output was closed by its reader
+/// (`dmsc … | head -1`): what a shell reports for a process ended by SIGPIPE.
+const CLOSED_STDOUT: u8 = 128 + 13;
+
+/// Whether the error is a write to a standard output that its reader closed.
+fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A closed standard output ends the command quietly, like any Unix tool:
+/// `println!` reports it as a panic, which is turned into exit status 141
+/// with no message. Every other panic keeps the default report.
+fn end_quietly_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(CLOSED_STDOUT));
+        }
+        default_hook(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_closed_stdout();
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {
@@ -42,6 +74,7 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     match run(cli, &matches) {
         Ok(code) => ExitCode::from(code as u8),
+        Err(err) if is_closed_stdout(&err) => ExitCode::from(CLOSED_STDOUT),
         Err(err) => {
             let code = classify(&err);
             let message = describe(&err);

@@ -843,3 +843,33 @@ fn exit_codes_for_bad_input_and_missing_cards() {
     run(d, &["--key-version", "0x1FF", "info"]).expect(2);
     run(d, &["--security-level", "none", "info"]).expect(2);
 }
+
+/// A reader that closes standard output early (`dmsc … | head -c 16`) ends
+/// the command quietly: no panic, no message, exit status 141 (as after
+/// SIGPIPE). The outputs are larger than a pipe's buffer, so the write after
+/// the close is certain.
+#[test]
+fn closed_stdout_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["completions", "bash"][..],
+        &["completions", "zsh"],
+    ] {
+        let mut child = common::dmsc(dir.path())
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // The read end is closed here; the child's next writes fail.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed: {stderr}");
+    }
+}

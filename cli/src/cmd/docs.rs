@@ -10,10 +10,16 @@ use crate::cli::Cli;
 
 /// Prints the completion script for `shell` on stdout.
 pub fn completions(shell: Shell) -> Result<()> {
+    use std::io::Write;
     let mut cmd = Cli::command();
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(shell, &mut cmd, "dmsc", &mut out);
-    Ok(())
+    // clap_complete panics on a write error: generate in memory, then write
+    // (a closed stdout is then an error the caller ends quietly on).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "dmsc", &mut script);
+    std::io::stdout()
+        .lock()
+        .write_all(&script)
+        .context("cannot write the completion script")
 }
 
 /// Prints the manual page on stdout, or writes one page per subcommand into `dir`.

@@ -21,6 +21,7 @@ Exit codes:
   7  wrong PIN or PUK (63Cx); the message says how many tries are left
   8  object or key not found (6A82, 6A88), e.g. an unknown SCP03 key version
   9  declined by the user (bootstrap verify, firmware approve --on-unapproved ask)
+  141 standard output closed by its reader (dmsc … | head): ended quietly
 
 Secrets: PINs never go on the command line (prompt, --pin-file or DMSC_PIN);
 authority keys come from --scp-key-file, DMSC_SCP_KEYS or --scp-keys, are

@@ -57,8 +57,6 @@ const MO_TNDS: &str = r#"<MgmtTree xmlns="syncml:dmddf1.2">
   </Node>
 </MgmtTree>
 "#;
-const POLICY: &str = "enterprise-policy/1\ncamera=off when weekday 08:00-18:00\n\
-                      bluetooth=off at site:HQ\nusb-storage=off\n";
 const BOOTSTRAP_KEY_ID: u8 = 1;
 /// The bootstrap packet the network sends: a TNDS document.
 const BOOTSTRAP_PACKET: &[u8] = b"<MgmtTree xmlns=\"syncml:dmddf1.2\">\n  <VerDTD>1.2</VerDTD>\n  \
@@ -122,6 +120,8 @@ impl Report {
         if !self.json {
             let mark = if ok { "ok" } else { "FAILED" };
             match (&expected, ok) {
+                // A note shows what happened; it checks nothing and is not counted.
+                (None, _) => println!("   note: {action}: {result}"),
                 (Some(e), false) => println!("   [{mark}] {action}: {result} (expected: {e})"),
                 _ => println!("   [{mark}] {action}: {result}"),
             }
@@ -173,8 +173,13 @@ impl Report {
             .count()
     }
 
+    /// The checks made (notes are not checks: they cannot fail).
     fn checks(&self) -> usize {
-        self.steps.iter().map(|s| s.results.len()).sum()
+        self.steps
+            .iter()
+            .flat_map(|s| &s.results)
+            .filter(|c| c.expected.is_some())
+            .count()
     }
 }
 
@@ -373,12 +378,21 @@ fn provision(r: &mut Report, w: &mut World) -> Result<()> {
         put,
         format!("{MO_TYPE}, {} bytes of TNDS", MO_TNDS.len()),
     );
-    let policy = ObjectValue::Policy(POLICY.as_bytes().to_vec());
-    let put = w.card.put_object(&ObjectRef::Policy, &policy, None);
+    // The enterprise policy in its signed envelope (the enterprise key goes
+    // on the card with it in the policy step).
+    let envelope = dmsc_host::policy::signing::SignedPolicy::sign(
+        policy::POLICY.as_bytes(),
+        &random_signing_key()?,
+    )
+    .encode();
+    let stored = envelope.len();
+    let put = w
+        .card
+        .put_object(&ObjectRef::Policy, &ObjectValue::Policy(envelope), None);
     r.expect_ok(
-        "store the enterprise policy",
+        "store the signed enterprise policy",
         put,
-        format!("{} bytes", POLICY.len()),
+        format!("{stored} bytes (signed envelope)"),
     );
     let put = bootstrap::provision_key(
         &mut w.card,
@@ -650,7 +664,14 @@ fn access_control(r: &mut Report, w: &mut World) -> Result<()> {
         2,
     );
 
-    let policy = ObjectValue::Policy(b"enterprise-policy/1\ncamera=on\n".to_vec());
+    // A policy the user signed with a key of their own.
+    let policy = ObjectValue::Policy(
+        dmsc_host::policy::signing::SignedPolicy::sign(
+            policy::POLICY.replace("\"disable\"", "\"enable\"").as_bytes(),
+            &random_signing_key()?,
+        )
+        .encode(),
+    );
     for attempt in 1..=4 {
         let result = w.card.put_object(&ObjectRef::Policy, &policy, None);
         r.expect(
@@ -989,7 +1010,7 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
     let mut update = MgmtTree::from_tnds(PROVISIONED_TNDS)?;
     update = mo::rooted_at(&update, "./OtaAcc")?;
     let level = SecurityLevel::new(0x03).expect("03 is a valid level");
-    let script = ota::build_script(
+    let mut script = ota::build_script(
         &w.authority.keys,
         &request,
         level,
@@ -1003,31 +1024,46 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
             script.sequence_counter
         ),
     );
-    let mut altered = script.clone();
-    if let Some(last) = altered.apdus.last_mut() {
-        let flipped = if last.ends_with('0') { "1" } else { "0" };
-        last.replace_range(last.len() - 1.., flipped);
+    // One flipped bit at each of four places: the host challenge
+    // (INITIALIZE UPDATE), the host cryptogram (EXTERNAL AUTHENTICATE), the
+    // encrypted data and the C-MAC of the first protected command. Each copy
+    // must be refused by the card at that APDU, with the card unchanged.
+    let mut outcomes = Vec::new();
+    let mut all_refused = true;
+    for (apdu, pos) in [(0usize, 6usize), (1, 6), (2, 12), (2, usize::MAX)] {
+        let mut altered = script.clone();
+        let mut bytes = hex::decode(&altered.apdus[apdu])?;
+        let i = if pos == usize::MAX { bytes.len() - 1 } else { pos };
+        bytes[i] ^= 0x01;
+        altered.apdus[apdu] = hex::encode_upper(bytes);
+        let refused = ota::apply_script(&mut w.card, &altered);
+        let unchanged = mo::list_mos(&mut w.card)? == before;
+        let ok = matches!(&refused, Err(ota::OtaError::Refused { index, .. }) if *index == (apdu + 1).max(2))
+            && unchanged;
+        all_refused &= ok;
+        outcomes.push(match refused {
+            Ok(_) => format!("APDU {} byte {i}: accepted", apdu + 1),
+            Err(ota::OtaError::Refused { index, sw, .. }) => {
+                format!("APDU {} byte {i}: refused at APDU {index} ({sw:04X})", apdu + 1)
+            }
+            Err(e) => format!("APDU {} byte {i}: {e}", apdu + 1),
+        });
+        // Each refusal used up the counter: the script must be rebuilt.
+        let request = ota::read_request(&mut w.card, w.authority.key_version)?;
+        let update = mo::rooted_at(&MgmtTree::from_tnds(PROVISIONED_TNDS)?, "./OtaAcc")?;
+        script = ota::build_script(
+            &w.authority.keys,
+            &request,
+            level,
+            &[OtaOperation::PutMo(update, None)],
+        )?;
     }
-    let refused = ota::apply_script(&mut w.card, &altered);
-    let unchanged = mo::list_mos(&mut w.card)? == before;
     r.expect(
-        "device relays a copy with one altered byte",
-        refused
-            .as_ref()
-            .map(|_| "accepted".to_string())
-            .unwrap_or_else(|e| e.to_string()),
-        refused.is_err() && unchanged,
-        "refused, card unchanged",
+        "device relays copies with one bit flipped at four places",
+        outcomes.join("; "),
+        all_refused,
+        "each refused at the altered APDU, card unchanged",
     );
-    // The refusal used up the counter: the authority builds a fresh script.
-    let request = ota::read_request(&mut w.card, w.authority.key_version)?;
-    let update = mo::rooted_at(&MgmtTree::from_tnds(PROVISIONED_TNDS)?, "./OtaAcc")?;
-    let script = ota::build_script(
-        &w.authority.keys,
-        &request,
-        level,
-        &[OtaOperation::PutMo(update, None)],
-    )?;
     let applied = ota::apply_script(&mut w.card, &script);
     r.expect(
         "device relays the script",
@@ -1045,8 +1081,8 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
             .as_ref()
             .map(|_| "accepted".to_string())
             .unwrap_or_else(|e| e.to_string()),
-        replay.is_err(),
-        "refused (the sequence counter moved on)",
+        matches!(replay, Err(ota::OtaError::Refused { index: 2, .. })),
+        "refused at EXTERNAL AUTHENTICATE (the sequence counter moved on)",
     );
     let report = provisioning::refresh(&mut w.card, &mut device)?;
     r.expect(

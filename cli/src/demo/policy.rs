@@ -66,17 +66,19 @@ pub fn step(r: &mut Report, w: &mut World) -> Result<()> {
     }
 
     w.as_device()?;
-    let verified = read_verified(&mut w.card).context("reading the policy")?;
-    r.expect(
-        "the device reads the policy; the card verifies its signature with its key",
-        format!(
-            "{} verified, key {}",
-            verified.policy.name,
-            &verified.key_fingerprint[..16]
-        ),
-        true,
-        "verified",
-    );
+    let action = "the device reads the policy; the card verifies its signature with its key";
+    let verified = match read_verified(&mut w.card) {
+        Ok(v) => {
+            let says = format!("{} verified, key {}", v.policy.name, &v.key_fingerprint[..16]);
+            r.expect(action, says, true, "verified");
+            v
+        }
+        Err(e) => {
+            // The rest of the step needs the verified policy.
+            r.expect(action, e, false, "verified");
+            return Ok(());
+        }
+    };
     let mut ctx = Context::at(monday);
     ctx.location = Position::new(48.70, 2.18); // on the lab's southern edge
     let d = evaluate(&verified.policy, &ctx);

@@ -667,7 +667,9 @@ fn access_control(r: &mut Report, w: &mut World) -> Result<()> {
     // A policy the user signed with a key of their own.
     let policy = ObjectValue::Policy(
         dmsc_host::policy::signing::SignedPolicy::sign(
-            policy::POLICY.replace("\"disable\"", "\"enable\"").as_bytes(),
+            policy::POLICY
+                .replace("\"disable\"", "\"enable\"")
+                .as_bytes(),
             &random_signing_key()?,
         )
         .encode(),
@@ -1033,7 +1035,11 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
     for (apdu, pos) in [(0usize, 6usize), (1, 6), (2, 12), (2, usize::MAX)] {
         let mut altered = script.clone();
         let mut bytes = hex::decode(&altered.apdus[apdu])?;
-        let i = if pos == usize::MAX { bytes.len() - 1 } else { pos };
+        let i = if pos == usize::MAX {
+            bytes.len() - 1
+        } else {
+            pos
+        };
         bytes[i] ^= 0x01;
         altered.apdus[apdu] = hex::encode_upper(bytes);
         let refused = ota::apply_script(&mut w.card, &altered);
@@ -1044,7 +1050,10 @@ fn over_the_air(r: &mut Report, w: &mut World) -> Result<()> {
         outcomes.push(match refused {
             Ok(_) => format!("APDU {} byte {i}: accepted", apdu + 1),
             Err(ota::OtaError::Refused { index, sw, .. }) => {
-                format!("APDU {} byte {i}: refused at APDU {index} ({sw:04X})", apdu + 1)
+                format!(
+                    "APDU {} byte {i}: refused at APDU {index} ({sw:04X})",
+                    apdu + 1
+                )
             }
             Err(e) => format!("APDU {} byte {i}: {e}", apdu + 1),
         });

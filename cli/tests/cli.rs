@@ -853,10 +853,7 @@ fn closed_stdout_ends_the_command_quietly() {
     use std::io::Read;
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["completions", "bash"][..],
-        &["completions", "zsh"],
-    ] {
+    for args in [&["completions", "bash"][..], &["completions", "zsh"]] {
         let mut child = common::dmsc(dir.path())
             .args(args)
             .env("RUST_BACKTRACE", "1")

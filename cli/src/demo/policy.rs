@@ -69,7 +69,11 @@ pub fn step(r: &mut Report, w: &mut World) -> Result<()> {
     let action = "the device reads the policy; the card verifies its signature with its key";
     let verified = match read_verified(&mut w.card) {
         Ok(v) => {
-            let says = format!("{} verified, key {}", v.policy.name, &v.key_fingerprint[..16]);
+            let says = format!(
+                "{} verified, key {}",
+                v.policy.name,
+                &v.key_fingerprint[..16]
+            );
             r.expect(action, says, true, "verified");
             v
         }

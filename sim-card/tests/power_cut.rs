@@ -3,8 +3,14 @@
 //! re-run once per persistent write N with power cut right after write N.
 //! After each cut the card is powered up again from what the store kept, and:
 //! - the state equals, record for record, the state after the last commit that
-//!   completed at or before write N (so: the state before the command in
-//!   progress, after it, or between its transactions — never a mix);
+//!   completed at or before write N;
+//! - per-command atomicity: that state is exactly the card state before the
+//!   command in progress or exactly the state after it, both taken from the
+//!   reference run without cuts. The one documented exception: VERIFY, CHANGE
+//!   REFERENCE DATA and RESET RETRY COUNTER commit the decremented try counter
+//!   before comparing, so for them the state of that first commit is accepted too;
+//! - self-test: the same campaign over a store that splits every commit in two
+//!   (`obj/` records first, the rest second) must fail, naming the cut and the command;
 //! - no PIN or PUK try counter is above its value before the command in progress;
 //! - the generation counter SELECT reports is the one of that state.
 //!
@@ -73,6 +79,101 @@ impl<S: PersistentMemory> PersistentMemory for Recorder<S> {
     }
 }
 
+/// Which deliberately broken store the campaign runs over (self-tests).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    None,
+    SplitCommit,
+    ForgetGeneration,
+}
+
+/// A deliberately broken store for the self-test: when `split` is set, each
+/// commit becomes two (records under `obj/` first, everything else second).
+struct Split<S> {
+    inner: S,
+    split: bool,
+    /// Another broken variant: every write of `meta` (generation counter) is dropped.
+    forget_meta: bool,
+    staged: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl<S: PersistentMemory> Split<S> {
+    fn new(inner: S, mode: Broken) -> Self {
+        Split {
+            inner,
+            split: mode == Broken::SplitCommit,
+            forget_meta: mode == Broken::ForgetGeneration,
+            staged: Vec::new(),
+        }
+    }
+    fn flush(&mut self, objects: bool) -> Result<(), StoreError> {
+        let part: Vec<_> = self
+            .staged
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"obj/") == objects)
+            .cloned()
+            .collect();
+        if part.is_empty() {
+            return Ok(());
+        }
+        self.inner.begin()?;
+        for (k, v) in part {
+            match v {
+                Some(v) => self.inner.write(&k, &v)?,
+                None => self.inner.remove(&k)?,
+            }
+        }
+        self.inner.commit()
+    }
+}
+
+impl<S: PersistentMemory> PersistentMemory for Split<S> {
+    fn load(&mut self) -> Result<Records, StoreError> {
+        self.inner.load()
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.staged.clear();
+        if self.split {
+            Ok(())
+        } else {
+            self.inner.begin()
+        }
+    }
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if self.forget_meta && key == b"meta" {
+            return Ok(());
+        }
+        if self.split {
+            self.staged.push((key.to_vec(), Some(value.to_vec())));
+            Ok(())
+        } else {
+            self.inner.write(key, value)
+        }
+    }
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if self.split {
+            self.staged.push((key.to_vec(), None));
+            Ok(())
+        } else {
+            self.inner.remove(key)
+        }
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if self.split {
+            self.flush(true)?;
+            let r = self.flush(false);
+            self.staged.clear();
+            r
+        } else {
+            self.inner.commit()
+        }
+    }
+    fn abort(&mut self) {
+        self.staged.clear();
+        self.inner.abort()
+    }
+}
+
 /// The card as the scenario drives it; `None` answers mean the card went mute.
 struct Driver<'a, S: PersistentMemory> {
     card: &'a mut Card<S, ChaCha20Rng>,
@@ -80,16 +181,35 @@ struct Driver<'a, S: PersistentMemory> {
     tries_before: Vec<(u8, u8)>,
     /// Tries left after each completed command.
     tries_after: Vec<(u8, u8)>,
+    /// Per command: INS byte, card state before it, card state after it (if answered).
+    states: Vec<CommandStates>,
     host: Option<Host>,
+}
+
+/// The INS byte of a command and the card's records before and after it.
+#[derive(Clone)]
+struct CommandStates {
+    ins: u8,
+    before: Records,
+    after: Option<Records>,
 }
 
 impl<S: PersistentMemory> Driver<'_, S> {
     fn raw(&mut self, cmd: &Command) -> Option<Response> {
         self.tries_before.push(self.card.pin_tries());
-        let bytes = self.card.process(&cmd.to_bytes().ok()?);
+        let apdu = cmd.to_bytes().ok()?;
+        self.states.push(CommandStates {
+            ins: apdu.get(1).copied().unwrap_or(0),
+            before: self.card.records().clone(),
+            after: None,
+        });
+        let bytes = self.card.process(&apdu);
         let rsp = Response::from_bytes(&bytes).ok();
         if rsp.is_some() {
             self.tries_after.push(self.card.pin_tries());
+            if let Some(last) = self.states.last_mut() {
+                last.after = Some(self.card.records().clone());
+            }
         }
         rsp
     }
@@ -383,6 +503,7 @@ fn rounds() -> u8 {
 struct Tries {
     before: Vec<(u8, u8)>,
     after: Vec<(u8, u8)>,
+    states: Vec<CommandStates>,
 }
 
 /// Powers the card up from `store` and runs round `r`; `None` if power was lost.
@@ -392,11 +513,13 @@ fn run_round<S: PersistentMemory>(store: S, r: u8, tries: &mut Tries) -> Option<
         card: &mut card,
         tries_before: Vec::new(),
         tries_after: Vec::new(),
+        states: Vec::new(),
         host: None,
     };
     let result = round(&mut d, r);
     tries.before = d.tries_before;
     tries.after = d.tries_after;
+    tries.states = d.states;
     result
 }
 
@@ -418,6 +541,37 @@ struct RoundLog {
 
 #[test]
 fn power_cut_at_every_persistent_write() {
+    let exercised = campaign(rounds(), Broken::None).unwrap_or_else(|e| panic!("{e}"));
+    // Straight to stderr, past the test harness's capture, so every run shows it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "power-cut points exercised (MemoryStore): {exercised}"
+    );
+    if rounds() >= 12 {
+        assert!(exercised >= 1000, "only {exercised} power-cut points");
+    }
+}
+
+/// Self-test: a store that splits every commit in two must make the campaign fail.
+#[test]
+fn campaign_catches_a_split_commit() {
+    let err = campaign(1, Broken::SplitCommit).expect_err("the campaign accepted a split commit");
+    assert!(err.contains("command #") && err.contains("cut "), "{err}");
+    let _ = writeln!(std::io::stderr(), "split commit caught: {err}");
+}
+
+/// Self-test: a store that drops the generation (`meta`) writes must make the campaign fail.
+#[test]
+fn campaign_catches_a_forgotten_generation() {
+    let err = campaign(1, Broken::ForgetGeneration)
+        .expect_err("the campaign accepted a commit without the generation");
+    assert!(err.contains("command #") && err.contains("cut "), "{err}");
+    let _ = writeln!(std::io::stderr(), "forgotten generation caught: {err}");
+}
+
+/// Runs the campaign over `rounds` rounds; the per-command atomicity failure is
+/// returned as an error naming the cut and the command.
+fn campaign(rounds: u8, split: Broken) -> Result<u64, String> {
     let mut base = MemoryStore::new();
     drop(Card::initialize(&mut base, rng(3), init_params()).unwrap());
 
@@ -426,7 +580,7 @@ fn power_cut_at_every_persistent_write() {
     let mut logs = Vec::new();
     let mut state = base.records().clone();
     let mut total = 0u64;
-    for r in 0..rounds() {
+    for r in 0..rounds {
         let mut recorder = Recorder {
             inner: MemoryStore::with_records(state.clone()),
             writes: 0,
@@ -435,7 +589,8 @@ fn power_cut_at_every_persistent_write() {
             staged: Vec::new(),
         };
         let mut tries = Tries::default();
-        run_round(&mut recorder, r, &mut tries).expect("the baseline round runs without a cut");
+        run_round(Split::new(&mut recorder, split), r, &mut tries)
+            .expect("the baseline round runs without a cut");
         logs.push(RoundLog {
             start: state,
             writes_before: total,
@@ -447,7 +602,7 @@ fn power_cut_at_every_persistent_write() {
         state = recorder.shadow;
     }
     let commits: usize = logs.iter().map(|l| l.commits.len()).sum();
-    assert!(commits > 100, "scenario too small: {commits} commits");
+    assert!(commits > 40, "scenario too small: {commits} commits");
 
     let mut exercised = 0u64;
     for (r, log) in logs.iter().enumerate() {
@@ -455,7 +610,11 @@ fn power_cut_at_every_persistent_write() {
             let cut = log.writes_before + n;
             let mut store = MemoryStore::with_records(log.start.clone());
             let mut tries = Tries::default();
-            let finished = run_round(FaultyStore::new(&mut store, Some(n)), r as u8, &mut tries);
+            let finished = run_round(
+                Split::new(FaultyStore::new(&mut store, Some(n)), split),
+                r as u8,
+                &mut tries,
+            );
             assert!(
                 finished.is_none(),
                 "cut {cut}: the scenario did not notice the power loss"
@@ -474,10 +633,24 @@ fn power_cut_at_every_persistent_write() {
                 recovered.records() == expected,
                 "cut {cut} of {total}: the recovered state is not the state of the last commit"
             );
+            // Per-command atomicity: exactly the state before or after the command in
+            // progress. Only VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER may
+            // show their first commit (try counter decremented, not yet compared).
+            let k = tries.before.len() - 1;
+            let cmd = &log.tries.states[k];
+            let got = recovered.records();
+            let atomic = *got == cmd.before || cmd.after.as_ref() == Some(got);
+            let try_commit = matches!(cmd.ins, 0x20 | 0x24 | 0x2C) && got == expected;
+            if !(atomic || try_commit) {
+                return Err(format!(
+                    "cut {cut} of {total} (round {r}, command #{k}, INS {:02X}): the recovered \
+                     state is neither the state before the command nor the state after it",
+                    cmd.ins
+                ));
+            }
             // No try counter above its value before the command in progress, unless that
             // command proved the right PIN/PUK (and so restores the counter by design).
             let (pin_now, puk_now) = pin_tries_of(recovered.records());
-            let k = tries.before.len() - 1;
             let (pin_before, puk_before) = tries.before[k];
             let (pin_after, puk_after) = log.tries.after[k];
             assert!(
@@ -502,9 +675,5 @@ fn power_cut_at_every_persistent_write() {
             exercised += 1;
         }
     }
-    // Straight to stderr, past the test harness's capture, so every run shows it.
-    let _ = writeln!(std::io::stderr(), "power-cut points exercised: {exercised}");
-    if rounds() >= 12 {
-        assert!(exercised >= 1000, "only {exercised} power-cut points");
-    }
+    Ok(exercised)
 }

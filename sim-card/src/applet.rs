@@ -4,7 +4,9 @@
 //! transaction that writes exactly the records that changed; the RAM mirror is
 //! replaced only after the store confirms the commit. VERIFY, CHANGE REFERENCE
 //! DATA and RESET RETRY COUNTER commit the decremented try counter first and
-//! compare afterwards, so a power cut can never give a try back.
+//! compare afterwards, so a power cut can never give a try back; everything
+//! else such a command changes (counter restored, new PIN, audit) is its
+//! second and last transaction.
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -1060,15 +1062,18 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             return Err(Status::IncorrectP1OrP2Parameter);
         }
         self.volatile.pin_verified = false;
-        self.consume_try_and_compare(false, &pin)?;
+        let next = self.consume_try_and_compare(false, &pin)?;
+        self.commit(next)?;
         self.volatile.pin_verified = true;
         Ok(Vec::new())
     }
 
     /// Decrements and commits the try counter, then compares in constant time.
-    /// On a match the counter is restored and the success recorded (second
-    /// transaction); on a mismatch the failure is counted and audited.
-    fn consume_try_and_compare(&mut self, puk: bool, given: &Pin) -> Result<(), Status> {
+    /// On a match returns the next state, not yet committed: counter restored,
+    /// failures cleared, success audited; the caller adds what the command
+    /// changes and commits it all in the command's second (and last)
+    /// transaction. On a mismatch the failure is counted, audited and committed.
+    fn consume_try_and_compare(&mut self, puk: bool, given: &Pin) -> Result<State, Status> {
         let secret = if puk {
             &self.state.puk
         } else {
@@ -1102,8 +1107,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 session,
                 alloc::format!("{label} verified"),
             );
-            self.commit(next)?;
-            Ok(())
+            Ok(next)
         } else {
             let left = if puk {
                 next.puk.tries_left
@@ -1124,8 +1128,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
 
     fn change_pin(&mut self, check: Pin, new: Pin, with_puk: bool) -> Outcome {
         self.volatile.pin_verified = false;
-        self.consume_try_and_compare(with_puk, &check)?;
-        let mut next = self.state.clone();
+        let mut next = self.consume_try_and_compare(with_puk, &check)?;
         next.pin.value = Zeroizing::new(new.as_bytes().to_vec());
         next.pin.tries_left = next.pin.max_tries;
         let event = if with_puk {

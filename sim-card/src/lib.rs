@@ -6,6 +6,8 @@ extern crate alloc;
 
 pub mod applet;
 mod crypto;
+#[cfg(feature = "std")]
+pub mod disk;
 pub mod fault;
 #[cfg(feature = "std")]
 pub mod file_store;

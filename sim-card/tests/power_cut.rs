@@ -18,14 +18,17 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use common::*;
 use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::commands::*;
 use dmsc_card_model::objects::*;
 use dmsc_card_model::scp03::StaticKeys;
+use dmsc_sim_card::disk::{AfterCrash, Disk, SimulatedDisk};
 use dmsc_sim_card::fault::FaultyStore;
+use dmsc_sim_card::file_store::FileStore;
 use dmsc_sim_card::store::{PersistentMemory, Records, StoreError};
 use dmsc_sim_card::{Card, MemoryStore};
 use p256::ecdsa::signature::Signer;
@@ -523,6 +526,76 @@ fn run_round<S: PersistentMemory>(store: S, r: u8, tries: &mut Tries) -> Option<
     result
 }
 
+/// The checks after a cut during the last command of `cut_run`, against the
+/// reference run `reference`; `at` names the cut ("cut 17 of 2243 (round 3").
+/// - Per-command atomicity: the recovered state is exactly the state before
+///   the command or exactly the state after it. Only VERIFY, CHANGE REFERENCE
+///   DATA and RESET RETRY COUNTER may show their first commit: the state
+///   before with only the PIN or PUK record changed (try counter decremented,
+///   not yet compared).
+/// - No try counter is above its value before the command, unless the command
+///   proved the right PIN/PUK (and so restores the counter by design).
+/// - The generation SELECT reports is the recovered state's.
+fn check_recovered<S: PersistentMemory>(
+    at: &str,
+    reference: &Tries,
+    cut_run: &Tries,
+    recovered: &mut Card<S, ChaCha20Rng>,
+) -> Result<(), String> {
+    let k = cut_run.before.len() - 1;
+    let cmd = &reference.states[k];
+    let got = recovered.records().clone();
+    let atomic = got == cmd.before || cmd.after.as_ref() == Some(&got);
+    let try_commit = matches!(cmd.ins, 0x20 | 0x24 | 0x2C)
+        && differing_keys(&cmd.before, &got)
+            .iter()
+            .all(|key| key.as_slice() == b"pin" || key.as_slice() == b"puk");
+    if !(atomic || try_commit) {
+        return Err(format!(
+            "{at}, command #{k}, INS {:02X}): the recovered state is neither the state \
+             before the command nor the state after it (records differing from before: {})",
+            cmd.ins,
+            differing_keys(&cmd.before, &got)
+                .iter()
+                .map(|k| k.escape_ascii().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let (pin_now, puk_now) = pin_tries_of(&got);
+    let (pin_before, puk_before) = cut_run.before[k];
+    let (pin_after, puk_after) = reference.after[k];
+    if pin_now > pin_before && pin_after <= pin_before {
+        return Err(format!("{at}, command #{k}): PIN try regained"));
+    }
+    if puk_now > puk_before && puk_after <= puk_before {
+        return Err(format!("{at}, command #{k}): PUK try regained"));
+    }
+    let generation = dmsc_sim_card::state::State::from_records(&got)
+        .map_err(|e| format!("{at}, command #{k}): recovered state unreadable: {e}"))?
+        .generation;
+    let rsp = select(recovered);
+    assert_eq!(rsp.sw, 0x9000);
+    let reported = SelectInfo::decode(&rsp.data).unwrap().generation;
+    if reported != generation {
+        return Err(format!(
+            "{at}, command #{k}): SELECT reports generation {reported}, the state holds {generation}"
+        ));
+    }
+    Ok(())
+}
+
+/// The keys whose records differ between `a` and `b`.
+fn differing_keys(a: &Records, b: &Records) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(b.keys().filter(|k| !a.contains_key(*k)).cloned());
+    keys
+}
+
 fn pin_tries_of(records: &Records) -> (u8, u8) {
     let state = dmsc_sim_card::state::State::from_records(records).unwrap();
     (state.pin.tries_left, state.puk.tries_left)
@@ -628,52 +701,191 @@ fn campaign(rounds: u8, split: Broken) -> Result<u64, String> {
                 .map(|(_, rec)| rec)
                 .unwrap_or(&log.start);
             let mut recovered = Card::power_up(&mut store, rng(5))
-                .unwrap_or_else(|e| panic!("cut {cut}: power-up failed: {e}"));
+                .map_err(|e| format!("cut {cut}: power-up failed: {e}"))?;
             assert!(
                 recovered.records() == expected,
                 "cut {cut} of {total}: the recovered state is not the state of the last commit"
             );
-            // Per-command atomicity: exactly the state before or after the command in
-            // progress. Only VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER may
-            // show their first commit (try counter decremented, not yet compared).
-            let k = tries.before.len() - 1;
-            let cmd = &log.tries.states[k];
-            let got = recovered.records();
-            let atomic = *got == cmd.before || cmd.after.as_ref() == Some(got);
-            let try_commit = matches!(cmd.ins, 0x20 | 0x24 | 0x2C) && got == expected;
-            if !(atomic || try_commit) {
-                return Err(format!(
-                    "cut {cut} of {total} (round {r}, command #{k}, INS {:02X}): the recovered \
-                     state is neither the state before the command nor the state after it",
-                    cmd.ins
-                ));
-            }
-            // No try counter above its value before the command in progress, unless that
-            // command proved the right PIN/PUK (and so restores the counter by design).
-            let (pin_now, puk_now) = pin_tries_of(recovered.records());
-            let (pin_before, puk_before) = tries.before[k];
-            let (pin_after, puk_after) = log.tries.after[k];
-            assert!(
-                pin_now <= pin_before || pin_after > pin_before,
-                "cut {cut}: PIN try regained"
-            );
-            assert!(
-                puk_now <= puk_before || puk_after > puk_before,
-                "cut {cut}: PUK try regained"
-            );
-            // The generation SELECT reports is the state's.
-            let generation = dmsc_sim_card::state::State::from_records(expected)
-                .unwrap()
-                .generation;
-            let rsp = select(&mut recovered);
-            assert_eq!(rsp.sw, 0x9000);
-            assert_eq!(
-                SelectInfo::decode(&rsp.data).unwrap().generation,
-                generation,
-                "cut {cut}"
-            );
+            let at = format!("cut {cut} of {total} (round {r}");
+            check_recovered(&at, &log.tries, &tries, &mut recovered)?;
             exercised += 1;
         }
     }
     Ok(exercised)
+}
+
+/// How the file layer under the file store is broken (self-tests).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BrokenDisk {
+    None,
+    /// The temporary file is synced only after it was renamed over the state.
+    RenameBeforeSync,
+    /// The directory is never synced.
+    NoDirectorySync,
+}
+
+/// A simulated disk, driven as a deliberately broken store would drive it.
+struct CampaignDisk {
+    inner: SimulatedDisk,
+    broken: BrokenDisk,
+    deferred_sync: Option<PathBuf>,
+}
+
+impl Disk for CampaignDisk {
+    fn exists(&mut self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+    fn remove(&mut self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn create_new(&mut self, path: &Path) -> io::Result<()> {
+        self.inner.create_new(path)
+    }
+    fn write_all(&mut self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.inner.write_all(path, data)
+    }
+    fn sync_file(&mut self, path: &Path) -> io::Result<()> {
+        if self.broken == BrokenDisk::RenameBeforeSync {
+            self.deferred_sync = Some(path.to_path_buf());
+            return Ok(());
+        }
+        self.inner.sync_file(path)
+    }
+    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)?;
+        match self.deferred_sync.take() {
+            Some(file) => self.inner.sync_file(&file),
+            None => Ok(()),
+        }
+    }
+    fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        if self.broken == BrokenDisk::NoDirectorySync {
+            return Ok(());
+        }
+        self.inner.sync_dir(dir)
+    }
+    fn has_lost_power(&self) -> bool {
+        self.inner.has_lost_power()
+    }
+}
+
+const STATE_FILE: &str = "card.state";
+
+/// A file store on a fresh simulated disk holding `records`, its disk then
+/// broken as `broken` says and cut after `cut` further operations.
+fn file_store_with(
+    records: &Records,
+    broken: BrokenDisk,
+    cut: Option<u64>,
+) -> FileStore<CampaignDisk> {
+    let disk = CampaignDisk {
+        inner: SimulatedDisk::new(),
+        broken: BrokenDisk::None,
+        deferred_sync: None,
+    };
+    let mut store = FileStore::create_on(disk, STATE_FILE).expect("create on the simulated disk");
+    store.begin().unwrap();
+    for (k, v) in records {
+        store.write(k, v).unwrap();
+    }
+    store.commit().unwrap();
+    let disk = store.disk_mut();
+    disk.broken = broken;
+    disk.inner.cut_after(cut);
+    store
+}
+
+fn file_rounds() -> u8 {
+    std::env::var("DMSC_POWER_CUT_FILE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// The campaign over the real file store on a simulated disk: power is cut
+/// after every file-system operation of every round (create, write, fsync,
+/// rename, directory fsync), and every state the medium may then hold
+/// ([`AfterCrash`]) must open and power up as the card before or after the
+/// command in progress.
+fn file_campaign(rounds: u8, broken: BrokenDisk) -> Result<u64, String> {
+    let mut base = MemoryStore::new();
+    drop(Card::initialize(&mut base, rng(3), init_params()).unwrap());
+    let mut state = base.records().clone();
+    let mut exercised = 0u64;
+    let mut total = 0u64;
+    for r in 0..rounds {
+        let mut reference = Tries::default();
+        let mut reference_store = file_store_with(&state, broken, None);
+        let start_ops = reference_store.disk().inner.ops();
+        run_round(&mut reference_store, r, &mut reference)
+            .expect("the reference round runs without a cut");
+        let ops = reference_store.disk().inner.ops() - start_ops;
+        for n in 0..ops {
+            let mut store = file_store_with(&state, broken, Some(n));
+            let mut tries = Tries::default();
+            let finished = run_round(&mut store, r, &mut tries);
+            assert!(
+                finished.is_none(),
+                "cut after operation {n}: the scenario did not notice the power loss"
+            );
+            for what in AfterCrash::ALL {
+                let at = format!("cut after file operation {} of round {r} ({what:?}", n + 1);
+                let disk = CampaignDisk {
+                    inner: store.disk().inner.after_crash(what),
+                    broken: BrokenDisk::None,
+                    deferred_sync: None,
+                };
+                let k = tries.before.len() - 1;
+                let mut reopened = FileStore::open_on(disk, STATE_FILE)
+                    .map_err(|e| format!("{at}, command #{k}): the state does not open: {e}"))?;
+                let mut recovered = Card::power_up(&mut reopened, rng(5))
+                    .map_err(|e| format!("{at}, command #{k}): power-up failed: {e}"))?;
+                check_recovered(&at, &reference, &tries, &mut recovered)?;
+                exercised += 1;
+            }
+        }
+        total += ops;
+        state = reference_store.load().expect("the reference store's state");
+    }
+    let _ = writeln!(std::io::stderr(), "file operations cut: {total}");
+    Ok(exercised)
+}
+
+#[test]
+fn power_cut_at_every_file_operation() {
+    let exercised =
+        file_campaign(file_rounds(), BrokenDisk::None).unwrap_or_else(|e| panic!("{e}"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "power-cut points exercised (FileStore on a simulated disk, 3 medium states each): {exercised}"
+    );
+    assert!(exercised >= 300, "only {exercised} power-cut points");
+}
+
+/// Self-test: syncing the temporary file only after renaming it over the
+/// state must make the file campaign fail.
+#[test]
+fn file_campaign_catches_a_rename_before_the_fsync() {
+    let err = file_campaign(1, BrokenDisk::RenameBeforeSync)
+        .expect_err("the campaign accepted a rename before the fsync");
+    assert!(
+        err.contains("command #") && err.contains("cut after file operation"),
+        "{err}"
+    );
+    let _ = writeln!(std::io::stderr(), "rename before fsync caught: {err}");
+}
+
+/// Self-test: a store that never syncs the directory must make the file campaign fail.
+#[test]
+fn file_campaign_catches_a_missing_directory_sync() {
+    let err = file_campaign(1, BrokenDisk::NoDirectorySync)
+        .expect_err("the campaign accepted a store that never syncs the directory");
+    assert!(
+        err.contains("command #") && err.contains("cut after file operation"),
+        "{err}"
+    );
+    let _ = writeln!(std::io::stderr(), "missing directory sync caught: {err}");
 }

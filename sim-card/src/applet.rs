@@ -67,8 +67,10 @@ pub struct AuthorityKeys {
 
 /// Personalisation of a new card.
 pub struct InitParams {
-    pub pin: Vec<u8>,
-    pub puk: Vec<u8>,
+    /// Wiped when the parameters are dropped.
+    pub pin: Zeroizing<Vec<u8>>,
+    /// Wiped when the parameters are dropped.
+    pub puk: Zeroizing<Vec<u8>>,
     pub pin_tries: u8,
     pub puk_tries: u8,
     /// Object storage in bytes.
@@ -84,8 +86,8 @@ impl InitParams {
     /// Defaults: PIN `123456`, PUK `12345678`, 3 and 10 tries, 256 KiB, limit 4, S8.
     pub fn with_authorities(authorities: Vec<AuthorityKeys>) -> Self {
         InitParams {
-            pin: b"123456".to_vec(),
-            puk: b"12345678".to_vec(),
+            pin: Zeroizing::new(b"123456".to_vec()),
+            puk: Zeroizing::new(b"12345678".to_vec()),
             pin_tries: 3,
             puk_tries: 10,
             capacity: DEFAULT_CAPACITY,

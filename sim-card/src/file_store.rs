@@ -43,6 +43,8 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 use crate::disk::{Disk, OsDisk};
 use crate::store::{Change, Journal, PersistentMemory, Records, StoreError};
 
@@ -142,7 +144,7 @@ impl<D: Disk> FileStore<D> {
             }
             Err(e) => return Err(io_error(path, "cannot check whether it exists", &e)),
         }
-        let image = encode(&store.committed)?;
+        let image = Zeroizing::new(encode(&store.committed)?);
         store.persist(&image)?;
         Ok(store)
     }
@@ -151,10 +153,12 @@ impl<D: Disk> FileStore<D> {
         let mut store = Self::with(disk, path.to_path_buf(), lock);
         // Never read: a failed removal is harmless, the next commit removes it.
         let _ = store.disk.remove(&store.tmp);
-        let data = store
-            .disk
-            .read(&store.path)
-            .map_err(|e| read_error(&store.path, &e))?;
+        let data = Zeroizing::new(
+            store
+                .disk
+                .read(&store.path)
+                .map_err(|e| read_error(&store.path, &e))?,
+        );
         store.committed = decode(&data)
             .map_err(|defect| StoreError::Corrupt(format!("{}: {defect}", store.path.display())))?;
         Ok(store)
@@ -229,7 +233,7 @@ impl<D: Disk> FileStore<D> {
         let changes = self.journal.take()?;
         let mut next = self.committed.clone();
         Journal::apply(&mut next, changes);
-        let image = encode(&next)?;
+        let image = Zeroizing::new(encode(&next)?);
         self.persist(&image)?;
         self.committed = next;
         self.commits += 1;
@@ -314,7 +318,8 @@ impl<D: Disk> PersistentMemory for FileStore<D> {
         if u32::try_from(key.len()).is_err() || u32::try_from(value.len()).is_err() {
             return Err(StoreError::Misuse("record key or value longer than 4 GiB"));
         }
-        self.journal.stage(key, Change::Write(value.to_vec()))
+        self.journal
+            .stage(key, Change::Write(Zeroizing::new(value.to_vec())))
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {

@@ -11,10 +11,77 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use zeroize::{Zeroize, Zeroizing};
+
 /// A record key (the applet uses short ASCII paths such as `meta` or `obj/…`).
 pub type Key = Vec<u8>;
-/// Every committed record.
-pub type Records = BTreeMap<Key, Vec<u8>>;
+
+/// Every committed record: a map from key to value that wipes every value
+/// when it is dropped (values hold the PIN, the PUK, the identity secret and
+/// the authority and bootstrap keys in clear, as a chip's EEPROM does).
+///
+/// It dereferences to the `BTreeMap`. What is not wiped: keys (record names,
+/// not secret); the old buffers a `Vec` leaves behind when it grows; values
+/// moved out with `into_iter`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Records(BTreeMap<Key, Vec<u8>>);
+
+impl Records {
+    /// No records.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            value.zeroize();
+        }
+    }
+}
+
+impl core::ops::Deref for Records {
+    type Target = BTreeMap<Key, Vec<u8>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Records {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl FromIterator<(Key, Vec<u8>)> for Records {
+    fn from_iter<I: IntoIterator<Item = (Key, Vec<u8>)>>(iter: I) -> Self {
+        Records(iter.into_iter().collect())
+    }
+}
+
+impl Extend<(Key, Vec<u8>)> for Records {
+    fn extend<I: IntoIterator<Item = (Key, Vec<u8>)>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+impl IntoIterator for Records {
+    type Item = (Key, Vec<u8>);
+    type IntoIter = alloc::collections::btree_map::IntoIter<Key, Vec<u8>>;
+    /// The values moved out are no longer wiped by `Records`.
+    fn into_iter(mut self) -> Self::IntoIter {
+        core::mem::take(&mut self.0).into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Records {
+    type Item = (&'a Key, &'a Vec<u8>);
+    type IntoIter = alloc::collections::btree_map::Iter<'a, Key, Vec<u8>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 /// Why persistent memory could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +129,10 @@ pub trait PersistentMemory {
     fn abort(&mut self);
 }
 
-/// A staged change of one record.
+/// A staged change of one record (a written value is wiped when dropped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Write(Vec<u8>),
+    Write(Zeroizing<Vec<u8>>),
     Remove,
 }
 
@@ -116,7 +183,7 @@ impl Journal {
         for (k, c) in changes {
             match c {
                 Change::Write(v) => {
-                    records.insert(k, v);
+                    records.insert(k, v.to_vec());
                 }
                 Change::Remove => {
                     records.remove(&k);
@@ -167,7 +234,8 @@ impl PersistentMemory for MemoryStore {
         self.journal.begin()
     }
     fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.journal.stage(key, Change::Write(value.to_vec()))
+        self.journal
+            .stage(key, Change::Write(Zeroizing::new(value.to_vec())))
     }
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.journal.stage(key, Change::Remove)

@@ -15,6 +15,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 use common::*;
 use dmsc_card_model::apdu::{Command, Response};
@@ -153,10 +154,10 @@ impl Runner {
             params.capacity = c;
         }
         if let Some(p) = &setup.pin {
-            params.pin = p.as_bytes().to_vec();
+            params.pin = Zeroizing::new(p.as_bytes().to_vec());
         }
         if let Some(p) = &setup.puk {
-            params.puk = p.as_bytes().to_vec();
+            params.puk = Zeroizing::new(p.as_bytes().to_vec());
         }
         if let Some(t) = setup.pin_tries {
             params.pin_tries = t;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 use anyhow::{Context, Result};
 use dmsc_host::card_model::commands::{Pin, MIN_FAILURE_LIMIT};
@@ -53,8 +54,8 @@ pub fn init_params(
     puk: &[u8],
 ) -> InitParams {
     InitParams {
-        pin: pin.to_vec(),
-        puk: puk.to_vec(),
+        pin: Zeroizing::new(pin.to_vec()),
+        puk: Zeroizing::new(puk.to_vec()),
         ..InitParams::with_authorities(vec![AuthorityKeys {
             key_version,
             name: authority.to_string(),

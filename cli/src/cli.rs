@@ -184,6 +184,24 @@ impl Level {
     }
 }
 
+/// A card latency: a whole number with a unit, `15ms`, `800us` or `1s` (at most 10 s).
+pub fn parse_latency(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    const HINT: &str = "expected a whole number with a unit, e.g. 15ms, 800us or 1s";
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| HINT.to_string())?;
+    let latency = match unit {
+        "us" => Duration::from_micros(n),
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        _ => return Err(HINT.to_string()),
+    };
+    if latency > Duration::from_secs(10) {
+        return Err("at most 10s".to_string());
+    }
+    Ok(latency)
+}
+
 /// `0x30`, `0X30` (hex) or `48` (decimal).
 pub fn parse_u8(s: &str) -> Result<u8, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -620,6 +638,10 @@ pub enum SimCommand {
         /// Reversed mode: card i listens on ADDR's host at ADDR's port + i for vpcd
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Answer each APDU this long after it arrived, as a real card's
+        /// processing time (e.g. 15ms; units us, ms, s; at most 10s)
+        #[arg(long, value_name = "DURATION", value_parser = parse_latency)]
+        latency: Option<std::time::Duration>,
     },
 }
 
@@ -740,4 +762,22 @@ pub enum OtaCommand {
         #[arg(value_name = "FILE")]
         script: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::parse_latency;
+    use std::time::Duration;
+
+    #[test]
+    fn latencies_with_units_and_bad_ones() {
+        assert_eq!(parse_latency("15ms"), Ok(Duration::from_millis(15)));
+        assert_eq!(parse_latency("800us"), Ok(Duration::from_micros(800)));
+        assert_eq!(parse_latency("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_latency("0ms"), Ok(Duration::ZERO));
+        for bad in ["15", "ms", "1.5ms", "-1ms", "15 ms", "15min"] {
+            assert!(parse_latency(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_latency("11s"), Err("at most 10s".to_string()));
+    }
 }

@@ -151,12 +151,13 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
             states,
             port,
             listen,
+            latency,
         }) => {
             let port_given = sub_value_from_command_line(matches, "port");
             if port_given && listen.is_some() {
                 return Err(exit::usage("give either --port or --listen, not both"));
             }
-            cmd::sim::serve(&ctx, states, *port, listen.as_deref(), verbose)?
+            cmd::sim::serve(&ctx, states, *port, listen.as_deref(), *latency, verbose)?
         }
         Command::Demo { keep } => return demo::run(&ctx, *keep),
         Command::Completions { shell } => cmd::docs::completions(*shell)?,

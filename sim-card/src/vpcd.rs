@@ -143,6 +143,39 @@ where
     }
 }
 
+/// A card that takes `latency` to answer each APDU, as a real card's
+/// processing time does (see `docs/pcsc-testing.md` for the figures of real
+/// cards this models). The one place where the simulated card is slowed down:
+/// `dmsc sim serve --latency` and the fleet benchmark use it.
+pub struct WithLatency<C> {
+    card: C,
+    latency: Duration,
+}
+
+impl<C: VirtualCard> WithLatency<C> {
+    /// `card`, answering each APDU `latency` after it arrived.
+    pub fn new(card: C, latency: Duration) -> Self {
+        Self { card, latency }
+    }
+}
+
+impl<C: VirtualCard> VirtualCard for WithLatency<C> {
+    fn atr(&self) -> Vec<u8> {
+        self.card.atr()
+    }
+    fn power(&mut self, event: Power) {
+        self.card.power(event);
+    }
+    fn transmit(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let rsp = self.card.transmit(apdu);
+        if let Some(left) = self.latency.checked_sub(started.elapsed()) {
+            thread::sleep(left);
+        }
+        rsp
+    }
+}
+
 /// A stateless card that answers every well-formed APDU with its command data
 /// followed by `9000` (and a malformed one with `6700`): the baseline for
 /// measuring the bridge's own overhead.
@@ -941,5 +974,22 @@ fn serve_frames(
                 source: Arc::new(e),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_with_latency_answers_the_same_and_never_sooner() {
+        let latency = Duration::from_millis(20);
+        let mut card = WithLatency::new(EchoCard, latency);
+        assert_eq!(card.atr(), EchoCard.atr());
+        let started = Instant::now();
+        let rsp = card.transmit(&[0x00, 0x10, 0x00, 0x00, 0x01, 0xAB]);
+        // A lower bound only: sleeping never ends early, whatever the machine's speed.
+        assert!(started.elapsed() >= latency);
+        assert_eq!(rsp, EchoCard.transmit(&[0x00, 0x10, 0x00, 0x00, 0x01, 0xAB]));
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use dmsc_host::card_model::commands::{Pin, MIN_FAILURE_LIMIT};
 use dmsc_host::card_model::objects::check_name;
 use dmsc_sim_card::sim::{self, FileCard};
-use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard};
+use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard, WithLatency};
 use dmsc_sim_card::{AuthorityKeys, InitParams};
 use serde::Serialize;
 
@@ -235,12 +235,13 @@ struct ReadyJson {
     cards: Vec<ServeCardJson>,
 }
 
-/// `dmsc sim serve --state PATH… [--port N | --listen ADDR]`.
+/// `dmsc sim serve --state PATH… [--port N | --listen ADDR] [--latency DURATION]`.
 pub fn serve(
     ctx: &Ctx,
     states: &[PathBuf],
     port: u16,
     listen: Option<&str>,
+    latency: Option<std::time::Duration>,
     verbose: bool,
 ) -> Result<()> {
     let (base, reversed) = match listen {
@@ -267,7 +268,10 @@ pub fn serve(
         let card = sim::open(path)
             .with_context(|| format!("cannot open the simulated card {}", path.display()))?;
         endpoints.push(ep.addr());
-        cards.push((Box::new(card), ep));
+        match latency {
+            Some(latency) => cards.push((Box::new(WithLatency::new(card, latency)), ep)),
+            None => cards.push((Box::new(card), ep)),
+        }
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

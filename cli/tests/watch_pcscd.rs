@@ -71,7 +71,9 @@ fn watch_refreshes_on_insertion_and_forgets_on_removal() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    // Give the watcher time to take its first look at the (empty) reader.
+    // Usually lets the watcher take its first look at the empty reader, so the
+    // card arrives as a reader event. The outcome does not depend on it: a
+    // card already present at the first look is reported `inserted` as well.
     std::thread::sleep(Duration::from_millis(500));
 
     let mut serve = dmsc(d)

@@ -990,6 +990,9 @@ mod tests {
         let rsp = card.transmit(&[0x00, 0x10, 0x00, 0x00, 0x01, 0xAB]);
         // A lower bound only: sleeping never ends early, whatever the machine's speed.
         assert!(started.elapsed() >= latency);
-        assert_eq!(rsp, EchoCard.transmit(&[0x00, 0x10, 0x00, 0x00, 0x01, 0xAB]));
+        assert_eq!(
+            rsp,
+            EchoCard.transmit(&[0x00, 0x10, 0x00, 0x00, 0x01, 0xAB])
+        );
     }
 }

@@ -10,13 +10,13 @@
 #![no_main]
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
 use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::commands::{Pin, Request, AID, PIN_REF_USER};
 use dmsc_card_model::scp03::{
     self, InitializeUpdateResponse, SecureChannel, SecurityLevel, StaticKeys,
 };
+use dmsc_sim_card::store::Records;
 use dmsc_sim_card::{AuthorityKeys, Card, InitParams, MemoryStore};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::rand_core::SeedableRng;
@@ -27,7 +27,7 @@ type FuzzCard = Card<MemoryStore, ChaCha20Rng>;
 
 const KEYS: [u8; 16] = *b"@ABCDEFGHIJKLMNO";
 
-fn new_card() -> FuzzCard {
+fn personalised_card() -> FuzzCard {
     let key = || Zeroizing::new(KEYS.to_vec());
     let params = InitParams::with_authorities(vec![
         AuthorityKeys {
@@ -45,15 +45,43 @@ fn new_card() -> FuzzCard {
             dek: Zeroizing::new(vec![0x33; 16]),
         },
     ]);
-    // Personalise once (the identity key generation is the slow part) and
-    // power every run up from a copy of that store.
-    static STORE: OnceLock<MemoryStore> = OnceLock::new();
-    let store = STORE.get_or_init(|| {
-        Card::initialize(MemoryStore::new(), ChaCha20Rng::from_seed([7; 32]), params)
-            .unwrap()
-            .into_store()
-    });
-    Card::power_up(store.clone(), ChaCha20Rng::from_seed([8; 32])).unwrap()
+    let store = Card::initialize(MemoryStore::new(), ChaCha20Rng::from_seed([7; 32]), params)
+        .unwrap()
+        .into_store();
+    Card::power_up(store, ChaCha20Rng::from_seed([8; 32])).unwrap()
+}
+
+/// The card in starting state `mode & 3` (not selected, selected, PIN
+/// verified, SCP03 session as ServerA).
+fn prepared_card(mode: u8) -> FuzzCard {
+    let mut card = personalised_card();
+    if mode & 0x03 != 0 {
+        let select = Request::Select { aid: AID.to_vec() }.to_command();
+        assert_eq!(exchange(&mut card, &select).sw, 0x9000);
+    }
+    match mode & 0x03 {
+        2 => {
+            let verify = Request::Verify {
+                reference: PIN_REF_USER,
+                pin: Some(Pin::new(b"123456").unwrap()),
+            };
+            assert_eq!(exchange(&mut card, &verify.to_command()).sw, 0x9000);
+        }
+        3 => open_session(&mut card),
+        _ => {}
+    }
+    card
+}
+
+thread_local! {
+    // Personalising (the identity key generation), powering up and opening
+    // the session are done once per starting state; every input runs on a
+    // clone of the prepared card.
+    static PREPARED: [FuzzCard; 4] = [0, 1, 2, 3].map(prepared_card);
+}
+
+fn new_card(mode: u8) -> FuzzCard {
+    PREPARED.with(|cards| cards[usize::from(mode & 0x03)].clone())
 }
 
 fn exchange(card: &mut FuzzCard, cmd: &Command) -> Response {
@@ -78,61 +106,56 @@ fn is_failure_record(key: &[u8]) -> bool {
         || [b"pin".as_slice(), b"puk", b"meta"].contains(&key)
 }
 
-fn send_checked(card: &mut FuzzCard, apdu: &[u8]) {
-    let before = card.records().clone();
+/// Sends `apdu` and checks the answer. `before` holds the committed records
+/// as at the last commit seen; they are copied again only when a command
+/// committed (`MemoryStore` counts commits, and most fuzzed commands are
+/// refused without writing anything).
+fn send_checked(card: &mut FuzzCard, before: &mut Records, apdu: &[u8]) {
+    let commits = card.store().commits();
     let generation = card.generation();
     let answer = card.process(apdu);
     assert!(!card.is_mute(), "the card went mute");
     assert!(answer.len() >= 2, "no status word");
     let sw = u16::from_be_bytes([answer[answer.len() - 2], answer[answer.len() - 1]]);
-    if sw == 0x9000 || sw >> 8 == 0x61 {
+    if card.store().commits() == commits {
+        // No commit: the store's committed records (and the generation in
+        // them) are those of `before`.
         return;
     }
-    let after = card.records();
-    let keys: BTreeSet<&Vec<u8>> = before.keys().chain(after.keys()).collect();
-    let changed: Vec<&Vec<u8>> = keys
-        .into_iter()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .collect();
-    let by_design = sw == 0x6982 || sw == 0x6300 || sw == 0x6983 || sw & 0xFFF0 == 0x63C0;
-    for k in &changed {
-        assert!(
-            by_design && is_failure_record(k),
-            "SW {sw:04X} changed record {:?}",
-            String::from_utf8_lossy(k)
-        );
+    let after = card.records().clone();
+    if !(sw == 0x9000 || sw >> 8 == 0x61) {
+        let keys: BTreeSet<&Vec<u8>> = before.keys().chain(after.keys()).collect();
+        let changed: Vec<&Vec<u8>> = keys
+            .into_iter()
+            .filter(|k| before.get(*k) != after.get(*k))
+            .collect();
+        let by_design = sw == 0x6982 || sw == 0x6300 || sw == 0x6983 || sw & 0xFFF0 == 0x63C0;
+        for k in &changed {
+            assert!(
+                by_design && is_failure_record(k),
+                "SW {sw:04X} changed record {:?}",
+                String::from_utf8_lossy(k)
+            );
+        }
+        assert_eq!(card.generation(), generation, "SW {sw:04X} moved the generation");
     }
-    assert_eq!(card.generation(), generation, "SW {sw:04X} moved the generation");
+    *before = after;
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mut card = new_card();
-    if mode & 0x03 != 0 {
-        let select = Request::Select { aid: AID.to_vec() }.to_command();
-        assert_eq!(exchange(&mut card, &select).sw, 0x9000);
-    }
-    match mode & 0x03 {
-        2 => {
-            let verify = Request::Verify {
-                reference: PIN_REF_USER,
-                pin: Some(Pin::new(b"123456").unwrap()),
-            };
-            assert_eq!(exchange(&mut card, &verify.to_command()).sw, 0x9000);
-        }
-        3 => open_session(&mut card),
-        _ => {}
-    }
+    let mut card = new_card(mode);
+    let mut before = card.records().clone();
     if mode & 0x04 == 0 {
-        send_checked(&mut card, rest);
+        send_checked(&mut card, &mut before, rest);
     } else {
         let mut rest = rest;
         while let Some((&len, tail)) = rest.split_first() {
             let n = (len as usize).min(tail.len());
             let (apdu, tail) = tail.split_at(n);
-            send_checked(&mut card, apdu);
+            send_checked(&mut card, &mut before, apdu);
             rest = tail;
         }
     }

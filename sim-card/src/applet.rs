@@ -124,12 +124,14 @@ impl From<StoreError> for CardError {
     }
 }
 
+#[derive(Clone)]
 struct PendingAuth {
     key_version: u8,
     host_challenge: Vec<u8>,
     response: InitializeUpdateResponse,
 }
 
+#[derive(Clone)]
 struct ScpSession {
     authority: String,
     /// The key version whose keys opened the session (its DEK protects PUT KEY).
@@ -137,6 +139,7 @@ struct ScpSession {
     channel: SecureChannel,
 }
 
+#[derive(Clone)]
 struct Chain {
     header: (u8, u8, u8, u8),
     /// The authority whose secure messaging protected the first link, if any:
@@ -146,7 +149,7 @@ struct Chain {
 }
 
 /// What lives only until reset, power-off or deselect.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Volatile {
     selected: bool,
     pin_verified: bool,
@@ -162,6 +165,11 @@ struct Volatile {
 }
 
 /// The simulated DM smart card.
+///
+/// A clone is the same card at the same moment, store and volatile state
+/// (an open SCP03 session included) copied: for tests and fuzzing that start
+/// many runs from one prepared card.
+#[derive(Clone)]
 pub struct Card<S: PersistentMemory, R: RngCore + CryptoRng> {
     store: S,
     rng: R,

@@ -108,33 +108,38 @@ fn fresh_fleet(latency: Duration) -> (tempfile::TempDir, Vec<Served>, Vec<FleetC
     (dir, served, cards)
 }
 
+/// Runs `measure` on a fleet of fresh cards, after one warm-up provision of
+/// each card, and returns its cards per second.
+fn on_fresh_fleet(
+    latency: Duration,
+    measure: impl FnOnce(&mut [FleetCard<PcscCard>]) -> f64,
+) -> f64 {
+    let (_dir, served, mut cards) = fresh_fleet(latency);
+    for card in cards.chunks_mut(1) {
+        provision_rate(card, 1);
+    }
+    let rate = measure(&mut cards);
+    drop(cards);
+    for s in served {
+        s.pull();
+    }
+    rate
+}
+
 /// Throughput of `rounds` provisions of each of 8 fresh cards, first one
 /// reader at a time (card after card), then all 8 readers at once on 8 other
 /// fresh cards: the same work on cards in the same state, only the
 /// concurrency differs. Returns (1 reader, 8 readers) in cards per second.
 fn provision_ratio(rounds: u64, latency: Duration) -> (f64, f64) {
-    let mut rates = [0.0; 2];
-    for (i, rate) in rates.iter_mut().enumerate() {
-        let (_dir, served, mut cards) = fresh_fleet(latency);
-        // Warm-up: one provision of every card, the same for both measurements.
+    let one = on_fresh_fleet(latency, |cards| {
+        let start = Instant::now();
         for card in cards.chunks_mut(1) {
-            provision_rate(card, 1);
+            provision_rate(card, rounds);
         }
-        *rate = if i == 0 {
-            let start = Instant::now();
-            for card in cards.chunks_mut(1) {
-                provision_rate(card, rounds);
-            }
-            (rounds * READERS as u64) as f64 / start.elapsed().as_secs_f64()
-        } else {
-            provision_rate(&mut cards, rounds)
-        };
-        drop(cards);
-        for s in served {
-            s.pull();
-        }
-    }
-    (rates[0], rates[1])
+        (rounds * cards.len() as u64) as f64 / start.elapsed().as_secs_f64()
+    });
+    let eight = on_fresh_fleet(latency, |cards| provision_rate(cards, rounds));
+    (one, eight)
 }
 
 fn main() {

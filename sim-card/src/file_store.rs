@@ -243,19 +243,18 @@ impl<D: Disk> FileStore<D> {
     /// Replaces the state file with `image`: write and fsync `<file>.tmp`,
     /// rename it over `<file>`, fsync the directory.
     fn persist(&mut self, image: &[u8]) -> Result<(), StoreError> {
-        if let Err(e) = self.write_tmp(image) {
-            let e = self.unless_power_lost(e);
-            if e != StoreError::PowerLost {
-                let _ = self.disk.remove(&self.tmp);
-            }
-            return Err(e);
-        }
-        if let Err(e) = self.disk.rename(&self.tmp, &self.path) {
-            let e = io_error(
-                &self.path,
-                &format!("cannot rename {} over it", self.tmp.display()),
-                &e,
-            );
+        let replaced = self.write_tmp(image).and_then(|()| {
+            self.disk.rename(&self.tmp, &self.path).map_err(|e| {
+                io_error(
+                    &self.path,
+                    &format!("cannot rename {} over it", self.tmp.display()),
+                    &e,
+                )
+            })
+        });
+        if let Err(e) = replaced {
+            // Before the rename the old state is intact: remove the temporary
+            // file, unless the power is gone (the next open removes it).
             let e = self.unless_power_lost(e);
             if e != StoreError::PowerLost {
                 let _ = self.disk.remove(&self.tmp);

@@ -11,7 +11,11 @@
 //!    cards;
 //! 2. **apply**: add the grant on every card. A card that fails now (e.g. lost
 //!    from its reader) is reported, and every card already changed is put back
-//!    to the ACL it had before.
+//!    to the ACL it had before. The card that failed is put back too when it
+//!    answers again; when it does not, the host cannot know whether it holds
+//!    the grant, and the outcome is [`GrantOutcome::Inconsistent`] with the
+//!    card named in [`GrantReport::uncertain`] (its last known ACL, the ACL
+//!    it may hold, and what to do).
 
 use std::fmt;
 
@@ -127,7 +131,8 @@ pub enum GrantOutcome {
     Refused,
     /// A card failed during the apply; the cards already changed were put back.
     RolledBack,
-    /// A card failed during the apply and some card could not be put back.
+    /// A card failed during the apply and some card could not be put back, or
+    /// is unreachable so that its ACL is unknown ([`GrantReport::uncertain`]).
     Inconsistent,
 }
 
@@ -167,6 +172,52 @@ pub struct GrantReport {
     pub failed: Vec<FailedCard>,
     /// Cards changed and then put back to their previous ACL.
     pub rolled_back: Vec<String>,
+    /// Cards whose ACL the host does not know at the end (only with
+    /// [`GrantOutcome::Inconsistent`]).
+    pub uncertain: Vec<UncertainCard>,
+}
+
+/// A card whose ACL is unknown after a failed rollback: it holds either its
+/// last known ACL or the other one (the card lost during the apply: before /
+/// with the grant; a changed card whose rollback failed: with the grant /
+/// before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncertainCard {
+    /// The reader.
+    pub reader: String,
+    /// The card ID, when the card answered SELECT.
+    pub card_id: Option<String>,
+    /// The last ACL read from the card (before the grant).
+    pub last_known: Acl,
+    /// The other ACL it may hold (the write that did not answer reached it).
+    pub maybe: Acl,
+    /// The ACL to set it to, like the other cards (its ACL before the grant).
+    pub restore_to: Acl,
+}
+
+impl UncertainCard {
+    /// What to do about it.
+    pub fn advice(&self) -> String {
+        format!(
+            "put the card back in its reader, read its ACL (dmsc acl get) and, if it \
+             is not {}, set it back (dmsc acl set … '{}')",
+            self.restore_to, self.restore_to
+        )
+    }
+}
+
+impl fmt::Display for UncertainCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): ACL unknown, last known {}, possibly {}; {}",
+            self.card_id.as_deref().unwrap_or("card ID unknown"),
+            self.reader,
+            self.last_known,
+            self.maybe,
+            self.advice()
+        )
+    }
 }
 
 /// A grant to make on every card.
@@ -303,6 +354,7 @@ pub fn acl_grant<T: Transport>(
             cards: results,
             failed,
             rolled_back: Vec::new(),
+            uncertain: Vec::new(),
         };
     }
 
@@ -354,11 +406,13 @@ pub fn acl_grant<T: Transport>(
             cards: results,
             failed,
             rolled_back: Vec::new(),
+            uncertain: Vec::new(),
         };
     };
 
     // Roll back: the card that failed (if it is reachable again) and every card changed.
     let mut rolled_back = Vec::new();
+    let mut uncertain = Vec::new();
     let mut consistent = true;
     for i in changed.into_iter().chain(std::iter::once(broken)) {
         let card = &mut cards[i];
@@ -390,9 +444,22 @@ pub fn acl_grant<T: Transport>(
                 }
             }
             Err(e) => {
-                if !was_broken {
-                    consistent = false;
-                }
+                // Either way the host does not know what the card holds.
+                consistent = false;
+                let mut granted = old.clone();
+                granted.grant(req.right, req.to.clone());
+                let (last_known, maybe) = if was_broken {
+                    (old.clone(), granted)
+                } else {
+                    (granted, old.clone())
+                };
+                uncertain.push(UncertainCard {
+                    reader: card.reader.clone(),
+                    card_id: card.card_id(),
+                    last_known,
+                    maybe,
+                    restore_to: old.clone(),
+                });
                 failed.push(FailedCard {
                     reader: card.reader.clone(),
                     card_id: card.card_id(),
@@ -419,6 +486,7 @@ pub fn acl_grant<T: Transport>(
         cards: results,
         failed,
         rolled_back,
+        uncertain,
     }
 }
 

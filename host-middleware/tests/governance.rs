@@ -174,6 +174,9 @@ fn alarms_arrive_as_events() {
 struct Losable {
     inner: SimTransport<dmsc_sim_card::MemoryStore>,
     lost: Arc<AtomicBool>,
+    /// When set, the card is pulled right after it processed the next PUT
+    /// DATA: the card holds the write, the host never sees the answer.
+    pull_after_write: Arc<AtomicBool>,
 }
 
 impl Transport for Losable {
@@ -181,7 +184,12 @@ impl Transport for Losable {
         if self.lost.load(Ordering::SeqCst) {
             return Err(TransportError::CardRemoved);
         }
-        self.inner.transmit(apdu)
+        let answer = self.inner.transmit(apdu);
+        if apdu.get(1) == Some(&0xDB) && self.pull_after_write.swap(false, Ordering::SeqCst) {
+            self.lost.store(true, Ordering::SeqCst);
+            return Err(TransportError::CardRemoved);
+        }
+        answer
     }
     fn atr(&self) -> Vec<u8> {
         self.inner.atr()
@@ -214,13 +222,31 @@ fn fleet(
     n: usize,
     acl: impl Fn(usize) -> String,
 ) -> (Vec<FleetCard<Losable>>, Vec<Arc<AtomicBool>>) {
+    let (cards, flags, _) = fleet_pullable(n, acl);
+    (cards, flags)
+}
+
+/// [`fleet`], with the flags that pull each card right after its next write.
+#[allow(clippy::type_complexity)]
+fn fleet_pullable(
+    n: usize,
+    acl: impl Fn(usize) -> String,
+) -> (
+    Vec<FleetCard<Losable>>,
+    Vec<Arc<AtomicBool>>,
+    Vec<Arc<AtomicBool>>,
+) {
     let mut cards = Vec::new();
     let mut flags = Vec::new();
+    let mut pulls = Vec::new();
     for i in 0..n {
         let lost = Arc::new(AtomicBool::new(false));
+        let pull = Arc::new(AtomicBool::new(false));
+        pulls.push(pull.clone());
         let mut s = Session::new(Losable {
             inner: SimTransport::in_memory(card_params(false)).unwrap(),
             lost: lost.clone(),
+            pull_after_write: pull,
         });
         open_secure_channel(&mut s, &server_a(), level()).unwrap();
         s.put_object(
@@ -233,7 +259,7 @@ fn fleet(
         cards.push(FleetCard::new(format!("reader {i}"), s));
         flags.push(lost);
     }
-    (cards, flags)
+    (cards, flags, pulls)
 }
 
 fn grant_b(keys: &AuthorityKeySet) -> GrantRequest<'_> {
@@ -300,7 +326,8 @@ fn fleet_grant_rolls_back_when_a_card_is_lost_during_the_apply() {
     let (mut cards, flags) = fleet(4, |_| POLICY_ACL.into());
     let ids: Vec<String> = cards.iter().map(|c| c.card_id().unwrap()).collect();
     let keys = server_a();
-    // Card 2 is pulled from its reader once the apply has changed cards 0 and 1.
+    // Card 2 is pulled from its reader once the apply has changed cards 0 and 1,
+    // and is back in its reader when the rollback starts.
     let lose = flags[2].clone();
     let mut applied = 0;
     let report = acl_grant(&mut cards, &grant_b(&keys), |p| {
@@ -310,6 +337,9 @@ fn fleet_grant_rolls_back_when_a_card_is_lost_during_the_apply() {
             if applied == 2 {
                 lose.store(true, Ordering::SeqCst);
             }
+        }
+        if phase == Phase::Rollback {
+            lose.store(false, Ordering::SeqCst);
         }
     });
     assert_eq!(
@@ -321,9 +351,40 @@ fn fleet_grant_rolls_back_when_a_card_is_lost_during_the_apply() {
     assert_eq!(report.failed[0].card_id.as_deref(), Some(ids[2].as_str()));
     assert_eq!(report.failed[0].phase, Phase::Apply);
     assert_eq!(report.rolled_back, [ids[0].clone(), ids[1].clone()]);
-    // The card comes back: every card holds its previous ACL.
-    flags[2].store(false, Ordering::SeqCst);
+    assert!(report.uncertain.is_empty());
+    // Every card holds its previous ACL.
     assert!(acls(&mut cards).iter().all(|a| a == POLICY_ACL));
+}
+
+/// Card 2 is pulled right after the card took its write (the host never sees
+/// the answer) and is still out at the rollback: the outcome is not
+/// "rolled back" but inconsistent, naming the card, its last known ACL and
+/// what to do.
+#[test]
+fn fleet_grant_is_inconsistent_when_the_lost_card_stays_unreachable() {
+    let (mut cards, _, pulls) = fleet_pullable(4, |_| POLICY_ACL.into());
+    let ids: Vec<String> = cards.iter().map(|c| c.card_id().unwrap()).collect();
+    let keys = server_a();
+    pulls[2].store(true, Ordering::SeqCst);
+    let report = acl_grant(&mut cards, &grant_b(&keys), |_| {});
+    assert_eq!(
+        report.outcome,
+        GrantOutcome::Inconsistent,
+        "{:?}",
+        report.failed
+    );
+    assert_eq!(report.rolled_back, [ids[0].clone(), ids[1].clone()]);
+    assert_eq!(report.uncertain.len(), 1, "{:?}", report.uncertain);
+    let u = &report.uncertain[0];
+    assert_eq!(u.card_id.as_deref(), Some(ids[2].as_str()));
+    assert_eq!(u.last_known.to_string(), POLICY_ACL);
+    assert_eq!(u.maybe.to_string(), "Get=*&Replace=ServerA+ServerB");
+    assert_eq!(u.restore_to.to_string(), POLICY_ACL);
+    assert!(u.to_string().contains("acl set"), "{u}");
+    assert!(report
+        .failed
+        .iter()
+        .any(|f| f.phase == Phase::Rollback && f.card_id.as_deref() == Some(ids[2].as_str())));
 }
 
 #[test]

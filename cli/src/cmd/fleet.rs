@@ -265,6 +265,14 @@ fn print_report(
                 "reason": f.reason,
             })).collect::<Vec<_>>(),
             "rolled_back": r.rolled_back,
+            "uncertain": r.uncertain.iter().map(|u| json!({
+                "card_id": u.card_id,
+                "reader": u.reader,
+                "last_known_acl": u.last_known.to_string(),
+                "maybe_acl": u.maybe.to_string(),
+                "restore_to": u.restore_to.to_string(),
+                "advice": u.advice(),
+            })).collect::<Vec<_>>(),
         }));
     }
     let grant = format!("{right}={} on {object}", to.acl_name());
@@ -292,7 +300,14 @@ fn print_report(
             );
         }
         GrantOutcome::Inconsistent => {
-            println!("failed during the apply and some cards could not be put back:");
+            println!(
+                "INCONSISTENT: failed during the apply and {} card(s) could not be put back; \
+                 their ACL is unknown:",
+                r.uncertain.len()
+            );
+            for u in &r.uncertain {
+                println!("  unknown  {u}");
+            }
         }
     }
     for f in &r.failed {

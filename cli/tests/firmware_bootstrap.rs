@@ -770,3 +770,87 @@ fn firmware_mcuboot_image_checks() {
     let out = approve("bad.img", "mcu.pub").expect(6).json();
     assert_eq!(out["mcuboot"]["sha256"], "invalid");
 }
+
+/// A package below the anti-rollback floor is never installed by consent:
+/// neither `y` on the terminal nor `--yes` with DMSC_PIN accepts it; only the
+/// dangerous device setting lets the user accept it.
+#[test]
+fn below_floor_is_refused_whatever_the_user_says() {
+    let dir = tmp();
+    let d = dir.path();
+    firmware_card(d);
+    let (m, o) = sign_both(d, "2.1.0");
+    let sim = ["--sim", "card.state", "firmware"];
+    let approve = |approvals: &[&str], extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = sim.iter().map(|s| s.to_string()).collect();
+        v.extend(["approve".into(), "pkg.bin".into()]);
+        for a in approvals {
+            v.extend(["--approval".into(), a.to_string()]);
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let args = approve(&[&m, &o], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(d, &args).expect(0);
+    run(
+        d,
+        &[
+            "--sim",
+            "card.state",
+            "firmware",
+            "confirm-installed",
+            "pkg.bin",
+            "--version",
+            "2.1.0",
+            "--class",
+            "gateway",
+        ],
+    )
+    .expect(0);
+    let (m0, o0) = sign_both(d, "2.0.0");
+    let pin = [("DMSC_PIN", "123456")];
+
+    // The user answers y on the terminal: still refused.
+    let ask = approve(&[&m0, &o0], &["--on-unapproved", "ask"]);
+    let ask: Vec<&str> = ask.iter().map(String::as_str).collect();
+    let out = on_terminal(d, &ask, "y\\n", &pin);
+    assert_eq!(out.code, 6, "{out:?}");
+    // (On the pseudo-terminal, stderr arrives with stdout.)
+    assert!(
+        out.stdout.contains("below the anti-rollback floor 2.1.0")
+            && out.stdout.contains("never installed by consent"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("the user accepted"), "{out:?}");
+    // --yes with DMSC_PIN, no terminal: refused, and the JSON says why.
+    let yes = approve(&[&m0, &o0], &["--on-unapproved", "ask", "--yes"]);
+    let mut json = vec!["--json"];
+    json.extend(yes.iter().map(String::as_str));
+    let out = run_env(d, &json, &pin).expect(6).json();
+    assert_eq!(out["decision"], "refused");
+    assert!(
+        out["final"]
+            .as_str()
+            .unwrap_or("")
+            .contains("anti-rollback floor"),
+        "{out}"
+    );
+    // Only the dangerous device setting lets the user accept it.
+    let dangerous = approve(
+        &[&m0, &o0],
+        &[
+            "--on-unapproved",
+            "ask",
+            "--yes",
+            "--dangerous-allow-below-floor",
+        ],
+    );
+    let dangerous: Vec<&str> = dangerous.iter().map(String::as_str).collect();
+    let out = run_env(d, &dangerous, &pin).expect(0);
+    assert!(out.stdout.contains("the user accepted"), "{out:?}");
+    // The setting alone does not accept anything: without ask it is refused.
+    let reject = approve(&[&m0, &o0], &["--dangerous-allow-below-floor"]);
+    let reject: Vec<&str> = reject.iter().map(String::as_str).collect();
+    run_env(d, &reject, &pin).expect(6);
+}

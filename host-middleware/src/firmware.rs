@@ -12,6 +12,12 @@
 //! rule ([`set_rule`]); approvers sign statements ([`sign_statement`], or
 //! `openssl dgst -sha256 -sign` over [`ApprovalStatement::to_signed_bytes`]).
 //! docs/firmware-approval.md describes the whole flow.
+//!
+//! The device's decision from the card's verdict, the MCUboot check and the
+//! consent policy is [`decide`].
+
+mod decide;
+pub use decide::{decide, ConsentPolicy, Decision, Final, OnUnapproved, Outcome, Reason};
 
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use dmsc_host::card_model::commands::{ApprovalVerdict, PackageId};
 use dmsc_host::card_model::objects::{check_name, ObjectRef, Version};
-use dmsc_host::firmware::{self, ApprovalFile, PackageHash};
+use dmsc_host::firmware::{self, ApprovalFile, Decision, Outcome, PackageHash};
 use dmsc_host::mcuboot::{Check, McubootReport};
 use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
 use dmsc_host::CardCommands;
@@ -27,6 +27,15 @@ pub enum OnUnapproved {
     Reject,
     /// Ask the user (after the PIN, when the card's rule requires the user)
     Ask,
+}
+
+impl From<OnUnapproved> for firmware::OnUnapproved {
+    fn from(o: OnUnapproved) -> Self {
+        match o {
+            OnUnapproved::Reject => firmware::OnUnapproved::Reject,
+            OnUnapproved::Ask => firmware::OnUnapproved::Ask,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +108,11 @@ pub enum FirmwareCommand {
         /// With --on-unapproved ask: install without asking (required when not on a terminal)
         #[arg(long, short = 'y')]
         yes: bool,
+        /// DANGEROUS device setting: with --on-unapproved ask, let the user accept a
+        /// version below the anti-rollback floor (a downgrade). Without it such a
+        /// package is refused whatever the user answers
+        #[arg(long)]
+        dangerous_allow_below_floor: bool,
     },
     /// Device side: report the installation done; the card moves the class's
     /// anti-rollback floor to this version
@@ -195,12 +209,16 @@ pub fn run(ctx: &Ctx, cmd: &FirmwareCommand) -> Result<Code> {
             class,
             mcuboot_key,
             yes,
+            dangerous_allow_below_floor,
         } => approve(
             ctx,
             &ApproveArgs {
                 package,
                 approvals,
-                on_unapproved: *on_unapproved,
+                policy: firmware::ConsentPolicy {
+                    on_unapproved: (*on_unapproved).into(),
+                    allow_below_floor: *dangerous_allow_below_floor,
+                },
                 version: version.as_deref(),
                 class: class.as_deref(),
                 mcuboot_key: mcuboot_key.as_deref(),
@@ -509,7 +527,7 @@ fn rule(ctx: &Ctx, cmd: &RuleCommand) -> Result<Code> {
 struct ApproveArgs<'a> {
     package: &'a Path,
     approvals: &'a [PathBuf],
-    on_unapproved: OnUnapproved,
+    policy: firmware::ConsentPolicy,
     version: Option<&'a str>,
     class: Option<&'a str>,
     mcuboot_key: Option<&'a Path>,
@@ -544,7 +562,7 @@ fn approve(ctx: &Ctx, a: &ApproveArgs<'_>) -> Result<Code> {
         }
         None => None,
     };
-    if a.on_unapproved == OnUnapproved::Ask && !a.yes && !ctx.interactive() {
+    if a.policy.on_unapproved == firmware::OnUnapproved::Ask && !a.yes && !ctx.interactive() {
         return Err(usage(
             "--on-unapproved ask needs a terminal to ask the user; pass --yes for scripted use",
         ));
@@ -556,48 +574,46 @@ fn approve(ctx: &Ctx, a: &ApproveArgs<'_>) -> Result<Code> {
     let notes = firmware::digest_mismatches(&h.digest, &files);
     let verdict: ApprovalVerdict = firmware::check_with_card(&mut session, &package, &files)
         .with_context(|| format!("CHECK APPROVAL as {who}"))?;
-    let mcuboot_ok = h.mcuboot.as_ref().is_none_or(McubootReport::ok);
-    let mut reasons: Vec<String> = verdict.reasons.iter().map(|r| r.to_string()).collect();
-    if let Some(r) = &h.mcuboot {
-        if !r.ok() {
-            reasons.push(format!(
-                "MCUboot image check failed: hash {:?}, signature {:?}{}",
-                r.sha256,
-                r.signature,
-                r.error
-                    .as_ref()
-                    .map(|e| format!(", {e}"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    let approved = verdict.approved && mcuboot_ok;
-    let mut decision = if approved { "approved" } else { "refused" };
-    let mut code = if approved {
-        Code::Ok
-    } else {
-        Code::VerificationFailed
-    };
-
+    let decision = firmware::decide(&verdict, h.mcuboot.as_ref(), &a.policy);
+    let reasons: Vec<String> = decision.reasons().iter().map(ToString::to_string).collect();
+    let approved = decision == Decision::Approved;
     if !approved && !ctx.json {
         print_verdict(&h, &package, false, &reasons, &notes);
     }
-    if !approved && mcuboot_ok && a.on_unapproved == OnUnapproved::Ask {
-        if verdict.user_consent_needs_pin {
-            let pin = ctx.user_pin()?;
-            ctx.verify_user(&mut session, &pin)?;
+    let outcome = match &decision {
+        Decision::AskUser { needs_pin, .. } => {
+            if *needs_pin {
+                let pin = ctx.user_pin()?;
+                ctx.verify_user(&mut session, &pin)?;
+            }
+            let yes = a.yes
+                || ask_yes_no(&format!(
+                    "The card did not approve {} {}. Install it anyway? [y/N] ",
+                    package.device_class, package.version
+                ))?;
+            decision.answered(yes)
         }
-        let yes = a.yes
-            || ask_yes_no(&format!(
-                "The card did not approve {} {}. Install it anyway? [y/N] ",
-                package.device_class, package.version
-            ))?;
-        (decision, code) = if yes {
-            ("accepted-by-user", Code::Ok)
-        } else {
-            ("declined-by-user", Code::Declined)
-        };
-    }
+        _ => decision.answered(false),
+    };
+    let code = match outcome {
+        Outcome::Approved | Outcome::AcceptedByUser => Code::Ok,
+        Outcome::Refused => Code::VerificationFailed,
+        Outcome::DeclinedByUser => Code::Declined,
+    };
+    let cause = match &decision {
+        Decision::Refused {
+            cause: cause @ firmware::Final::BelowFloor,
+            ..
+        } if a.policy.on_unapproved == firmware::OnUnapproved::Ask => {
+            Some(format!("{cause}: --dangerous-allow-below-floor"))
+        }
+        Decision::Refused { cause, .. }
+            if a.policy.on_unapproved == firmware::OnUnapproved::Ask =>
+        {
+            Some(cause.to_string())
+        }
+        _ => None,
+    };
     if ctx.json {
         print_json(&json!({
             "package": {
@@ -612,14 +628,15 @@ fn approve(ctx: &Ctx, a: &ApproveArgs<'_>) -> Result<Code> {
             "notes": notes,
             "user_consent_needs_pin": verdict.user_consent_needs_pin,
             "mcuboot": h.mcuboot.as_ref().map(mcuboot_json),
-            "decision": decision,
+            "decision": outcome.word(),
+            "final": cause,
         }))?;
     } else if approved {
         print_verdict(&h, &package, true, &reasons, &notes);
     } else {
-        match decision {
-            "accepted-by-user" => println!("not approved by the card; the user accepted it"),
-            "declined-by-user" => eprintln!("not approved by the card; declined by the user"),
+        match outcome {
+            Outcome::AcceptedByUser => println!("not approved by the card; the user accepted it"),
+            Outcome::DeclinedByUser => eprintln!("not approved by the card; declined by the user"),
             _ => {}
         }
     }
@@ -627,10 +644,14 @@ fn approve(ctx: &Ctx, a: &ApproveArgs<'_>) -> Result<Code> {
         return Err(coded(
             code,
             format!(
-                "{} {} is not approved: {}",
+                "{} {} is not approved: {}{}",
                 package.device_class,
                 package.version,
-                reasons.join("; ")
+                reasons.join("; "),
+                cause
+                    .as_ref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
             ),
         ));
     }

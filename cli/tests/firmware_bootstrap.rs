@@ -854,3 +854,46 @@ fn below_floor_is_refused_whatever_the_user_says() {
     let reject: Vec<&str> = reject.iter().map(String::as_str).collect();
     run_env(d, &reject, &pin).expect(6);
 }
+
+/// A rule naming an approver the card does not know could never be met: it is
+/// refused unless --allow-unregistered, and nothing is stored.
+#[test]
+fn rule_naming_an_unregistered_approver_is_refused() {
+    let dir = tmp();
+    let d = dir.path();
+    firmware_card(d);
+    let set = |extra: &[&str]| {
+        let mut v = vec![
+            "--sim",
+            "card.state",
+            "firmware",
+            "rule",
+            "set",
+            "--require",
+            "maintainer,bob",
+        ];
+        v.extend_from_slice(extra);
+        admin(d, &v)
+    };
+    let out = set(&[]).expect(2);
+    assert!(
+        out.stderr.contains("bob") && out.stderr.contains("--allow-unregistered"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("maintainer,"), "{out:?}");
+    let show = run(
+        d,
+        &["--sim", "card.state", "--json", "firmware", "rule", "show"],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(show["required"], serde_json::json!(["maintainer", "owner"]));
+    set(&["--allow-unregistered"]).expect(0);
+    let show = run(
+        d,
+        &["--sim", "card.state", "--json", "firmware", "rule", "show"],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(show["required"], serde_json::json!(["maintainer", "bob"]));
+}

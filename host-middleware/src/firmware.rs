@@ -71,6 +71,13 @@ pub enum FirmwareError {
     /// The card failed or refused.
     #[error(transparent)]
     Card(#[from] HostError),
+    /// The rule names approvers the card does not know: it could never be met.
+    #[error(
+        "the rule names approver(s) not registered on the card: {}; the rule could never be \
+         met (register them first, or allow it explicitly)",
+        .0.join(", ")
+    )]
+    UnregisteredApprovers(Vec<String>),
 }
 
 /// What streaming a package gave.
@@ -372,6 +379,41 @@ pub fn set_rule<C: CardCommands + ?Sized>(
         }),
         None,
     )
+}
+
+/// [`set_rule`], after checking that every named approver is registered on
+/// the card (unless `allow_unregistered`): a rule naming an unknown approver
+/// can never be met. Nothing is written when the check fails.
+pub fn set_rule_checked<C: CardCommands + ?Sized>(
+    card: &mut C,
+    required: &[String],
+    user_consent_needs_pin: bool,
+    allow_unregistered: bool,
+) -> Result<(), FirmwareError> {
+    if !allow_unregistered {
+        let registered: Vec<String> = card
+            .list(dmsc_card_model::objects::ObjectKind::Approver)?
+            .into_iter()
+            .filter_map(|e| match e.object {
+                ObjectRef::Approver(name) => Some(name),
+                _ => None,
+            })
+            .collect();
+        let missing = unregistered(required, &registered);
+        if !missing.is_empty() {
+            return Err(FirmwareError::UnregisteredApprovers(missing));
+        }
+    }
+    Ok(set_rule(card, required, user_consent_needs_pin)?)
+}
+
+/// The names of `required` that are not in `registered`, in order.
+pub fn unregistered(required: &[String], registered: &[String]) -> Vec<String> {
+    required
+        .iter()
+        .filter(|n| !registered.contains(n))
+        .cloned()
+        .collect()
 }
 
 /// The approvers the caller may read: name and 65-byte public point.

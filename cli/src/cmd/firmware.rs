@@ -182,6 +182,10 @@ pub enum RuleCommand {
         /// The user must verify the PIN before installing an unapproved package
         #[arg(long)]
         user_pin: bool,
+        /// Store the rule even if it names approvers not registered on the card
+        /// (it cannot be met until they are)
+        #[arg(long)]
+        allow_unregistered: bool,
     },
     /// Show the rule
     Show,
@@ -468,15 +472,29 @@ fn approver(ctx: &Ctx, cmd: &ApproverCommand) -> Result<Code> {
 
 fn rule(ctx: &Ctx, cmd: &RuleCommand) -> Result<Code> {
     match cmd {
-        RuleCommand::Set { require, user_pin } => {
+        RuleCommand::Set {
+            require,
+            user_pin,
+            allow_unregistered,
+        } => {
             let names: Vec<String> = require
                 .iter()
                 .map(|n| parse_name(n.trim(), "approver"))
                 .collect::<Result<_>>()?;
             ctx.require_authority("firmware rule set")?;
             let (mut s, who) = open_as(ctx, false)?;
-            firmware::set_rule(&mut s, &names, *user_pin)
-                .with_context(|| format!("storing the approval rule as {who}"))?;
+            match firmware::set_rule_checked(&mut s, &names, *user_pin, *allow_unregistered) {
+                Ok(()) => {}
+                Err(e @ firmware::FirmwareError::UnregisteredApprovers(_)) => {
+                    return Err(usage(format!(
+                        "{e}; pass --allow-unregistered to store it anyway"
+                    )))
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("storing the approval rule as {who}")))
+                }
+            }
             if ctx.json {
                 print_json(
                     &json!({"required": names, "user_consent_needs_pin": user_pin, "result": "stored"}),

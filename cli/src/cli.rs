@@ -669,9 +669,9 @@ pub enum MoCommand {
         #[arg(long, value_name = "ACL")]
         acl: Option<String>,
     },
-    /// Read one MO from the card as TNDS XML or JSON
+    /// Read one MO, or any node inside one, from the card as TNDS XML or JSON
     Get {
-        /// Root URI, e.g. ./DMAcc
+        /// Root URI or node path, e.g. ./DMAcc or ./DMAcc/ServerA/AppAddr
         #[arg(value_name = "URI")]
         uri: String,
         /// Output format
@@ -697,7 +697,7 @@ pub enum MoCommand {
         /// The device tree directory
         #[arg(long, value_name = "DIR")]
         device: PathBuf,
-        /// The MO's root URI in the device tree
+        /// The MO's root URI in the device tree, or a node path inside an MO
         #[arg(long, value_name = "URI")]
         uri: String,
         /// Only this part, relative to the MO root (e.g. ServerA/AppAddr)
@@ -718,6 +718,9 @@ pub enum MoCommand {
         /// The device tree directory
         #[arg(long, value_name = "DIR")]
         device: PathBuf,
+        /// Only this node (an MO root or a node path inside an MO)
+        #[arg(value_name = "URI")]
+        uri: Option<String>,
     },
 }
 

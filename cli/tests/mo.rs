@@ -110,7 +110,13 @@ fn put_list_get_delete_round_trip() {
     )
     .expect(0);
     assert_eq!(mo_uris(d, "card"), vec!["./Vendor/Info"]);
-    run(d, &["--sim", "card", "mo", "get", "./DMAcc"]).expect(4);
+    // As `*`: the card would answer alike for missing and forbidden; the host
+    // does not ask it for a record it does not list.
+    let gone = run(d, &["--sim", "card", "mo", "get", "./DMAcc"]).expect(8);
+    assert!(
+        gone.stderr.contains("not found or not permitted"),
+        "{gone:?}"
+    );
     run_env(
         d,
         &["--sim", "card", "mo", "get", "./DMAcc"],
@@ -190,7 +196,8 @@ fn a_full_card_refuses_and_keeps_what_it_had() {
         &with_keys(&keys),
     );
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("6A84"), "{out:?}");
+    assert!(out.stderr.contains("not enough free memory"), "{out:?}");
+    assert!(out.stderr.contains("nothing was stored"), "{out:?}");
     assert_eq!(mo_uris(d, "card"), vec!["./DevInfo"]);
 }
 
@@ -293,23 +300,49 @@ fn refresh_copy_and_diff_with_a_device_tree() {
         &with_keys(&keys),
     )
     .expect(2);
+    // The whole MO would enclose the card's record of its subtree: refused,
+    // naming that record; the device copy stays.
+    let copy_all = [
+        "--sim",
+        "card",
+        "mo",
+        "copy",
+        "--device",
+        "tree",
+        "--uri",
+        "./DMAcc",
+        "--erase-device",
+        "--yes",
+    ];
+    let refused = run_env(d, &copy_all, &with_keys(&keys)).expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains("encloses the MO record ./DMAcc/ServerA/AppAddr"),
+        "{refused:?}"
+    );
+    let diff = run(
+        d,
+        &["--sim", "card", "--json", "mo", "diff", "--device", "tree"],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(diff["mos"]["./DMAcc/ServerA/AppAddr"], "same");
+    assert_eq!(diff["mos"]["./DMAcc"], "device_only");
     run_env(
         d,
         &[
             "--sim",
             "card",
             "mo",
-            "copy",
-            "--device",
-            "tree",
-            "--uri",
-            "./DMAcc",
-            "--erase-device",
+            "delete",
+            "./DMAcc/ServerA/AppAddr",
             "--yes",
         ],
         &with_keys(&keys),
     )
     .expect(0);
+    run_env(d, &copy_all, &with_keys(&keys)).expect(0);
     let diff = run(
         d,
         &["--sim", "card", "--json", "mo", "diff", "--device", "tree"],
@@ -332,10 +365,7 @@ fn refresh_copy_and_diff_with_a_device_tree() {
     )
     .expect(0)
     .json();
-    assert_eq!(
-        r["added"],
-        serde_json::json!(["./DMAcc", "./DMAcc/ServerA/AppAddr"])
-    );
+    assert_eq!(r["added"], serde_json::json!(["./DMAcc"]));
     run(d, &["--sim", "card", "watch", "--device", "tree"]).expect(2);
 }
 
@@ -430,4 +460,115 @@ fn ota_script_applies_once_on_its_card_only() {
     std::fs::write(d.join("broken.json"), "{\n \"schema_version\": 1,\n").unwrap();
     let out = run(d, &["--sim", "card", "ota", "apply", "broken.json"]).expect(2);
     assert!(out.stderr.contains("line 3"), "{out:?}");
+}
+
+/// `./Vendor` holding `Acme/Email/Port` = `port`, rooted at `root`, as JSON.
+fn vendor_json(root: &str, port: &str) -> String {
+    use dmsc_host::mo::{self, MgmtTree, Node};
+    let mut port_node = Node::named("Port");
+    port_node.value = Some(port.into());
+    let mut email = Node::named("Email");
+    email.children.push(port_node);
+    let mut acme = Node::named("Acme");
+    acme.children.push(email);
+    let mut top = Node::named("Vendor");
+    top.children.push(acme);
+    let whole = mo::rooted_at(&MgmtTree::single(top), "./Vendor").unwrap();
+    if root == "./Vendor" {
+        whole.to_json()
+    } else {
+        let rel = root.trim_start_matches("./Vendor/");
+        whole.subtree(rel).unwrap().to_json()
+    }
+}
+
+#[test]
+fn one_record_per_node_and_inner_nodes_read_from_their_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    new_card(d, "card");
+    let keys = triple(TEST_KEY);
+    std::fs::write(d.join("vendor.json"), vendor_json("./Vendor", "995")).unwrap();
+    std::fs::write(
+        d.join("email.json"),
+        vendor_json("./Vendor/Acme/Email", "25"),
+    )
+    .unwrap();
+    run_env(
+        d,
+        &["--sim", "card", "mo", "put", "vendor.json"],
+        &with_keys(&keys),
+    )
+    .expect(0);
+    let refused = run_env(
+        d,
+        &["--sim", "card", "mo", "put", "email.json"],
+        &with_keys(&keys),
+    )
+    .expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains("./Vendor/Acme/Email lies inside the MO record ./Vendor"),
+        "{refused:?}"
+    );
+    assert_eq!(mo_uris(d, "card"), vec!["./Vendor"]);
+
+    // An inner node, as `*`: read from its record.
+    let inner = run(
+        d,
+        &[
+            "--sim",
+            "card",
+            "--json",
+            "mo",
+            "get",
+            "./Vendor/Acme/Email",
+        ],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(inner["uri"], "./Vendor/Acme/Email");
+    assert_eq!(inner["record"], "./Vendor");
+    let text = run(d, &["--sim", "card", "mo", "get", "./Vendor/Acme/Email"]).expect(0);
+    assert!(text.stdout.contains("<Value>995</Value>"), "{text:?}");
+    let none = run(d, &["--sim", "card", "mo", "get", "./Vendor/Acme/Fax"]).expect(8);
+    assert!(none.stderr.contains("no such node"), "{none:?}");
+    let none = run(d, &["--sim", "card", "mo", "get", "./Elsewhere/X"]).expect(8);
+    assert!(
+        none.stderr.contains("not found or not permitted"),
+        "{none:?}"
+    );
+}
+
+#[test]
+fn a_put_that_does_not_fit_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(d, &["-q", "sim", "init", "card", "--capacity", "6000"]).expect(0);
+    let keys = triple(TEST_KEY);
+    let one = dmsc_host::mo::MgmtTree::parse_any(
+        &std::fs::read_to_string(vector("devinfo.json")).unwrap(),
+    )
+    .unwrap();
+    let mut all = one.clone();
+    all.nodes = (0..100)
+        .map(|i| {
+            dmsc_host::mo::rooted_at(&one, &format!("./Many/M{i}"))
+                .unwrap()
+                .nodes
+                .remove(0)
+        })
+        .collect();
+    std::fs::write(d.join("many.json"), all.to_json()).unwrap();
+    let out = run_env(
+        d,
+        &["--sim", "card", "mo", "put", "many.json"],
+        &with_keys(&keys),
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("100 MO(s)"), "{out:?}");
+    assert!(out.stderr.contains("nothing was stored"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(mo_uris(d, "card").is_empty());
 }

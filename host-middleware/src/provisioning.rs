@@ -103,6 +103,47 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
             Err(e) => return Err(e.into()),
         }
     }
+    // One record per node in the device tree as well: the device's own MOs
+    // come first, then the card's from the outermost; an MO overlapping one
+    // already taken is left out and reported (cards written before the rule,
+    // or a card MO inside one of the device's own).
+    let mut taken: Vec<String> = index
+        .mos
+        .iter()
+        .filter(|(uri, e)| e.origin.card_id().is_none() && !mos.iter().any(|m| &m.uri == *uri))
+        .map(|(uri, _)| uri.clone())
+        .collect();
+    let device_own = taken.len();
+    mos.sort_by_key(|m| (m.uri.matches('/').count(), m.uri.clone()));
+    let mut kept = Vec::new();
+    for m in mos {
+        match mo::find_overlap(taken.iter().map(String::as_str), &m.uri) {
+            Some((other, relation)) => {
+                let whose = if taken.iter().position(|t| t == other) < Some(device_own) {
+                    "the device's own MO"
+                } else {
+                    "the card's MO record"
+                };
+                let place = match relation {
+                    mo::Overlap::Inside => "lies inside",
+                    mo::Overlap::Above => "encloses",
+                };
+                report.skipped.push(SkippedMo {
+                    reason: format!(
+                        "{} {place} {whose} {other}: one node would have two values",
+                        m.uri
+                    ),
+                    uri: m.uri,
+                });
+            }
+            None => {
+                taken.push(m.uri.clone());
+                kept.push(m);
+            }
+        }
+    }
+    let mut mos = kept;
+    mos.sort_by(|a, b| a.uri.cmp(&b.uri));
     let mut change = TreeChange {
         last_card: LastCard::Set(mark.clone()),
         ..TreeChange::default()
@@ -175,9 +216,17 @@ pub enum DeviceCopy {
     Erase,
 }
 
-/// Copies MO `uri` (or its part at `subtree`, relative to the MO root) from
-/// the device tree to the card, as an MO record rooted at the copied node.
-/// The card write needs an authority session. Returns the card MO's URI.
+/// Copies node `uri` of the device tree (an MO root or any node inside a
+/// device MO), or its part at `subtree` (relative to `uri`), to the card. The
+/// card write needs an authority session. Returns the card record that now
+/// holds the copied node. One record per node (docs/provisioning.md):
+/// - a card record rooted at the copied node is replaced;
+/// - a card record that encloses the node takes it in (the record is read,
+///   the node replaced or added in it, the record stored again, keeping its
+///   ACL: `acl` is then refused);
+/// - a card record inside the copied node makes the copy refused
+///   ([`MoCardError::Overlap`]);
+/// - otherwise a new record is rooted at the node.
 pub fn copy_to_card<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     card: &mut C,
     tree: &mut T,
@@ -186,38 +235,103 @@ pub fn copy_to_card<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     acl: Option<&Acl>,
     device_copy: DeviceCopy,
 ) -> Result<String, ProvisioningError> {
-    let whole = tree
-        .read_mo(uri)?
+    let index = tree.index()?;
+    let (mo_uri, rel_in_mo) = mo::enclosing(index.mos.keys().map(String::as_str), uri)
+        .map(|(m, r)| (m.to_string(), r))
         .ok_or_else(|| ProvisioningError::NotInDevice(uri.to_string()))?;
-    let part = whole
-        .subtree(subtree.unwrap_or(""))
-        .map_err(|source| MoCardError::Format {
-            uri: uri.to_string(),
-            source,
-        })?;
-    let done = mo::put_mo(card, &part, acl)?;
-    let card_uri = done.into_iter().next().unwrap_or_else(|| uri.to_string());
+    let whole = tree
+        .read_mo(&mo_uri)?
+        .ok_or_else(|| ProvisioningError::NotInDevice(mo_uri.clone()))?;
+    let rel = [rel_in_mo.as_str(), subtree.unwrap_or("").trim_matches('/')]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    let part = whole.subtree(&rel).map_err(|source| MoCardError::Format {
+        uri: mo_uri.clone(),
+        source,
+    })?;
+    let node_uri = part.nodes.first().map(Node::root_uri).unwrap_or_default();
+    let listed = mo::list_mos(card)?;
+    let records: Vec<&str> = listed.iter().map(|(u, _)| u.as_str()).collect();
+    let card_uri = match mo::enclosing(records.iter().copied(), &node_uri) {
+        Some((record, inner)) if !inner.is_empty() => {
+            if acl.is_some() {
+                return Err(MoCardError::Usage(format!(
+                    "{node_uri} goes into the card's MO record {record}, which keeps its ACL: \
+                     copy without an ACL and set it with `dmsc acl set mo:{record}`"
+                ))
+                .into());
+            }
+            let record = record.to_string();
+            let mut on_card = mo::get_mo(card, &record)?;
+            let node = part
+                .nodes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Node::named(""));
+            if let Some(root) = on_card.tree.nodes.first_mut() {
+                graft(root, &inner, node);
+            }
+            mo::put_mo(card, &on_card.tree, None)?;
+            record
+        }
+        _ => {
+            if let Some((existing, relation)) = mo::find_overlap(records.iter().copied(), &node_uri)
+            {
+                return Err(MoCardError::Overlap {
+                    uri: node_uri,
+                    existing: existing.to_string(),
+                    relation,
+                }
+                .into());
+            }
+            let done = mo::put_mo(card, &part, acl)?;
+            done.into_iter().next().unwrap_or(node_uri)
+        }
+    };
     if device_copy == DeviceCopy::Erase {
-        let rel = subtree.unwrap_or("").trim_matches('/');
         let mut change = TreeChange::default();
         if rel.is_empty() {
-            change.remove.push(uri.to_string());
+            change.remove.push(mo_uri.clone());
         } else {
             let mut rest = whole.clone();
             if let Some(root) = rest.nodes.first_mut() {
-                remove_node(root, rel);
+                remove_node(root, &rel);
             }
-            let origin = tree
-                .index()?
+            let origin = index
                 .mos
-                .get(uri)
+                .get(&mo_uri)
                 .map(|e| e.origin.clone())
                 .unwrap_or(Origin::Device);
-            change.put.push((uri.to_string(), rest, origin));
+            change.put.push((mo_uri.clone(), rest, origin));
         }
         tree.apply(&change)?;
     }
     Ok(card_uri)
+}
+
+/// Puts `node` at `rel` (relative, non-empty) below `root`, replacing the
+/// node there or adding it (with interior nodes for missing parents).
+fn graft(root: &mut Node, rel: &str, mut node: Node) {
+    match rel.split_once('/') {
+        None => {
+            node.name = rel.to_string();
+            node.path = None;
+            match root.children.iter_mut().find(|c| c.name == rel) {
+                Some(slot) => *slot = node,
+                None => root.children.push(node),
+            }
+        }
+        Some((head, tail)) => {
+            if !root.children.iter().any(|c| c.name == head) {
+                root.children.push(Node::named(head));
+            }
+            if let Some(c) = root.children.iter_mut().find(|c| c.name == head) {
+                graft(c, tail, node);
+            }
+        }
+    }
 }
 
 fn remove_node(node: &mut Node, rel: &str) {
@@ -279,32 +393,96 @@ pub fn compare_trees(a: &MgmtTree, b: &MgmtTree) -> Vec<String> {
         .collect()
 }
 
-/// Compares the device's MOs with the card's, by root URI.
+/// The part of a tree set at `path`: the tree whose root is `path`, or the
+/// node at `path` inside the tree that encloses it.
+fn node_in(
+    trees: &BTreeMap<String, MgmtTree>,
+    path: &str,
+) -> Result<Option<MgmtTree>, ProvisioningError> {
+    let Some((root, rel)) = mo::enclosing(trees.keys().map(String::as_str), path) else {
+        return Ok(None);
+    };
+    let Some(t) = trees.get(root) else {
+        return Ok(None);
+    };
+    if rel.is_empty() {
+        return Ok(Some(t.clone()));
+    }
+    Ok(t.subtree(&rel).ok())
+}
+
+fn compare(device: Option<MgmtTree>, card: Option<MgmtTree>) -> MoComparison {
+    match (device, card) {
+        (None, None) | (Some(_), None) => MoComparison::DeviceOnly,
+        (None, Some(_)) => MoComparison::CardOnly,
+        (Some(d), Some(c)) => {
+            let nodes = compare_trees(&d, &c);
+            if nodes.is_empty() {
+                MoComparison::Same
+            } else {
+                MoComparison::Differ { nodes }
+            }
+        }
+    }
+}
+
+/// Compares the device's MOs with the card's, by root URI: every card record
+/// and every device MO is compared with the same node on the other side,
+/// whether that side holds it as a record of its own or inside an enclosing
+/// one.
 pub fn diff<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     card: &mut C,
     tree: &T,
 ) -> Result<BTreeMap<String, MoComparison>, ProvisioningError> {
-    let card_mos = mo::read_all_mos(card)?
+    let card_mos: BTreeMap<String, MgmtTree> = mo::read_all_mos(card)?
         .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    let index = tree.index()?;
-    let mut out = BTreeMap::new();
-    for m in &card_mos {
-        let cmp = match tree.read_mo(&m.uri)? {
-            None => MoComparison::CardOnly,
-            Some(d) => {
-                let nodes = compare_trees(&d, &m.tree);
-                if nodes.is_empty() {
-                    MoComparison::Same
-                } else {
-                    MoComparison::Differ { nodes }
-                }
-            }
-        };
-        out.insert(m.uri.clone(), cmp);
+        .map(|m| m.map(|m| (m.uri, m.tree)))
+        .collect::<Result<_, _>>()?;
+    let mut device_mos = BTreeMap::new();
+    for uri in tree.index()?.mos.keys() {
+        if let Some(t) = tree.read_mo(uri)? {
+            device_mos.insert(uri.clone(), t);
+        }
     }
-    for uri in index.mos.keys() {
-        out.entry(uri.clone()).or_insert(MoComparison::DeviceOnly);
+    let mut out = BTreeMap::new();
+    for uri in card_mos.keys().chain(device_mos.keys()) {
+        if out.contains_key(uri) {
+            continue;
+        }
+        let cmp = compare(node_in(&device_mos, uri)?, node_in(&card_mos, uri)?);
+        out.insert(uri.clone(), cmp);
     }
     Ok(out)
+}
+
+/// Compares one node (an MO root or any node inside one) between the device
+/// and the card. The card's records are listed first and only the one that
+/// holds `path` is read.
+pub fn diff_node<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
+    card: &mut C,
+    tree: &T,
+    path: &str,
+) -> Result<MoComparison, ProvisioningError> {
+    let card_side = match mo::get_node(card, path) {
+        Ok((m, _)) => Some(m.tree),
+        Err(MoCardError::NotFoundOrNotPermitted { .. } | MoCardError::NoSuchNode { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let index = tree.index()?;
+    let device_side = match mo::enclosing(index.mos.keys().map(String::as_str), path) {
+        None => None,
+        Some((root, rel)) => match tree.read_mo(root)? {
+            None => None,
+            Some(t) if rel.is_empty() => Some(t),
+            Some(t) => t.subtree(&rel).ok(),
+        },
+    };
+    Ok(match (&device_side, &card_side) {
+        (None, None) => {
+            return Err(ProvisioningError::NotInDevice(format!(
+                "{path} (and the card has no record the caller may read that holds it)"
+            )))
+        }
+        _ => compare(device_side, card_side),
+    })
 }

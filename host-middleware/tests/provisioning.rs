@@ -160,11 +160,9 @@ fn a_full_card_refuses_the_mo_and_keeps_its_content() {
     as_authority(&mut s);
     let mut big = MgmtTree::from_tnds(DMACC).unwrap();
     big.nodes[0].children[0].children[0].value = Some("x".repeat(4000));
+    // The host checks the free memory first; the card would answer 6A84.
     match mo::put_mo(&mut s, &big, None) {
-        Err(mo::MoCardError::Card {
-            source: HostError::NotEnoughMemory { .. },
-            ..
-        }) => {}
+        Err(mo::MoCardError::NoSpace { count: 1, .. }) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(s.select().unwrap().generation, generation);
@@ -406,7 +404,23 @@ fn copy_device_mo_or_subtree_to_the_card_and_diff() {
         MoComparison::Same
     );
 
-    // A subtree, then the device copy of it erased.
+    // A subtree, then the device copy of it erased. The card's ./DMAcc
+    // holds that node: the copy goes into it, no second record is made.
+    let mut changed = tree.read_mo("./DMAcc").unwrap().unwrap();
+    let port = changed.nodes[0].children[0]
+        .children
+        .iter_mut()
+        .find(|c| c.name == "AppAddr");
+    port.unwrap().children[0].children.iter_mut().for_each(|c| {
+        if c.name == "Port" {
+            c.value = Some("8443".into())
+        }
+    });
+    tree.apply(&TreeChange {
+        put: vec![("./DMAcc".into(), changed, Origin::Device)],
+        ..Default::default()
+    })
+    .unwrap();
     as_authority(&mut s);
     let uri = provisioning::copy_to_card(
         &mut s,
@@ -417,12 +431,28 @@ fn copy_device_mo_or_subtree_to_the_card_and_diff() {
         DeviceCopy::Erase,
     )
     .unwrap();
-    assert_eq!(uri, "./DMAcc/ServerA/AppAddr");
+    assert_eq!(uri, "./DMAcc");
     s.select().unwrap();
-    let part = mo::get_mo(&mut s, &uri).unwrap();
+    assert_eq!(mo::list_mos(&mut s).unwrap().len(), 1);
+    let (part, record) = mo::get_node(&mut s, "./DMAcc/ServerA/AppAddr").unwrap();
+    assert_eq!(record, "./DMAcc");
     assert_eq!(
         part.tree.nodes[0].find("1/Port").unwrap().value.as_deref(),
-        Some("443")
+        Some("8443")
+    );
+    // Copying a node by its path inside the device MO is the same.
+    as_authority(&mut s);
+    assert_eq!(
+        provisioning::copy_to_card(
+            &mut s,
+            &mut tree,
+            "./DMAcc/ServerA/Name",
+            None,
+            None,
+            DeviceCopy::Keep
+        )
+        .unwrap(),
+        "./DMAcc"
     );
     let device = tree.read_mo("./DMAcc").unwrap().unwrap();
     assert!(device.nodes[0].find("ServerA/AppAddr").is_none());
@@ -530,5 +560,371 @@ fn ota_script_is_applied_once_by_its_card_only() {
     assert_eq!(
         tree.read_mo("./DMAcc").unwrap().unwrap(),
         MgmtTree::from_tnds(DMACC).unwrap()
+    );
+}
+
+// ---- one record per node; inner nodes; all-or-nothing put -----------------
+
+/// `./Vendor` holding `Acme/Email/Port` = `port`.
+fn vendor(root: &str, port: &str) -> MgmtTree {
+    let mut port_node = mo::Node::named("Port");
+    port_node.value = Some(port.into());
+    let mut email = mo::Node::named("Email");
+    email.children.push(port_node);
+    let mut acme = mo::Node::named("Acme");
+    acme.children.push(email);
+    let mut top = mo::Node::named("Vendor");
+    top.children.push(acme);
+    mo::rooted_at(&MgmtTree::single(top), root).unwrap()
+}
+
+fn email(port: &str) -> MgmtTree {
+    let whole = vendor("./Vendor", port);
+    whole.subtree("Acme/Email").unwrap()
+}
+
+fn card_uris<T: Transport>(s: &mut Session<T>) -> Vec<String> {
+    mo::list_mos(s).unwrap().into_iter().map(|e| e.0).collect()
+}
+
+#[test]
+fn an_mo_inside_or_above_a_record_is_refused_naming_the_record() {
+    let mut s = new_card();
+    as_authority(&mut s);
+    mo::put_mo(&mut s, &vendor("./Vendor", "995"), None).unwrap();
+    let inner = email("25");
+    assert_eq!(inner.nodes[0].root_uri(), "./Vendor/Acme/Email");
+    match mo::put_mo(&mut s, &inner, None) {
+        Err(e @ mo::MoCardError::Overlap { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("lies inside the MO record ./Vendor"),
+                "{text}"
+            );
+            assert!(text.contains("dmsc mo get ./Vendor"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Above: a record below the new root.
+    mo::put_mo(&mut s, &vendor("./Other/Deep/Vendor", "1"), None).unwrap();
+    match mo::put_mo(&mut s, &vendor("./Other", "2"), None) {
+        Err(mo::MoCardError::Overlap {
+            existing, relation, ..
+        }) => {
+            assert_eq!(existing, "./Other/Deep/Vendor");
+            assert_eq!(relation, mo::Overlap::Above);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two overlapping top-level nodes in one document.
+    let mut both = vendor("./Two", "1");
+    both.nodes.push(email("2").nodes[0].clone());
+    both.nodes[1].path = Some("./Two/Acme".into());
+    assert!(matches!(
+        mo::put_mo(&mut s, &both, None),
+        Err(mo::MoCardError::Overlap { .. })
+    ));
+    // A sibling whose name only starts the same is no overlap.
+    mo::put_mo(&mut s, &vendor("./VendorX", "3"), None).unwrap();
+    assert_eq!(
+        card_uris(&mut s),
+        vec!["./Other/Deep/Vendor", "./Vendor", "./VendorX"]
+    );
+    // The value stays one: 995.
+    s.select().unwrap();
+    let (node, record) = mo::get_node(&mut s, "./Vendor/Acme/Email").unwrap();
+    assert_eq!(record, "./Vendor");
+    assert_eq!(
+        node.tree.nodes[0].find("Port").unwrap().value.as_deref(),
+        Some("995")
+    );
+}
+
+fn audit_denials_and_failures(s: &Session<Sim>) -> (usize, u32) {
+    let state = dmsc_sim_card::state::State::from_records(s.transport().card().records()).unwrap();
+    let denied = state
+        .audit
+        .values()
+        .filter(|e| e.event == dmsc_host::card_model::commands::AuditEvent::AccessDenied)
+        .count();
+    (denied, state.failures.values().sum())
+}
+
+#[test]
+fn an_inner_node_is_read_from_its_record_without_a_refused_command() {
+    let mut s = new_card();
+    as_authority(&mut s);
+    mo::put_mo(&mut s, &vendor("./Vendor", "995"), None).unwrap();
+    let hidden = dmsc_host::card_model::objects::Acl::parse("Get=ServerA&Replace=ServerA").unwrap();
+    mo::put_mo(&mut s, &vendor("./Hidden", "7"), Some(&hidden)).unwrap();
+    s.select().unwrap();
+    let before = audit_denials_and_failures(&s);
+
+    // As `*`: an inner node of a readable record.
+    let (node, record) = mo::get_node(&mut s, "./Vendor/Acme/Email").unwrap();
+    assert_eq!(record, "./Vendor");
+    assert_eq!(node.uri, "./Vendor/Acme/Email");
+    assert_eq!(node.tree.nodes[0].root_uri(), "./Vendor/Acme/Email");
+    assert_eq!(
+        node.tree.nodes[0].find("Port").unwrap().value.as_deref(),
+        Some("995")
+    );
+    // The record itself, as before.
+    assert_eq!(
+        mo::get_node(&mut s, "./Vendor").unwrap().0.tree,
+        vendor("./Vendor", "995")
+    );
+    // A node the readable record does not have.
+    assert!(matches!(
+        mo::get_node(&mut s, "./Vendor/Acme/Fax"),
+        Err(mo::MoCardError::NoSuchNode { .. })
+    ));
+    // Inside a record `*` may not read, and nowhere at all: the same answer.
+    for path in ["./Hidden/Acme/Email", "./Hidden", "./Nowhere/At/All"] {
+        match mo::get_node(&mut s, path) {
+            Err(e @ mo::MoCardError::NotFoundOrNotPermitted { .. }) => {
+                assert!(e.to_string().contains("not found or not permitted"), "{e}")
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    // No access denied audited, no failure counted.
+    assert_eq!(audit_denials_and_failures(&s), before);
+}
+
+/// A card session whose `fail_at`-th PUT DATA (from 1) fails with 6A84
+/// without reaching the card.
+struct FailingPut<'a> {
+    inner: &'a mut Session<Sim>,
+    puts: usize,
+    fail_at: usize,
+}
+
+impl CardCommands for FailingPut<'_> {
+    fn select(&mut self) -> Result<dmsc_host::card_model::commands::SelectInfo, HostError> {
+        self.inner.select()
+    }
+    fn select_info(&self) -> Option<&dmsc_host::card_model::commands::SelectInfo> {
+        self.inner.select_info()
+    }
+    fn transmit(
+        &mut self,
+        cmd: &dmsc_host::card_model::apdu::Command,
+    ) -> Result<dmsc_host::card_model::apdu::Response, HostError> {
+        self.inner.transmit(cmd)
+    }
+    fn request(
+        &mut self,
+        req: &dmsc_host::card_model::commands::Request,
+    ) -> Result<Vec<u8>, HostError> {
+        if matches!(
+            req,
+            dmsc_host::card_model::commands::Request::PutObject { .. }
+        ) {
+            self.puts += 1;
+            if self.puts == self.fail_at {
+                return Err(HostError::NotEnoughMemory {
+                    command: "PUT DATA",
+                });
+            }
+        }
+        self.inner.request(req)
+    }
+}
+
+fn many_mos(n: usize) -> MgmtTree {
+    let one = MgmtTree::from_json(DEVINFO).unwrap();
+    let mut all = one.clone();
+    all.nodes = (0..n)
+        .map(|i| {
+            mo::rooted_at(&one, &format!("./Many/M{i}"))
+                .unwrap()
+                .nodes
+                .remove(0)
+        })
+        .collect();
+    all
+}
+
+/// The card's MOs with their content and ACL.
+fn card_content(s: &mut Session<Sim>) -> Vec<(String, mo::CardMo)> {
+    s.select().unwrap();
+    let out = mo::read_all_mos(s)
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let m = m.unwrap();
+            (m.uri.clone(), m)
+        })
+        .collect();
+    as_authority(s);
+    out
+}
+
+/// Checks that the card holds what it held, ignoring record versions.
+fn assert_card_unchanged(before: &[(String, mo::CardMo)], after: &[(String, mo::CardMo)]) {
+    let strip = |l: &[(String, mo::CardMo)]| -> Vec<(String, MgmtTree, String)> {
+        l.iter()
+            .map(|(u, m)| (u.clone(), m.tree.clone(), m.acl.to_string()))
+            .collect()
+    };
+    assert_eq!(strip(before), strip(after), "the card changed");
+}
+
+#[test]
+fn a_put_that_does_not_fit_stores_nothing_and_says_so() {
+    let mut params = card_params(false);
+    params.capacity = 6000;
+    let mut s = Session::new(SimTransport::in_memory(params).unwrap());
+    as_authority(&mut s);
+    let generation = s.select_info().unwrap().generation;
+    as_authority(&mut s);
+    match mo::put_mo(&mut s, &many_mos(100), None) {
+        Err(e @ mo::MoCardError::NoSpace { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("100 MO(s)"), "{text}");
+            assert!(text.contains("nothing was stored"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(card_uris(&mut s).is_empty());
+    assert_eq!(s.select().unwrap().generation, generation);
+    // What fits is stored.
+    as_authority(&mut s);
+    assert_eq!(mo::put_mo(&mut s, &many_mos(3), None).unwrap().len(), 3);
+}
+
+#[test]
+fn a_store_failing_midway_is_rolled_back() {
+    let mut s = new_card();
+    as_authority(&mut s);
+    // Two of the ten exist already (one with its own ACL): they are put back.
+    let all = many_mos(10);
+    let mut pre = all.clone();
+    pre.nodes.truncate(2);
+    pre.nodes[0].children.clear();
+    mo::put_mo(&mut s, &pre, None).unwrap();
+    let own =
+        dmsc_host::card_model::objects::Acl::parse("Get=*&Replace=ServerA&Delete=ServerA").unwrap();
+    s.set_acl(
+        &dmsc_host::card_model::objects::ObjectRef::Mo("./Many/M1".into()),
+        &own,
+    )
+    .unwrap();
+    let before = card_content(&mut s);
+    assert_eq!(before.len(), 2);
+
+    let mut failing = FailingPut {
+        inner: &mut s,
+        puts: 0,
+        fail_at: 6,
+    };
+    match mo::put_mo(&mut failing, &all, None) {
+        Err(e @ mo::MoCardError::RolledBack { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("./Many/M5"), "{text}");
+            assert!(text.contains("the 5 MO(s) stored before it"), "{text}");
+            assert!(text.contains("nothing was stored"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let after = card_content(&mut s);
+    assert_card_unchanged(&before, &after);
+
+    // The rollback itself cut short: what is left is named.
+    let mut failing = FailingPut {
+        inner: &mut s,
+        puts: 0,
+        fail_at: 4,
+    };
+    // PUT 4 fails; the rollback deletes M2 and re-puts M1 (PUT 5) and M0 (PUT 6).
+    failing.fail_at = 4;
+    let r = mo::put_mo(&mut failing, &all, None);
+    assert!(
+        matches!(r, Err(mo::MoCardError::RolledBack { .. })),
+        "{r:?}"
+    );
+    assert_card_unchanged(&before, &card_content(&mut s));
+    // Rerunning a complete put is idempotent.
+    mo::put_mo(&mut s, &all, None).unwrap();
+    mo::put_mo(&mut s, &all, None).unwrap();
+    assert_eq!(card_uris(&mut s).len(), 10);
+}
+
+/// Self-test of the atomicity check: storing one MO at a time with no
+/// rollback (the behaviour before) leaves a prefix that the check catches.
+#[test]
+fn self_test_a_put_without_rollback_is_caught() {
+    let mut s = new_card();
+    as_authority(&mut s);
+    let before = card_content(&mut s);
+    let all = many_mos(10);
+    let mut failing = FailingPut {
+        inner: &mut s,
+        puts: 0,
+        fail_at: 6,
+    };
+    for (_, one) in all.split() {
+        // The naive loop: one record after the other, stop at the first error.
+        if mo::put_mo(&mut failing, &one, None).is_err() {
+            break;
+        }
+    }
+    let after = card_content(&mut s);
+    let caught = std::panic::catch_unwind(|| assert_card_unchanged(&before, &after));
+    assert!(caught.is_err(), "the check did not see the stored prefix");
+}
+
+#[test]
+fn refresh_leaves_out_a_card_mo_that_overlaps_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    // The device's own ./Own, and a card written before the rule: ./Vendor
+    // and ./Vendor/Acme/Email as two records, and ./Own/Part.
+    tree.apply(&TreeChange {
+        put: vec![("./Own".into(), vendor("./Own", "1"), Origin::Device)],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut s = new_card();
+    as_authority(&mut s);
+    for t in [
+        vendor("./Vendor", "995"),
+        email("25"),
+        vendor("./Own/Part", "2"),
+    ] {
+        let (uri, one) = t.split().remove(0);
+        s.put_object(
+            &dmsc_host::card_model::objects::ObjectRef::Mo(uri),
+            &dmsc_host::card_model::commands::ObjectValue::Mo(mo::card::record_for(&one)),
+            None,
+        )
+        .unwrap();
+    }
+    s.select().unwrap();
+    let r = provisioning::refresh(&mut s, &mut tree).unwrap();
+    assert_eq!(r.added, vec!["./Vendor"]);
+    let skipped: Vec<&str> = r.skipped.iter().map(|k| k.uri.as_str()).collect();
+    assert_eq!(skipped, vec!["./Own/Part", "./Vendor/Acme/Email"]);
+    assert!(r.skipped[0].reason.contains("the device's own MO ./Own"));
+    assert!(r.skipped[1]
+        .reason
+        .contains("the card's MO record ./Vendor"));
+    let index = tree.index().unwrap();
+    assert_eq!(
+        index.mos.keys().collect::<Vec<_>>(),
+        vec!["./Own", "./Vendor"]
+    );
+    // diff compares each with the node the other side holds.
+    let d = provisioning::diff(&mut s, &tree).unwrap();
+    assert_eq!(d["./Vendor"], MoComparison::Same);
+    assert!(matches!(
+        d["./Vendor/Acme/Email"],
+        MoComparison::Differ { .. }
+    ));
+    assert_eq!(d["./Own/Part"], MoComparison::CardOnly);
+    assert_eq!(
+        provisioning::diff_node(&mut s, &tree, "./Vendor/Acme").unwrap(),
+        MoComparison::Same
     );
 }

@@ -17,6 +17,28 @@ use crate::context::{confirm, CardSession, Ctx};
 use crate::exit::{coded, usage, Code};
 use crate::output::print_json;
 
+/// An MO error with its exit code: an overlap is bad input (2), a node no
+/// readable record holds is not found (8); others keep their card error's.
+fn mo_error(e: mo::MoCardError) -> anyhow::Error {
+    use mo::MoCardError as E;
+    match e {
+        E::Overlap { .. } | E::Usage(_) => usage(e.to_string()),
+        E::NotFoundOrNotPermitted { .. } | E::NoSuchNode { .. } => {
+            coded(Code::NotFound, e.to_string())
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// The same for a provisioning error.
+fn provisioning_error(e: provisioning::ProvisioningError) -> anyhow::Error {
+    match e {
+        provisioning::ProvisioningError::Mo(m) => mo_error(m),
+        provisioning::ProvisioningError::NotInDevice(_) => coded(Code::NotFound, e.to_string()),
+        other => anyhow::Error::new(other),
+    }
+}
+
 /// Reads a TNDS XML or JSON file; a malformed one is a usage error naming
 /// the file, line and column.
 pub fn read_tree_file(path: &Path) -> Result<MgmtTree> {
@@ -68,7 +90,7 @@ pub fn run(ctx: &Ctx, cmd: &MoCommand) -> Result<()> {
             *erase_device,
             *yes,
         ),
-        MoCommand::Diff { device } => diff(ctx, device),
+        MoCommand::Diff { device, uri } => diff(ctx, device, uri.as_deref()),
     }
 }
 
@@ -81,6 +103,7 @@ fn put(ctx: &Ctx, file: &Path, uri: Option<&str>, acl: Option<&str>) -> Result<(
     let acl = parse_acl(acl)?;
     let mut session = open_authority(ctx, "storing MOs")?;
     let stored = mo::put_mo(&mut session, &tree, acl.as_ref())
+        .map_err(mo_error)
         .with_context(|| format!("storing the MOs of {} on the card", file.display()))?;
     if ctx.json {
         return print_json(&json!({ "stored": stored }));
@@ -93,7 +116,9 @@ fn put(ctx: &Ctx, file: &Path, uri: Option<&str>, acl: Option<&str>) -> Result<(
 
 fn get(ctx: &Ctx, uri: &str, format: MoFormat, out: Option<&Path>) -> Result<()> {
     let (mut session, who) = open_as(ctx, false)?;
-    let m = mo::get_mo(&mut session, uri).with_context(|| format!("reading MO {uri} as {who}"))?;
+    let (m, record) = mo::get_node(&mut session, uri)
+        .map_err(mo_error)
+        .with_context(|| format!("reading MO {uri} as {who}"))?;
     let text = match format {
         MoFormat::Tnds => m.tree.to_tnds(),
         MoFormat::Json => m.tree.to_json() + "\n",
@@ -105,6 +130,7 @@ fn get(ctx: &Ctx, uri: &str, format: MoFormat, out: Option<&Path>) -> Result<()>
     if ctx.json {
         return print_json(&json!({
             "uri": m.uri,
+            "record": record,
             "mo_type": m.mo_type,
             "version": m.version,
             "acl": m.acl.to_string(),
@@ -167,10 +193,14 @@ fn copy(
     let acl = parse_acl(acl)?;
     let authority = ctx.require_authority("copying MOs to the card")?;
     let mut tree = open_tree(device)?;
-    if tree.read_mo(uri)?.is_none() {
+    let index = tree.index()?;
+    if mo::enclosing(index.mos.keys().map(String::as_str), uri).is_none() {
         return Err(coded(
             Code::NotFound,
-            format!("the device tree {} has no MO {uri}", device.display()),
+            format!(
+                "the device tree {} has no MO holding {uri}",
+                device.display()
+            ),
         ));
     }
     if erase_device && !yes {
@@ -189,6 +219,7 @@ fn copy(
     };
     let card_uri =
         provisioning::copy_to_card(&mut session, &mut tree, uri, subtree, acl.as_ref(), keep)
+            .map_err(provisioning_error)
             .with_context(|| format!("copying {uri} to the card"))?;
     if ctx.json {
         return print_json(&json!({
@@ -207,11 +238,16 @@ fn copy(
     Ok(())
 }
 
-fn diff(ctx: &Ctx, device: &Path) -> Result<()> {
+fn diff(ctx: &Ctx, device: &Path, uri: Option<&str>) -> Result<()> {
     let tree = open_tree(device)?;
     let (mut session, who) = open_as(ctx, false)?;
-    let result = provisioning::diff(&mut session, &tree)
-        .with_context(|| format!("comparing {} with the card as {who}", device.display()))?;
+    let result = match uri {
+        None => provisioning::diff(&mut session, &tree),
+        Some(uri) => provisioning::diff_node(&mut session, &tree, uri)
+            .map(|cmp| std::iter::once((uri.to_string(), cmp)).collect()),
+    }
+    .map_err(provisioning_error)
+    .with_context(|| format!("comparing {} with the card as {who}", device.display()))?;
     if ctx.json {
         return print_json(&json!({ "mos": result }));
     }

@@ -1,8 +1,8 @@
 //! MO records on the card: put, get, list, delete, with the TNDS tree in the
 //! record's content (compact binary form).
 
-use dmsc_card_model::commands::{MoRecord, ObjectValue};
-use dmsc_card_model::objects::{check_uri, Acl, ObjectKind, ObjectRef};
+use dmsc_card_model::commands::{MoRecord, ObjectData, ObjectValue};
+use dmsc_card_model::objects::{check_uri, Acl, ObjectKind, ObjectRef, Principal, Right};
 
 use super::tree::{MgmtTree, Node};
 use super::MoError;
@@ -51,6 +51,158 @@ pub enum MoCardError {
     /// The options do not fit the tree (e.g. `--uri` with several top-level nodes).
     #[error("{0}")]
     Usage(String),
+    /// The MO's root lies inside or above another MO record: one node would
+    /// be held by two records (docs/provisioning.md, "One record per node").
+    #[error("{}", overlap_message(uri, existing, *relation))]
+    Overlap {
+        /// The MO that was to be stored.
+        uri: String,
+        /// The record it overlaps (on the card, or in the same document).
+        existing: String,
+        /// Where `uri` lies relative to `existing`.
+        relation: Overlap,
+    },
+    /// No record the caller may read holds this node. The card lists only
+    /// what the caller may read and answers alike for a missing record and a
+    /// forbidden one, so the host cannot tell which.
+    #[error("{uri}: not found or not permitted (no MO record readable by this caller holds it)")]
+    NotFoundOrNotPermitted {
+        /// The node path asked for.
+        uri: String,
+    },
+    /// The enclosing record is readable but has no such node.
+    #[error("{uri}: no such node in the card's MO record {record}")]
+    NoSuchNode {
+        /// The node path asked for.
+        uri: String,
+        /// The record that would hold it.
+        record: String,
+    },
+    /// The MOs do not fit in the card's free memory; nothing was stored.
+    #[error(
+        "not enough free memory on the card: the {count} MO(s) need about {needed} bytes, \
+         the card has {free} bytes free (of {total}); nothing was stored"
+    )]
+    NoSpace {
+        /// How many MOs were to be stored.
+        count: usize,
+        /// Bytes needed (the card's own accounting, estimated on the host).
+        needed: u64,
+        /// Bytes free on the card.
+        free: u64,
+        /// The card's object storage in all.
+        total: u64,
+    },
+    /// Storing one MO failed; every MO this run had stored before it was
+    /// taken back, so the card holds what it held before.
+    #[error(
+        "{uri}: {source}; nothing was stored: the {} MO(s) stored before it in this run \
+         were rolled back{}",
+        undone.len(),
+        list_suffix(undone)
+    )]
+    RolledBack {
+        /// The MO whose store failed.
+        uri: String,
+        /// Why.
+        #[source]
+        source: Box<HostError>,
+        /// The MOs stored and then rolled back.
+        undone: Vec<String>,
+    },
+    /// Storing one MO failed and the rollback failed too: `left` are on the
+    /// card in their new form. Rerunning the same put completes it (storing an
+    /// MO again is idempotent); deleting them undoes it.
+    #[error(
+        "{uri}: {source}; the rollback failed as well ({rollback_error}): the card now holds \
+         these MO(s) from this run: {}. Run the same put again to complete it, or delete them",
+        left.join(", ")
+    )]
+    PartlyStored {
+        /// The MO whose store failed.
+        uri: String,
+        /// Why.
+        #[source]
+        source: Box<HostError>,
+        /// What the rollback could not undo.
+        rollback_error: String,
+        /// The MOs of this run left on the card, in their new form.
+        left: Vec<String>,
+    },
+}
+
+/// Where an MO root lies relative to an existing record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Below the existing record's root.
+    Inside,
+    /// Above it: the existing record would be part of the new one.
+    Above,
+}
+
+fn overlap_message(uri: &str, existing: &str, relation: Overlap) -> String {
+    match relation {
+        Overlap::Inside => format!(
+            "{uri} lies inside the MO record {existing}: its nodes would be held by two \
+             records. Store the change as part of {existing} instead (`dmsc mo get {existing}`, \
+             edit, `dmsc mo put`; `dmsc mo copy` does this itself), or delete {existing} first"
+        ),
+        Overlap::Above => format!(
+            "{uri} encloses the MO record {existing}: its nodes would be held by two records. \
+             Delete {existing} first (its nodes then come with {uri}), or store {uri} without \
+             that part"
+        ),
+    }
+}
+
+fn list_suffix(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", items.join(", "))
+    }
+}
+
+/// Whether `path` is `root` or a node below it.
+pub fn within(path: &str, root: &str) -> bool {
+    path == root
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The first of `records` whose root lies inside or above `uri` (an equal
+/// root is no overlap: storing it replaces the record).
+pub fn find_overlap<'a>(
+    records: impl IntoIterator<Item = &'a str>,
+    uri: &str,
+) -> Option<(&'a str, Overlap)> {
+    records.into_iter().find_map(|r| {
+        if r == uri {
+            None
+        } else if within(uri, r) {
+            Some((r, Overlap::Inside))
+        } else if within(r, uri) {
+            Some((r, Overlap::Above))
+        } else {
+            None
+        }
+    })
+}
+
+/// The record among `records` that holds node `path` (the innermost one, if
+/// records overlap), with the node's path relative to the record's root
+/// (empty for the root itself).
+pub fn enclosing<'a>(
+    records: impl IntoIterator<Item = &'a str>,
+    path: &str,
+) -> Option<(&'a str, String)> {
+    records
+        .into_iter()
+        .filter(|r| within(path, r))
+        .max_by_key(|r| r.len())
+        .map(|r| (r, path[r.len()..].trim_start_matches('/').to_string()))
 }
 
 /// Places a one-node tree at `uri`: the root node's name and path are set
@@ -83,6 +235,18 @@ pub fn rooted_at(tree: &MgmtTree, uri: &str) -> Result<MgmtTree, MoCardError> {
 /// record, the current one for a replaced record). Returns the root URIs.
 /// The caller needs Add on the card (new) or Replace (existing): in practice
 /// an authority session ([`crate::open_secure_channel`]).
+///
+/// All or nothing:
+/// - a root inside or above another record (on the card or in `tree`) is
+///   refused before anything is stored ([`MoCardError::Overlap`]);
+/// - the card's free memory is checked first ([`MoCardError::NoSpace`]);
+/// - when a store still fails, the MOs stored before it in this run are
+///   deleted (new) or put back (replaced): [`MoCardError::RolledBack`]; if
+///   that fails too, [`MoCardError::PartlyStored`] names what is left.
+///
+/// The card has no multi-object transaction: a power cut between two stores
+/// leaves a prefix of the MOs stored. Storing is idempotent, so running the
+/// same put again completes it.
 pub fn put_mo<C: CardCommands + ?Sized>(
     card: &mut C,
     tree: &MgmtTree,
@@ -92,17 +256,175 @@ pub fn put_mo<C: CardCommands + ?Sized>(
         uri: ".".into(),
         source,
     })?;
-    let mut done = Vec::new();
-    for (uri, one) in tree.split() {
-        let record = record_for(&one);
-        card.put_object(&ObjectRef::Mo(uri.clone()), &ObjectValue::Mo(record), acl)
-            .map_err(|source| MoCardError::Card {
+    let parts = tree.split();
+    for (i, (uri, _)) in parts.iter().enumerate() {
+        if let Some((other, relation)) =
+            find_overlap(parts[..i].iter().map(|(u, _)| u.as_str()), uri)
+        {
+            return Err(MoCardError::Overlap {
                 uri: uri.clone(),
-                source,
-            })?;
-        done.push(uri);
+                existing: other.to_string(),
+                relation,
+            });
+        }
+    }
+    let listed = list_mos(card)?;
+    for (uri, _) in &parts {
+        if let Some((existing, relation)) =
+            find_overlap(listed.iter().map(|(u, _)| u.as_str()), uri)
+        {
+            return Err(MoCardError::Overlap {
+                uri: uri.clone(),
+                existing: existing.to_string(),
+                relation,
+            });
+        }
+    }
+    let records: Vec<(String, MoRecord)> = parts
+        .iter()
+        .map(|(uri, one)| (uri.clone(), record_for(one)))
+        .collect();
+    check_free_space(card, &records, &listed, acl)?;
+    // What a rollback puts back: the replaced records as they are now.
+    let mut previous: Vec<(String, Option<ObjectData>)> = Vec::new();
+    for (uri, _) in &records {
+        let old = if listed.iter().any(|(u, _)| u == uri) {
+            Some(
+                card.read_object(&ObjectRef::Mo(uri.clone()))
+                    .map_err(|source| MoCardError::Card {
+                        uri: uri.clone(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        previous.push((uri.clone(), old));
+    }
+    let mut done: Vec<String> = Vec::new();
+    for (i, (uri, record)) in records.iter().enumerate() {
+        if let Err(source) = card.put_object(
+            &ObjectRef::Mo(uri.clone()),
+            &ObjectValue::Mo(record.clone()),
+            acl,
+        ) {
+            if done.is_empty() {
+                return Err(MoCardError::Card {
+                    uri: uri.clone(),
+                    source,
+                });
+            }
+            return Err(roll_back(card, uri, source, &previous[..i]));
+        }
+        done.push(uri.clone());
     }
     Ok(done)
+}
+
+/// Takes back the stores of `stored` (in reverse order): deletes the new
+/// records, puts the replaced ones back with their ACL.
+fn roll_back<C: CardCommands + ?Sized>(
+    card: &mut C,
+    failed: &str,
+    source: HostError,
+    stored: &[(String, Option<ObjectData>)],
+) -> MoCardError {
+    let mut undone = Vec::new();
+    for (n, (uri, old)) in stored.iter().enumerate().rev() {
+        let object = ObjectRef::Mo(uri.clone());
+        let result = match old {
+            None => card.delete(&object),
+            Some(data) => card.put_object(&object, &data.value, Some(&data.acl)),
+        };
+        if let Err(e) = result {
+            return MoCardError::PartlyStored {
+                uri: failed.to_string(),
+                source: Box::new(source),
+                rollback_error: format!("{uri}: {e}"),
+                left: stored[..=n].iter().map(|(u, _)| u.clone()).collect(),
+            };
+        }
+        undone.push(uri.clone());
+    }
+    undone.reverse();
+    MoCardError::RolledBack {
+        uri: failed.to_string(),
+        source: Box::new(source),
+        undone,
+    }
+}
+
+/// Checks that `records` fit in the card's free memory, counted the card's
+/// way: per object, its reference, its value and its ACL text
+/// (docs/card-model.md). The free memory comes from the card object when the
+/// caller may read it, else from the SELECT answer. The ACL of a new record
+/// without `acl` is estimated from the default ACL; a store can still fail
+/// later, and is then rolled back.
+fn check_free_space<C: CardCommands + ?Sized>(
+    card: &mut C,
+    records: &[(String, MoRecord)],
+    listed: &[(String, u32)],
+    acl: Option<&Acl>,
+) -> Result<(), MoCardError> {
+    let card_listed = card
+        .list(ObjectKind::Card)
+        .map(|l| !l.is_empty())
+        .unwrap_or(false);
+    let from_card = if card_listed {
+        match card.read_object(&ObjectRef::Card) {
+            Ok(ObjectData {
+                value: ObjectValue::Card(c),
+                ..
+            }) => Some((
+                u64::from(c.total_memory.saturating_sub(c.used_memory)),
+                u64::from(c.total_memory),
+            )),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let Some((free, total)) = from_card.or_else(|| {
+        card.select_info()
+            .map(|i| (u64::from(i.free_memory), u64::from(i.total_memory)))
+    }) else {
+        return Ok(());
+    };
+    let default_acl_len = {
+        let mut a = Acl::empty();
+        for right in [Right::Get, Right::Replace, Right::Delete] {
+            a.grant(right, Principal::Authority(String::new()));
+        }
+        a.grant(Right::Get, Principal::Anyone);
+        a.to_string().len()
+    } as u64;
+    let mut needed: u64 = 0;
+    let mut released: u64 = 0;
+    for (uri, record) in records {
+        let object = ObjectRef::Mo(uri.clone());
+        let value = ObjectValue::Mo(record.clone()).encode().len() as u64;
+        match listed.iter().find(|(u, _)| u == uri) {
+            Some((_, old_size)) => {
+                needed += value;
+                released += u64::from(*old_size);
+            }
+            None => {
+                needed += object.encode().len() as u64
+                    + value
+                    + acl.map_or(default_acl_len, |a| a.to_string().len() as u64);
+            }
+        }
+    }
+    let needed = needed.saturating_sub(released);
+    if needed > free {
+        return Err(MoCardError::NoSpace {
+            count: records.len(),
+            needed,
+            free,
+            total,
+        });
+    }
+    Ok(())
 }
 
 /// The MO record that holds a one-node tree.
@@ -141,6 +463,36 @@ pub fn get_mo<C: CardCommands + ?Sized>(card: &mut C, uri: &str) -> Result<CardM
         acl: data.acl,
         tree,
     })
+}
+
+/// Reads the node at `path`, which may be an MO record's root or any node
+/// inside a record: the caller's readable records are listed first, then the
+/// record that holds `path` is read and the node taken out of it (as a tree
+/// rooted at `path`; type, version and ACL are the record's). No command
+/// the card would refuse is sent: a path no readable record holds gives
+/// [`MoCardError::NotFoundOrNotPermitted`] without asking the card for it, so
+/// nothing is audited as a denial. Returns the node and the record's root.
+pub fn get_node<C: CardCommands + ?Sized>(
+    card: &mut C,
+    path: &str,
+) -> Result<(CardMo, String), MoCardError> {
+    check_uri(path).map_err(|e| MoCardError::Usage(format!("invalid MO path '{path}': {e}")))?;
+    let listed = list_mos(card)?;
+    let Some((record, rel)) = enclosing(listed.iter().map(|(u, _)| u.as_str()), path) else {
+        return Err(MoCardError::NotFoundOrNotPermitted {
+            uri: path.to_string(),
+        });
+    };
+    let record = record.to_string();
+    let mut m = get_mo(card, &record)?;
+    if !rel.is_empty() {
+        m.tree = m.tree.subtree(&rel).map_err(|_| MoCardError::NoSuchNode {
+            uri: path.to_string(),
+            record: record.clone(),
+        })?;
+        m.uri = path.to_string();
+    }
+    Ok((m, record))
 }
 
 /// Decodes a record's content: the compact binary form, or (records written

@@ -15,7 +15,10 @@ pub mod json;
 pub mod tree;
 pub mod xml;
 
-pub use card::{delete_mo, get_mo, list_mos, put_mo, read_all_mos, rooted_at, CardMo, MoCardError};
+pub use card::{
+    delete_mo, enclosing, find_overlap, get_mo, get_node, list_mos, put_mo, read_all_mos,
+    rooted_at, within, CardMo, MoCardError, Overlap,
+};
 pub use tree::{MgmtTree, Node, NodeType, RtProperties};
 
 /// What is wrong with an MO document or its card form.

@@ -18,8 +18,9 @@
  * it is written into the device tree, printing what it did.
  *
  * Exit status: 0 every call succeeded, the package is approved and the
- * bootstrap packet verified; 2 the card refused the package; 3 the card did
- * not verify the bootstrap MAC; 1 any other failure.
+ * bootstrap packet verified; 2 the package is refused (by the card, or an
+ * MCUboot image failing its own checks); 3 the card did not verify the
+ * bootstrap MAC; 1 any other failure.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,9 +184,11 @@ int main(int argc, char **argv)
         report("dmsc_firmware_approve", err);
         goto out;
     }
-    int approved = dmsc_verdict_approved(verdict);
-    printf("firmware        %s: %s by the card (%zu approvals)\n", package,
-           approved ? "approved" : "REFUSED", n_approvals);
+    /* Installable: approved by the card, and not an MCUboot image that fails its own checks. */
+    int approved = dmsc_verdict_approved(verdict) && dmsc_verdict_image_ok(verdict);
+    printf("firmware        %s: %s by the card (%zu approvals)%s\n", package,
+           dmsc_verdict_approved(verdict) ? "approved" : "REFUSED", n_approvals,
+           dmsc_verdict_image_ok(verdict) ? "" : "; the MCUboot image checks FAILED");
     for (size_t i = 0; i < dmsc_verdict_reason_count(verdict); i++)
         printf("  reason        %s\n", dmsc_verdict_reason(verdict, i));
     for (size_t i = 0; i < dmsc_verdict_note_count(verdict); i++)

@@ -239,12 +239,25 @@ enum dmsc_status dmsc_firmware_approve(struct dmsc_card *card,
                                        struct dmsc_error **err);
 
 /**
- * Whether the card approved the package (false for a NULL verdict).
+ * Whether the card approved the package (false for a NULL verdict). This
+ * is the card's verdict; check `dmsc_verdict_image_ok` too before
+ * installing an MCUboot image.
  *
  * # Safety
  * `verdict` is NULL or a live verdict.
  */
 bool dmsc_verdict_approved(const struct dmsc_verdict *verdict);
+
+/**
+ * False when the package is an MCUboot image whose own checks (image hash,
+ * signature TLVs) fail: such an image must not be installed whatever the
+ * card says (a note says what failed). True for other packages; false for
+ * a NULL verdict.
+ *
+ * # Safety
+ * `verdict` is NULL or a live verdict.
+ */
+bool dmsc_verdict_image_ok(const struct dmsc_verdict *verdict);
 
 /**
  * Whether the card's rule requires the user to verify the PIN before

@@ -95,6 +95,7 @@ pub struct dmsc_card {
 /// `dmsc_firmware_approve`, freed with `dmsc_verdict_free`.
 pub struct dmsc_verdict {
     approved: bool,
+    image_ok: bool,
     user_consent_needs_pin: bool,
     reasons: Vec<CString>,
     notes: Vec<CString>,
@@ -557,6 +558,7 @@ pub unsafe extern "C" fn dmsc_firmware_approve(
         }
         let v = Box::new(dmsc_verdict {
             approved: answer.approved,
+            image_ok: hash.mcuboot.as_ref().is_none_or(|m| m.ok()),
             user_consent_needs_pin: answer.user_consent_needs_pin,
             reasons: answer
                 .reasons
@@ -579,7 +581,9 @@ unsafe fn verdict_ref<'a>(v: *const dmsc_verdict) -> Option<&'a dmsc_verdict> {
     unsafe { v.as_ref() }
 }
 
-/// Whether the card approved the package (false for a NULL verdict).
+/// Whether the card approved the package (false for a NULL verdict). This
+/// is the card's verdict; check `dmsc_verdict_image_ok` too before
+/// installing an MCUboot image.
 ///
 /// # Safety
 /// `verdict` is NULL or a live verdict.
@@ -587,6 +591,19 @@ unsafe fn verdict_ref<'a>(v: *const dmsc_verdict) -> Option<&'a dmsc_verdict> {
 pub unsafe extern "C" fn dmsc_verdict_approved(verdict: *const dmsc_verdict) -> bool {
     // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
     unsafe { verdict_ref(verdict) }.is_some_and(|v| v.approved)
+}
+
+/// False when the package is an MCUboot image whose own checks (image hash,
+/// signature TLVs) fail: such an image must not be installed whatever the
+/// card says (a note says what failed). True for other packages; false for
+/// a NULL verdict.
+///
+/// # Safety
+/// `verdict` is NULL or a live verdict.
+#[no_mangle]
+pub unsafe extern "C" fn dmsc_verdict_image_ok(verdict: *const dmsc_verdict) -> bool {
+    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+    unsafe { verdict_ref(verdict) }.is_some_and(|v| v.image_ok)
 }
 
 /// Whether the card's rule requires the user to verify the PIN before
@@ -868,6 +885,63 @@ mod tests {
             )
         };
         assert_eq!(status, DMSC_ERROR_ARGUMENT);
+    }
+
+    #[test]
+    fn a_reader_that_does_not_exist_is_a_transport_error() {
+        let mut err: *mut dmsc_error = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated pattern; `err` is writable.
+        let card = unsafe { dmsc_open_reader(c"no such reader: dmsc-capi".as_ptr(), &mut err) };
+        assert!(card.is_null());
+        // SAFETY: `err` was set by the call.
+        assert_eq!(unsafe { dmsc_error_status(err) }, DMSC_ERROR_TRANSPORT);
+        // SAFETY: freed once.
+        unsafe { dmsc_error_free(err) };
+    }
+
+    fn sim_card() -> *mut dmsc_card {
+        use dmsc_sim_card::{AuthorityKeys, InitParams};
+        let key = zeroize::Zeroizing::new(vec![0x40; 16]);
+        let params = InitParams::with_authorities(vec![AuthorityKeys {
+            key_version: 0x30,
+            name: "ServerA".into(),
+            enc: key.clone(),
+            mac: key.clone(),
+            dek: key,
+        }]);
+        match dmsc_host::sim_transport::SimTransport::in_memory(params) {
+            Ok(t) => open(Box::new(t)).unwrap_or_else(|f| panic!("{}", f.message)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_panic_on_a_card_makes_the_handle_refuse_further_calls() {
+        let card = sim_card();
+        let mut info = std::mem::MaybeUninit::<dmsc_info>::uninit();
+        // SAFETY: a live card, a writable info, NULL err.
+        let status = unsafe { dmsc_card_info(card, info.as_mut_ptr(), std::ptr::null_mut()) };
+        assert_eq!(status, DMSC_OK);
+        // SAFETY: dmsc_card_info filled it in.
+        let info = unsafe { info.assume_init() };
+        assert_eq!(info.card_id[32], 0);
+        assert!(info.generation >= 1);
+
+        let status = guard_card(card, std::ptr::null_mut(), |_| panic!("in the middle"));
+        assert_eq!(status, DMSC_ERROR_INTERNAL);
+        let mut err: *mut dmsc_error = std::ptr::null_mut();
+        let mut out = info;
+        // SAFETY: a live (poisoned) card, writable out and err.
+        let status = unsafe { dmsc_card_info(card, &mut out, &mut err) };
+        assert_eq!(status, DMSC_ERROR_INTERNAL);
+        // SAFETY: `err` was set by the call.
+        let msg = unsafe { CStr::from_ptr(dmsc_error_message(err)) };
+        assert!(msg.to_string_lossy().contains("unusable"), "{msg:?}");
+        // SAFETY: each freed once.
+        unsafe {
+            dmsc_error_free(err);
+            dmsc_card_close(card);
+        }
     }
 
     #[test]

@@ -53,7 +53,10 @@ fn have(tool: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Output {
+    // cargo points LD_LIBRARY_PATH at target/*/ (and deps/), where an older
+    // libdmsc.so may be; the examples must load the installed one (rpath).
     let out = cmd
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     eprintln!(
@@ -70,20 +73,27 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The directory this build put libdmsc.so and libdmsc.a in (the test
-/// binary is in its `deps/`).
+/// The directory this build put libdmsc.so and libdmsc.a in: `cargo test`
+/// builds the library with all its crate types next to the test binaries
+/// (`deps/`), without copying them one level up as `cargo build` does.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
     let dir = exe
         .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} has no grandparent", exe.display()));
+        .unwrap_or_else(|| panic!("{} has no parent", exe.display()));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
+    let modified = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
     for lib in ["libdmsc.so", "libdmsc.a"] {
+        let path = dir.join(lib);
         assert!(
-            dir.join(lib).exists(),
-            "{} not built in {}",
-            lib,
-            dir.display()
+            modified(&path) >= modified(&source),
+            "{} is older than {}: not built by this cargo run",
+            path.display(),
+            source.display()
         );
     }
     dir.to_path_buf()

@@ -21,7 +21,8 @@
 //! caller's promise it relies on (documented in `dmsc.h`); NULL is checked
 //! before every dereference and reported as an error, and strings are checked
 //! for UTF-8. `unsafe_op_in_unsafe_fn` is denied, so no operation is unsafe
-//! by accident.
+//! by accident, and so is `clippy::undocumented_unsafe_blocks`, so no block
+//! goes without its `SAFETY` comment.
 //!
 //! # No panic crosses the boundary
 //!
@@ -30,7 +31,7 @@
 //! a panic happened refuses further use (its session state is unknown).
 //!
 //! docs/c-api.md describes building, linking, ownership and thread safety.
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 #![allow(non_camel_case_types)]

@@ -10,6 +10,13 @@
 //! answered by the ATR as one frame. Any longer payload is a C-APDU, answered
 //! by the R-APDU as one frame.
 //!
+//! Malformed messages do not cost the card its connection or its state: a
+//! zero-length frame (an empty C-APDU) is answered `67 00` (wrong length)
+//! without reaching the card, and an unknown 1-byte control message is
+//! ignored. Both are reported as [`BridgeEvent::Ignored`]. Only a broken
+//! stream (a frame cut short by the connection's end, a failed read or write)
+//! drops the connection.
+//!
 //! # Modes
 //!
 //! - [`Endpoint::Connect`] (vpcd's normal mode): vpcd listens on one TCP port
@@ -294,6 +301,9 @@ pub enum BridgeEvent {
     },
     /// The card is no longer served because of this error (the others go on).
     CardStopped { index: usize, error: BridgeError },
+    /// A malformed message ([`BridgeError::EmptyFrame`], answered `67 00`, or
+    /// [`BridgeError::UnknownControl`], not answered). Connection and card stay.
+    Ignored { index: usize, error: BridgeError },
     /// Every card thread has ended; [`serve`] is about to return.
     Stopped,
 }
@@ -322,6 +332,9 @@ impl fmt::Display for BridgeEvent {
             } => write!(f, "card {index}: detached from {endpoint}: {reason}"),
             BridgeEvent::CardStopped { index, error } => {
                 write!(f, "card {index}: stopped: {error}")
+            }
+            BridgeEvent::Ignored { index, error } => {
+                write!(f, "card {index}: ignored: {error}")
             }
             BridgeEvent::Stopped => f.write_str("bridge stopped"),
         }
@@ -388,11 +401,11 @@ pub enum BridgeError {
         got: usize,
         expected: usize,
     },
-    /// A frame with a zero length.
-    #[error("{endpoint}: malformed frame: zero length")]
+    /// A frame with a zero length (an empty C-APDU), answered `67 00`.
+    #[error("{endpoint}: malformed frame: zero length (answered 6700)")]
     EmptyFrame { endpoint: Endpoint },
-    /// A 1-byte payload that is none of the known control messages.
-    #[error("{endpoint}: unknown control message {byte:02X}")]
+    /// A 1-byte payload that is none of the known control messages (ignored).
+    #[error("{endpoint}: unknown control message {byte:02X} (ignored)")]
     UnknownControl { endpoint: Endpoint, byte: u8 },
     /// The card's reply does not fit a frame (more than [`MAX_PAYLOAD`] bytes).
     #[error(
@@ -812,9 +825,6 @@ impl FrameReader {
                     self.buf[self.start],
                     self.buf[self.start + 1],
                 ]));
-                if len == 0 {
-                    return Err(ReadEnd::Error(BridgeError::EmptyFrame { endpoint }));
-                }
                 if avail >= 2 + len {
                     let payload = self.start + 2;
                     self.start = payload + len;
@@ -951,7 +961,21 @@ fn serve_frames(
                 None
             }
             [control::GET_ATR] => Some(card.atr()),
-            [byte] => return ReadEnd::Error(BridgeError::UnknownControl { endpoint, byte }),
+            [] => {
+                // An empty C-APDU: wrong length, and nothing for the card.
+                ctx.emit(BridgeEvent::Ignored {
+                    index: ctx.index,
+                    error: BridgeError::EmptyFrame { endpoint },
+                });
+                Some(vec![0x67, 0x00])
+            }
+            [byte] => {
+                ctx.emit(BridgeEvent::Ignored {
+                    index: ctx.index,
+                    error: BridgeError::UnknownControl { endpoint, byte },
+                });
+                None
+            }
             ref apdu => match card.transmit(apdu) {
                 Some(rsp) if !rsp.is_empty() => Some(rsp),
                 // An empty reply would be an empty frame: treated as mute too.

@@ -447,21 +447,63 @@ fn echo_card_framing_and_round_trips() {
 }
 
 #[test]
-fn malformed_frames_drop_the_connection_and_the_bridge_reconnects() {
+fn an_empty_frame_or_an_unknown_control_keeps_the_connection_and_the_card() {
+    let dir = tempfile::tempdir().unwrap();
     let (listener, addr) = free_listener();
-    let mut bridge = Bridge::start(vec![(Box::new(EchoCard), Endpoint::Connect(addr))]);
-
-    // A zero-length frame.
+    let mut bridge = Bridge::start(vec![(
+        Box::new(file_card(dir.path())),
+        Endpoint::Connect(addr),
+    )]);
     let mut vpcd = FakeVpcd::accept(&listener);
     vpcd.power_up();
+    assert_eq!(sw(&vpcd.transmit(&select_apdu())), 0x9000);
+    assert_eq!(sw(&vpcd.transmit(&verify_apdu(b"123456"))), 0x9000);
+
+    // A zero-length frame (an empty C-APDU): answered 6700 on the same connection.
     vpcd.stream.write_all(&[0x00, 0x00]).unwrap();
-    vpcd.expect_closed();
-    match detached_reason(&bridge, 0) {
-        DetachReason::Error(BridgeError::EmptyFrame { endpoint }) => {
-            assert_eq!(endpoint, Endpoint::Connect(addr))
-        }
-        other => panic!("unexpected reason {other:?}"),
+    assert_eq!(vpcd.recv(), [0x67, 0x00]);
+    match bridge.wait_for("Ignored", |e| matches!(e, BridgeEvent::Ignored { .. })) {
+        BridgeEvent::Ignored {
+            index: 0,
+            error: BridgeError::EmptyFrame { endpoint },
+        } => assert_eq!(endpoint, Endpoint::Connect(addr)),
+        other => panic!("unexpected event {other:?}"),
     }
+    // An unknown control byte: ignored, no answer.
+    vpcd.control(0x07);
+    assert!(matches!(
+        bridge.wait_for("Ignored", |e| matches!(e, BridgeEvent::Ignored { .. })),
+        BridgeEvent::Ignored {
+            error: BridgeError::UnknownControl { byte: 0x07, .. },
+            ..
+        }
+    ));
+    // Same connection, same card session: the PIN is still verified.
+    assert_eq!(sw(&vpcd.transmit(&verify_apdu(b""))), 0x9000);
+    // Nothing was detached.
+    let (result, _) = bridge.stop();
+    result.unwrap();
+    let events: Vec<_> = bridge.events.try_iter().collect();
+    let detached: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, BridgeEvent::Detached { .. }))
+        .collect();
+    assert!(
+        detached.iter().all(|e| matches!(
+            e,
+            BridgeEvent::Detached {
+                reason: DetachReason::Shutdown,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn truncated_frames_drop_the_connection_and_the_bridge_reconnects() {
+    let (listener, addr) = free_listener();
+    let mut bridge = Bridge::start(vec![(Box::new(EchoCard), Endpoint::Connect(addr))]);
 
     // A truncated frame: 10 bytes announced, 3 sent, then EOF.
     let mut vpcd = FakeVpcd::accept(&listener);
@@ -490,16 +532,6 @@ fn malformed_frames_drop_the_connection_and_the_bridge_reconnects() {
         }
         other => panic!("unexpected reason {other:?}"),
     }
-
-    // An unknown control byte.
-    let mut vpcd = FakeVpcd::accept(&listener);
-    vpcd.power_up();
-    vpcd.control(0x07);
-    vpcd.expect_closed();
-    assert!(matches!(
-        detached_reason(&bridge, 0),
-        DetachReason::Error(BridgeError::UnknownControl { byte: 0x07, .. })
-    ));
 
     // A connection that closes before saying anything: no Attached/Detached, reconnect.
     drop(FakeVpcd::accept(&listener));

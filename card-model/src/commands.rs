@@ -146,6 +146,8 @@ pub mod tag {
     pub const PRINCIPAL: u32 = 0x99;
     pub const DETAIL: u32 = 0x9A;
     pub const SESSION: u32 = 0x9B;
+    pub const REPEAT_COUNT: u32 = 0x91;
+    pub const FIRST_SEQUENCE: u32 = 0x93;
     pub const KEY_VERSION: u32 = 0x9C;
     pub const KEY_LENGTH: u32 = 0x9D;
 }
@@ -550,11 +552,13 @@ pub enum AuditEvent {
     AuthorityAdded,
     AuthorityRotated,
     AuthorityRemoved,
+    /// An SCP03 INITIALIZE UPDATE was answered (aggregated, see [`AuditEntry::repeats`]).
+    InitializeUpdate,
 }
 
 impl AuditEvent {
     /// Every event.
-    pub const ALL: [AuditEvent; 20] = [
+    pub const ALL: [AuditEvent; 21] = [
         AuditEvent::AuthSuccess,
         AuditEvent::AuthFailure,
         AuditEvent::Alarm,
@@ -575,6 +579,7 @@ impl AuditEvent {
         AuditEvent::AuthorityAdded,
         AuditEvent::AuthorityRotated,
         AuditEvent::AuthorityRemoved,
+        AuditEvent::InitializeUpdate,
     ];
 
     /// Wire code.
@@ -612,6 +617,7 @@ impl AuditEvent {
             AuditEvent::AuthorityAdded => "authority-added",
             AuditEvent::AuthorityRotated => "authority-rotated",
             AuditEvent::AuthorityRemoved => "authority-removed",
+            AuditEvent::InitializeUpdate => "initialize-update",
         }
     }
 
@@ -631,8 +637,22 @@ pub struct AuditEntry {
     pub principal: String,
     /// The card session (power-up or SELECT) the event happened in.
     pub session: u32,
-    /// What was concerned (object reference, reason), short text.
+    /// What was concerned (object reference, reason), short text. For an
+    /// aggregated record: that of the latest occurrence.
     pub detail: String,
+    /// Set on an aggregated record: events of one kind for one principal
+    /// from callers without an SCP03 session, counted in one record. Its
+    /// `sequence`, `session` and `detail` are those of the latest occurrence.
+    pub repeats: Option<Repeats>,
+}
+
+/// How often an aggregated audit record's event happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeats {
+    /// Occurrences counted in the record (at least 1, saturating).
+    pub count: u32,
+    /// The sequence number the first of them got.
+    pub first_sequence: u32,
 }
 
 impl AuditEntry {
@@ -644,6 +664,14 @@ impl AuditEntry {
         tlv::write(&mut out, tag::PRINCIPAL, self.principal.as_bytes());
         tlv::write(&mut out, tag::SESSION, &self.session.to_be_bytes());
         tlv::write(&mut out, tag::DETAIL, self.detail.as_bytes());
+        if let Some(r) = self.repeats {
+            tlv::write(&mut out, tag::REPEAT_COUNT, &r.count.to_be_bytes());
+            tlv::write(
+                &mut out,
+                tag::FIRST_SEQUENCE,
+                &r.first_sequence.to_be_bytes(),
+            );
+        }
         out
     }
 
@@ -657,9 +685,24 @@ impl AuditEntry {
                 tag::PRINCIPAL,
                 tag::SESSION,
                 tag::DETAIL,
+                tag::REPEAT_COUNT,
+                tag::FIRST_SEQUENCE,
             ],
             &[],
         )?;
+        let repeats = match (f.get(tag::REPEAT_COUNT), f.get(tag::FIRST_SEQUENCE)) {
+            (None, None) => None,
+            (Some(count), Some(first)) => Some(Repeats {
+                count: be_u32(count, "repeat count")?,
+                first_sequence: be_u32(first, "first sequence")?,
+            }),
+            _ => {
+                return Err(TlvError::InvalidValue {
+                    tag: tag::REPEAT_COUNT,
+                }
+                .into())
+            }
+        };
         Ok(AuditEntry {
             sequence: be_u32(f.require(tag::SEQUENCE)?, "sequence")?,
             event: AuditEvent::from_code(one_byte(f.require(tag::EVENT)?, "event")?).ok_or(
@@ -668,6 +711,7 @@ impl AuditEntry {
             principal: utf8(f.require(tag::PRINCIPAL)?, tag::PRINCIPAL)?,
             session: be_u32(f.require(tag::SESSION)?, "session")?,
             detail: utf8(f.require(tag::DETAIL)?, tag::DETAIL)?,
+            repeats,
         })
     }
 }
@@ -1664,13 +1708,27 @@ mod tests {
         assert_eq!(decode_list(&encode_list(&list)).unwrap(), list);
 
         let log = ObjectData {
-            value: ObjectValue::AuditLog(vec![AuditEntry {
-                sequence: 9,
-                event: AuditEvent::Alarm,
-                principal: "ServerA".into(),
-                session: 3,
-                detail: "4 consecutive failures".into(),
-            }]),
+            value: ObjectValue::AuditLog(vec![
+                AuditEntry {
+                    sequence: 9,
+                    event: AuditEvent::Alarm,
+                    principal: "ServerA".into(),
+                    session: 3,
+                    detail: "4 consecutive failures".into(),
+                    repeats: None,
+                },
+                AuditEntry {
+                    sequence: 12,
+                    event: AuditEvent::InitializeUpdate,
+                    principal: "ServerA".into(),
+                    session: 4,
+                    detail: "key version 30".into(),
+                    repeats: Some(Repeats {
+                        count: 1000,
+                        first_sequence: 10,
+                    }),
+                },
+            ]),
             acl: Acl::parse("Get=ServerA").unwrap(),
         };
         assert_eq!(

@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::crypto;
-use crate::state::{default_acl, Authority, Secret, State, Stored, DEFAULT_CAPACITY};
+use crate::state::{default_acl, Authority, Record, Secret, State, Stored, DEFAULT_CAPACITY};
 use crate::store::{PersistentMemory, Records, StoreError};
 
 /// Largest command data the card assembles from a chain.
@@ -127,6 +127,9 @@ impl From<StoreError> for CardError {
 #[derive(Clone)]
 struct PendingAuth {
     key_version: u8,
+    /// The sequence counter value the session uses, committed only by a
+    /// successful EXTERNAL AUTHENTICATE.
+    counter: u32,
     host_challenge: Vec<u8>,
     response: InitializeUpdateResponse,
 }
@@ -164,6 +167,33 @@ struct Volatile {
     command_level: u8,
 }
 
+/// Earlier behaviours of the card that attacks defeated (issue 11), which a
+/// card built with the `regressions` feature can be switched back to with
+/// [`Card::reintroduce`]. They exist so that the attack tests can show, on
+/// the real card, that they catch each one. Never enable the feature in a
+/// card that holds anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regression {
+    /// One flat ring of 256 records, nothing aggregated: a flood of refused
+    /// CHECK APPROVALs evicts alarms.
+    FlatAuditRing,
+    /// A verified bootstrap MAC clears the caller's failure count.
+    BootstrapClearsFailures,
+    /// INITIALIZE UPDATE spends a sequence counter value by itself.
+    CounterSpentByInitializeUpdate,
+    /// CHECK APPROVAL reports a floor (and its value) to callers without Get on it.
+    FloorToAnyone,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Regressions(u8);
+
+impl Regressions {
+    fn has(self, r: Regression) -> bool {
+        cfg!(feature = "regressions") && self.0 & (1 << r as u8) != 0
+    }
+}
+
 /// The simulated DM smart card.
 ///
 /// A clone is the same card at the same moment, store and volatile state
@@ -178,6 +208,7 @@ pub struct Card<S: PersistentMemory, R: RngCore + CryptoRng> {
     volatile: Volatile,
     /// Set when a persistent write failed: the card answers nothing until powered up again.
     mute: bool,
+    regressions: Regressions,
 }
 
 type Outcome = Result<Vec<u8>, Status>;
@@ -320,6 +351,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             authorities,
             audit: BTreeMap::new(),
             approved: None,
+            flat_audit_ring: false,
         };
         state.audit(
             AuditEvent::Initialised,
@@ -343,6 +375,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             records,
             volatile: Volatile::default(),
             mute: false,
+            regressions: Regressions::default(),
         })
     }
 
@@ -366,6 +399,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             records,
             volatile,
             mute: false,
+            regressions: Regressions::default(),
         })
     }
 
@@ -381,6 +415,16 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             session_id,
             ..Volatile::default()
         };
+    }
+
+    /// Switches the card back to an earlier, broken behaviour until it is
+    /// powered up again (see [`Regression`]). For self-tests only.
+    #[cfg(feature = "regressions")]
+    pub fn reintroduce(&mut self, regression: Regression) {
+        self.regressions.0 |= 1 << regression as u8;
+        if regression == Regression::FlatAuditRing {
+            self.state.flat_audit_ring = true;
+        }
     }
 
     /// Whether a persistent write failed and the card stopped answering.
@@ -440,14 +484,10 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         if self.mute {
             return Response::status(Status::UnspecifiedPersistentExecutionError);
         }
-        // Logical channels other than the basic one are not supported.
-        if cmd.cla & 0x80 == 0 && cmd.cla & 0x03 != 0 {
-            return Response::status(Status::LogicalChannelNotSupported);
+        if let Some(refusal) = class_refusal(cmd.cla) {
+            return Response::status(refusal);
         }
         let base_cla = cmd.cla & !(CLA_SECURE_MESSAGING | CLA_CHAINING);
-        if base_cla != 0x00 && base_cla != CLA_PROPRIETARY {
-            return Response::status(Status::ClassNotSupported);
-        }
         if base_cla == 0x00 && cmd.ins == ins::GET_RESPONSE && cmd.cla & CLA_SECURE_MESSAGING == 0 {
             return self.get_response(cmd);
         }
@@ -492,6 +532,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                         &name,
                         AuditEvent::AuthFailure,
                         "secure messaging check failed",
+                        Record::Single,
                     );
                     return self.finish(r.and(Err(Status::SecurityStatusNotSatisfied)), false);
                 }
@@ -654,16 +695,33 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
     fn deny(&mut self, object: &ObjectRef, right: Right) -> Outcome {
         let who = self.acting();
         let detail = alloc::format!("{right} on {object}");
-        self.record_failure(&who, AuditEvent::AccessDenied, &detail)?;
+        let how = self.record_kind();
+        self.record_failure(&who, AuditEvent::AccessDenied, &detail, how)?;
         Err(Status::SecurityStatusNotSatisfied)
     }
 
+    /// How the current command's records enter the audit log: aggregated
+    /// when no SCP03 session is open (see `State::audit_as`).
+    fn record_kind(&self) -> Record {
+        if self.volatile.scp.is_some() {
+            Record::Single
+        } else {
+            Record::Aggregated
+        }
+    }
+
     /// Persists an authorisation failure of `who`, its audit record and any alarm.
-    fn record_failure(&mut self, who: &str, event: AuditEvent, detail: &str) -> Result<(), Status> {
+    fn record_failure(
+        &mut self,
+        who: &str,
+        event: AuditEvent,
+        detail: &str,
+        how: Record,
+    ) -> Result<(), Status> {
         let mut next = self.state.clone();
         let session = self.volatile.session_id;
-        next.audit(event, who, session, detail);
-        next.count_failure(who, session);
+        next.audit_as(how, event, who, session, detail);
+        next.count_failure(who, session, how);
         self.commit(next)
     }
 
@@ -1105,13 +1163,15 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         let matches =
             stored_block.is_ok_and(|b| bool::from(b.as_slice().ct_eq(given.block().as_slice())));
         let session = self.volatile.session_id;
+        let how = self.record_kind();
         let mut next = self.state.clone();
         let label = if puk { "PUK" } else { "PIN" };
         if matches {
             let counter = if puk { &mut next.puk } else { &mut next.pin };
             counter.tries_left = counter.max_tries;
             next.clear_failures("user");
-            next.audit(
+            next.audit_as(
+                how,
                 AuditEvent::AuthSuccess,
                 "user",
                 session,
@@ -1124,13 +1184,14 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             } else {
                 next.pin.tries_left
             };
-            next.audit(
+            next.audit_as(
+                how,
                 AuditEvent::AuthFailure,
                 "user",
                 session,
                 alloc::format!("wrong {label}, {left} tries left"),
             );
-            next.count_failure("user", session);
+            next.count_failure("user", session, how);
             self.commit(next)?;
             Err(tries_status(left))
         }
@@ -1172,14 +1233,19 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         let session = self.volatile.session_id;
         let mut next = self.state.clone();
         let detail = alloc::format!("key {key_id}, {} bytes", data.len());
+        let how = self.record_kind();
+        // A verified MAC proves nothing about the caller (the packet may be a
+        // replay): it clears no failure count.
         if ok {
-            next.clear_failures(&who);
-            next.audit(AuditEvent::BootstrapVerified, &who, session, detail);
+            if self.regressions.has(Regression::BootstrapClearsFailures) {
+                next.failures.remove(&who);
+            }
+            next.audit_as(how, AuditEvent::BootstrapVerified, &who, session, detail);
             self.commit(next)?;
             Ok(Vec::new())
         } else {
-            next.audit(AuditEvent::BootstrapRejected, &who, session, detail);
-            next.count_failure(&who, session);
+            next.audit_as(how, AuditEvent::BootstrapRejected, &who, session, detail);
+            next.count_failure(&who, session, how);
             self.commit(next)?;
             Err(Status::VerificationFailed)
         }
@@ -1250,26 +1316,37 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             }
             _ => true,
         });
-        if let Some(ObjectValue::Floor(floor)) = self
-            .state
-            .objects
-            .get(&ObjectRef::Floor(package.device_class.clone()))
-            .map(|o| &o.value)
+        // The floor still decides, but only a caller that may read it is told
+        // why: for any other caller the verdict must be the one a card without
+        // that floor would give, except that a package below it is never
+        // approved. Refused for other reasons, the floor adds nothing; refused
+        // for the floor alone, the verdict says "not approved" with no reason.
+        let floor_ref = ObjectRef::Floor(package.device_class.clone());
+        let mut below_hidden_floor = false;
+        if let Some(ObjectValue::Floor(floor)) =
+            self.state.objects.get(&floor_ref).map(|o| &o.value)
         {
             if package.version < *floor {
-                reasons.push(RefusalReason::BelowFloor(floor.clone()));
+                if self.holds(&floor_ref, Right::Get)
+                    || self.regressions.has(Regression::FloorToAnyone)
+                {
+                    reasons.push(RefusalReason::BelowFloor(floor.clone()));
+                } else {
+                    below_hidden_floor = true;
+                }
             }
         }
-        let approved = reasons.is_empty();
+        let approved = reasons.is_empty() && !below_hidden_floor;
         let who = self.acting();
         let session = self.volatile.session_id;
         let mut next = self.state.clone();
         let detail = alloc::format!("{} {}", package.device_class, package.version);
+        let how = self.record_kind();
         if approved {
             next.approved = Some(package);
-            next.audit(AuditEvent::ApprovalGranted, &who, session, detail);
+            next.audit_as(how, AuditEvent::ApprovalGranted, &who, session, detail);
         } else {
-            next.audit(AuditEvent::ApprovalRefused, &who, session, detail);
+            next.audit_as(how, AuditEvent::ApprovalRefused, &who, session, detail);
         }
         self.commit(next)?;
         Ok(ApprovalVerdict {
@@ -1465,12 +1542,29 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 .static_keys()
                 .ok_or(Status::ReferenceDataNotUsable)?,
         );
+        // The session would use the next counter value, but it is committed
+        // only by a successful EXTERNAL AUTHENTICATE: until then, every
+        // INITIALIZE UPDATE gets the same value and so the same pseudo-random
+        // card challenge (docs/security.md, "SCP03 sequence counter").
         let counter = self.state.scp_counter.wrapping_add(1);
         if counter > 0x00FF_FFFF {
             return Err(Status::ReferenceDataNotUsable);
         }
+        let name = authority.name.clone();
         let mut next = self.state.clone();
-        next.scp_counter = counter;
+        next.audit_as(
+            Record::Aggregated,
+            AuditEvent::InitializeUpdate,
+            &name,
+            self.volatile.session_id,
+            alloc::format!("key version {kvn:02X}, counter {counter:06X} offered"),
+        );
+        if self
+            .regressions
+            .has(Regression::CounterSpentByInitializeUpdate)
+        {
+            next.scp_counter = counter;
+        }
         self.commit(next)?;
         let seq: [u8; 3] = [(counter >> 16) as u8, (counter >> 8) as u8, counter as u8];
         let card_challenge = scp03::pseudo_random_card_challenge(&keys, seq, &AID, smode);
@@ -1489,6 +1583,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         let data = response.encode();
         self.volatile.pending_auth = Some(PendingAuth {
             key_version: kvn,
+            counter,
             host_challenge,
             response,
         });
@@ -1518,7 +1613,16 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             cmd,
         ) {
             Ok(channel) => {
+                // The counter value this session used is spent now, and only now.
+                if pending.counter <= self.state.scp_counter
+                    && !self
+                        .regressions
+                        .has(Regression::CounterSpentByInitializeUpdate)
+                {
+                    return Err(Status::ConditionsOfUseNotSatisfied);
+                }
                 let mut next = self.state.clone();
+                next.scp_counter = pending.counter;
                 next.clear_failures(&authority.name);
                 let level = channel.security_level().bits();
                 next.audit(
@@ -1541,14 +1645,41 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             Err(scp03::Scp03Error::BadSecurityLevel(_))
             | Err(scp03::Scp03Error::MalformedCommand) => Err(Status::IncorrectP1OrP2Parameter),
             Err(_) => {
+                // Anyone can get here (INITIALIZE UPDATE needs no key):
+                // aggregated, like every record of a caller without a session.
                 self.record_failure(
                     &authority.name,
                     AuditEvent::AuthFailure,
                     "EXTERNAL AUTHENTICATE failed",
+                    Record::Aggregated,
                 )?;
                 Err(Status::SecurityStatusNotSatisfied)
             }
         }
+    }
+}
+
+/// Decodes the class byte as ISO/IEC 7816-4 §5.4.1 does, with GlobalPlatform's
+/// use of the proprietary classes (`80`–`9F` coded like the first interindustry
+/// classes, `C0`–`FE` like the further ones). Returns the refusal, if any:
+///
+/// - `00`–`1F` (first interindustry): bits `03` name logical channels 0–3. Any
+///   channel but 0 gets `6881`. Bits `0C`: `00` none, `04` proprietary secure
+///   messaging (SCP03 here); `08` and `0C` (ISO secure messaging) get `6882`.
+/// - `20`–`3F`: reserved for future use, `6E00`.
+/// - `40`–`7F` (further interindustry): logical channels 4–19, always `6881`.
+/// - `80`–`9F` (GlobalPlatform): channel bits as for `00`–`1F` (`6881`); secure
+///   messaging indications other than `04` are not defined, `6E00`.
+/// - `A0`–`BF`: no class GlobalPlatform defines, `6E00`.
+/// - `C0`–`FE` (GlobalPlatform further classes): logical channels 4–19, `6881`.
+/// - `FF` never reaches here (`Command::decode` refuses it).
+fn class_refusal(cla: u8) -> Option<Status> {
+    match cla {
+        0x00..=0x1F | 0x80..=0x9F if cla & 0x03 != 0 => Some(Status::LogicalChannelNotSupported),
+        0x00..=0x1F if cla & 0x08 != 0 => Some(Status::SecureMessagingNotSupported),
+        0x00..=0x1F | 0x80..=0x9F if cla & 0x08 == 0 => None,
+        0x40..=0x7F | 0xC0..=0xFE => Some(Status::LogicalChannelNotSupported),
+        _ => Some(Status::ClassNotSupported),
     }
 }
 

@@ -18,5 +18,5 @@ pub mod store;
 #[cfg(feature = "std")]
 pub mod vpcd;
 
-pub use applet::{AuthorityKeys, Card, CardError, InitParams, ATR};
+pub use applet::{AuthorityKeys, Card, CardError, InitParams, Regression, ATR};
 pub use store::{MemoryStore, PersistentMemory, StoreError};

@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use dmsc_card_model::commands::{
-    AuditEntry, AuditEvent, ObjectValue, PackageId, DEFAULT_FAILURE_LIMIT,
+    AuditEntry, AuditEvent, ObjectValue, PackageId, Repeats, DEFAULT_FAILURE_LIMIT,
 };
 use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef, Principal, Right};
 use dmsc_card_model::scp03::StaticKeys;
@@ -15,8 +15,36 @@ use zeroize::Zeroizing;
 
 use crate::store::{Key, Records, StoreError};
 
-/// How many audit records the ring keeps.
-pub const AUDIT_CAPACITY: usize = 256;
+/// How many audit records the ring keeps: [`EVIDENCE_CAPACITY`] + [`GENERAL_CAPACITY`].
+pub const AUDIT_CAPACITY: usize = EVIDENCE_CAPACITY + GENERAL_CAPACITY;
+/// Records kept of security evidence (see [`is_evidence`]). Only evidence
+/// evicts evidence.
+pub const EVIDENCE_CAPACITY: usize = 128;
+/// Records kept of every other event.
+pub const GENERAL_CAPACITY: usize = 128;
+
+/// Security evidence: alarms, authentication failures, access denials and
+/// rejected bootstrap MACs. They have their own region of the ring.
+pub fn is_evidence(event: AuditEvent) -> bool {
+    matches!(
+        event,
+        AuditEvent::Alarm
+            | AuditEvent::AuthFailure
+            | AuditEvent::AccessDenied
+            | AuditEvent::BootstrapRejected
+    )
+}
+
+/// How an audit record enters the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// A record of its own (events of an authority's SCP03 session, changes).
+    Single,
+    /// Caused by a caller without an SCP03 session: counted into the one
+    /// aggregated record of the same event and principal, if the log holds
+    /// one, which then moves to the newest position with a new sequence number.
+    Aggregated,
+}
 /// Default object storage, in bytes.
 pub const DEFAULT_CAPACITY: u32 = 256 * 1024;
 /// Record-format version of the applet state (inside the store's own format).
@@ -76,6 +104,10 @@ pub struct State {
     pub audit: BTreeMap<u32, AuditEntry>,
     /// The last package the card approved, which CONFIRM INSTALLED may record.
     pub approved: Option<PackageId>,
+    /// Never persisted; set only through `Card::reintroduce` (feature
+    /// `regressions`, for the attack tests' self-tests): one flat ring of
+    /// [`AUDIT_CAPACITY`] records, nothing aggregated, as before the regions.
+    pub flat_audit_ring: bool,
 }
 
 impl State {
@@ -97,9 +129,24 @@ impl State {
         used.min(u32::MAX as usize) as u32
     }
 
-    /// Appends an audit record, dropping the oldest beyond the ring's capacity.
+    /// Appends a record of its own ([`Record::Single`]).
     pub fn audit(
         &mut self,
+        event: AuditEvent,
+        principal: &str,
+        session: u32,
+        detail: impl Into<String>,
+    ) {
+        self.audit_as(Record::Single, event, principal, session, detail);
+    }
+
+    /// Appends an audit record, or counts it into the aggregated record of the
+    /// same event and principal ([`Record::Aggregated`]). Then drops the oldest
+    /// records of the new record's region (evidence or the rest) beyond that
+    /// region's capacity: a record never evicts one of the other region.
+    pub fn audit_as(
+        &mut self,
+        how: Record,
         event: AuditEvent,
         principal: &str,
         session: u32,
@@ -109,6 +156,36 @@ impl State {
         self.next_audit = self.next_audit.wrapping_add(1);
         let mut detail: String = detail.into();
         truncate_utf8(&mut detail, 200);
+        let how = if self.flat_audit_ring {
+            Record::Single
+        } else {
+            how
+        };
+        let repeats = match how {
+            Record::Single => None,
+            Record::Aggregated => {
+                let earlier = self
+                    .audit
+                    .iter()
+                    .find(|(_, e)| {
+                        e.repeats.is_some() && e.event == event && e.principal == principal
+                    })
+                    .map(|(seq, e)| (*seq, e.repeats));
+                Some(match earlier {
+                    Some((seq, Some(r))) => {
+                        self.audit.remove(&seq);
+                        Repeats {
+                            count: r.count.saturating_add(1),
+                            first_sequence: r.first_sequence,
+                        }
+                    }
+                    _ => Repeats {
+                        count: 1,
+                        first_sequence: sequence,
+                    },
+                })
+            }
+        };
         self.audit.insert(
             sequence,
             AuditEntry {
@@ -117,24 +194,46 @@ impl State {
                 principal: principal.to_string(),
                 session,
                 detail,
+                repeats,
             },
         );
-        while self.audit.len() > AUDIT_CAPACITY {
-            if let Some(first) = self.audit.keys().next().copied() {
-                self.audit.remove(&first);
+        let evidence = is_evidence(event);
+        let flat = self.flat_audit_ring;
+        let capacity = match (flat, evidence) {
+            (true, _) => AUDIT_CAPACITY,
+            (false, true) => EVIDENCE_CAPACITY,
+            (false, false) => GENERAL_CAPACITY,
+        };
+        loop {
+            let mut region = self
+                .audit
+                .iter()
+                .filter(|(_, e)| flat || is_evidence(e.event) == evidence)
+                .map(|(seq, _)| *seq);
+            let oldest = region.next();
+            if region.count() < capacity {
+                break;
+            }
+            match oldest {
+                Some(seq) => {
+                    self.audit.remove(&seq);
+                }
+                None => break,
             }
         }
     }
 
     /// Records an authorisation failure of `principal`; at every multiple of the
-    /// limit an alarm goes into the audit log. Returns whether an alarm was raised.
-    pub fn count_failure(&mut self, principal: &str, session: u32) -> bool {
+    /// limit an alarm goes into the audit log (aggregated like the failure when
+    /// `how` says so). Returns whether an alarm was raised.
+    pub fn count_failure(&mut self, principal: &str, session: u32, how: Record) -> bool {
         let count = self.failures.entry(principal.to_string()).or_insert(0);
         *count = count.saturating_add(1);
         let count = *count;
         let limit = u32::from(self.failure_limit.max(1));
         if count >= limit && count.is_multiple_of(limit) {
-            self.audit(
+            self.audit_as(
+                how,
                 AuditEvent::Alarm,
                 principal,
                 session,
@@ -145,9 +244,13 @@ impl State {
         false
     }
 
-    /// Clears the failure count of `principal` after a success.
+    /// Clears the failure count of `principal` after it authenticated (the
+    /// user's PIN or PUK, an authority's EXTERNAL AUTHENTICATE). Nothing
+    /// authenticates `*`: its count is never cleared.
     pub fn clear_failures(&mut self, principal: &str) {
-        self.failures.remove(principal);
+        if principal != "*" {
+            self.failures.remove(principal);
+        }
     }
 }
 
@@ -322,6 +425,7 @@ impl State {
             authorities: BTreeMap::new(),
             audit: BTreeMap::new(),
             approved: None,
+            flat_audit_ring: false,
         };
         for (k, v) in records {
             if let Some(name) = k.strip_prefix(P_FAIL) {

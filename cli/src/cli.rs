@@ -304,6 +304,9 @@ pub enum Command {
         /// The device tree directory
         #[arg(long, value_name = "DIR")]
         device: PathBuf,
+        /// Create the device tree if DIR is new or empty (else DIR must be one)
+        #[arg(long)]
+        init: bool,
     },
 
     /// Follow a PC/SC reader: refresh on insertion and on content change; a removed
@@ -316,6 +319,9 @@ pub enum Command {
         /// The device tree directory
         #[arg(long, value_name = "DIR")]
         device: PathBuf,
+        /// Create the device tree if DIR is new or empty (else DIR must be one)
+        #[arg(long)]
+        init: bool,
         /// Seconds between two checks of the card's generation
         #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
         interval: f64,
@@ -379,6 +385,10 @@ pub enum AclCommand {
         /// Do not ask for confirmation when rights are taken away
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Allow an ACL that leaves no authority (and not `*`) with Replace: nobody
+        /// could ever change it again
+        #[arg(long)]
+        allow_lockout: bool,
         #[command(flatten)]
         who: AsUser,
     },
@@ -712,6 +722,9 @@ pub enum MoCommand {
         /// Do not ask before erasing the device copy
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Create the device tree if DIR is new or empty (else DIR must be one)
+        #[arg(long)]
+        init: bool,
     },
     /// Compare the device tree's MOs with the card's, node by node
     Diff {

@@ -353,7 +353,10 @@ pub fn confirm(ctx: &Ctx, question: &str, refusal: &str) -> Result<()> {
     if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        Err(anyhow::anyhow!("cancelled: nothing was changed"))
+        Err(crate::exit::coded(
+            crate::exit::Code::Declined,
+            "cancelled: nothing was changed",
+        ))
     }
 }
 

@@ -101,12 +101,110 @@ fn acl_get_and_set_need_replace_and_confirmation_to_take_rights_away() {
             "acl",
             "set",
             "identity-key",
-            "Get=*",
+            "Get=*&Replace=admin",
             "--yes",
         ],
     )
     .expect(4);
     assert!(device.stderr.contains("6982"), "{device:?}");
+}
+
+/// `acl set OBJ 'Get=*' --yes` would leave no authority able to change the ACL
+/// again: refused unless --allow-lockout (the policy warning: tests/policy.rs).
+#[test]
+fn acl_set_refuses_a_lockout() {
+    let dir = tmp();
+    let d = dir.path();
+    new_card(d, "c.state");
+    let (k, v) = admin();
+    let env = [(k, v.as_str())];
+    let acl = |object: &str| {
+        run_env(
+            d,
+            &["--sim", "c.state", "acl", "get", object, "--json"],
+            &env,
+        )
+        .expect(0)
+        .json()["acl"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = acl("identity-key");
+    let out = run_env(
+        d,
+        &[
+            "--sim",
+            "c.state",
+            "acl",
+            "set",
+            "identity-key",
+            "Get=*",
+            "--yes",
+        ],
+        &env,
+    )
+    .expect(2);
+    assert!(
+        out.stderr.contains("--allow-lockout") && out.stderr.contains("no authority"),
+        "{out:?}"
+    );
+    assert_eq!(acl("identity-key"), before, "nothing changed");
+    // Replace for the user only is a lockout of the authorities too.
+    run_env(
+        d,
+        &[
+            "--sim",
+            "c.state",
+            "acl",
+            "set",
+            "identity-key",
+            "Get=*&Replace=user",
+            "--yes",
+        ],
+        &env,
+    )
+    .expect(2);
+    // With --allow-lockout it is done.
+    run_env(
+        d,
+        &[
+            "--sim",
+            "c.state",
+            "acl",
+            "set",
+            "identity-key",
+            "Get=*",
+            "--yes",
+            "--allow-lockout",
+        ],
+        &env,
+    )
+    .expect(0);
+    assert_eq!(acl("identity-key"), "Get=*");
+}
+
+/// A declined confirmation exits 9, like the other declines.
+#[test]
+fn a_declined_confirmation_exits_9() {
+    let dir = tmp();
+    let d = dir.path();
+    new_card(d, "c.state");
+    let bin = env!("CARGO_BIN_EXE_dmsc");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'n\\n' | script -qec \"'{bin}' --sim c.state acl set identity-key \
+             'Get=*+admin&Replace=admin'\" /dev/null"
+        ))
+        .current_dir(d)
+        .env("DMSC_SCP_KEYS", triple(TEST_KEY))
+        .env_remove("DMSC_SIM")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cancelled"), "{text}");
+    assert_eq!(out.status.code(), Some(9), "{text}");
 }
 
 #[test]

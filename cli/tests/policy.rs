@@ -482,3 +482,28 @@ fn enforce_commands_and_watch() {
         before
     );
 }
+
+/// Granting the user Replace on the policy warns specifically: devices refuse
+/// a policy the user can replace.
+#[test]
+fn acl_set_warns_when_the_user_gets_replace_on_the_policy() {
+    let (dir, card) = setup();
+    let keys = triple(TEST_KEY);
+    let out = run_env(
+        dir.path(),
+        &[
+            "--sim",
+            &card,
+            "acl",
+            "set",
+            "policy",
+            "Get=*&Replace=admin+user",
+            "--yes",
+        ],
+        &[("DMSC_SCP_KEYS", &keys)],
+    );
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("devices refuse a policy"),
+        "{out:?}"
+    );
+}

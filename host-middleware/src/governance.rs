@@ -286,3 +286,106 @@ impl AuditWatcher {
         Ok(kept)
     }
 }
+
+/// What a change of an object's ACL does, before it is made
+/// ([`review_acl_change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclChangeReview {
+    /// The rights the change takes away, as (right, holder).
+    pub taken_away: Vec<(Right, Principal)>,
+    /// After the change no authority can change the ACL again: Replace is
+    /// held by no authority and not by `*` (only the user, or nobody). The
+    /// card cannot undo this; refuse it unless the caller insists.
+    pub lockout: bool,
+    /// Holders the change gives Replace on the policy object to that cannot
+    /// be trusted with it (`user`, `*`): devices refuse a policy the user or
+    /// anyone can replace.
+    pub untrusted_policy_writers: Vec<Principal>,
+}
+
+impl AclChangeReview {
+    /// Whether the change needs the caller's confirmation.
+    pub fn needs_confirmation(&self) -> bool {
+        !self.taken_away.is_empty() || !self.untrusted_policy_writers.is_empty()
+    }
+
+    /// The rights taken away as `Right=id` strings.
+    pub fn taken_away_names(&self) -> Vec<String> {
+        self.taken_away
+            .iter()
+            .map(|(r, p)| format!("{r}={}", p.acl_name()))
+            .collect()
+    }
+}
+
+/// Reviews replacing `old` by `new` as the ACL of `object`.
+pub fn review_acl_change(object: &ObjectRef, old: &Acl, new: &Acl) -> AclChangeReview {
+    let mut taken_away = Vec::new();
+    for right in Right::ALL {
+        for p in old.holders(right) {
+            if !new.names(right, p) {
+                taken_away.push((right, p.clone()));
+            }
+        }
+    }
+    let lockout = !new
+        .holders(Right::Replace)
+        .iter()
+        .any(|p| matches!(p, Principal::Anyone | Principal::Authority(_)));
+    let untrusted_policy_writers = if *object == ObjectRef::Policy {
+        new.holders(Right::Replace)
+            .iter()
+            .filter(|p| matches!(p, Principal::Anyone | Principal::User))
+            .filter(|p| !old.names(Right::Replace, p))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    AclChangeReview {
+        taken_away,
+        lockout,
+        untrusted_policy_writers,
+    }
+}
+
+#[cfg(test)]
+mod acl_review_tests {
+    use super::*;
+
+    fn acl(s: &str) -> Acl {
+        Acl::parse(s).expect("ACL")
+    }
+
+    #[test]
+    fn a_change_leaving_no_authority_with_replace_is_a_lockout() {
+        let o = ObjectRef::Mo("./Vendor".into());
+        let old = acl("Get=*&Replace=ServerA&Delete=ServerA");
+        let r = review_acl_change(&o, &old, &acl("Get=*"));
+        assert!(r.lockout);
+        assert_eq!(r.taken_away_names(), ["Replace=ServerA", "Delete=ServerA"]);
+        assert!(r.needs_confirmation());
+        assert!(review_acl_change(&o, &old, &acl("Get=*&Replace=user")).lockout);
+        assert!(review_acl_change(&o, &old, &acl("")).lockout);
+        let r = review_acl_change(&o, &old, &acl("Get=*&Replace=ServerB"));
+        assert!(!r.lockout);
+        assert!(!review_acl_change(&o, &old, &acl("Replace=*")).lockout);
+        let same = review_acl_change(&o, &old, &old);
+        assert!(!same.lockout && !same.needs_confirmation());
+    }
+
+    #[test]
+    fn granting_user_or_anyone_replace_on_the_policy_is_flagged() {
+        let old = acl("Get=*&Replace=ServerA");
+        let new = acl("Get=*&Replace=ServerA+user+*");
+        let r = review_acl_change(&ObjectRef::Policy, &old, &new);
+        assert_eq!(
+            r.untrusted_policy_writers,
+            [Principal::User, Principal::Anyone]
+        );
+        assert!(r.needs_confirmation() && !r.lockout);
+        // Not on other objects.
+        let r = review_acl_change(&ObjectRef::Mo("./Vendor".into()), &old, &new);
+        assert!(r.untrusted_policy_writers.is_empty());
+    }
+}

@@ -30,22 +30,51 @@
 //!
 //! An empty card state is therefore 18 bytes long.
 //!
-//! # Locking
+//! # Locking: one process per card
 //!
 //! While a `FileStore` is alive it holds an exclusive advisory lock
-//! ([`File::try_lock`]) on `<file>.lock`, so two processes (or two handles)
-//! cannot run the same card at once. The lock is on a separate file because
-//! every commit replaces the state file's inode. The lock file is left in
-//! place when the store is dropped; removing it would race with other openers.
+//! ([`File::try_lock`](std::fs::File::try_lock), `flock` on Unix) on the
+//! open state file itself, so two processes (or two handles) cannot run the
+//! same card at once. The lock belongs to the file (the inode), not to the
+//! name, so a symbolic link or a hard link to the state file contends for
+//! the same lock; the path is resolved once at open (symbolic links
+//! followed) and every commit renames onto the resolved path.
+//!
+//! Every commit replaces the file, so the lock moves with it:
+//!
+//! 1. `<file>.tmp` is created, and locked at once, before anything is
+//!    written to it.
+//! 2. Just before the rename the store checks that the resolved path still
+//!    names the file it holds (same device and inode, `lstat` against
+//!    `fstat`) and that this file has exactly one name. Otherwise the commit
+//!    is refused with [`StoreError::Replaced`]: nothing is written, and the
+//!    committed state in memory is unchanged.
+//! 3. The rename puts the new, already locked file in place; only after the
+//!    directory fsync is the old file's lock released.
+//!
+//! At every moment the file at the path is therefore locked by the store. A
+//! second opener opens the path, tries the lock without waiting (held:
+//! [`StoreError::InUse`]), and after taking it checks that the path still
+//! names the file it locked. If a commit replaced the file between its open
+//! and its lock, it locked a file no longer current, and it starts again
+//! (the new file is locked: [`StoreError::InUse`]). No opener ever holds a
+//! lock together with a current view that another handle also holds.
+//!
+//! A state file with more than one name (hard link) is refused at open
+//! ([`StoreError::Replaced`]): the first commit would leave the other name
+//! holding the old state, a stale copy of the card.
+//!
+//! The identity checks use the device and inode numbers of Unix; elsewhere
+//! only the lock itself applies. Builds before this scheme locked a separate
+//! `<file>.lock`; such a file is now ignored, and can be deleted.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::disk::{Disk, OsDisk};
+use crate::disk::{Disk, FileId, OsDisk};
 use crate::store::{Change, Journal, PersistentMemory, Records, StoreError};
 
 /// The first eight bytes of every card state file.
@@ -60,6 +89,9 @@ const CRC_LEN: usize = 4;
 const MIN_FILE_LEN: usize = HEADER_LEN + CRC_LEN;
 /// Keys quoted in error messages are cut to this many bytes.
 const QUOTE_LEN: usize = 48;
+/// How often an opener starts again when the file it locked was replaced
+/// between its open and its lock.
+const LOCK_ATTEMPTS: usize = 3;
 
 /// Whether the handle can still be used.
 #[derive(Debug)]
@@ -71,20 +103,121 @@ enum Health {
     Failed(String),
 }
 
-/// Persistent memory kept in one state file, replaced atomically on every commit.
-///
-/// See the [module documentation](self) for the file layout and crash safety.
-/// `D` is the file system under it: the real one ([`OsDisk`]), or a
-/// [`SimulatedDisk`](crate::disk::SimulatedDisk) for power-cut campaigns.
+/// Where a card state lives: the path as given (for messages), the path
+/// with symbolic links resolved (where the store writes), its temporary
+/// file and its directory.
 #[derive(Debug)]
-pub struct FileStore<D: Disk = OsDisk> {
-    disk: D,
+struct Location {
     path: PathBuf,
+    real: PathBuf,
     tmp: PathBuf,
     dir: PathBuf,
-    /// Holds the exclusive lock on `<file>.lock` (real file system only)
-    /// until the store is dropped.
-    _lock: Option<File>,
+}
+
+impl Location {
+    fn new(path: &Path, real: PathBuf) -> Self {
+        let dir = match real.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self {
+            path: path.to_path_buf(),
+            tmp: sibling(&real, ".tmp"),
+            dir,
+            real,
+        }
+    }
+
+    /// Locks the state file, starting again while it is replaced between
+    /// the open and the lock (see the module documentation).
+    fn acquire<D: Disk>(&self, disk: &mut D) -> Result<FileId, StoreError> {
+        for _ in 0..LOCK_ATTEMPTS {
+            let held = match disk.lock(&self.real) {
+                Ok(held) => held,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(StoreError::InUse(format!(
+                        "{}: another process holds this card state (for example \
+                         `dmsc sim serve`); stop it first",
+                        self.path.display()
+                    )))
+                }
+                Err(e) => return Err(read_error(&self.path, &e)),
+            };
+            match disk.identity(&self.real) {
+                Ok(now) if now == held.id => return Ok(held.id),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&self.path, "cannot check the locked file", &e)),
+            }
+        }
+        Err(StoreError::InUse(format!(
+            "{}: the file was replaced {LOCK_ATTEMPTS} times while it was being locked; \
+             another process is writing it",
+            self.path.display()
+        )))
+    }
+
+    /// Checks that the path still names the held file `id`.
+    fn check_current<D: Disk>(&self, disk: &mut D, id: FileId) -> Result<(), StoreError> {
+        let replaced = |what: &str| {
+            StoreError::Replaced(format!(
+                "{}: {what} while the card was running; nothing was written. \
+                 Another process may be running this card: stop both and reopen it",
+                self.path.display()
+            ))
+        };
+        let held = disk
+            .held()
+            .map_err(|e| io_error(&self.path, "cannot check the locked file", &e))?;
+        match disk.identity(&self.real) {
+            Ok(now) if now == id && held.id == id => Ok(()),
+            Ok(_) => Err(replaced(&format!(
+                "{} is no longer the file this card opened (it was replaced)",
+                self.real.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(replaced(&format!(
+                "{} no longer exists (the file was renamed or removed)",
+                self.real.display()
+            ))),
+            Err(e) => Err(io_error(&self.path, "cannot check the state file", &e)),
+        }
+    }
+}
+
+/// Refuses a held file with more than one name.
+fn one_name<D: Disk>(disk: &mut D, path: &Path, running: bool) -> Result<(), StoreError> {
+    let held = disk
+        .held()
+        .map_err(|e| io_error(path, "cannot check the locked file", &e))?;
+    if held.links <= 1 {
+        return Ok(());
+    }
+    let (when, written) = if running {
+        (" while the card was running", "; nothing was written")
+    } else {
+        ("", "")
+    };
+    Err(StoreError::Replaced(format!(
+        "{}: the state file has {} names (hard links){when}{written}; a card state must \
+         have exactly one, since every commit replaces the file and another name would \
+         keep a stale copy of the card: remove the other names",
+        path.display(),
+        held.links
+    )))
+}
+
+/// Persistent memory kept in one state file, replaced atomically on every commit.
+///
+/// See the [module documentation](self) for the file layout, crash safety
+/// and locking. `D` is the file system under it: the real one ([`OsDisk`]),
+/// or a [`SimulatedDisk`](crate::disk::SimulatedDisk) for power-cut campaigns.
+#[derive(Debug)]
+pub struct FileStore<D: Disk = OsDisk> {
+    /// Holds the exclusive lock on the state file until the store is dropped.
+    disk: D,
+    at: Location,
+    /// The held (locked) state file, once there is one.
+    held: Option<FileId>,
     committed: Records,
     journal: Journal,
     fsyncs: u64,
@@ -96,45 +229,40 @@ impl FileStore {
     /// Creates a new, empty card state at `path` and opens it.
     ///
     /// Refuses an existing file. The empty state is written atomically
-    /// (temporary file, fsync, rename, directory fsync).
+    /// (temporary file, fsync, rename, directory fsync), locked before it is
+    /// renamed into place.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
-        let lock = lock(path)?;
-        Self::create_with(OsDisk::default(), path, Some(lock))
+        Self::create_on(OsDisk::default(), path)
     }
 
-    /// Opens an existing card state at `path`, reading and verifying it at once.
+    /// Opens an existing card state at `path`, locking it and reading and
+    /// verifying it at once.
     ///
     /// A missing or unreadable file gives [`StoreError::Io`]; a file that is
     /// not a valid card state (wrong magic, unsupported version, checksum
     /// mismatch, truncation, trailing bytes, inconsistent lengths) gives
-    /// [`StoreError::Corrupt`]. Both messages name the file and the defect.
-    /// A leftover `<file>.tmp` from an interrupted commit is removed.
+    /// [`StoreError::Corrupt`]; a card state held by another handle or
+    /// process gives [`StoreError::InUse`]; a file with more than one name
+    /// gives [`StoreError::Replaced`]. Every message names the file. A
+    /// leftover `<file>.tmp` from an interrupted commit is removed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
-        // Checked before locking so that a mistyped path leaves no lock file behind.
-        if let Err(e) = fs::metadata(path) {
-            return Err(read_error(path, &e));
-        }
-        let lock = lock(path)?;
-        Self::open_with(OsDisk::default(), path, Some(lock))
+        Self::open_on(OsDisk::default(), path)
     }
 }
 
 impl<D: Disk> FileStore<D> {
-    /// [`create`](FileStore::create) on `disk` (no lock is taken).
+    /// [`create`](FileStore::create) on `disk`.
     pub fn create_on(disk: D, path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::create_with(disk, path.as_ref(), None)
+        Self::create_with(disk, path.as_ref())
     }
 
-    /// [`open`](FileStore::open) on `disk` (no lock is taken).
+    /// [`open`](FileStore::open) on `disk`.
     pub fn open_on(disk: D, path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with(disk, path.as_ref(), None)
+        Self::open_with(disk, path.as_ref())
     }
 
-    fn create_with(disk: D, path: &Path, lock: Option<File>) -> Result<Self, StoreError> {
-        let mut store = Self::with(disk, path.to_path_buf(), lock);
-        match store.disk.exists(path) {
+    fn create_with(mut disk: D, path: &Path) -> Result<Self, StoreError> {
+        match disk.exists(path) {
             Ok(false) => {}
             Ok(true) => {
                 return Err(StoreError::Io(format!(
@@ -144,37 +272,41 @@ impl<D: Disk> FileStore<D> {
             }
             Err(e) => return Err(io_error(path, "cannot check whether it exists", &e)),
         }
+        let real = disk
+            .resolve(path)
+            .map_err(|e| io_error(path, "cannot resolve its directory", &e))?;
+        let mut store = Self::with(disk, Location::new(path, real));
         let image = Zeroizing::new(encode(&store.committed)?);
         store.persist(&image)?;
         Ok(store)
     }
 
-    fn open_with(disk: D, path: &Path, lock: Option<File>) -> Result<Self, StoreError> {
-        let mut store = Self::with(disk, path.to_path_buf(), lock);
+    fn open_with(mut disk: D, path: &Path) -> Result<Self, StoreError> {
+        let real = disk.resolve(path).map_err(|e| read_error(path, &e))?;
+        let at = Location::new(path, real);
+        let held = at.acquire(&mut disk)?;
+        let mut store = Self::with(disk, at);
+        store.held = Some(held);
         // Never read: a failed removal is harmless, the next commit removes it.
-        let _ = store.disk.remove(&store.tmp);
+        let _ = store.disk.remove(&store.at.tmp);
         let data = Zeroizing::new(
             store
                 .disk
-                .read(&store.path)
-                .map_err(|e| read_error(&store.path, &e))?,
+                .read(&store.at.real)
+                .map_err(|e| read_error(&store.at.path, &e))?,
         );
-        store.committed = decode(&data)
-            .map_err(|defect| StoreError::Corrupt(format!("{}: {defect}", store.path.display())))?;
+        store.committed = decode(&data).map_err(|defect| {
+            StoreError::Corrupt(format!("{}: {defect}", store.at.path.display()))
+        })?;
+        one_name(&mut store.disk, &store.at.path, false)?;
         Ok(store)
     }
 
-    fn with(disk: D, path: PathBuf, lock: Option<File>) -> Self {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+    fn with(disk: D, at: Location) -> Self {
         Self {
             disk,
-            tmp: sibling(&path, ".tmp"),
-            dir,
-            path,
-            _lock: lock,
+            at,
+            held: None,
             committed: Records::new(),
             journal: Journal::default(),
             fsyncs: 0,
@@ -183,9 +315,9 @@ impl<D: Disk> FileStore<D> {
         }
     }
 
-    /// The state file.
+    /// The state file, as given to `create` or `open`.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.at.path
     }
 
     /// The file system under the store.
@@ -240,62 +372,111 @@ impl<D: Disk> FileStore<D> {
         Ok(())
     }
 
-    /// Replaces the state file with `image`: write and fsync `<file>.tmp`,
-    /// rename it over `<file>`, fsync the directory.
-    fn persist(&mut self, image: &[u8]) -> Result<(), StoreError> {
-        let replaced = self.write_tmp(image).and_then(|()| {
-            self.disk.rename(&self.tmp, &self.path).map_err(|e| {
-                io_error(
-                    &self.path,
-                    &format!("cannot rename {} over it", self.tmp.display()),
+    /// Checks, just before the rename, that the path still names the held
+    /// file and that it has one name (or, at `create`, that nothing appeared
+    /// at the path meanwhile).
+    fn check_before_rename(&mut self) -> Result<(), StoreError> {
+        match self.held {
+            Some(id) => {
+                self.at.check_current(&mut self.disk, id)?;
+                one_name(&mut self.disk, &self.at.path, true)
+            }
+            None => match self.disk.exists(&self.at.real) {
+                Ok(false) => Ok(()),
+                Ok(true) => Err(StoreError::Io(format!(
+                    "{}: already exists (it appeared while the card was being created); \
+                     refusing to overwrite an existing card state",
+                    self.at.path.display()
+                ))),
+                Err(e) => Err(io_error(
+                    &self.at.path,
+                    "cannot check whether it exists",
                     &e,
-                )
-            })
-        });
+                )),
+            },
+        }
+    }
+
+    /// Replaces the state file with `image`: write, fsync and lock
+    /// `<file>.tmp`, check that the file is still ours, rename it over
+    /// `<file>`, fsync the directory, then release the old file's lock.
+    fn persist(&mut self, image: &[u8]) -> Result<(), StoreError> {
+        let replaced = self
+            .write_tmp(image)
+            .and_then(|()| self.check_before_rename())
+            .and_then(|()| {
+                self.disk.rename(&self.at.tmp, &self.at.real).map_err(|e| {
+                    io_error(
+                        &self.at.path,
+                        &format!("cannot rename {} over it", self.at.tmp.display()),
+                        &e,
+                    )
+                })
+            });
         if let Err(e) = replaced {
             // Before the rename the old state is intact: remove the temporary
             // file, unless the power is gone (the next open removes it).
             let e = self.unless_power_lost(e);
             if e != StoreError::PowerLost {
-                let _ = self.disk.remove(&self.tmp);
+                let _ = self.disk.remove(&self.at.tmp);
             }
             return Err(e);
         }
-        if let Err(e) = self.disk.sync_dir(&self.dir) {
-            // The new state is in place but may not be durable: make the
-            // caller reopen the file rather than guess which state it holds.
-            let why = format!(
+        let synced = self.disk.sync_dir(&self.at.dir).map_err(|e| {
+            format!(
                 "{}: cannot sync the directory after replacing the card state ({e}); \
                  reopen the card state",
-                self.path.display()
-            );
-            self.health = Health::Failed(why.clone());
-            return Err(self.unless_power_lost(StoreError::Io(why)));
+                self.at.path.display()
+            )
+        });
+        // The new file, locked since its creation, is now the held one.
+        let held = synced.and_then(|()| {
+            self.disk
+                .hold_new()
+                .and_then(|()| self.disk.held())
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot keep the new card state locked ({e}); reopen the card state",
+                        self.at.path.display()
+                    )
+                })
+        });
+        match held {
+            Ok(held) => {
+                self.held = Some(held.id);
+                self.fsyncs += 1;
+                Ok(())
+            }
+            Err(why) => {
+                // The new state is in place but may not be durable or locked:
+                // make the caller reopen the file rather than guess.
+                self.health = Health::Failed(why.clone());
+                Err(self.unless_power_lost(StoreError::Io(why)))
+            }
         }
-        self.fsyncs += 1;
-        Ok(())
     }
 
     fn write_tmp(&mut self, image: &[u8]) -> Result<(), StoreError> {
+        let (path, tmp) = (&self.at.path, &self.at.tmp);
         let fail = |what: &str, e: &io::Error| {
             io_error(
-                &self.path,
-                &format!("cannot {what} temporary file {}", self.tmp.display()),
+                path,
+                &format!("cannot {what} temporary file {}", tmp.display()),
                 e,
             )
         };
         // A leftover temporary file (or anything planted in its place) is
         // removed, and the new one is created afresh with owner-only mode.
-        match self.disk.remove(&self.tmp) {
+        match self.disk.remove(tmp) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(fail("remove stale", &e)),
         }
         let disk = &mut self.disk;
-        disk.create_new(&self.tmp).map_err(|e| fail("create", &e))?;
-        disk.write_all(&self.tmp, image)
-            .map_err(|e| fail("write", &e))?;
-        disk.sync_file(&self.tmp).map_err(|e| fail("sync", &e))?;
+        disk.create_new(tmp)
+            .map_err(|e| fail("create and lock", &e))?;
+        disk.write_all(tmp, image).map_err(|e| fail("write", &e))?;
+        disk.sync_file(tmp).map_err(|e| fail("sync", &e))?;
         self.fsyncs += 1;
         Ok(())
     }
@@ -335,6 +516,56 @@ impl<D: Disk> PersistentMemory for FileStore<D> {
     }
 }
 
+/// The exclusive lock of an existing card state, taken without reading the
+/// file (so a corrupt state can be locked too), for replacing the whole file
+/// with another card (`dmsc sim init --force`).
+#[derive(Debug)]
+pub struct StateLock {
+    disk: OsDisk,
+    at: Location,
+    held: FileId,
+}
+
+impl StateLock {
+    /// Locks the card state at `path` as [`FileStore::open`] does:
+    /// [`StoreError::InUse`] if another handle or process holds it.
+    pub fn acquire(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let mut disk = OsDisk::default();
+        let real = disk.resolve(path).map_err(|e| read_error(path, &e))?;
+        let at = Location::new(path, real);
+        let held = at.acquire(&mut disk)?;
+        Ok(Self { disk, at, held })
+    }
+
+    /// The directory of the state file (symbolic links resolved), where a
+    /// replacement must be prepared for the rename to be atomic.
+    pub fn dir(&self) -> &Path {
+        &self.at.dir
+    }
+
+    /// Renames `new` over the locked state file, after checking that the
+    /// path still names it ([`StoreError::Replaced`] otherwise, and nothing
+    /// is changed), makes the rename durable and releases the lock.
+    pub fn replace_with(mut self, new: &Path) -> Result<(), StoreError> {
+        self.at.check_current(&mut self.disk, self.held)?;
+        self.disk.rename(new, &self.at.real).map_err(|e| {
+            io_error(
+                &self.at.path,
+                &format!("cannot rename {} over it", new.display()),
+                &e,
+            )
+        })?;
+        self.disk.sync_dir(&self.at.dir).map_err(|e| {
+            io_error(
+                &self.at.path,
+                "cannot sync the directory after replacing the card state",
+                &e,
+            )
+        })
+    }
+}
+
 /// `path` with `suffix` appended to its file name.
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
@@ -354,38 +585,6 @@ fn read_error(path: &Path, e: &io::Error) -> StoreError {
         ))
     } else {
         io_error(path, "cannot read card state", e)
-    }
-}
-
-/// Takes the exclusive lock of the card state at `path` (on `<path>.lock`).
-fn lock(path: &Path) -> Result<File, StoreError> {
-    let lock_path = sibling(path, ".lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| {
-            io_error(
-                path,
-                &format!("cannot open lock file {}", lock_path.display()),
-                &e,
-            )
-        })?;
-    let locked = file.try_lock();
-    match locked {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Io(format!(
-            "{}: card state is in use by another process (lock file {} is held)",
-            path.display(),
-            lock_path.display()
-        ))),
-        Err(TryLockError::Error(e)) => Err(io_error(
-            path,
-            &format!("cannot lock {}", lock_path.display()),
-            &e,
-        )),
     }
 }
 
@@ -606,6 +805,7 @@ mod tests {
     use super::*;
     use crate::disk::{AfterCrash, SimulatedDisk};
     use crate::fault::FaultyStore;
+    use std::fs;
     use tempfile::TempDir;
 
     fn dir() -> TempDir {
@@ -850,17 +1050,17 @@ mod tests {
         let d = dir();
         let (store, path) = filled(&d, SMALL);
         let in_use = format!(
-            "{}: card state is in use by another process (lock file {} is held)",
-            path.display(),
-            sibling(&path, ".lock").display()
+            "{}: another process holds this card state (for example `dmsc sim serve`); \
+             stop it first",
+            path.display()
         );
         assert_eq!(
             FileStore::open(&path).unwrap_err(),
-            StoreError::Io(in_use.clone())
+            StoreError::InUse(in_use.clone())
         );
         assert_eq!(
-            FileStore::create(&path).unwrap_err(),
-            StoreError::Io(in_use)
+            StateLock::acquire(&path).unwrap_err(),
+            StoreError::InUse(in_use)
         );
         drop(store);
         let mut store = FileStore::open(&path).unwrap();
@@ -868,7 +1068,73 @@ mod tests {
         store.begin().unwrap();
         store.write(b"x", b"y").unwrap();
         store.commit().unwrap();
-        assert!(matches!(FileStore::open(&path), Err(StoreError::Io(m)) if m.contains("in use")));
+        assert!(matches!(FileStore::open(&path), Err(StoreError::InUse(_))));
+        assert!(matches!(
+            StateLock::acquire(&path),
+            Err(StoreError::InUse(_))
+        ));
+    }
+
+    /// A store on a simulated disk holding `SMALL`, and a transaction ready to commit.
+    fn simulated_with_a_transaction() -> FileStore<SimulatedDisk> {
+        let mut store = FileStore::create_on(SimulatedDisk::new(), "card.state").unwrap();
+        store.begin().unwrap();
+        for (k, v) in SMALL {
+            store.write(k, v).unwrap();
+        }
+        store.commit().unwrap();
+        store.begin().unwrap();
+        store.write(b"meta", b"changed").unwrap();
+        store
+    }
+
+    #[test]
+    fn a_commit_after_the_state_file_was_replaced_is_refused_on_a_simulated_disk() {
+        let state = Path::new("card.state");
+        let other = Path::new("other.state");
+        // Renamed away.
+        let mut store = simulated_with_a_transaction();
+        store.disk_mut().rename(state, other).unwrap();
+        match store.commit() {
+            Err(StoreError::Replaced(msg)) => {
+                assert!(msg.contains("no longer exists"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.load().unwrap(), records(SMALL));
+        assert!(!store.disk_mut().exists(&sibling(state, ".tmp")).unwrap());
+        // Replaced by another file.
+        let mut store = simulated_with_a_transaction();
+        let disk = store.disk_mut();
+        disk.create_new(other).unwrap();
+        disk.write_all(other, b"planted").unwrap();
+        disk.sync_file(other).unwrap();
+        disk.rename(other, state).unwrap();
+        match store.commit() {
+            Err(StoreError::Replaced(msg)) => assert!(msg.contains("replaced"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.load().unwrap(), records(SMALL));
+        assert_eq!(store.disk_mut().read(state).unwrap(), b"planted");
+        // The same commit on an untouched disk goes through.
+        let mut store = simulated_with_a_transaction();
+        store.commit().unwrap();
+    }
+
+    #[test]
+    fn a_commit_locks_the_new_file_before_releasing_the_old_one_on_a_simulated_disk() {
+        let state = Path::new("card.state");
+        let mut store = simulated_with_a_transaction();
+        let old = store.disk_mut().identity(state).unwrap();
+        store.commit().unwrap();
+        let disk = store.disk_mut();
+        let new = disk.identity(state).unwrap();
+        assert_ne!(old, new, "a commit replaces the file");
+        assert_eq!(disk.held().unwrap().id, new);
+        assert_eq!(
+            disk.lock(state).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 
     #[test]

@@ -92,6 +92,14 @@ pub enum StoreError {
     Corrupt(String),
     /// An operating-system I/O error; the text names the file and the operation.
     Io(String),
+    /// Another process (or another handle) holds the card state: its
+    /// exclusive lock is taken. The text names the file.
+    InUse(String),
+    /// The state file was replaced, renamed, removed or given a second name
+    /// (hard link) under the running card; nothing was written and the
+    /// committed state in memory is unchanged. The text names the file and
+    /// what was found.
+    Replaced(String),
     /// A call out of order, such as `write` outside a transaction.
     Misuse(&'static str),
 }
@@ -102,6 +110,8 @@ impl fmt::Display for StoreError {
             StoreError::PowerLost => f.write_str("power lost during a persistent write"),
             StoreError::Corrupt(s) => write!(f, "card state is corrupt: {s}"),
             StoreError::Io(s) => write!(f, "card state I/O error: {s}"),
+            StoreError::InUse(s) => write!(f, "card state in use: {s}"),
+            StoreError::Replaced(s) => write!(f, "card state file replaced: {s}"),
             StoreError::Misuse(s) => write!(f, "store misuse: {s}"),
         }
     }

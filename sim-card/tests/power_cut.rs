@@ -26,7 +26,7 @@ use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::commands::*;
 use dmsc_card_model::objects::*;
 use dmsc_card_model::scp03::StaticKeys;
-use dmsc_sim_card::disk::{AfterCrash, Disk, SimulatedDisk};
+use dmsc_sim_card::disk::{AfterCrash, Disk, FileId, HeldFile, SimulatedDisk};
 use dmsc_sim_card::fault::FaultyStore;
 use dmsc_sim_card::file_store::FileStore;
 use dmsc_sim_card::store::{PersistentMemory, Records, StoreError};
@@ -732,6 +732,21 @@ struct CampaignDisk {
 }
 
 impl Disk for CampaignDisk {
+    fn resolve(&mut self, path: &Path) -> io::Result<PathBuf> {
+        self.inner.resolve(path)
+    }
+    fn lock(&mut self, path: &Path) -> io::Result<HeldFile> {
+        self.inner.lock(path)
+    }
+    fn held(&mut self) -> io::Result<HeldFile> {
+        self.inner.held()
+    }
+    fn identity(&mut self, path: &Path) -> io::Result<FileId> {
+        self.inner.identity(path)
+    }
+    fn hold_new(&mut self) -> io::Result<()> {
+        self.inner.hold_new()
+    }
     fn exists(&mut self, path: &Path) -> io::Result<bool> {
         self.inner.exists(path)
     }

@@ -2,7 +2,8 @@
 //! enforced by the card: only a holder of Replace on the object may change it.
 
 use anyhow::{Context, Result};
-use dmsc_host::card_model::objects::{Acl, ObjectRef, Right};
+use dmsc_host::card_model::objects::{Acl, ObjectRef, Principal, Right};
+use dmsc_host::governance::review_acl_change;
 use dmsc_host::{CardCommands, Governance};
 use serde_json::json;
 
@@ -29,19 +30,6 @@ pub fn parse_acl(s: &str) -> Result<Acl> {
     })
 }
 
-/// The holders `new` no longer has compared with `old`, as `Right=id` strings.
-pub fn taken_away(old: &Acl, new: &Acl) -> Vec<String> {
-    let mut out = Vec::new();
-    for right in Right::ALL {
-        for p in old.holders(right) {
-            if !new.names(right, p) {
-                out.push(format!("{right}={}", p.acl_name()));
-            }
-        }
-    }
-    out
-}
-
 /// Runs an `acl` subcommand.
 pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
     match cmd {
@@ -61,6 +49,7 @@ pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
             object,
             acl,
             yes,
+            allow_lockout,
             who,
         } => {
             let object = parse_object(object)?;
@@ -69,15 +58,48 @@ pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
             let old = session
                 .acl(&object)
                 .with_context(|| format!("reading the ACL of {object} as {who}"))?;
-            let lost = taken_away(&old, &new);
-            if !lost.is_empty() && !yes {
+            let review = review_acl_change(&object, &old, &new);
+            if review.lockout && old != new && !allow_lockout {
+                return Err(usage(format!(
+                    "refusing ACL '{}' on {object}: no authority would hold Replace on it, so \
+                     no authority could ever change this ACL again; keep an authority's \
+                     Replace (e.g. 'Get=*&Replace={}'), or pass --allow-lockout if that is \
+                     really meant",
+                    new,
+                    who_name(&old)
+                )));
+            }
+            for p in &review.untrusted_policy_writers {
+                eprintln!(
+                    "warning: granting Replace on the policy to {} : devices refuse a policy \
+                     that the user or anyone can replace (docs/policy.md)",
+                    p.acl_name()
+                );
+            }
+            if review.needs_confirmation() && !yes {
+                let mut what = Vec::new();
+                let lost = review.taken_away_names();
+                if !lost.is_empty() {
+                    what.push(format!("takes away {}", lost.join(", ")));
+                }
+                if !review.untrusted_policy_writers.is_empty() {
+                    let names: Vec<&str> = review
+                        .untrusted_policy_writers
+                        .iter()
+                        .map(|p| p.acl_name())
+                        .collect();
+                    what.push(format!(
+                        "gives {} Replace on the policy (devices will refuse it)",
+                        names.join(" and ")
+                    ));
+                }
                 confirm(
                     ctx,
+                    &format!("The new ACL of {object} {}. Change it?", what.join(" and ")),
                     &format!(
-                        "The new ACL of {object} takes away {}. Change it?",
-                        lost.join(", ")
+                        "refusing to change the ACL of {object} ({})",
+                        what.join("; ")
                     ),
-                    &format!("refusing to take away {} on {object}", lost.join(", ")),
                 )?;
             }
             if old != new {
@@ -110,4 +132,15 @@ pub fn display(acl: &Acl) -> String {
     } else {
         acl.to_string()
     }
+}
+
+/// An authority holding Replace in `acl` (for the hint), or `ServerA`.
+fn who_name(acl: &Acl) -> String {
+    acl.holders(Right::Replace)
+        .iter()
+        .find_map(|p| match p {
+            Principal::Authority(n) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "ServerA".into())
 }

@@ -44,7 +44,7 @@ fn sim_init_creates_refuses_existing_and_force_replaces() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["card.state", "card.state.lock"]);
+    assert_eq!(names, ["card.state"]);
     let info = run(dir.path(), &["--sim", "card.state", "info", "--json"])
         .expect(0)
         .json();
@@ -827,6 +827,10 @@ fn exit_codes_for_bad_input_and_missing_cards() {
     fs::write(d.join("corrupt.state"), b"DMSCCARD\x01\x00garbage").unwrap();
     let out = run(d, &["--sim", "corrupt.state", "info"]).expect(1);
     assert!(out.stderr.contains("corrupt"), "{out:?}");
+    assert!(
+        !d.join("corrupt.state.lock").exists(),
+        "a corrupt state leaves no lock file"
+    );
     run(d, &["--sim", "x.state", "--reader", "r", "info"]).expect(2);
     // Without a reachable PC/SC service (or without PC/SC support): code 3.
     let out = run_env(

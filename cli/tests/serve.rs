@@ -148,6 +148,70 @@ fn serve_listens_in_reversed_mode() {
     assert_eq!(terminate(&mut child), 0);
 }
 
+/// While `dmsc sim serve` runs a card, no other process opens it: not by its
+/// name, a symbolic link or a hard link, not after deleting a `.lock` file
+/// beside it, and `sim init --force` does not replace it.
+#[test]
+fn a_served_card_cannot_be_opened_by_a_second_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    new_card(d, "a.state");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = dmsc(d)
+        .args(["sim", "serve", "--state", "a.state", "--listen", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut vpcd = loop {
+        match TcpStream::connect(&addr) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("the card never listened on {addr}: {e}"),
+        }
+    };
+    vpcd.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    send(&mut vpcd, &[0x04]);
+    assert_eq!(recv(&mut vpcd)[0], 0x3B, "the card is served");
+
+    // An old build's lock file, deleted as in the attack it allowed.
+    let _ = std::fs::remove_file(d.join("a.state.lock"));
+    std::os::unix::fs::symlink("a.state", d.join("link.state")).unwrap();
+    std::fs::hard_link(d.join("a.state"), d.join("alias.state")).unwrap();
+    for name in ["a.state", "link.state", "alias.state"] {
+        let out = run(d, &["--sim", name, "info"]).expect(1);
+        assert!(
+            out.stderr
+                .contains(&format!("{name}: another process holds this card state")),
+            "{name}: {out:?}"
+        );
+    }
+    let out = run(d, &["-q", "sim", "init", "a.state", "--force"]).expect(1);
+    assert!(out.stderr.contains("in use by another process"), "{out:?}");
+    std::fs::remove_file(d.join("alias.state")).unwrap();
+    std::fs::remove_file(d.join("link.state")).unwrap();
+    assert!(!d.join("a.state.lock").exists());
+
+    // The served card still answers.
+    send(
+        &mut vpcd,
+        &[
+            0x00, 0xA4, 0x04, 0x00, 0x07, 0xF0, 0x44, 0x4D, 0x53, 0x43, 0x00, 0x01, 0x00,
+        ],
+    );
+    let rsp = recv(&mut vpcd);
+    assert_eq!(&rsp[rsp.len() - 2..], &[0x90, 0x00]);
+    assert_eq!(terminate(&mut child), 0);
+    run(d, &["--sim", "a.state", "info"]).expect(0);
+}
+
 #[test]
 fn serve_refuses_bad_input_before_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,6 @@
 //! `dmsc sim init` and `dmsc sim serve`: simulated cards.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +11,10 @@ use zeroize::Zeroizing;
 use anyhow::{Context, Result};
 use dmsc_host::card_model::commands::{Pin, MIN_FAILURE_LIMIT};
 use dmsc_host::card_model::objects::check_name;
+use dmsc_sim_card::file_store::StateLock;
 use dmsc_sim_card::sim::{self, FileCard};
 use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard, WithLatency};
-use dmsc_sim_card::{AuthorityKeys, InitParams};
+use dmsc_sim_card::{AuthorityKeys, InitParams, StoreError};
 use serde::Serialize;
 
 use crate::context::Ctx;
@@ -158,34 +158,17 @@ pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
 
 /// Replaces an existing state file with a new card: the card is made in a
 /// temporary directory next to it and renamed over it, while holding the old
-/// card's lock, so the old card stays intact if anything fails and a card in
-/// use (e.g. by `dmsc sim serve`) is never replaced.
+/// card's lock (on the state file itself), so the old card stays intact if
+/// anything fails and a card in use (e.g. by `dmsc sim serve`) is never replaced.
 fn replace_card(path: &Path, params: InitParams) -> Result<[u8; 16]> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .with_context(|| {
-            format!(
-                "cannot open the lock file {}",
-                Path::new(&lock_path).display()
-            )
-        })?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "{} is in use by another process (lock file {} is held); stop it first",
-            path.display(),
-            Path::new(&lock_path).display()
-        )
+    let lock = StateLock::acquire(path).map_err(|e| match e {
+        StoreError::InUse(_) => anyhow::anyhow!(
+            "{} is in use by another process (it holds the card state's lock); stop it first",
+            path.display()
+        ),
+        e => anyhow::Error::new(e),
     })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = lock.dir().to_path_buf();
     let tmp = tempfile::Builder::new()
         .prefix(".dmsc-sim-init-")
         .tempdir_in(&dir)
@@ -196,12 +179,8 @@ fn replace_card(path: &Path, params: InitParams) -> Result<[u8; 16]> {
             .with_context(|| format!("cannot create the new card in {}", staged.display()))?;
         card.card_id()
     };
-    std::fs::rename(&staged, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Ok(d) = File::open(&dir) {
-        // Make the rename durable; a failure here leaves a valid file either way.
-        let _ = d.sync_all();
-    }
-    drop(lock);
+    lock.replace_with(&staged)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(card_id)
 }
 

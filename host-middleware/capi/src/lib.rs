@@ -102,6 +102,16 @@ pub struct dmsc_verdict {
     notes: Vec<CString>,
 }
 
+// What dmsc.h promises about threads: a card may move between threads, errors
+// and verdicts may be read from several at once.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_sync<T: Send + Sync>() {}
+    send::<dmsc_card>();
+    send_sync::<dmsc_error>();
+    send_sync::<dmsc_verdict>();
+};
+
 /// Length of `dmsc_info.card_id`: 32 hex digits and the terminating NUL.
 pub const DMSC_CARD_ID_SIZE: usize = 33;
 
@@ -242,6 +252,12 @@ fn guard_card(
     })
 }
 
+/// Runs the body of a function without an error out-parameter: a panic
+/// gives `fallback` instead of crossing into C.
+fn shielded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
 /// Reads a NUL-terminated UTF-8 string argument named `what`.
 ///
 /// # Safety
@@ -295,7 +311,9 @@ fn transport_failure(e: &TransportError) -> Failure {
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn dmsc_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    shielded(std::ptr::null(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
 }
 
 /// Opens the card in a PC/SC reader and selects the dmsc applet.
@@ -590,8 +608,10 @@ unsafe fn verdict_ref<'a>(v: *const dmsc_verdict) -> Option<&'a dmsc_verdict> {
 /// `verdict` is NULL or a live verdict.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_verdict_approved(verdict: *const dmsc_verdict) -> bool {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }.is_some_and(|v| v.approved)
+    shielded(false, || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }.is_some_and(|v| v.approved)
+    })
 }
 
 /// False when the package is an MCUboot image whose own checks (image hash,
@@ -603,8 +623,10 @@ pub unsafe extern "C" fn dmsc_verdict_approved(verdict: *const dmsc_verdict) -> 
 /// `verdict` is NULL or a live verdict.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_verdict_image_ok(verdict: *const dmsc_verdict) -> bool {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }.is_some_and(|v| v.image_ok)
+    shielded(false, || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }.is_some_and(|v| v.image_ok)
+    })
 }
 
 /// Whether the card's rule requires the user to verify the PIN before
@@ -614,8 +636,10 @@ pub unsafe extern "C" fn dmsc_verdict_image_ok(verdict: *const dmsc_verdict) -> 
 /// `verdict` is NULL or a live verdict.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_verdict_user_consent_needs_pin(verdict: *const dmsc_verdict) -> bool {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }.is_some_and(|v| v.user_consent_needs_pin)
+    shielded(false, || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }.is_some_and(|v| v.user_consent_needs_pin)
+    })
 }
 
 /// The number of reasons the card gave for a refusal (0 when approved or
@@ -625,8 +649,10 @@ pub unsafe extern "C" fn dmsc_verdict_user_consent_needs_pin(verdict: *const dms
 /// `verdict` is NULL or a live verdict.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_verdict_reason_count(verdict: *const dmsc_verdict) -> usize {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }.map_or(0, |v| v.reasons.len())
+    shielded(0, || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }.map_or(0, |v| v.reasons.len())
+    })
 }
 
 /// Reason `i` (0-based) of a refusal, e.g. "approval of owner missing".
@@ -640,10 +666,12 @@ pub unsafe extern "C" fn dmsc_verdict_reason(
     verdict: *const dmsc_verdict,
     i: usize,
 ) -> *const c_char {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }
-        .and_then(|v| v.reasons.get(i))
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+    shielded(std::ptr::null(), || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }
+            .and_then(|v| v.reasons.get(i))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
 }
 
 /// The number of notes: explanations found by the device, not by the card
@@ -653,8 +681,10 @@ pub unsafe extern "C" fn dmsc_verdict_reason(
 /// `verdict` is NULL or a live verdict.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_verdict_note_count(verdict: *const dmsc_verdict) -> usize {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }.map_or(0, |v| v.notes.len())
+    shielded(0, || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }.map_or(0, |v| v.notes.len())
+    })
 }
 
 /// Note `i` (0-based); owned by the verdict. NULL when out of range.
@@ -666,10 +696,12 @@ pub unsafe extern "C" fn dmsc_verdict_note(
     verdict: *const dmsc_verdict,
     i: usize,
 ) -> *const c_char {
-    // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
-    unsafe { verdict_ref(verdict) }
-        .and_then(|v| v.notes.get(i))
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+    shielded(std::ptr::null(), || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }
+            .and_then(|v| v.notes.get(i))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
 }
 
 /// Frees a verdict. NULL is allowed.
@@ -678,11 +710,13 @@ pub unsafe extern "C" fn dmsc_verdict_note(
 /// `verdict` is NULL or a verdict from `dmsc_firmware_approve` not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_verdict_free(verdict: *mut dmsc_verdict) {
-    if !verdict.is_null() {
-        // SAFETY: `verdict` came from Box::into_raw and is freed once (this
-        // function's contract).
-        drop(unsafe { Box::from_raw(verdict) });
-    }
+    shielded((), || {
+        if !verdict.is_null() {
+            // SAFETY: `verdict` came from Box::into_raw and is freed once (this
+            // function's contract).
+            drop(unsafe { Box::from_raw(verdict) });
+        }
+    })
 }
 
 fn bootstrap_failure(doing: &str, e: &BootstrapError) -> Failure {
@@ -803,11 +837,13 @@ pub unsafe extern "C" fn dmsc_bootstrap_verify_key(
 /// `err` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_error_message(err: *const dmsc_error) -> *const c_char {
-    // SAFETY: `err` is NULL or a live error (this function's contract).
-    match unsafe { err.as_ref() } {
-        Some(e) => e.message.as_ptr(),
-        None => c"no error".as_ptr(),
-    }
+    shielded(c"internal error".as_ptr(), || {
+        // SAFETY: `err` is NULL or a live error (this function's contract).
+        match unsafe { err.as_ref() } {
+            Some(e) => e.message.as_ptr(),
+            None => c"no error".as_ptr(),
+        }
+    })
 }
 
 /// The error's status (`DMSC_OK` for NULL).
@@ -816,8 +852,10 @@ pub unsafe extern "C" fn dmsc_error_message(err: *const dmsc_error) -> *const c_
 /// `err` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_error_status(err: *const dmsc_error) -> dmsc_status {
-    // SAFETY: `err` is NULL or a live error (this function's contract).
-    unsafe { err.as_ref() }.map_or(DMSC_OK, |e| e.status)
+    shielded(DMSC_ERROR_INTERNAL, || {
+        // SAFETY: `err` is NULL or a live error (this function's contract).
+        unsafe { err.as_ref() }.map_or(DMSC_OK, |e| e.status)
+    })
 }
 
 /// Frees an error. NULL is allowed.
@@ -826,11 +864,13 @@ pub unsafe extern "C" fn dmsc_error_status(err: *const dmsc_error) -> dmsc_statu
 /// `err` is NULL or an error from this library not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn dmsc_error_free(err: *mut dmsc_error) {
-    if !err.is_null() {
-        // SAFETY: `err` came from Box::into_raw in `report` and is freed once
-        // (this function's contract).
-        drop(unsafe { Box::from_raw(err) });
-    }
+    shielded((), || {
+        if !err.is_null() {
+            // SAFETY: `err` came from Box::into_raw in `report` and is freed once
+            // (this function's contract).
+            drop(unsafe { Box::from_raw(err) });
+        }
+    })
 }
 
 #[cfg(test)]

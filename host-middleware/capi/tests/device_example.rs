@@ -16,6 +16,7 @@ use dmsc_host::bootstrap::{self, content_type, MediaType, SecMethod};
 use dmsc_host::card_model::commands::PackageId;
 use dmsc_host::card_model::objects::{MacAlgorithm, Version};
 use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
+use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
 use dmsc_host::firmware;
 use dmsc_host::mo::{self, MgmtTree};
 use dmsc_host::sim_transport::FileSimTransport;
@@ -210,6 +211,11 @@ fn compile(out: &Path, cflags: &[String], libs: &[String], extra: &[String]) {
         .args(extra));
 }
 
+/// The device tree device.c wrote next to `state`.
+fn device_tree(state: &Path) -> DirectoryTree {
+    DirectoryTree::open(&state.with_file_name("device")).expect("device tree")
+}
+
 /// A copy of the prepared directory, so that each run starts from the same card.
 fn copy_of(from: &Path, to: &Path) -> PathBuf {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -247,16 +253,11 @@ fn device_c_refreshes_approves_and_bootstraps_cleanly_under_valgrind() {
     assert!(out.contains("verified by the card, written into"), "{out}");
     assert!(out.contains("refused as expected"), "{out}");
     // The device tree holds the card's MO and the bootstrap's.
-    let current = state.with_file_name("device").join("current/mo");
-    assert!(
-        current.join(".%2FDMAcc.xml").exists(),
-        "{}",
-        current.display()
-    );
-    assert!(
-        current.join(".%2FConn.xml").exists(),
-        "{}",
-        current.display()
+    let tree = device_tree(&state);
+    assert!(tree.read_mo("./DMAcc").expect("read").is_some());
+    assert_eq!(
+        tree.read_mo("./Conn").expect("read"),
+        Some(MgmtTree::from_tnds(BOOTSTRAP_TNDS).expect("TNDS"))
     );
 
     // Dynamically linked, under valgrind: no invalid access, no leak. On the
@@ -310,8 +311,10 @@ fn device_c_refreshes_approves_and_bootstraps_cleanly_under_valgrind() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("NOT verified by the card"), "{stdout}");
-    let current = state.with_file_name("device").join("current/mo");
-    assert!(!current.join(".%2FConn.xml").exists());
+    assert!(device_tree(&state)
+        .read_mo("./Conn")
+        .expect("read")
+        .is_none());
 
     // Self-test of the valgrind check: the example without its
     // dmsc_verdict_free leaks the verdict, and valgrind must fail the run.

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub sim_on_command_line: bool,
     pub json: bool,
     pub trace: bool,
+    /// `-v` count: from 2 (`-vv`) on, each APDU is logged at debug level.
+    pub verbose: u8,
     pub quiet: bool,
     pub keys: Option<KeySource>,
     pub key_version: Option<u8>,
@@ -106,6 +108,7 @@ impl Ctx {
             sim_on_command_line: sim_cli,
             json: g.json,
             trace: g.trace,
+            verbose: g.verbose,
             quiet: g.quiet,
             keys,
             key_version: g.key_version,
@@ -144,6 +147,9 @@ impl Ctx {
         let mut session = Session::new(transport);
         if self.trace {
             session.set_trace(Box::new(|e| eprintln!("{e}")));
+        } else if self.verbose >= 2 {
+            // -vv: every APDU (secrets redacted, as --trace) in the debug log.
+            session.set_trace(Box::new(|e| tracing::debug!("{e}")));
         }
         session
     }

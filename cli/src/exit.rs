@@ -120,6 +120,26 @@ pub fn classify(err: &anyhow::Error) -> Code {
     Code::Error
 }
 
+/// The status word of the card's refusal in the error's chain, if a card refused.
+pub fn card_sw(err: &anyhow::Error) -> Option<u16> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<HostError>())
+        .and_then(HostError::sw)
+}
+
+/// What the user can do about the error, when the message alone does not say.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    match err.chain().find_map(|c| c.downcast_ref::<HostError>()) {
+        Some(HostError::Blocked { command }) if !command.contains("RESET RETRY") => {
+            Some("the user PIN is blocked; unblock it with the PUK: dmsc pin unblock")
+        }
+        Some(HostError::Blocked { .. }) => {
+            Some("the PUK is blocked too; the PIN can no longer be unblocked")
+        }
+        _ => None,
+    }
+}
+
 /// The error and its causes on one line, `a: b: c`, without repeating a cause
 /// whose text the previous one already ends with.
 pub fn describe(err: &anyhow::Error) -> String {

@@ -77,7 +77,10 @@ fn main() -> ExitCode {
         Err(err) if is_closed_stdout(&err) => ExitCode::from(CLOSED_STDOUT),
         Err(err) => {
             let code = classify(&err);
-            let message = describe(&err);
+            let mut message = describe(&err);
+            if let Some(h) = exit::hint(&err) {
+                message = format!("{message} ({h})");
+            }
             eprintln!("error: {message}");
             if json {
                 let _ = output::print_json(&serde_json::json!({
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
                         "exit_code": code as u8,
                         "kind": code.name(),
                         "message": message,
+                        "sw": exit::card_sw(&err).map(|sw| format!("{sw:04X}")),
                     }
                 }));
             }
@@ -165,12 +169,13 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Bootstrap(c) => return cmd::bootstrap::run(&ctx, c),
         Command::Firmware(c) => return cmd::firmware::run(&ctx, c),
         Command::Mo(c) => cmd::mo::run(&ctx, c)?,
-        Command::Refresh { device } => cmd::mo::refresh(&ctx, device)?,
+        Command::Refresh { device, init } => cmd::mo::refresh(&ctx, device, *init)?,
         Command::Watch {
             device,
+            init,
             interval,
             events,
-        } => cmd::mo::watch(&ctx, device, *interval, *events)?,
+        } => cmd::mo::watch(&ctx, device, *init, *interval, *events)?,
         Command::Ota(c) => cmd::ota::run(&ctx, c)?,
         Command::Policy(c) => return cmd::policy::run(&ctx, c),
         Command::Acl(c) => cmd::acl::run(&ctx, c)?,

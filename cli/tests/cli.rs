@@ -339,6 +339,8 @@ fn pin_verify_right_wrong_and_blocked() {
     let err = out.json();
     assert_eq!(err["error"]["exit_code"], 7);
     assert_eq!(err["error"]["kind"], "wrong-pin");
+    // The card's status word is in the JSON error document.
+    assert_eq!(err["error"]["sw"], "63C1");
     assert_eq!(tries_left(d), 1);
     let out = run(
         d,
@@ -353,6 +355,8 @@ fn pin_verify_right_wrong_and_blocked() {
     )
     .expect(5);
     assert!(out.stderr.contains("blocked"), "{out:?}");
+    // The message says what to do.
+    assert!(out.stderr.contains("dmsc pin unblock"), "{out:?}");
     // Blocked: even the right PIN is refused, with its own code.
     run(
         d,
@@ -873,4 +877,51 @@ fn closed_stdout_ends_the_command_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?} printed: {stderr}");
     }
+}
+
+/// -vv prints more than -v: every APDU (redacted) in the debug log.
+#[test]
+fn more_v_prints_more() {
+    let dir = tmp();
+    new_card(dir.path(), "c.state");
+    let stderr = |v: &str| {
+        let out = common::dmsc(dir.path())
+            .args(["--sim", "c.state", v, "pin", "status"])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let one = stderr("-v");
+    let two = stderr("-vv");
+    assert!(two.len() > one.len(), "-v: {one:?}\n-vv: {two:?}");
+    assert!(two.contains("00A40400"), "{two}");
+    assert!(!one.contains("00A40400"), "{one}");
+}
+
+/// A JSON error document carries the card's status word when a card refused,
+/// and null otherwise.
+#[test]
+fn json_errors_carry_the_status_word() {
+    let dir = tmp();
+    new_card(dir.path(), "c.state");
+    let out = run(
+        dir.path(),
+        &[
+            "--sim",
+            "c.state",
+            "--json",
+            "acl",
+            "set",
+            "identity-key",
+            "Get=*&Replace=admin",
+            "--yes",
+        ],
+    )
+    .expect(4);
+    assert_eq!(out.json()["error"]["sw"], "6982", "{out:?}");
+    let out = run(dir.path(), &["--sim", "nothing.state", "--json", "info"]);
+    assert_ne!(out.code, 0);
+    assert!(out.json()["error"]["sw"].is_null(), "{out:?}");
 }

@@ -517,6 +517,7 @@ fn bootstrap_exit_codes_and_nothing_written_unless_accepted() {
             "boot.xml",
             "--device",
             "dev",
+            "--init",
         ];
         args.extend_from_slice(extra);
         run(d, &args)
@@ -557,6 +558,7 @@ fn bootstrap_exit_codes_and_nothing_written_unless_accepted() {
             "boot.xml",
             "--device",
             "dev",
+            "--init",
             "--content-type",
             &ct,
         ],
@@ -605,6 +607,7 @@ fn bootstrap_aes_cmac_and_bad_keys() {
             "boot.xml",
             "--device",
             "dev",
+            "--init",
             "--content-type",
             &ct,
             "--yes",

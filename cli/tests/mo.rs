@@ -213,13 +213,34 @@ fn refresh_copy_and_diff_with_a_device_tree() {
         &with_keys(&keys),
     )
     .expect(0);
+    // A folder that is not a device tree (a typo) is refused, and not created.
+    let typo = run(
+        d,
+        &["--sim", "card", "--json", "refresh", "--device", "tere"],
+    )
+    .expect(2);
+    assert!(typo.stderr.contains("no such directory"), "{typo:?}");
+    assert!(typo.stderr.contains("--init"), "{typo:?}");
+    assert!(!d.join("tere").exists());
+    std::fs::create_dir(d.join("docs")).unwrap();
+    std::fs::write(d.join("docs/notes.txt"), "mine").unwrap();
+    for extra in [&[][..], &["--init"][..]] {
+        let mut args = vec!["--sim", "card", "refresh", "--device", "docs"];
+        args.extend_from_slice(extra);
+        let out = run(d, &args).expect(2);
+        assert!(out.stderr.contains("not a device tree"), "{out:?}");
+    }
+    assert_eq!(std::fs::read_dir(d.join("docs")).unwrap().count(), 1);
     let r = run(
         d,
-        &["--sim", "card", "--json", "refresh", "--device", "tree"],
+        &[
+            "--sim", "card", "--json", "refresh", "--device", "tree", "--init",
+        ],
     )
     .expect(0)
     .json();
     assert_eq!(r["added"], serde_json::json!(["./DevInfo"]));
+    assert!(d.join("tree/device-tree.json").exists());
     assert_eq!(r["unchanged"], false);
     let r = run(
         d,
@@ -228,7 +249,12 @@ fn refresh_copy_and_diff_with_a_device_tree() {
     .expect(0)
     .json();
     assert_eq!(r["unchanged"], true);
-    assert!(d.join("tree/current/mo/.%2FDevInfo.xml").exists());
+    // Visible names: `ls tree/current/mo` shows the MOs.
+    let names: Vec<String> = std::fs::read_dir(d.join("tree/current/mo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["DevInfo.xml"]);
 
     // The device's own MO (copied into the tree by hand, as an integrator would),
     // then copied to the card.
@@ -375,7 +401,11 @@ fn ota_script_applies_once_on_its_card_only() {
     let d = dir.path();
     new_card(d, "card");
     let keys = triple(TEST_KEY);
-    run(d, &["--sim", "card", "refresh", "--device", "tree"]).expect(0);
+    run(
+        d,
+        &["--sim", "card", "refresh", "--device", "tree", "--init"],
+    )
+    .expect(0);
     run(d, &["--sim", "card", "ota", "request", "-o", "req.json"]).expect(0);
     run(
         d,

@@ -61,6 +61,7 @@ fn watch_refreshes_on_insertion_and_forgets_on_removal() {
             "watch",
             "--device",
             "tree",
+            "--init",
             "--events",
             "2",
             "--interval",
@@ -102,7 +103,7 @@ fn watch_refreshes_on_insertion_and_forgets_on_removal() {
         first["event"]["refresh"]["added"],
         serde_json::json!(["./DevInfo"])
     );
-    assert!(d.join("tree/current/mo/.%2FDevInfo.xml").exists());
+    assert!(d.join("tree/current/mo/DevInfo.xml").exists());
 
     terminate(&mut serve);
     let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
@@ -110,5 +111,5 @@ fn watch_refreshes_on_insertion_and_forgets_on_removal() {
     assert_eq!(second["event"]["removed"], serde_json::json!(["./DevInfo"]));
     let status = watch.wait().unwrap();
     assert!(status.success());
-    assert!(!d.join("tree/current/mo/.%2FDevInfo.xml").exists());
+    assert!(!d.join("tree/current/mo/DevInfo.xml").exists());
 }

@@ -56,7 +56,8 @@ impl Origin {
 /// One MO of the device tree, as the index records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
-    /// The TNDS file, relative to the tree (e.g. `mo/.%2FDMAcc.xml`).
+    /// The TNDS file, relative to the tree (e.g. `mo/DMAcc.xml`; trees
+    /// written before visible names have `mo/.%2FDMAcc.xml`).
     pub file: String,
     /// Where it came from.
     pub origin: Origin,
@@ -155,7 +156,21 @@ pub enum TreeError {
     /// The index names an MO whose file is missing, or other inconsistencies.
     #[error("{0}")]
     Inconsistent(String),
+    /// The directory is not a device tree (and was not to be created).
+    #[error("{}: {reason}", path.display())]
+    NotATree {
+        /// The directory.
+        path: PathBuf,
+        /// Why it is not taken for one, and what to do.
+        reason: String,
+    },
 }
+
+/// The file that marks a directory as a device tree (docs/device-tree.md).
+pub const MARKER_FILE: &str = "device-tree.json";
+
+/// The marker's content.
+const MARKER_TEXT: &str = "{\n  \"format\": \"dmsc-device-tree\",\n  \"layout\": 2\n}\n";
 
 /// A device's DM tree. Integrators implement it over their own store;
 /// [`DirectoryTree`] is the default.
@@ -168,19 +183,67 @@ pub trait DeviceTree {
     fn apply(&mut self, change: &TreeChange) -> Result<(), TreeError>;
 }
 
-/// The file name of an MO: its root URI with every byte other than
-/// `A-Z a-z 0-9 . _ -` written `%XX`, then `.xml`.
-pub fn file_name_for(uri: &str) -> String {
-    let mut out = String::new();
-    for b in uri.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+fn percent_encode(text: &str, out: &mut String) {
+    for (i, b) in text.bytes().enumerate() {
+        // A leading '.' would make a hidden file.
+        if is_plain(b) && !(i == 0 && b == b'.') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
+}
+
+/// The file name of an MO: its root URI without the leading `./`, with every
+/// byte other than `A-Z a-z 0-9 . _ -` (and a leading `.`) written `%XX`,
+/// then `.xml`: `./DMAcc` → `DMAcc.xml`, `./Vendor/Acme` →
+/// `Vendor%2FAcme.xml`. A URI that does not start with `./` is written whole
+/// after `%2F` (a name no `./` URI gives). The mapping is reversible
+/// ([`uri_for_file_name`]), so two URIs never share a file, and no name starts
+/// with a dot. The names are case-sensitive.
+pub fn file_name_for(uri: &str) -> String {
+    let mut out = String::new();
+    match uri.strip_prefix("./") {
+        Some(rest) => percent_encode(rest, &mut out),
+        None => {
+            out.push_str("%2F");
+            percent_encode(uri, &mut out);
+        }
+    }
     out.push_str(".xml");
     out
+}
+
+/// The root URI of an MO file name made by [`file_name_for`] (or by the
+/// earlier scheme, `.%2FDMAcc.xml`), if it is one.
+pub fn uri_for_file_name(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".xml")?;
+    let mut bytes = Vec::new();
+    let mut it = stem.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hi = (it.next()? as char).to_digit(16)?;
+            let lo = (it.next()? as char).to_digit(16)?;
+            bytes.push((hi * 16 + lo) as u8);
+        } else if is_plain(b) {
+            bytes.push(b);
+        } else {
+            return None;
+        }
+    }
+    let decoded = String::from_utf8(bytes).ok()?;
+    if stem.starts_with('.') {
+        // The earlier scheme: the whole URI encoded, `.` kept.
+        return Some(decoded);
+    }
+    match decoded.strip_prefix('/') {
+        Some(whole) if stem.starts_with("%2F") => Some(whole.to_string()),
+        _ => Some(format!("./{decoded}")),
+    }
 }
 
 /// Where a crash is simulated in [`DirectoryTree::apply_crashing_at`].
@@ -198,9 +261,10 @@ pub enum CrashPoint {
 /// The default device tree: a directory (docs/device-tree.md).
 ///
 /// ```text
+/// DIR/device-tree.json            marks the directory as a device tree
 /// DIR/current        symbolic link to trees/<n>, switched atomically
 /// DIR/trees/<n>/tree.json          the index
-/// DIR/trees/<n>/mo/<file>.xml      one TNDS document per MO
+/// DIR/trees/<n>/mo/<file>.xml      one TNDS document per MO (file_name_for)
 /// DIR/trees/<n>/<other>/…          other use cases' files, carried over
 /// ```
 #[derive(Debug, Clone)]
@@ -244,10 +308,102 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), TreeError> {
 }
 
 impl DirectoryTree {
-    /// Opens (or prepares) the device tree in `root`, creating the directory
-    /// if needed and removing what an interrupted change left behind.
+    /// Opens the device tree in `root`, creating it when `root` is not one
+    /// yet (any directory is taken). Software that gets the directory from a
+    /// user should use [`DirectoryTree::open_existing`] and, only when asked
+    /// to, [`DirectoryTree::init`]: a mistyped path then fails instead of
+    /// starting an empty tree.
     pub fn open(root: &Path) -> Result<DirectoryTree, TreeError> {
         fs::create_dir_all(root.join("trees")).map_err(io(root))?;
+        Self::finish_open(root)
+    }
+
+    /// Opens the device tree in `root`, which must be one: it holds the
+    /// marker [`MARKER_FILE`], or (trees made before the marker) `trees/` or
+    /// `current`, and then gets the marker. Anything else is
+    /// [`TreeError::NotATree`].
+    pub fn open_existing(root: &Path) -> Result<DirectoryTree, TreeError> {
+        let not = |reason: String| TreeError::NotATree {
+            path: root.to_path_buf(),
+            reason,
+        };
+        match fs::metadata(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not(
+                    "no such directory: check the path, or create a device tree there \
+                     (--init)"
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(io(root)(e)),
+            Ok(m) if !m.is_dir() => return Err(not("not a directory".into())),
+            Ok(_) => {}
+        }
+        if !Self::is_device_tree(root)? {
+            return Err(not(format!(
+                "not a device tree (it has no {MARKER_FILE}, trees/ or current): check the \
+                 path, or create a device tree there (--init, which takes only an empty or \
+                 new directory)"
+            )));
+        }
+        Self::finish_open(root)
+    }
+
+    /// Creates a device tree in `root` (a new or empty directory), or opens
+    /// the one that is there. A directory holding anything else is refused
+    /// ([`TreeError::NotATree`]): the tree is not mixed with other files.
+    pub fn init(root: &Path) -> Result<DirectoryTree, TreeError> {
+        Self::check_init(root)?;
+        Self::open(root)
+    }
+
+    /// Whether [`DirectoryTree::init`] would take `root`, without creating
+    /// anything: a device tree, an empty directory, or a path that does not
+    /// exist yet.
+    pub fn check_init(root: &Path) -> Result<(), TreeError> {
+        if root.exists() && !root.is_dir() {
+            return Err(TreeError::NotATree {
+                path: root.to_path_buf(),
+                reason: "not a directory".into(),
+            });
+        }
+        if root.is_dir() && !Self::is_device_tree(root)? {
+            let mut entries = fs::read_dir(root).map_err(io(root))?;
+            if entries.next().is_some() {
+                return Err(TreeError::NotATree {
+                    path: root.to_path_buf(),
+                    reason: "not empty and not a device tree: a device tree is created only \
+                             in a new or empty directory"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `root` is a device tree: it holds [`MARKER_FILE`], `trees/` or
+    /// `current` (the last two: trees made before the marker).
+    pub fn is_device_tree(root: &Path) -> Result<bool, TreeError> {
+        for name in [MARKER_FILE, "trees", "current"] {
+            match fs::symlink_metadata(root.join(name)) {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(root)(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    fn finish_open(root: &Path) -> Result<DirectoryTree, TreeError> {
+        fs::create_dir_all(root.join("trees")).map_err(io(root))?;
+        let marker = root.join(MARKER_FILE);
+        if fs::symlink_metadata(&marker).is_err() {
+            // Written beside and renamed: a crash leaves no half marker.
+            let tmp = root.join(format!("{MARKER_FILE}.new"));
+            write_synced(&tmp, MARKER_TEXT.as_bytes())?;
+            fs::rename(&tmp, &marker).map_err(io(&marker))?;
+            sync_dir(root)?;
+        }
         let tree = DirectoryTree {
             root: root.to_path_buf(),
         };
@@ -273,13 +429,19 @@ impl DirectoryTree {
         }
     }
 
-    /// The path of an MO's TNDS file in the current tree, if it exists.
+    /// The path of an MO's TNDS file through `DIR/current` (e.g.
+    /// `DIR/current/mo/DMAcc.xml`), if the MO exists. The path stays valid
+    /// across changes: `current` always points to the tree in force, while
+    /// the generation directory behind it goes at the next change.
     pub fn mo_path(&self, uri: &str) -> Result<Option<PathBuf>, TreeError> {
-        let Some(dir) = self.current_dir()? else {
+        if self.current_dir()?.is_none() {
             return Ok(None);
-        };
+        }
         let index = self.index()?;
-        Ok(index.mos.get(uri).map(|e| dir.join(&e.file)))
+        Ok(index
+            .mos
+            .get(uri)
+            .map(|e| self.root.join("current").join(&e.file)))
     }
 
     /// Removes tree directories the `current` link does not point to (left by
@@ -293,9 +455,11 @@ impl DirectoryTree {
                 fs::remove_dir_all(&path).map_err(io(&path))?;
             }
         }
-        let tmp = self.root.join("current.new");
-        if fs::symlink_metadata(&tmp).is_ok() {
-            fs::remove_file(&tmp).map_err(io(&tmp))?;
+        for name in ["current.new", &format!("{MARKER_FILE}.new")] {
+            let tmp = self.root.join(name);
+            if fs::symlink_metadata(&tmp).is_ok() {
+                fs::remove_file(&tmp).map_err(io(&tmp))?;
+            }
         }
         Ok(())
     }
@@ -343,6 +507,37 @@ impl DirectoryTree {
                     Err(e) => return Err(TreeError::Io { path, source: e }),
                 }
             }
+        }
+        // MO files under names of the earlier scheme (`.%2FDMAcc.xml`) get
+        // their visible names; through a temporary name first, so that no
+        // old name is overwritten before it is moved.
+        let mut moves = Vec::new();
+        for (uri, entry) in index.mos.iter_mut() {
+            let file = format!("mo/{}", file_name_for(uri));
+            if entry.file == file {
+                continue;
+            }
+            let old = staging.join(&entry.file);
+            if change.put.iter().any(|(u, _, _)| u == uri) {
+                match fs::remove_file(&old) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(TreeError::Io {
+                            path: old,
+                            source: e,
+                        })
+                    }
+                }
+            } else {
+                let tmp = staging.join(format!("{file}.moving"));
+                fs::rename(&old, &tmp).map_err(io(&old))?;
+                moves.push((tmp, staging.join(&file)));
+            }
+            entry.file = file;
+        }
+        for (tmp, to) in moves {
+            fs::rename(&tmp, &to).map_err(io(&tmp))?;
         }
         for (i, (uri, tree, origin)) in change.put.iter().enumerate() {
             let file = format!("mo/{}", file_name_for(uri));

@@ -196,7 +196,7 @@ fn refresh_applies_changes_and_costs_one_apdu_when_unchanged() {
         tree.read_mo("./DMAcc").unwrap().unwrap(),
         MgmtTree::from_tnds(DMACC).unwrap()
     );
-    let tnds_file = dir.path().join("current/mo/.%2FDMAcc.xml");
+    let tnds_file = dir.path().join("current/mo/DMAcc.xml");
     assert!(tnds_file.exists(), "{}", tnds_file.display());
 
     // Unchanged card: exactly one APDU (SELECT), nothing written.
@@ -927,4 +927,159 @@ fn refresh_leaves_out_a_card_mo_that_overlaps_another() {
         provisioning::diff_node(&mut s, &tree, "./Vendor/Acme").unwrap(),
         MoComparison::Same
     );
+}
+
+// ---- the device folder -----------------------------------------------------
+
+#[test]
+fn a_folder_that_is_not_a_device_tree_is_refused_unless_init() {
+    use dmsc_host::device_tree::{TreeError, MARKER_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("tere");
+    assert!(matches!(
+        DirectoryTree::open_existing(&typo),
+        Err(TreeError::NotATree { .. })
+    ));
+    assert!(!typo.exists(), "nothing created");
+    // A folder of something else: refused, even for init; left as it was.
+    let other = dir.path().join("docs");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    for r in [
+        DirectoryTree::open_existing(&other),
+        DirectoryTree::init(&other),
+    ] {
+        match r {
+            Err(e @ TreeError::NotATree { .. }) => {
+                assert!(e.to_string().contains("docs"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+    // init: a new or empty folder becomes a tree, with its marker.
+    let new = dir.path().join("dev");
+    DirectoryTree::check_init(&new).unwrap();
+    assert!(!new.exists(), "check_init creates nothing");
+    DirectoryTree::init(&new).unwrap();
+    assert!(new.join(MARKER_FILE).exists());
+    DirectoryTree::open_existing(&new).unwrap();
+    DirectoryTree::init(&new).unwrap();
+    // A tree made before the marker (trees/ and current): recognized, marked.
+    let old = dir.path().join("old");
+    {
+        let mut t = DirectoryTree::open(&old).unwrap();
+        t.apply(&TreeChange {
+            put: vec![(
+                "./DMAcc".into(),
+                MgmtTree::from_tnds(DMACC).unwrap(),
+                Origin::Device,
+            )],
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    std::fs::remove_file(old.join(MARKER_FILE)).unwrap();
+    let t = DirectoryTree::open_existing(&old).unwrap();
+    assert!(old.join(MARKER_FILE).exists());
+    assert!(t.read_mo("./DMAcc").unwrap().is_some());
+}
+
+#[test]
+fn mo_file_names_are_visible_reversible_and_old_names_migrate() {
+    use dmsc_host::device_tree::{file_name_for, uri_for_file_name};
+    for (uri, name) in [
+        ("./DMAcc", "DMAcc.xml"),
+        ("./Vendor/Acme", "Vendor%2FAcme.xml"),
+        ("./.hidden", "%2Ehidden.xml"),
+        ("./a%2Fb", "a%252Fb.xml"),
+        ("./Vendor/Acme/Email", "Vendor%2FAcme%2FEmail.xml"),
+        ("Bare", "%2FBare.xml"),
+        ("./Bare", "Bare.xml"),
+        ("./x y", "x%20y.xml"),
+    ] {
+        assert_eq!(file_name_for(uri), name, "{uri}");
+        assert_eq!(uri_for_file_name(name).as_deref(), Some(uri), "{name}");
+        assert!(!name.starts_with('.'));
+    }
+    // Names of the earlier scheme read back too.
+    assert_eq!(
+        uri_for_file_name(".%2FVendor%2FInfo.xml").as_deref(),
+        Some("./Vendor/Info")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    let dmacc = MgmtTree::from_tnds(DMACC).unwrap();
+    let devinfo = MgmtTree::from_json(DEVINFO).unwrap();
+    tree.apply(&TreeChange {
+        put: vec![
+            ("./DMAcc".into(), dmacc.clone(), Origin::Device),
+            ("./DevInfo".into(), devinfo.clone(), Origin::Device),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let ls = |tree: &DirectoryTree| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(tree.root().join("current/mo"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(ls(&tree), vec!["DMAcc.xml", "DevInfo.xml"]);
+
+    // A tree written with the earlier names: still read; the next change
+    // rewrites every name.
+    let current = tree.current_dir().unwrap().unwrap();
+    let index_path = current.join("tree.json");
+    let mut index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    for (uri, old) in [
+        ("./DMAcc", ".%2FDMAcc.xml"),
+        ("./DevInfo", ".%2FDevInfo.xml"),
+    ] {
+        std::fs::rename(
+            current.join("mo").join(file_name_for(uri)),
+            current.join("mo").join(old),
+        )
+        .unwrap();
+        index["mos"][uri]["file"] = format!("mo/{old}").into();
+    }
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    let mut tree = DirectoryTree::open_existing(dir.path()).unwrap();
+    assert_eq!(ls(&tree), vec![".%2FDMAcc.xml", ".%2FDevInfo.xml"]);
+    assert_eq!(tree.read_mo("./DMAcc").unwrap(), Some(dmacc.clone()));
+    let mut changed = devinfo.clone();
+    changed.model = Some("other".into());
+    tree.apply(&TreeChange {
+        put: vec![("./DevInfo".into(), changed.clone(), Origin::Device)],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ls(&tree), vec!["DMAcc.xml", "DevInfo.xml"]);
+    assert_eq!(tree.read_mo("./DMAcc").unwrap(), Some(dmacc));
+    assert_eq!(tree.read_mo("./DevInfo").unwrap(), Some(changed));
+    assert_eq!(tree.index().unwrap().mos["./DMAcc"].file, "mo/DMAcc.xml");
+}
+
+#[test]
+fn the_reported_mo_path_survives_the_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = dmsc_host::bootstrap::write_bootstrap_content(dir.path(), DMACC).unwrap();
+    assert_eq!(written, dir.path().join("current/mo/DMAcc.xml"));
+    let mut tree = DirectoryTree::open_existing(dir.path()).unwrap();
+    tree.apply(&TreeChange {
+        put: vec![(
+            "./DevInfo".into(),
+            MgmtTree::from_json(DEVINFO).unwrap(),
+            Origin::Device,
+        )],
+        ..Default::default()
+    })
+    .unwrap();
+    let text = std::fs::read_to_string(&written).unwrap();
+    assert!(text.contains("<NodeName>DMAcc</NodeName>"));
+    assert_eq!(tree.mo_path("./DMAcc").unwrap(), Some(written));
 }

@@ -11,6 +11,7 @@ use dmsc_host::bootstrap::{
     SecMethod,
 };
 use dmsc_host::card_model::objects::MacAlgorithm;
+use dmsc_host::device_tree::DirectoryTree;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -129,6 +130,9 @@ pub enum BootstrapCommand {
         /// The device tree directory (docs/device-tree.md); the content becomes device MOs
         #[arg(long, value_name = "DIR")]
         device: PathBuf,
+        /// Create the device tree if DIR is new or empty (else DIR must be one)
+        #[arg(long)]
+        init: bool,
         /// Apply without asking (required when not on a terminal)
         #[arg(long, short = 'y')]
         yes: bool,
@@ -157,6 +161,7 @@ pub fn run(ctx: &Ctx, cmd: &BootstrapCommand) -> Result<Code> {
             media,
             key_id,
             device,
+            init,
             yes,
         } => verify(
             ctx,
@@ -167,6 +172,7 @@ pub fn run(ctx: &Ctx, cmd: &BootstrapCommand) -> Result<Code> {
             media.model(),
             *key_id,
             device,
+            *init,
             *yes,
         ),
     }
@@ -289,6 +295,7 @@ fn verify(
     media: MediaType,
     key_id: u8,
     device: &Path,
+    init: bool,
     yes: bool,
 ) -> Result<Code> {
     // Everything the card does not decide is checked before it is touched.
@@ -315,6 +322,14 @@ fn verify(
             "bootstrap verify asks the user before applying; not on a terminal: pass --yes",
         ));
     }
+    // A mistyped --device must not start a new tree: it must be one, or with
+    // --init be new or empty (created only when the content is applied).
+    let checked = if init {
+        DirectoryTree::check_init(device)
+    } else {
+        DirectoryTree::open_existing(device).map(|_| ())
+    };
+    checked.map_err(|e| usage(format!("--device {e}")))?;
     let packet = read_packet(packet_path)?;
     let (mut session, who) = open_as(ctx, false)?;
     let mut prompt_error = None;

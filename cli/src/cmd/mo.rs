@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use dmsc_host::card_model::objects::Acl;
-use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
+use dmsc_host::device_tree::{DeviceTree, DirectoryTree, TreeError};
 use dmsc_host::mo::{self, MgmtTree};
 use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, RefreshReport};
 use serde_json::json;
@@ -53,10 +53,20 @@ pub fn parse_acl(acl: Option<&str>) -> Result<Option<Acl>> {
         .transpose()
 }
 
-/// Opens the device tree directory.
-pub fn open_tree(dir: &Path) -> Result<DirectoryTree> {
-    DirectoryTree::open(dir)
-        .with_context(|| format!("cannot open the device tree {}", dir.display()))
+/// Opens the device tree directory: it must be one, unless `init` (then a
+/// new or empty directory becomes one). A directory that is not a device
+/// tree is a usage error (a mistyped `--device`).
+pub fn open_tree(dir: &Path, init: bool) -> Result<DirectoryTree> {
+    let opened = if init {
+        DirectoryTree::init(dir)
+    } else {
+        DirectoryTree::open_existing(dir)
+    };
+    opened.map_err(|e| match e {
+        TreeError::NotATree { .. } => usage(format!("--device {e}")),
+        other => anyhow::Error::new(other)
+            .context(format!("cannot open the device tree {}", dir.display())),
+    })
 }
 
 /// Opens the card as an authority (keys required for `what`).
@@ -81,6 +91,7 @@ pub fn run(ctx: &Ctx, cmd: &MoCommand) -> Result<()> {
             acl,
             erase_device,
             yes,
+            init,
         } => copy(
             ctx,
             device,
@@ -89,6 +100,7 @@ pub fn run(ctx: &Ctx, cmd: &MoCommand) -> Result<()> {
             acl.as_deref(),
             *erase_device,
             *yes,
+            *init,
         ),
         MoCommand::Diff { device, uri } => diff(ctx, device, uri.as_deref()),
     }
@@ -181,6 +193,7 @@ fn delete(ctx: &Ctx, uri: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn copy(
     ctx: &Ctx,
     device: &Path,
@@ -189,10 +202,11 @@ fn copy(
     acl: Option<&str>,
     erase_device: bool,
     yes: bool,
+    init: bool,
 ) -> Result<()> {
     let acl = parse_acl(acl)?;
     let authority = ctx.require_authority("copying MOs to the card")?;
-    let mut tree = open_tree(device)?;
+    let mut tree = open_tree(device, init)?;
     let index = tree.index()?;
     if mo::enclosing(index.mos.keys().map(String::as_str), uri).is_none() {
         return Err(coded(
@@ -239,7 +253,7 @@ fn copy(
 }
 
 fn diff(ctx: &Ctx, device: &Path, uri: Option<&str>) -> Result<()> {
-    let tree = open_tree(device)?;
+    let tree = open_tree(device, false)?;
     let (mut session, who) = open_as(ctx, false)?;
     let result = match uri {
         None => provisioning::diff(&mut session, &tree),
@@ -298,8 +312,8 @@ fn print_report(r: &RefreshReport) {
 }
 
 /// `dmsc refresh --device DIR`.
-pub fn refresh(ctx: &Ctx, device: &Path) -> Result<()> {
-    let mut tree = open_tree(device)?;
+pub fn refresh(ctx: &Ctx, device: &Path, init: bool) -> Result<()> {
+    let mut tree = open_tree(device, init)?;
     let (mut session, who) = open_as(ctx, false)?;
     let report = provisioning::refresh(&mut session, &mut tree)
         .with_context(|| format!("refreshing {} from the card as {who}", device.display()))?;
@@ -312,7 +326,13 @@ pub fn refresh(ctx: &Ctx, device: &Path) -> Result<()> {
 
 /// `dmsc watch --device DIR`.
 #[cfg(feature = "pcsc")]
-pub fn watch(ctx: &Ctx, device: &Path, interval: f64, events: Option<u64>) -> Result<()> {
+pub fn watch(
+    ctx: &Ctx,
+    device: &Path,
+    init: bool,
+    interval: f64,
+    events: Option<u64>,
+) -> Result<()> {
     use std::ops::ControlFlow;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -329,7 +349,7 @@ pub fn watch(ctx: &Ctx, device: &Path, interval: f64, events: Option<u64>) -> Re
     if !(interval.is_finite() && interval > 0.0) {
         return Err(usage("--interval must be a positive number of seconds"));
     }
-    let mut tree = open_tree(device)?;
+    let mut tree = open_tree(device, init)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -394,6 +414,12 @@ pub fn watch(ctx: &Ctx, device: &Path, interval: f64, events: Option<u64>) -> Re
 
 /// `dmsc watch` without PC/SC support.
 #[cfg(not(feature = "pcsc"))]
-pub fn watch(_ctx: &Ctx, _device: &Path, _interval: f64, _events: Option<u64>) -> Result<()> {
+pub fn watch(
+    _ctx: &Ctx,
+    _device: &Path,
+    _init: bool,
+    _interval: f64,
+    _events: Option<u64>,
+) -> Result<()> {
     Err(crate::context::no_pcsc())
 }

@@ -1056,7 +1056,6 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         if next.used_memory() > next.capacity {
             return Err(Status::NotEnoughMemory);
         }
-        next.clear_failures(&who);
         next.audit(event, &who, session, object.to_string());
         self.commit(next)?;
         Ok(Vec::new())
@@ -1073,7 +1072,6 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         if next.used_memory() > next.capacity {
             return Err(Status::NotEnoughMemory);
         }
-        next.clear_failures(&who);
         next.audit(
             AuditEvent::AclChanged,
             &who,
@@ -1107,7 +1105,6 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             event = AuditEvent::AuthorityRemoved;
         }
         next.objects.remove(&object);
-        next.clear_failures(&who);
         next.audit(event, &who, self.volatile.session_id, object.to_string());
         self.commit(next)?;
         Ok(Vec::new())
@@ -1512,7 +1509,6 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         if next.used_memory() > next.capacity {
             return Err(Status::NotEnoughMemory);
         }
-        next.clear_failures(&who);
         next.audit(event, &who, self.volatile.session_id, detail);
         self.commit(next)?;
         Ok(dmsc_card_model::commands::PutKeyResponse {

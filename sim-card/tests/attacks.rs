@@ -282,6 +282,40 @@ fn self_test_a_bootstrap_success_that_clears_failures_hides_the_alarm() {
     assert!(alarm_despite_replays(&mut card).is_err());
 }
 
+#[test]
+fn successful_writes_do_not_clear_the_failure_count_either() {
+    // An MO anyone may replace: writes by `*` between its denials succeed,
+    // and still the alarm comes at the fourth denial.
+    let mut card = prepared_card();
+    let mo = |n: u8| Request::PutObject {
+        object: ObjectRef::Mo("./Open".into()),
+        value: ObjectValue::Mo(MoRecord {
+            mo_type: "urn:dmsc:test:open".into(),
+            version: 1,
+            content: vec![n; 4],
+        }),
+        acl: None,
+    };
+    let open = Request::PutObject {
+        object: ObjectRef::Mo("./Open".into()),
+        value: ObjectValue::Mo(MoRecord {
+            mo_type: "urn:dmsc:test:open".into(),
+            version: 1,
+            content: vec![0; 4],
+        }),
+        acl: Some(Acl::parse("Get=*&Replace=*&Delete=ServerA").unwrap()),
+    };
+    put_as_admin(&mut card, &[open]);
+    assert_eq!(select(&mut card).sw, 0x9000);
+    for n in 0..4 {
+        assert_eq!(request(&mut card, &mo(n)).sw, 0x9000);
+        assert_eq!(denied_read(&mut card), 0x6982);
+    }
+    let log = audit_log(&mut card);
+    let alarm = find(&log, AuditEvent::Alarm, "*").expect("an alarm for *");
+    assert!(alarm.detail.starts_with("4 "), "{alarm:?}");
+}
+
 // ---- 2. the SCP03 sequence counter -----------------------------------------------
 
 fn initialize_update(card: &mut MemCard, host_challenge: [u8; 8]) -> InitializeUpdateResponse {

@@ -118,8 +118,10 @@ pub enum OtaError {
 }
 
 /// Device side: SELECT and a plain INITIALIZE UPDATE to learn the card ID and
-/// sequence counter (the handshake is abandoned: this uses up one counter
-/// value). The result goes to the authority.
+/// sequence counter (the handshake is abandoned). The card offers the value
+/// after its current counter and spends it only at a successful EXTERNAL
+/// AUTHENTICATE, so this spends nothing: the request reports the current
+/// value, and the script uses the offered one. The result goes to the authority.
 pub fn read_request<C: CardCommands + ?Sized>(
     card: &mut C,
     key_version: u8,
@@ -144,7 +146,8 @@ pub fn read_request<C: CardCommands + ?Sized>(
         card_id: hex::encode_upper(info.card_id),
         key_version: parsed.key_version,
         scp_i: parsed.i,
-        sequence_counter: u32::from_be_bytes([0, counter[0], counter[1], counter[2]]),
+        sequence_counter: u32::from_be_bytes([0, counter[0], counter[1], counter[2]])
+            .saturating_sub(1),
     })
 }
 

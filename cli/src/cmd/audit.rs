@@ -11,19 +11,28 @@ use crate::output::print_json;
 
 /// One audit entry in JSON.
 pub fn entry_json(e: &AuditEntry) -> Value {
-    json!({
+    let mut v = json!({
         "sequence": e.sequence,
         "event": e.event.name(),
         "principal": e.principal,
         "session": e.session,
         "detail": e.detail,
-    })
+    });
+    if let Some(r) = e.repeats {
+        v["count"] = json!(r.count);
+        v["first_sequence"] = json!(r.first_sequence);
+    }
+    v
 }
 
 /// One audit entry for people.
 pub fn entry_text(e: &AuditEntry) -> String {
+    let repeats = match e.repeats {
+        Some(r) if r.count > 1 => format!(" ({} times since {})", r.count, r.first_sequence),
+        _ => String::new(),
+    };
     format!(
-        "{:>6}  {:<18} {:<12} {:06X}   {}",
+        "{:>6}  {:<18} {:<12} {:06X}   {}{repeats}",
         e.sequence,
         e.event.name(),
         e.principal,

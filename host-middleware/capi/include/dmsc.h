@@ -23,7 +23,8 @@
  *   - Errors and verdicts are immutable: their accessors may be called from
  *     any thread; free each once, when no thread uses it any more.
  *   - dmsc_version may be called from any thread at any time.
- *   - Do not open the same simulated card state file twice at the same time.
+ *   - A simulated card's state file is locked while a handle has it open: a
+ *     second dmsc_open_sim on it fails with DMSC_ERROR_TRANSPORT.
  *
  * Errors
  *   Calls that can fail return a dmsc_status: DMSC_OK (0) or the category of
@@ -160,11 +161,13 @@ struct dmsc_card *dmsc_open_reader(const char *reader, struct dmsc_error **err);
 
 /**
  * Opens the simulated card kept in the state file `state_path` (as made by
- * `dmsc sim create`) and selects the dmsc applet. Every change the card
+ * `dmsc sim init`) and selects the dmsc applet. Every change the card
  * commits is written to the file.
  *
  * Returns a new card handle (close it with `dmsc_card_close`), or NULL with
- * `*err` set. Do not open the same state file twice at the same time.
+ * `*err` set. The state file is locked while the handle is open: opening it
+ * again (or while `dmsc sim serve` runs it) fails with
+ * `DMSC_ERROR_TRANSPORT`.
  *
  * # Safety
  * `state_path` is NULL or a NUL-terminated string; `err` is NULL or points

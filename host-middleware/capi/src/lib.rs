@@ -358,11 +358,13 @@ pub unsafe extern "C" fn dmsc_open_reader(
 }
 
 /// Opens the simulated card kept in the state file `state_path` (as made by
-/// `dmsc sim create`) and selects the dmsc applet. Every change the card
+/// `dmsc sim init`) and selects the dmsc applet. Every change the card
 /// commits is written to the file.
 ///
 /// Returns a new card handle (close it with `dmsc_card_close`), or NULL with
-/// `*err` set. Do not open the same state file twice at the same time.
+/// `*err` set. The state file is locked while the handle is open: opening it
+/// again (or while `dmsc sim serve` runs it) fails with
+/// `DMSC_ERROR_TRANSPORT`.
 ///
 /// # Safety
 /// `state_path` is NULL or a NUL-terminated string; `err` is NULL or points
@@ -983,6 +985,43 @@ mod tests {
             dmsc_error_free(err);
             dmsc_card_close(card);
         }
+    }
+
+    #[test]
+    fn a_state_file_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("card.state");
+        let params =
+            dmsc_sim_card::InitParams::with_authorities(vec![dmsc_sim_card::AuthorityKeys {
+                key_version: 0x30,
+                name: "ServerA".into(),
+                enc: zeroize::Zeroizing::new(vec![0x40; 16]),
+                mac: zeroize::Zeroizing::new(vec![0x40; 16]),
+                dek: zeroize::Zeroizing::new(vec![0x40; 16]),
+            }]);
+        drop(FileSimTransport::create(&path, params).unwrap_or_else(|e| panic!("{e}")));
+        let c_path = c_string(path.display().to_string());
+        let mut err: *mut dmsc_error = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated path, a writable `err`.
+        let first = unsafe { dmsc_open_sim(c_path.as_ptr(), &mut err) };
+        assert!(!first.is_null());
+        // SAFETY: as above.
+        let second = unsafe { dmsc_open_sim(c_path.as_ptr(), &mut err) };
+        assert!(second.is_null());
+        // SAFETY: `err` was set by the second call.
+        assert_eq!(unsafe { dmsc_error_status(err) }, DMSC_ERROR_TRANSPORT);
+        // SAFETY: each freed once.
+        unsafe {
+            dmsc_error_free(err);
+            dmsc_card_close(first);
+        }
+        // Closed: the file can be opened again.
+        let mut err: *mut dmsc_error = std::ptr::null_mut();
+        // SAFETY: as above.
+        let again = unsafe { dmsc_open_sim(c_path.as_ptr(), &mut err) };
+        assert!(!again.is_null());
+        // SAFETY: closed once.
+        unsafe { dmsc_card_close(again) };
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn end_quietly_on_closed_stdout() {
 
 fn main() -> ExitCode {
     end_quietly_on_closed_stdout();
-    let matches = match Cli::command().try_get_matches() {
+    let matches = match with_globals_shown_once(Cli::command()).try_get_matches() {
         Ok(m) => m,
         Err(e) => {
             // Help and version go to stdout with code 0; usage errors exit 2.
@@ -95,6 +95,40 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// The global options are listed once, in `dmsc --help`; every subcommand
+/// carries them hidden (they are still accepted there, and still global) and
+/// its help points to `dmsc --help`.
+fn with_globals_shown_once(cmd: clap::Command) -> clap::Command {
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().hide(true))
+        .collect();
+    fn hide(cmd: clap::Command, globals: &[clap::Arg]) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        let mut cmd = cmd;
+        for name in names {
+            cmd = cmd.mut_subcommand(name, |mut sub| {
+                for a in globals {
+                    sub = sub.arg(a.clone());
+                }
+                let pointer = "Global options (--sim, --reader, --json, -v, --scp-key-file, …): \
+                               see `dmsc --help`.";
+                let after = match sub.get_after_help() {
+                    Some(h) => format!("{h}\n\n{pointer}"),
+                    None => pointer.to_string(),
+                };
+                hide(sub.after_help(after), globals)
+            });
+        }
+        cmd
+    }
+    hide(cmd, &globals)
 }
 
 /// Log output on stderr: `RUST_LOG` when set, else by `-v`/`-q`.

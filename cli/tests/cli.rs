@@ -925,3 +925,20 @@ fn json_errors_carry_the_status_word() {
     assert_ne!(out.code, 0);
     assert!(out.json()["error"]["sw"].is_null(), "{out:?}");
 }
+
+/// The global options are listed once, in `dmsc --help`; a subcommand's help
+/// points there instead of repeating them (they are still accepted there).
+#[test]
+fn global_options_are_shown_once() {
+    let dir = tmp();
+    let top = run(dir.path(), &["--help"]).expect(0);
+    assert!(top.stdout.contains("--scp-key-file"), "{top:?}");
+    let sub = run(dir.path(), &["pin", "verify", "--help"]).expect(0);
+    assert!(!sub.stdout.contains("--scp-key-file <"), "{sub:?}");
+    assert!(sub.stdout.contains("see `dmsc --help`"), "{sub:?}");
+    assert!(sub.stdout.lines().count() < 20, "{sub:?}");
+    // Still accepted after the subcommand.
+    new_card(dir.path(), "c.state");
+    let out = run(dir.path(), &["pin", "status", "--sim", "c.state", "--json"]).expect(0);
+    assert_eq!(out.json()["pin"]["status"], "not-verified");
+}

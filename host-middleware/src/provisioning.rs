@@ -90,6 +90,12 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     };
     if index.last_card.as_ref() == Some(&mark) {
         report.unchanged = true;
+        // A tree whose MO files still have the earlier hidden names
+        // (`mo/.%2FDMAcc.xml`) gets them renamed by an empty change; the
+        // card is not asked for more.
+        if index.mos.values().any(|e| e.file.starts_with("mo/.")) {
+            tree.apply(&TreeChange::default())?;
+        }
         return Ok(report);
     }
     let mut mos = Vec::new();

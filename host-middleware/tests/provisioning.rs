@@ -1083,3 +1083,35 @@ fn the_reported_mo_path_survives_the_next_change() {
     assert!(text.contains("<NodeName>DMAcc</NodeName>"));
     assert_eq!(tree.mo_path("./DMAcc").unwrap(), Some(written));
 }
+
+#[test]
+fn an_unchanged_refresh_renames_earlier_hidden_mo_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DirectoryTree::open(dir.path()).unwrap();
+    let (mut s, count) = counting(SimTransport::in_memory(card_params(false)).unwrap());
+    provision(&mut s, &[DMACC]);
+    provisioning::refresh(&mut s, &mut tree).unwrap();
+    // Make it a tree of the earlier layout.
+    let current = tree.current_dir().unwrap().unwrap();
+    std::fs::rename(
+        current.join("mo/DMAcc.xml"),
+        current.join("mo/.%2FDMAcc.xml"),
+    )
+    .unwrap();
+    let index_path = current.join("tree.json");
+    let text = std::fs::read_to_string(&index_path)
+        .unwrap()
+        .replace("mo/DMAcc.xml", "mo/.%2FDMAcc.xml");
+    std::fs::write(&index_path, text).unwrap();
+    let mut tree = DirectoryTree::open_existing(dir.path()).unwrap();
+    let before = count.load(Ordering::SeqCst);
+    let r = provisioning::refresh(&mut s, &mut tree).unwrap();
+    assert!(r.unchanged);
+    assert_eq!(count.load(Ordering::SeqCst) - before, 1, "one SELECT");
+    assert!(dir.path().join("current/mo/DMAcc.xml").exists());
+    assert!(!dir.path().join("current/mo/.%2FDMAcc.xml").exists());
+    assert_eq!(
+        tree.read_mo("./DMAcc").unwrap(),
+        Some(MgmtTree::from_tnds(DMACC).unwrap())
+    );
+}

@@ -26,6 +26,9 @@ fn mo_error(e: mo::MoCardError) -> anyhow::Error {
         E::NotFoundOrNotPermitted { .. } | E::NoSuchNode { .. } => {
             coded(Code::NotFound, e.to_string())
         }
+        E::RolledBack { ref source, .. } | E::PartlyStored { ref source, .. } => {
+            coded(crate::exit::host_code(source), e.to_string())
+        }
         other => anyhow::Error::new(other),
     }
 }

@@ -507,3 +507,28 @@ fn acl_set_warns_when_the_user_gets_replace_on_the_policy() {
         "{out:?}"
     );
 }
+
+/// `policy eval` and `policy enforce` both show the policy zone's local time
+/// with its offset.
+#[test]
+fn eval_and_enforce_show_the_same_local_time() {
+    let (dir, card) = setup();
+    let d = dir.path();
+    let at = ["--at", "2026-11-23T09:00"];
+    let mut eval = vec!["--sim", card.as_str(), "policy", "eval"];
+    eval.extend(at);
+    let eval = run(d, &eval).expect(0);
+    let mut enforce = vec![
+        "--sim",
+        card.as_str(),
+        "policy",
+        "enforce",
+        "--device",
+        "dev",
+    ];
+    enforce.extend(at);
+    let enforce = run(d, &enforce).expect(0);
+    let local = "2026-11-23T09:00:00+01:00[Europe/Paris]";
+    assert!(eval.stdout.contains(local), "{eval:?}");
+    assert!(enforce.stdout.contains(local), "{enforce:?}");
+}

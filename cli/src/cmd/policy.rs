@@ -731,7 +731,13 @@ fn print_report(ctx: &Ctx, report: &Report) -> Result<()> {
     if ctx.json {
         return print_json(report);
     }
-    println!("{} at {}", report.status, report.at);
+    // Local times in the policy's zone, with the offset, as `policy eval`.
+    let zone = report
+        .policy
+        .as_ref()
+        .and_then(|p| TimeZone::get(&p.timezone).ok())
+        .unwrap_or(TimeZone::UTC);
+    println!("{} at {}", report.status, report.at.to_zoned(zone.clone()));
     for a in &report.applied {
         println!(
             "  {:<24} {:<8} {}{}",
@@ -745,7 +751,7 @@ fn print_report(ctx: &Ctx, report: &Report) -> Result<()> {
         println!("  failure ({}): {}", f.stage, f.message);
     }
     match report.next_change {
-        Some(t) => println!("next change {t}"),
+        Some(t) => println!("next change {}", t.to_zoned(zone)),
         None => println!("no scheduled change"),
     }
     Ok(())

@@ -182,6 +182,8 @@ pub struct ReportPolicy {
     pub digest: String,
     /// Fingerprint of the card's enterprise key that verified it.
     pub key_fingerprint: String,
+    /// Its time zone (IANA name): the zone local times are shown in.
+    pub timezone: String,
 }
 
 /// The report for the DM server (`report.json`).
@@ -322,6 +324,7 @@ pub fn enforce(
             serial: verified.policy.serial,
             digest: verified.digest.clone(),
             key_fingerprint: verified.key_fingerprint.clone(),
+            timezone: verified.policy.timezone.clone(),
         }),
         applied,
         failures,

@@ -338,11 +338,26 @@ impl Policy {
                     .map(|s| line_column(text, s.start))
                     .unwrap_or((1, 1));
                 let rule = e.span().and_then(|s| rule_at(text, s.start));
+                let mut message = e.message().trim().to_string();
+                // An unquoted 06:00 or 2026-01-01 is a TOML date-time, not a string.
+                let bare_time = e.span().and_then(|s| text.get(s)).is_some_and(|v| {
+                    let v = v.trim();
+                    !v.is_empty()
+                        && v.chars().next().is_some_and(|c| c.is_ascii_digit())
+                        && v.chars()
+                            .all(|c| c.is_ascii_digit() || ":-T .+Z".contains(c))
+                });
+                if bare_time && message.contains("expected a string") {
+                    message = format!(
+                        "{message}: times and dates are quoted strings in a policy, \
+                         e.g. to = \"06:00\""
+                    );
+                }
                 return Err(PolicyError::Invalid {
                     line,
                     column,
                     rule,
-                    message: e.message().trim().to_string(),
+                    message,
                 });
             }
         };
@@ -743,6 +758,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unquoted_time_says_times_are_quoted_strings() {
+        let text = "format = \"dmsc-policy\"\nversion = 1\nname = \"A\"\ntimezone = \"UTC\"\n\
+                    [[rules]]\nid = \"night\"\neffect = \"disable\"\nresources = [\"camera\"]\n\
+                    from = \"22:00\"\nto = 06:00\n";
+        let e = Policy::parse(text).expect_err("unquoted time");
+        let m = e.to_string();
+        assert!(
+            m.contains("quoted strings") && m.contains("\"06:00\""),
+            "{m}"
+        );
+    }
 
     pub(crate) const SAMPLE: &str = r#"
 format = "dmsc-policy"

@@ -193,8 +193,9 @@ int main(int argc, char **argv)
         printf("  reason        %s\n", dmsc_verdict_reason(verdict, i));
     for (size_t i = 0; i < dmsc_verdict_note_count(verdict); i++)
         printf("  note          %s\n", dmsc_verdict_note(verdict, i));
-    if (!approved && dmsc_verdict_user_consent_needs_pin(verdict))
-        printf("  (overriding needs the user's PIN)\n");
+    if (dmsc_verdict_may_ask_user(verdict))
+        printf("  the user may accept it%s; this device rejects it\n",
+               dmsc_verdict_user_consent_needs_pin(verdict) ? " after verifying the PIN" : "");
 
     /* 3. HTTP bootstrap verified by the card, then written into the tree. */
     if (join(path, dir, "bootstrap.xml") || (packet = read_file(path, &packet_len)) == NULL)

@@ -263,6 +263,18 @@ bool dmsc_verdict_approved(const struct dmsc_verdict *verdict);
 bool dmsc_verdict_image_ok(const struct dmsc_verdict *verdict);
 
 /**
+ * Whether a package the card refused may still be put to the user, by
+ * `dmsc_host::firmware::decide`'s rules: not when the version is below the
+ * anti-rollback floor (or the card gave no reason), nor for an MCUboot image
+ * failing its own checks. False when approved and for a NULL verdict. A
+ * device whose policy is to reject unapproved packages ignores it.
+ *
+ * # Safety
+ * `verdict` is NULL or a live verdict.
+ */
+bool dmsc_verdict_may_ask_user(const struct dmsc_verdict *verdict);
+
+/**
  * Whether the card's rule requires the user to verify the PIN before
  * installing a package the card refused (false for a NULL verdict).
  *

@@ -9,7 +9,7 @@
 //! | [`dmsc_open_sim`] | [`dmsc_host::sim_transport::FileSimTransport::open`] |
 //! | [`dmsc_card_info`] | SELECT ([`dmsc_host::CardCommands::select`]) |
 //! | [`dmsc_refresh`] | [`dmsc_host::provisioning::refresh`] |
-//! | [`dmsc_firmware_approve`] | [`dmsc_host::firmware::hash_package`], [`dmsc_host::firmware::check_with_card`] |
+//! | [`dmsc_firmware_approve`] | [`dmsc_host::firmware::hash_package`], [`dmsc_host::firmware::check_with_card`], [`dmsc_host::firmware::decide`] |
 //! | [`dmsc_bootstrap_verify`] | [`dmsc_host::bootstrap::parse_content_type`], [`dmsc_host::bootstrap::verify_and_apply`] |
 //!
 //! # Why this crate uses `unsafe`
@@ -43,7 +43,9 @@ use std::path::Path;
 
 use dmsc_host::bootstrap::{self, BootstrapError, BootstrapOutcome};
 use dmsc_host::device_tree::DirectoryTree;
-use dmsc_host::firmware::{self, ApprovalFile, FirmwareError};
+use dmsc_host::firmware::{
+    self, ApprovalFile, ConsentPolicy, Decision, Final, FirmwareError, OnUnapproved,
+};
 use dmsc_host::provisioning::{self, ProvisioningError};
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{CardCommands, HostError, Session, Transport, TransportError};
@@ -97,6 +99,7 @@ pub struct dmsc_card {
 pub struct dmsc_verdict {
     approved: bool,
     image_ok: bool,
+    may_ask_user: bool,
     user_consent_needs_pin: bool,
     reasons: Vec<CString>,
     notes: Vec<CString>,
@@ -577,9 +580,25 @@ pub unsafe extern "C" fn dmsc_firmware_approve(
                     .unwrap_or_default()
             ));
         }
+        // The library's decision rules, for a device that asks its user.
+        let asked = firmware::decide(
+            &answer,
+            hash.mcuboot.as_ref(),
+            &ConsentPolicy {
+                on_unapproved: OnUnapproved::Ask,
+                allow_below_floor: false,
+            },
+        );
         let v = Box::new(dmsc_verdict {
             approved: answer.approved,
-            image_ok: hash.mcuboot.as_ref().is_none_or(|m| m.ok()),
+            image_ok: !matches!(
+                asked,
+                Decision::Refused {
+                    cause: Final::McubootFailed,
+                    ..
+                }
+            ),
+            may_ask_user: matches!(asked, Decision::AskUser { .. }),
             user_consent_needs_pin: answer.user_consent_needs_pin,
             reasons: answer
                 .reasons
@@ -628,6 +647,22 @@ pub unsafe extern "C" fn dmsc_verdict_image_ok(verdict: *const dmsc_verdict) -> 
     shielded(false, || {
         // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
         unsafe { verdict_ref(verdict) }.is_some_and(|v| v.image_ok)
+    })
+}
+
+/// Whether a package the card refused may still be put to the user, by
+/// `dmsc_host::firmware::decide`'s rules: not when the version is below the
+/// anti-rollback floor (or the card gave no reason), nor for an MCUboot image
+/// failing its own checks. False when approved and for a NULL verdict. A
+/// device whose policy is to reject unapproved packages ignores it.
+///
+/// # Safety
+/// `verdict` is NULL or a live verdict.
+#[no_mangle]
+pub unsafe extern "C" fn dmsc_verdict_may_ask_user(verdict: *const dmsc_verdict) -> bool {
+    shielded(false, || {
+        // SAFETY: `verdict` is NULL or a live verdict (this function's contract).
+        unsafe { verdict_ref(verdict) }.is_some_and(|v| v.may_ask_user)
     })
 }
 

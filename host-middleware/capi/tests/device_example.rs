@@ -297,6 +297,10 @@ fn device_c_refreshes_approves_and_bootstraps_cleanly_under_valgrind() {
         stdout.contains("signature of owner does not verify"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("the user may accept it after verifying the PIN"),
+        "{stdout}"
+    );
 
     // A tampered bootstrap packet: the card does not verify it, nothing is
     // written, the example exits 3.

@@ -321,8 +321,11 @@ pub fn put_mo<C: CardCommands + ?Sized>(
     Ok(done)
 }
 
-/// Takes back the stores of `stored` (in reverse order): deletes the new
-/// records, puts the replaced ones back with their ACL.
+/// Takes back the stores of `stored` (in reverse order): puts the replaced
+/// records back with their ACL, and deletes the new ones. A record that was
+/// not listed before the put is deleted only when it can now be read and its
+/// version is 1 (created by this put): one the caller could replace but not
+/// read may have existed, and is then left and named rather than deleted.
 fn roll_back<C: CardCommands + ?Sized>(
     card: &mut C,
     failed: &str,
@@ -330,27 +333,61 @@ fn roll_back<C: CardCommands + ?Sized>(
     stored: &[(String, Option<ObjectData>)],
 ) -> MoCardError {
     let mut undone = Vec::new();
-    for (n, (uri, old)) in stored.iter().enumerate().rev() {
+    let mut left = Vec::new();
+    let mut first_error: Option<String> = None;
+    let now = list_mos(card).ok();
+    for (uri, old) in stored.iter().rev() {
         let object = ObjectRef::Mo(uri.clone());
         let result = match old {
-            None => card.delete(&object),
-            Some(data) => card.put_object(&object, &data.value, Some(&data.acl)),
+            Some(data) => card
+                .put_object(&object, &data.value, Some(&data.acl))
+                .map_err(|e| e.to_string()),
+            None => {
+                let readable = now
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|(u, _)| u == uri));
+                if !readable {
+                    Err(
+                        "not readable by this caller, so it may have existed before: left as \
+                         stored"
+                            .to_string(),
+                    )
+                } else {
+                    match card.read_object(&object) {
+                        Ok(ObjectData {
+                            value: ObjectValue::Mo(m),
+                            ..
+                        }) if m.version == 1 => card.delete(&object).map_err(|e| e.to_string()),
+                        Ok(_) => Err("it existed before without being readable by this \
+                                      caller: left as stored"
+                            .to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }
         };
-        if let Err(e) = result {
-            return MoCardError::PartlyStored {
-                uri: failed.to_string(),
-                source: Box::new(source),
-                rollback_error: format!("{uri}: {e}"),
-                left: stored[..=n].iter().map(|(u, _)| u.clone()).collect(),
-            };
+        match result {
+            Ok(()) => undone.push(uri.clone()),
+            Err(e) => {
+                first_error.get_or_insert(format!("{uri}: {e}"));
+                left.push(uri.clone());
+            }
         }
-        undone.push(uri.clone());
     }
     undone.reverse();
-    MoCardError::RolledBack {
-        uri: failed.to_string(),
-        source: Box::new(source),
-        undone,
+    left.reverse();
+    match first_error {
+        None => MoCardError::RolledBack {
+            uri: failed.to_string(),
+            source: Box::new(source),
+            undone,
+        },
+        Some(rollback_error) => MoCardError::PartlyStored {
+            uri: failed.to_string(),
+            source: Box::new(source),
+            rollback_error,
+            left,
+        },
     }
 }
 

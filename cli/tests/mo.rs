@@ -355,6 +355,25 @@ fn refresh_copy_and_diff_with_a_device_tree() {
     .json();
     assert_eq!(diff["mos"]["./DMAcc/ServerA/AppAddr"], "same");
     assert_eq!(diff["mos"]["./DMAcc"], "device_only");
+    let one = run(
+        d,
+        &[
+            "--sim",
+            "card",
+            "--json",
+            "mo",
+            "diff",
+            "--device",
+            "tree",
+            "./DMAcc/ServerA/AppAddr/1",
+        ],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(
+        one["mos"],
+        serde_json::json!({"./DMAcc/ServerA/AppAddr/1": "same"})
+    );
     run_env(
         d,
         &[
@@ -569,6 +588,22 @@ fn one_record_per_node_and_inner_nodes_read_from_their_record() {
         none.stderr.contains("not found or not permitted"),
         "{none:?}"
     );
+    // None of these reads was refused by the card: no access denied audited.
+    let audit = run_env(
+        d,
+        &[
+            "--sim",
+            "card",
+            "--json",
+            "audit",
+            "--event",
+            "access-denied",
+        ],
+        &with_keys(&keys),
+    )
+    .expect(0)
+    .json();
+    assert_eq!(audit["entries"], serde_json::json!([]), "{audit}");
 }
 
 #[test]

@@ -55,14 +55,121 @@ fn pem_text(bytes: &[u8]) -> Option<&str> {
     Some(&text[start..])
 }
 
+/// Known key algorithms and curves, by OID: what a key that is not P-256 is.
+const KNOWN_KEYS: &[(&str, &str)] = &[
+    ("1.2.840.113549.1.1.1", "an RSA key"),
+    ("1.2.840.10040.4.1", "a DSA key"),
+    ("1.3.101.112", "an Ed25519 key"),
+    ("1.3.101.113", "an Ed448 key"),
+    ("1.3.101.110", "an X25519 key"),
+    ("1.3.101.111", "an X448 key"),
+    ("1.3.132.0.34", "an EC key on curve secp384r1 (P-384)"),
+    ("1.3.132.0.35", "an EC key on curve secp521r1 (P-521)"),
+    ("1.3.132.0.10", "an EC key on curve secp256k1"),
+    ("1.3.36.3.3.2.8.1.1.7", "an EC key on curve brainpoolP256r1"),
+    (
+        "1.3.36.3.3.2.8.1.1.11",
+        "an EC key on curve brainpoolP384r1",
+    ),
+    (
+        "1.2.840.10045.3.1.1",
+        "an EC key on curve prime192v1 (P-192)",
+    ),
+    ("1.3.132.0.33", "an EC key on curve secp224r1 (P-224)"),
+];
+
+/// What kind of key the bytes (PEM or DER) hold, when it is a known kind
+/// other than P-256: the algorithm and curve OIDs found in its encoding.
+pub fn identify_other_key(bytes: &[u8]) -> Option<&'static str> {
+    let der: Vec<u8> = match pem_text(bytes) {
+        Some(text) => {
+            let label = pem_label(bytes).unwrap_or_default();
+            if label.starts_with("RSA ") {
+                return Some("an RSA key");
+            }
+            if label.starts_with("DSA ") {
+                return Some("a DSA key");
+            }
+            p256::pkcs8::der::Document::from_pem(text)
+                .ok()?
+                .1
+                .as_bytes()
+                .to_vec()
+        }
+        None => bytes.to_vec(),
+    };
+    let der = Zeroizing::new(der);
+    if is_pkcs1_rsa(&der) {
+        return Some("an RSA key");
+    }
+    KNOWN_KEYS.iter().find_map(|(oid, what)| {
+        let oid = p256::pkcs8::ObjectIdentifier::new(oid).ok()?;
+        let body = oid.as_bytes();
+        let mut tlv = vec![0x06, u8::try_from(body.len()).ok()?];
+        tlv.extend_from_slice(body);
+        der.windows(tlv.len()).any(|w| w == tlv).then_some(*what)
+    })
+}
+
+/// A PKCS#1 RSAPrivateKey or RSAPublicKey (no algorithm OID): a SEQUENCE
+/// starting with INTEGER 0 then a large INTEGER (private), or with a large
+/// INTEGER then a small one (public).
+fn is_pkcs1_rsa(der: &[u8]) -> bool {
+    /// One DER TLV at `at`: (tag, value start, value length).
+    fn tlv(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+        let tag = *der.get(at)?;
+        let first = *der.get(at + 1)?;
+        if first < 0x80 {
+            return Some((tag, at + 2, usize::from(first)));
+        }
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | usize::from(*der.get(at + 2 + i)?);
+        }
+        Some((tag, at + 2 + n, len))
+    }
+    let Some((0x30, body, _)) = tlv(der, 0) else {
+        return false;
+    };
+    let Some((0x02, v1, l1)) = tlv(der, body) else {
+        return false;
+    };
+    let Some((0x02, _, l2)) = tlv(der, v1 + l1) else {
+        return false;
+    };
+    let first_is_zero = l1 == 1 && der.get(v1) == Some(&0);
+    (first_is_zero && l2 >= 64) || (l1 >= 64 && l2 <= 8)
+}
+
+/// Replaces the detail of a key error by the kind of key found, if known.
+fn name_the_key(e: KeyError, bytes: &[u8]) -> KeyError {
+    match (identify_other_key(bytes), e) {
+        (Some(found), KeyError::NotPublicKey(_)) => {
+            KeyError::NotPublicKey(format!("found {found}"))
+        }
+        (Some(found), KeyError::NotPrivateKey(_)) => {
+            KeyError::NotPrivateKey(format!("found {found}"))
+        }
+        (_, e) => e,
+    }
+}
+
 /// Loads a P-256 public key (see the module documentation for the forms).
 pub fn load_public_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+    load_public_key_inner(bytes).map_err(|e| name_the_key(e, bytes))
+}
+
+fn load_public_key_inner(bytes: &[u8]) -> Result<PublicKey, KeyError> {
     if let Some(label) = pem_label(bytes) {
         let text = pem_text(bytes).unwrap_or_default();
         return match label.as_str() {
             "PUBLIC KEY" => PublicKey::from_public_key_pem(text)
                 .map_err(|e| KeyError::NotPublicKey(format!("PEM PUBLIC KEY: {e}"))),
-            "EC PRIVATE KEY" | "PRIVATE KEY" | "EC PARAMETERS" => load_private_key(bytes)
+            "EC PRIVATE KEY" | "PRIVATE KEY" | "EC PARAMETERS" => load_private_key_inner(bytes)
                 .map(|k| PublicKey::from(k.verifying_key()))
                 .map_err(|e| KeyError::NotPublicKey(e.to_string())),
             other => Err(KeyError::NotPublicKey(format!("PEM label {other}"))),
@@ -75,7 +182,7 @@ pub fn load_public_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
     if let Ok(k) = PublicKey::from_public_key_der(bytes) {
         return Ok(k);
     }
-    if let Ok(k) = load_private_key(bytes) {
+    if let Ok(k) = load_private_key_inner(bytes) {
         return Ok(PublicKey::from(k.verifying_key()));
     }
     Err(KeyError::NotPublicKey(String::new()))
@@ -83,6 +190,10 @@ pub fn load_public_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
 
 /// Loads a P-256 private key for signing (see the module documentation).
 pub fn load_private_key(bytes: &[u8]) -> Result<SigningKey, KeyError> {
+    load_private_key_inner(bytes).map_err(|e| name_the_key(e, bytes))
+}
+
+fn load_private_key_inner(bytes: &[u8]) -> Result<SigningKey, KeyError> {
     let secret = if let Some(label) = pem_label(bytes) {
         let text = pem_text(bytes).unwrap_or_default();
         match label.as_str() {
@@ -171,6 +282,69 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+
+    /// RSA, P-384 and Ed25519 keys, public and private, PEM and DER: the
+    /// error names the key type and curve found.
+    #[test]
+    fn other_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let cases: [(&[&str], &str); 3] = [
+            (
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:1024",
+                ],
+                "an RSA key",
+            ),
+            (
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-384",
+                ],
+                "secp384r1 (P-384)",
+            ),
+            (&["genpkey", "-algorithm", "ED25519"], "an Ed25519 key"),
+        ];
+        for (gen, want) in cases {
+            let pem = openssl(d, gen);
+            std::fs::write(d.join("k.pem"), &pem).unwrap();
+            let pubpem = openssl(d, &["pkey", "-in", "k.pem", "-pubout"]);
+            let pubder = openssl(d, &["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"]);
+            let der = openssl(d, &["pkey", "-in", "k.pem", "-outform", "DER"]);
+            for bytes in [&pem, &der] {
+                let e = load_private_key(bytes).unwrap_err().to_string();
+                assert!(e.contains(want), "{want}: {e} {}", bytes.len());
+            }
+            for bytes in [&pubpem, &pubder, &pem] {
+                let e = load_public_key(bytes).unwrap_err().to_string();
+                assert!(e.contains(want), "{want}: {e}");
+            }
+        }
+        // Traditional RSA PEM (BEGIN RSA PRIVATE KEY).
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+                "-out",
+                "r.pem",
+            ],
+        );
+        let rsa = openssl(d, &["rsa", "-in", "r.pem", "-traditional"]);
+        assert!(rsa.starts_with(b"-----BEGIN RSA PRIVATE KEY"));
+        let e = load_private_key(&rsa).unwrap_err().to_string();
+        assert!(e.contains("an RSA key"), "{e}");
     }
 
     /// Every form openssl writes loads, and all give the same public key.

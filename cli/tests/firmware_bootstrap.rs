@@ -544,6 +544,13 @@ fn bootstrap_exit_codes_and_nothing_written_unless_accepted() {
     verify(&["--mac", &wrong, "--alg", "hmac-sha256", "--yes"]).expect(6);
     // A MAC of the wrong length for the algorithm: usage error before the card.
     verify(&["--mac", "0011", "--alg", "hmac-sha256", "--yes"]).expect(2);
+    // Without --alg, a MAC of no algorithm's length is refused on the host too
+    // (not sent to the card, which would answer 6700), in --mac and in the header.
+    let out = verify(&["--mac", "0011", "--yes"]).expect(2);
+    assert!(out.stderr.contains("MACs are 16"), "{out:?}");
+    let short = format!("{}; SEC=NETWORKID; MAC=0011", ct.split(';').next().unwrap());
+    let out = verify(&["--content-type", &short, "--yes"]).expect(2);
+    assert!(out.stderr.contains("MACs are 16"), "{out:?}");
     // A wrong key id: the card refuses (no such key for the device).
     verify(&["--content-type", &ct, "--key-id", "9", "--yes"]).expect(4);
     assert!(!written());

@@ -46,6 +46,15 @@ pub enum BootstrapError {
         /// The length given.
         got: usize,
     },
+    /// The MAC has the length of no algorithm the card knows.
+    #[error(
+        "the MAC is {got} bytes long; MACs are 16 (aes-cmac), 20 (hmac-sha1) or 32 \
+         (hmac-sha256) bytes"
+    )]
+    MacLengthUnknown {
+        /// The length given.
+        got: usize,
+    },
     /// The key does not fit the algorithm.
     #[error("a {alg} key must be {expected}; this one is {got} bytes (the key is not shown)")]
     KeyLength {
@@ -207,6 +216,16 @@ pub fn parse_content_type(header: &str) -> Result<BootstrapHeader, BootstrapErro
         sec: sec.ok_or_else(|| bad("no SEC= parameter".into()))?,
         mac: mac.ok_or_else(|| bad("no MAC= parameter".into()))?,
     })
+}
+
+/// Checks that `mac` has the full length of `alg`, or (`alg` unknown) of
+/// one of the algorithms: a wrong length is refused before the card sees it.
+pub fn check_mac_length_for(alg: Option<MacAlgorithm>, mac: &[u8]) -> Result<(), BootstrapError> {
+    match alg {
+        Some(alg) => check_mac_length(alg, mac),
+        None if MacAlgorithm::ALL.iter().any(|a| a.mac_len() == mac.len()) => Ok(()),
+        None => Err(BootstrapError::MacLengthUnknown { got: mac.len() }),
+    }
 }
 
 /// Checks that `mac` has the full length of `alg`.
@@ -397,4 +416,21 @@ pub fn verify_and_apply<C: CardCommands + ?Sized>(
     }
     let path = write_bootstrap_content(device_dir, &content.xml)?;
     Ok(BootstrapOutcome::Applied(path))
+}
+
+#[cfg(test)]
+mod mac_length_tests {
+    use super::*;
+
+    #[test]
+    fn a_mac_of_no_known_length_is_refused_without_an_algorithm() {
+        for len in [16, 20, 32] {
+            check_mac_length_for(None, &vec![0; len]).expect("a known length");
+        }
+        for len in [0, 8, 15, 31, 64] {
+            let e = check_mac_length_for(None, &vec![0; len]).unwrap_err();
+            assert!(e.to_string().contains(&format!("{len} bytes")), "{e}");
+        }
+        assert!(check_mac_length_for(Some(MacAlgorithm::AesCmac), &[0; 32]).is_err());
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use dmsc_host::bootstrap::{
-    self, check_mac_length, content_type, parse_content_type, BootstrapOutcome, MediaType,
+    self, check_mac_length_for, content_type, parse_content_type, BootstrapOutcome, MediaType,
     SecMethod,
 };
 use dmsc_host::card_model::objects::MacAlgorithm;
@@ -302,6 +302,8 @@ fn verify(
     let (media, mac) = match (header, mac_hex) {
         (Some(h), _) => {
             let parsed = parse_content_type(h).map_err(|e| usage(e.to_string()))?;
+            check_mac_length_for(alg, &parsed.mac)
+                .map_err(|e| usage(format!("the MAC of the Content-Type: {e}")))?;
             (parsed.media_type, parsed.mac)
         }
         (None, Some(m)) => {
@@ -310,9 +312,7 @@ fn verify(
                 .filter(|c| !c.is_whitespace() && *c != ':')
                 .collect();
             let mac = hex::decode(&m).map_err(|_| usage(format!("--mac {m:?} is not hex")))?;
-            if let Some(alg) = alg {
-                check_mac_length(alg, &mac).map_err(|e| usage(format!("--mac: {e}")))?;
-            }
+            check_mac_length_for(alg, &mac).map_err(|e| usage(format!("--mac: {e}")))?;
             (media, mac)
         }
         (None, None) => return Err(usage("give --content-type HEADER or --mac HEX")),

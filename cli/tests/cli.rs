@@ -942,3 +942,46 @@ fn global_options_are_shown_once() {
     let out = run(dir.path(), &["pin", "status", "--sim", "c.state", "--json"]).expect(0);
     assert_eq!(out.json()["pin"]["status"], "not-verified");
 }
+
+/// `object get` and `acl get` take the same object syntax (`./URI` or
+/// `mo:./URI`), and an MO stored in its binary form is shown as TNDS text.
+#[test]
+fn object_get_takes_the_acl_syntax_and_shows_mo_text() {
+    let dir = tmp();
+    let d = dir.path();
+    new_card(d, "c.state");
+    let tnds = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../test-vectors/tnds/dmacc.xml")
+        .display()
+        .to_string();
+    let keys = triple(TEST_KEY);
+    run_env(
+        d,
+        &["--sim", "c.state", "mo", "put", &tnds],
+        &[("DMSC_SCP_KEYS", &keys)],
+    )
+    .expect(0);
+    let uri = run(d, &["--sim", "c.state", "--json", "mo", "list"])
+        .expect(0)
+        .json()["mos"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = run(d, &["--sim", "c.state", "object", "get", &uri]).expect(0);
+    let long = run(
+        d,
+        &["--sim", "c.state", "object", "get", &format!("mo:{uri}")],
+    )
+    .expect(0);
+    assert_eq!(short.stdout, long.stdout);
+    assert!(short.stdout.contains("<MgmtTree"), "{short:?}");
+    run(d, &["--sim", "c.state", "acl", "get", &uri]).expect(0);
+    run(d, &["--sim", "c.state", "acl", "get", &format!("mo:{uri}")]).expect(0);
+    let json = run(d, &["--sim", "c.state", "--json", "object", "get", &uri])
+        .expect(0)
+        .json();
+    assert!(json["value"]["content"]["text"]
+        .as_str()
+        .unwrap_or("")
+        .contains("<MgmtTree"));
+}

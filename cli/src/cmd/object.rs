@@ -20,7 +20,16 @@ const REF_FORMS: &str = "mo:./URI, policy, bootstrap-key:ID, approver:NAME, appr
                          floor:CLASS, identity-key, audit-log, authority:KVN or card";
 
 /// Parses an object reference such as `mo:./DevInfo` or `approver:owner`.
+/// An MO URI starting with `./` is the MO object (`mo:./URI`): every command
+/// that takes an object accepts both forms.
 pub fn parse_ref(s: &str) -> Result<ObjectRef> {
+    let full;
+    let s = if s.starts_with("./") {
+        full = format!("mo:{s}");
+        full.as_str()
+    } else {
+        s
+    };
     s.parse::<ObjectRef>().map_err(|e| {
         usage(format!(
             "invalid object reference '{s}' ({e}); use {REF_FORMS}"
@@ -138,11 +147,17 @@ pub fn value_json(value: &ObjectValue) -> Value {
             "used_memory": c.used_memory,
             "total_memory": c.total_memory,
         }),
-        ObjectValue::Mo(m) => json!({
-            "mo_type": m.mo_type,
-            "version": m.version,
-            "content": bytes(&m.content),
-        }),
+        ObjectValue::Mo(m) => {
+            let mut content = bytes(&m.content);
+            if let Some(t) = mo_text(&m.content) {
+                content["text"] = json!(t);
+            }
+            json!({
+                "mo_type": m.mo_type,
+                "version": m.version,
+                "content": content,
+            })
+        }
         ObjectValue::Policy(p) => json!({ "content": bytes(p) }),
         ObjectValue::BootstrapKey(k) => json!({ "algorithm": k.algorithm.name() }),
         ObjectValue::Approver(p) | ObjectValue::IdentityKey(p) => {
@@ -162,6 +177,16 @@ pub fn value_json(value: &ObjectValue) -> Value {
             "key_check_values": a.key_check_values.iter().map(|k| hex_upper(k)).collect::<Vec<_>>(),
         }),
     }
+}
+
+/// An MO's content (the compact binary form of its TNDS) as TNDS XML text.
+fn mo_text(content: &[u8]) -> Option<String> {
+    if content.first() != Some(&dmsc_host::mo::binary::FORMAT_VERSION) {
+        return None;
+    }
+    dmsc_host::mo::MgmtTree::from_binary(content)
+        .ok()
+        .map(|t| t.to_tnds())
 }
 
 fn print_bytes(label: &str, b: &[u8]) {
@@ -191,7 +216,15 @@ pub fn print_object(object: &ObjectRef, data: &ObjectData) {
         ObjectValue::Mo(m) => {
             println!("MO type  {}", m.mo_type);
             println!("version  {}", m.version);
-            print_bytes("content", &m.content);
+            match mo_text(&m.content) {
+                Some(t) => {
+                    println!("content ({} bytes, shown as TNDS XML):", m.content.len());
+                    for line in t.lines() {
+                        println!("  {line}");
+                    }
+                }
+                None => print_bytes("content", &m.content),
+            }
         }
         ObjectValue::Policy(p) => print_bytes("policy", p),
         ObjectValue::BootstrapKey(k) => {

@@ -19,7 +19,7 @@ extern crate std;
 pub mod apdu;
 pub mod commands;
 pub mod objects;
-pub mod put_key;
+pub use commands::put_key;
 pub mod scp03;
 pub mod tlv;
 

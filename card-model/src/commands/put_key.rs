@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 use zeroize::Zeroizing;
 
-use crate::commands::DecodeError;
+use super::DecodeError;
 use crate::objects::check_name;
 use crate::scp03::{dek_decrypt, dek_encrypt, key_check_value, Scp03Error, StaticKeys};
 

@@ -407,7 +407,7 @@ fn session_manager_ends_idle_sessions_and_limits_concurrency() {
     let b = m.open(new(), "ServerB", &server_b(), level()).unwrap();
     assert!(matches!(
         m.open(new(), "ServerA", &server_a(), level()),
-        Err(SessionError::TooMany { limit: 2 })
+        Err(SessionError::TooMany { limit: 2, .. })
     ));
     // Audit entries written in session a carry its card session number.
     let card_session = m.card_session(a).expect("ServerA may read the audit log");

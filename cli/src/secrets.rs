@@ -47,6 +47,13 @@ impl KeyTriple {
         }
     }
 
+    /// Whether these are the well-known GlobalPlatform test keys.
+    pub fn is_test_keys(&self) -> bool {
+        [&self.enc, &self.mac, &self.dek]
+            .iter()
+            .all(|k| k.as_slice() == TEST_KEY.as_slice())
+    }
+
     /// As SCP03 static keys.
     pub fn static_keys(&self) -> Result<StaticKeys> {
         StaticKeys::new(&self.enc, &self.mac, &self.dek)
@@ -72,17 +79,22 @@ impl KeySource {
 }
 
 const TRIPLE_FORMAT: &str =
-    "expected ENC:MAC:DEK, three hex AES keys of the same length (16, 24 or 32 bytes); \
-     the value is not shown";
+    "expected ENC:MAC:DEK, three hex AES keys of the same length (16, 24 or 32 bytes), \
+     or one key used for all three (as gp --key); the value is not shown";
 
-/// Parses `ENC:MAC:DEK` (hex). The error never contains the input.
+/// Parses `ENC:MAC:DEK` (hex), or one key for all three (GlobalPlatformPro's
+/// `--key`). The error never contains the input.
 pub fn parse_triple(text: &str) -> Result<KeyTriple, String> {
     let parts: Vec<&str> = text.trim().split(':').collect();
-    let [enc, mac, dek] = parts.as_slice() else {
-        return Err(format!(
-            "{} parts instead of 3; {TRIPLE_FORMAT}",
-            parts.len()
-        ));
+    let (enc, mac, dek) = match parts.as_slice() {
+        [one] => (*one, *one, *one),
+        [enc, mac, dek] => (*enc, *mac, *dek),
+        _ => {
+            return Err(format!(
+                "{} parts instead of 3 (or 1); {TRIPLE_FORMAT}",
+                parts.len()
+            ))
+        }
     };
     let triple = KeyTriple {
         enc: decode_key(enc, "ENC")?,
@@ -263,6 +275,11 @@ mod tests {
         let k = "404142434445464748494A4B4C4D4E4F";
         let t = parse_triple(&format!("{k}:{k}:{k}")).unwrap();
         assert_eq!(t.bits(), 128);
+        // One key: ENC = MAC = DEK (gp --key).
+        let one = parse_triple(k).unwrap();
+        assert!(one.is_test_keys());
+        assert_eq!(one.bits(), 128);
+        assert!(!parse_triple(&"11".repeat(16)).unwrap().is_test_keys());
         for bad in [
             format!("{k}:{k}"),
             format!("{k}:{k}:zz"),

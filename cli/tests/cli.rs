@@ -985,3 +985,34 @@ fn object_get_takes_the_acl_syntax_and_shows_mo_text() {
         .unwrap_or("")
         .contains("<MgmtTree"));
 }
+
+/// One SCP key (gp style: ENC = MAC = DEK) is accepted; the test keys given
+/// explicitly, in either form, keep the test-key warning.
+#[test]
+fn one_scp_key_and_explicit_test_keys_keep_the_warning() {
+    let dir = tmp();
+    let d = dir.path();
+    for (file, keys) in [
+        ("a.state", TEST_KEY.to_string()),
+        ("b.state", triple(TEST_KEY)),
+    ] {
+        let out = run(d, &["sim", "init", file, "--scp-keys", &keys, "--json"]).expect(0);
+        assert!(
+            out.stderr.contains("warning") && out.stderr.contains("test keys"),
+            "{out:?}"
+        );
+        assert_eq!(out.json()["test_keys"], true);
+    }
+    // -q silences the warning.
+    let quiet = run(d, &["sim", "init", "q.state", "-q"]).expect(0);
+    assert!(quiet.stderr.is_empty(), "{quiet:?}");
+    // Another single key: no warning, and it authenticates.
+    let out = run(d, &["sim", "init", "c.state", "--scp-keys", OTHER_KEY]).expect(0);
+    assert!(!out.stderr.contains("warning"), "{out:?}");
+    run_env(
+        d,
+        &["--sim", "c.state", "authority", "list"],
+        &[("DMSC_SCP_KEYS", OTHER_KEY)],
+    )
+    .expect(0);
+}

@@ -71,14 +71,20 @@ pub const TEST_KEY_WARNING: &str = "warning: no authority keys given; using the 
     GlobalPlatform test keys 404142434445464748494A4B4C4D4E4F (ENC=MAC=DEK, key version 30). \
     Anyone can authenticate as this card's authority: use them for tests only.";
 
+/// The warning printed when the keys given are the well-known test keys.
+pub const GIVEN_TEST_KEY_WARNING: &str = "warning: the authority keys given are the well-known \
+    GlobalPlatform test keys 404142434445464748494A4B4C4D4E4F (ENC=MAC=DEK). Anyone can \
+    authenticate as this card's authority: use them for tests only.";
+
 /// `dmsc sim init PATH`.
 pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
     // Check everything before touching the file system.
-    let test_keys = ctx.keys.is_none();
     let keys = match &ctx.keys {
         Some(source) => source.load()?,
         None => KeyTriple::test_keys(),
     };
+    // Given explicitly or not, the test keys get the warning.
+    let test_keys = keys.is_test_keys();
     keys.static_keys()?;
     let key_version = ctx.key_version.unwrap_or(TEST_KEY_VERSION);
     if key_version == 0 || key_version == 0xFF {
@@ -117,8 +123,10 @@ pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
             args.path.display()
         ));
     }
-    if test_keys {
+    if ctx.keys.is_none() {
         ctx.note(TEST_KEY_WARNING);
+    } else if test_keys {
+        ctx.note(GIVEN_TEST_KEY_WARNING);
     }
     let card_id = if exists {
         replace_card(args.path, params)?

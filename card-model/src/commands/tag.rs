@@ -1,4 +1,4 @@
-//! Tags used in data fields (context-specific, see `docs/commands.md`).
+//! Tags used in data fields (context-specific, `docs/commands.md` §10).
 
 /// `53`: the value of an object.
 pub const VALUE: u32 = 0x53;

@@ -10,7 +10,7 @@ use super::{tag, AuditEntry, DecodeError};
 use crate::objects::{self, check_name, ObjectKind, Version};
 use crate::tlv::{self, TlvError};
 
-/// Card-wide configuration, the value of [`ObjectRef::Card`].
+/// Card-wide configuration, the value of [`ObjectRef::Card`](crate::objects::ObjectRef::Card).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardConfig {
     /// Consecutive authorisation failures per principal before an alarm (≥ 4).

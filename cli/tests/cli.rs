@@ -1016,3 +1016,30 @@ fn one_scp_key_and_explicit_test_keys_keep_the_warning() {
     )
     .expect(0);
 }
+
+/// Deleting the audit log is refused with 6982 (nobody holds Delete on it:
+/// rights are checked first), the card and the identity key with 6985, as
+/// docs/cli.md says.
+#[test]
+fn undeletable_objects_answer_as_documented() {
+    let dir = tmp();
+    let d = dir.path();
+    new_card(d, "c.state");
+    let keys = triple(TEST_KEY);
+    let del = |object: &str| {
+        run_env(
+            d,
+            &["--sim", "c.state", "object", "delete", object, "--yes"],
+            &[("DMSC_SCP_KEYS", &keys)],
+        )
+        .expect(4)
+        .stderr
+    };
+    assert!(del("audit-log").contains("6982"));
+    assert!(del("card").contains("6985"));
+    assert!(del("identity-key").contains("6985"));
+    let docs =
+        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md"))
+            .unwrap();
+    assert!(docs.contains("audit log's ACL (`Get=admin`) gives nobody Delete"));
+}

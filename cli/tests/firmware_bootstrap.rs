@@ -579,6 +579,8 @@ fn bootstrap_exit_codes_and_nothing_written_unless_accepted() {
         .expect(0)
         .json();
     assert_eq!(out["result"], "applied");
+    // The stable path bootstrap.md shows: DIR/current/mo/<MO>.xml.
+    assert_eq!(out["written"], "dev/current/mo/DMAcc.xml");
     let content = std::fs::read_to_string(d.join(out["written"].as_str().unwrap())).unwrap();
     assert!(content.contains("<NodeName>DMAcc</NodeName>"), "{content}");
 

@@ -551,3 +551,35 @@ fn fleet_provision_writes_the_profile_on_every_card() {
         "{bad:?}"
     );
 }
+
+/// `audit --event` accepts the authority events, and finds them.
+#[test]
+fn audit_filters_on_authority_events() {
+    let dir = tmp();
+    let d = dir.path();
+    new_card(d, "c.state");
+    let (k, v) = admin();
+    let env = [(k, v.as_str()), ("DMSC_NEW_SCP_KEYS", NEW_KEYS)];
+    let sim = ["--sim", "c.state"];
+    let mut add = sim.to_vec();
+    add.extend(["authority", "add", "ops", "--new-key-version", "0x40"]);
+    run_env(d, &add, &env).expect(0);
+    let mut remove = sim.to_vec();
+    remove.extend(["authority", "remove", "0x40", "--yes"]);
+    run_env(d, &remove, &env).expect(0);
+    for (event, expected) in [
+        ("authority-added", 1),
+        ("authority-rotated", 0),
+        ("authority-removed", 1),
+    ] {
+        let mut args = sim.to_vec();
+        args.extend(["--json", "audit", "--event", event]);
+        let out = run_env(d, &args, &env).expect(0);
+        let n = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"{event}\"")))
+            .count();
+        assert_eq!(n, expected, "{event}: {out:?}");
+    }
+}

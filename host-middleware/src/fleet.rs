@@ -510,6 +510,132 @@ pub struct Profile {
     pub failure_limit: Option<u8>,
 }
 
+/// Why a provisioning profile (`DIR/profile.json`, docs/fleet.md) was not
+/// accepted. Every message names the file and the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// A file could not be read.
+    #[error("cannot read {file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `profile.json` is not valid (JSON syntax, a missing or unknown field).
+    #[error("{file}: {source} (the format: docs/fleet.md, \"Provisioning profile\")")]
+    Json {
+        /// The file.
+        file: String,
+        /// The JSON error (line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value is not acceptable.
+    #[error("{at}: {detail} (the format: docs/fleet.md, \"Provisioning profile\")")]
+    Invalid {
+        /// The file and the entry.
+        at: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileJson {
+    objects: Vec<ProfileObjectJson>,
+    failure_limit: Option<u8>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileObjectJson {
+    #[serde(rename = "ref")]
+    object: String,
+    mo_type: Option<String>,
+    file: String,
+    acl: Option<String>,
+}
+
+/// The name of the profile file in a profile directory.
+pub const PROFILE_FILE: &str = "profile.json";
+
+impl Profile {
+    /// Reads `dir/profile.json` and the files it names (relative to `dir`).
+    /// Object references are the card model's (`mo:./URI` or `./URI`,
+    /// `policy`); a failure limit below [`MIN_FAILURE_LIMIT`] is refused.
+    ///
+    /// [`MIN_FAILURE_LIMIT`]: dmsc_card_model::commands::MIN_FAILURE_LIMIT
+    pub fn load(dir: &std::path::Path) -> Result<Profile, ProfileError> {
+        use dmsc_card_model::commands::{MoRecord, MIN_FAILURE_LIMIT};
+        let path = dir.join(PROFILE_FILE);
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let json: ProfileJson =
+            serde_json::from_str(&text).map_err(|source| ProfileError::Json {
+                file: file.clone(),
+                source,
+            })?;
+        if json.failure_limit.is_some_and(|l| l < MIN_FAILURE_LIMIT) {
+            return Err(ProfileError::Invalid {
+                at: format!("{file} failure_limit"),
+                detail: format!("must be at least {MIN_FAILURE_LIMIT}"),
+            });
+        }
+        let mut objects = Vec::new();
+        for (i, o) in json.objects.iter().enumerate() {
+            let at = format!("{file} objects[{i}] ({})", o.object);
+            let invalid = |detail: String| ProfileError::Invalid {
+                at: at.clone(),
+                detail,
+            };
+            let text_ref = if o.object.starts_with("./") {
+                format!("mo:{}", o.object)
+            } else {
+                o.object.clone()
+            };
+            let object: ObjectRef = text_ref
+                .parse()
+                .map_err(|e| invalid(format!("invalid object reference: {e}")))?;
+            let content_path = dir.join(&o.file);
+            let content = std::fs::read(&content_path).map_err(|source| ProfileError::Read {
+                file: format!("{} (named by {at})", content_path.display()),
+                source,
+            })?;
+            let value = match (&object, &o.mo_type) {
+                (ObjectRef::Mo(_), Some(t)) => ObjectValue::Mo(MoRecord {
+                    mo_type: t.clone(),
+                    version: 0,
+                    content,
+                }),
+                (ObjectRef::Mo(_), None) => return Err(invalid("an MO needs \"mo_type\"".into())),
+                (ObjectRef::Policy, None) => ObjectValue::Policy(content),
+                _ => {
+                    return Err(invalid(
+                        "profiles hold MOs (with mo_type) and the policy".into(),
+                    ))
+                }
+            };
+            let acl = o
+                .acl
+                .as_deref()
+                .map(Acl::parse)
+                .transpose()
+                .map_err(|e| invalid(format!("invalid ACL: {e}")))?;
+            objects.push(ProfileObject { object, value, acl });
+        }
+        Ok(Profile {
+            objects,
+            failure_limit: json.failure_limit,
+        })
+    }
+}
+
 /// One card's provisioning result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionResult {
@@ -584,4 +710,52 @@ pub fn provision<T: Transport>(
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+
+    fn dir_with(profile: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(d.path().join(PROFILE_FILE), profile).expect("write");
+        std::fs::write(d.path().join("dmacc.xml"), "<MgmtTree/>").expect("write");
+        d
+    }
+
+    #[test]
+    fn a_profile_loads_and_its_errors_point_to_the_format() {
+        let d = dir_with(
+            r#"{"objects": [{"ref": "./DMAcc/Gw", "mo_type": "urn:x", "file": "dmacc.xml",
+                "acl": "Get=*&Replace=admin"}], "failure_limit": 6}"#,
+        );
+        let p = Profile::load(d.path()).expect("loads");
+        assert_eq!(p.objects.len(), 1);
+        assert_eq!(p.objects[0].object, ObjectRef::Mo("./DMAcc/Gw".into()));
+        assert_eq!(p.failure_limit, Some(6));
+
+        let e = Profile::load(dir_with(r#"{"failure_limit": 6}"#).path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing field `objects`") && e.contains("docs/fleet.md"),
+            "{e}"
+        );
+        // The card model's minimum, not a number of its own.
+        let e = Profile::load(dir_with(r#"{"objects": [], "failure_limit": 3}"#).path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "at least {}",
+                dmsc_card_model::commands::MIN_FAILURE_LIMIT
+            )),
+            "{e}"
+        );
+        let e =
+            Profile::load(dir_with(r#"{"objects": [{"ref": "./A", "file": "dmacc.xml"}]}"#).path())
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("objects[0]") && e.contains("mo_type"), "{e}");
+    }
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use dmsc_host::card_model::objects::{check_name, Principal, Right};
 use dmsc_host::fleet::{
-    acl_grant, FleetCard, GrantOutcome, GrantReport, GrantRequest, Phase, Profile, ProfileObject,
-    Progress,
+    acl_grant, FleetCard, GrantOutcome, GrantReport, GrantRequest, Phase, Profile, Progress,
 };
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::Transport;
@@ -378,74 +377,9 @@ fn selected_cards(
         .collect())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileJson {
-    objects: Vec<ProfileObjectJson>,
-    failure_limit: Option<u8>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileObjectJson {
-    #[serde(rename = "ref")]
-    object: String,
-    mo_type: Option<String>,
-    file: String,
-    acl: Option<String>,
-}
-
-/// Reads `DIR/profile.json` and the files it names; every error names the file
-/// and the entry.
+/// Reads `DIR/profile.json` (`dmsc_host::fleet::Profile::load`, docs/fleet.md).
 pub fn load_profile(dir: &Path) -> Result<Profile> {
-    use dmsc_host::card_model::commands::{MoRecord, ObjectValue};
-    use dmsc_host::card_model::objects::ObjectRef;
-    let path = dir.join("profile.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| usage(format!("cannot read the profile {}: {e}", path.display())))?;
-    let json: ProfileJson =
-        serde_json::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    if json.failure_limit.is_some_and(|l| l < 4) {
-        return Err(usage(format!(
-            "{}: failure_limit must be at least 4",
-            path.display()
-        )));
-    }
-    let mut objects = Vec::new();
-    for (i, o) in json.objects.iter().enumerate() {
-        let at = format!("{} objects[{i}] ({})", path.display(), o.object);
-        let object = parse_object(&o.object).map_err(|e| usage(format!("{at}: {e:#}")))?;
-        let file = dir.join(&o.file);
-        let content = std::fs::read(&file)
-            .map_err(|e| usage(format!("{at}: cannot read {}: {e}", file.display())))?;
-        let value = match (&object, &o.mo_type) {
-            (ObjectRef::Mo(_), Some(t)) => ObjectValue::Mo(MoRecord {
-                mo_type: t.clone(),
-                version: 0,
-                content,
-            }),
-            (ObjectRef::Mo(_), None) => {
-                return Err(usage(format!("{at}: an MO needs \"mo_type\"")))
-            }
-            (ObjectRef::Policy, None) => ObjectValue::Policy(content),
-            _ => {
-                return Err(usage(format!(
-                    "{at}: profiles hold MOs (with mo_type) and the policy"
-                )))
-            }
-        };
-        let acl = o
-            .acl
-            .as_deref()
-            .map(crate::cmd::acl::parse_acl)
-            .transpose()
-            .map_err(|e| usage(format!("{at}: {e:#}")))?;
-        objects.push(ProfileObject { object, value, acl });
-    }
-    Ok(Profile {
-        objects,
-        failure_limit: json.failure_limit,
-    })
+    Profile::load(dir).map_err(|e| usage(e.to_string()))
 }
 
 fn provision(ctx: &Ctx, dir: &Path, cards: &str, source: &FleetSource) -> Result<Code> {

@@ -583,3 +583,39 @@ fn audit_filters_on_authority_events() {
         assert_eq!(n, expected, "{event}: {out:?}");
     }
 }
+
+/// The card keeps object ACLs in one canonical form; `acl set` says so when
+/// the text given differs, and the docs say the same.
+#[test]
+fn acl_set_says_when_the_acl_is_stored_in_canonical_form() {
+    let dir = tmp();
+    let d = dir.path();
+    new_card(d, "c.state");
+    let (k, v) = admin();
+    let env = [(k, v.as_str())];
+    let out = run_env(
+        d,
+        &[
+            "--sim",
+            "c.state",
+            "acl",
+            "set",
+            "identity-key",
+            "Replace=admin+user&Get=*+admin&Exec=*&Delete=admin",
+        ],
+        &env,
+    )
+    .expect(0);
+    assert!(
+        out.stderr.contains("canonical")
+            && out
+                .stderr
+                .contains("'Delete=admin&Exec=*&Get=*+admin&Replace=user+admin'"),
+        "{out:?}"
+    );
+    let docs = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/provisioning.md"),
+    )
+    .unwrap();
+    assert!(docs.contains("one canonical form"));
+}

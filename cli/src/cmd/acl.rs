@@ -120,6 +120,13 @@ pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
             } else {
                 println!("{object}  {} (was {})", display(&new), display(&old));
             }
+            if acl.trim() != new.to_string() && new != Acl::empty() {
+                ctx.note(&format!(
+                    "note: the card keeps ACLs in one canonical form (rights in the order \
+                     Add, Delete, Exec, Get, Replace; identifiers `*`, `user`, then \
+                     authorities by name): '{acl}' is stored as '{new}', the same rights"
+                ));
+            }
             Ok(())
         }
     }

@@ -17,6 +17,7 @@
 //! - [`fleet`]: many cards at once: listing, all-or-nothing ACL grants with rollback;
 //! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit;
 //! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events.
+//! - [`uicc`]: standard UICC file access, PKCS#15 and the LwM2M / OMA DM bootstrap on a SIM.
 //!
 //! ```no_run
 //! # #[cfg(feature = "pcsc")]
@@ -66,6 +67,7 @@ pub mod session_manager;
 pub mod sim_transport;
 pub mod trace;
 pub mod transport;
+pub mod uicc;
 #[cfg(feature = "pcsc")]
 pub mod watch;
 pub mod wbxml;

@@ -134,6 +134,19 @@ fn is_select(cmd: &Command) -> bool {
     cmd.cla & 0x80 == 0 && cmd.ins == ins::SELECT && cmd.p1 == 0x04
 }
 
+/// The class byte of a GET RESPONSE answering a command of class `cla`: the
+/// same logical channel (ISO/IEC 7816-4 §5.4.1), without chaining or secure
+/// messaging. Proprietary classes use the basic channel.
+fn get_response_cla(cla: u8) -> u8 {
+    match cla {
+        // First interindustry values: channels 0-3 in b2-b1.
+        0x00..=0x3F => CLA_ISO | (cla & 0x03),
+        // Further interindustry values: channel 4 + b4-b1.
+        0x40..=0x7F => 0x40 | (cla & 0x0F),
+        _ => CLA_ISO,
+    }
+}
+
 /// Whether a transport error means the card's volatile state is gone.
 fn state_lost(e: &TransportError) -> bool {
     matches!(
@@ -551,7 +564,8 @@ impl ExclusiveSession<'_> {
                             detail: format!("response longer than {MAX_RESPONSE_LEN} bytes"),
                         });
                     }
-                    let gr = Command::new(CLA_ISO, ins::GET_RESPONSE, 0, 0).with_le(ne);
+                    let gr = Command::new(get_response_cla(link.cla), ins::GET_RESPONSE, 0, 0)
+                        .with_le(ne);
                     resp = self.send(&gr, &gr, limits, false, name)?;
                     get_response = Some(gr);
                 }

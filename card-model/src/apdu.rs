@@ -74,10 +74,15 @@ pub enum LengthForm {
 /// A command APDU.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
+    /// Class byte (CLA).
     pub cla: u8,
+    /// Instruction byte (INS).
     pub ins: u8,
+    /// Parameter byte P1.
     pub p1: u8,
+    /// Parameter byte P2.
     pub p2: u8,
+    /// The command data field (Nc bytes; empty when there is none).
     pub data: Vec<u8>,
     /// Ne, the number of response bytes expected; `None` when Le is absent.
     /// `Some(256)` is short Le `00`, `Some(65536)` is extended Le `0000`.
@@ -287,7 +292,9 @@ fn extended_ne(hi: u8, lo: u8) -> usize {
 /// A response APDU: data and status word.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The response data field.
     pub data: Vec<u8>,
+    /// The status word SW1-SW2 (see [`Status`] for its meaning).
     pub sw: u16,
 }
 
@@ -307,7 +314,7 @@ impl Response {
     pub fn ok(data: impl Into<Vec<u8>>) -> Self {
         Response {
             data: data.into(),
-            sw: 0x9000,
+            sw: Status::Success.to_u16(),
         }
     }
 
@@ -326,7 +333,7 @@ impl Response {
 
     /// Whether the status word is `9000`.
     pub fn is_ok(&self) -> bool {
-        self.sw == 0x9000
+        self.sw == Status::Success.to_u16()
     }
 
     /// Data followed by SW1 SW2.

@@ -11,7 +11,12 @@ use crate::tlv::{self, Fields, TlvError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelError {
     /// An ACL string that does not follow `Right=id+id&Right=id`; `at` is the byte offset.
-    InvalidAcl { at: usize, reason: &'static str },
+    InvalidAcl {
+        /// Byte offset of the error in the ACL text.
+        at: usize,
+        /// What is wrong there.
+        reason: &'static str,
+    },
     /// A principal or object name outside the allowed characters or length.
     InvalidName(String),
     /// A version that is not dotted decimal numbers.
@@ -124,10 +129,15 @@ impl fmt::Display for Principal {
 /// One OMA DM access right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Right {
+    /// Read the object.
     Get,
+    /// Replace its value or its ACL.
     Replace,
+    /// Add objects (on the card object: create new objects).
     Add,
+    /// Delete the object.
     Delete,
+    /// Use the object (verify with a key, check approval, confirm an install).
     Exec,
 }
 
@@ -440,15 +450,25 @@ impl ObjectKind {
 /// A reference to one object: its kind and, for named kinds, its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectRef {
+    /// The card object: card-wide configuration; its ACL names the card's administrators.
     Card,
+    /// An MO, by its path.
     Mo(String),
+    /// The policy.
     Policy,
+    /// A bootstrap MAC key, by key ID.
     BootstrapKey(u8),
+    /// An approver's public key, by name.
     Approver(String),
+    /// The approval rule.
     ApprovalRule,
+    /// A device class's firmware floor, by device class.
     Floor(String),
+    /// The card's identity key (public part).
     IdentityKey,
+    /// The audit log.
     AuditLog,
+    /// An authority's SCP03 key set, by key version.
     Authority(u8),
 }
 

@@ -33,7 +33,7 @@ use cmac::{Cmac, Mac};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::apdu::{Command, Response, EXTENDED_MAX_NC, EXTENDED_MAX_NE};
+use crate::apdu::{Command, Response, Status, EXTENDED_MAX_NC, EXTENDED_MAX_NE};
 
 /// AES block size in bytes.
 const BLOCK: usize = 16;
@@ -713,7 +713,7 @@ const fn sm_bit(cla: u8) -> u8 {
 
 /// Whether a status word gets R-MAC protection (`9000`, `62xx`, `63xx`).
 fn sw_is_protected(sw: u16) -> bool {
-    sw == 0x9000 || matches!(sw >> 8, 0x62 | 0x63)
+    sw == Status::Success.to_u16() || matches!(sw >> 8, 0x62 | 0x63)
 }
 
 /// The Lc bytes as the Auto length form writes them for this command.

@@ -10,17 +10,37 @@ use core::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlvError {
     /// The input ended inside a tag, a length or a value; `at` is the offset.
-    Truncated { at: usize },
+    Truncated {
+        /// Byte offset in the data.
+        at: usize,
+    },
     /// A tag longer than 3 bytes, or a continuation byte of zero value bits.
-    InvalidTag { at: usize },
+    InvalidTag {
+        /// Byte offset in the data.
+        at: usize,
+    },
     /// Indefinite (`80`), reserved (`FF`), non-minimal or over-long length.
-    InvalidLength { at: usize },
+    InvalidLength {
+        /// Byte offset in the data.
+        at: usize,
+    },
     /// A required tag is missing.
-    Missing { tag: u32 },
+    Missing {
+        /// The tag concerned.
+        tag: u32,
+    },
     /// A tag that does not belong where it is.
-    Unexpected { tag: u32, at: usize },
+    Unexpected {
+        /// The tag concerned.
+        tag: u32,
+        /// Byte offset in the data.
+        at: usize,
+    },
     /// A value whose content is not what its tag requires.
-    InvalidValue { tag: u32 },
+    InvalidValue {
+        /// The tag concerned.
+        tag: u32,
+    },
 }
 
 impl fmt::Display for TlvError {
@@ -57,7 +77,9 @@ fn first_byte(tag: Tag) -> u8 {
 /// One decoded object, borrowing its value from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tlv<'a> {
+    /// The tag.
     pub tag: Tag,
+    /// The value bytes.
     pub value: &'a [u8],
     /// Offset of the tag in the buffer the object was read from.
     pub offset: usize,
@@ -197,6 +219,7 @@ pub fn encode(tag: Tag, value: &[u8]) -> Vec<u8> {
 /// A view over a list of sibling objects with lookups by tag.
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
+    /// The TLVs, in order.
     pub items: Vec<Tlv<'a>>,
 }
 

@@ -3,6 +3,7 @@
 //! fields). Every session case is run on the host side (reproducing every
 //! byte the source sent) and on the card side (checking what the host sent
 //! and reproducing the card's protected responses).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::scp03::{

@@ -6,6 +6,7 @@
 //! replace of a file of the same size (write new + fsync + rename + fsync dir).
 //!
 //! Run: `cargo bench -p dmsc-sim-card --bench card_ops` (`DMSC_BENCH_ITERS` to scale).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

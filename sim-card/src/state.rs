@@ -53,17 +53,24 @@ const STATE_VERSION: u8 = 1;
 /// A PIN or PUK with its try counter.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
+    /// The PIN or PUK.
     pub value: Zeroizing<Vec<u8>>,
+    /// Tries left.
     pub tries_left: u8,
+    /// Tries after a successful verification.
     pub max_tries: u8,
 }
 
 /// An authority's SCP03 key set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Authority {
+    /// The authority's name.
     pub name: String,
+    /// The static ENC key.
     pub enc: Zeroizing<Vec<u8>>,
+    /// The static MAC key.
     pub mac: Zeroizing<Vec<u8>>,
+    /// The static DEK.
     pub dek: Zeroizing<Vec<u8>>,
 }
 
@@ -77,30 +84,42 @@ impl Authority {
 /// An object: its ACL and typed value (a bootstrap key's value includes the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
+    /// The object's ACL.
     pub acl: Acl,
+    /// The object's value.
     pub value: ObjectValue,
 }
 
 /// Everything the card keeps across power cycles.
 #[derive(Clone, PartialEq, Eq)]
 pub struct State {
+    /// Random card identifier made at initialisation.
     pub card_id: [u8; 16],
+    /// Object storage in bytes.
     pub capacity: u32,
     /// Grows with every committed change of objects, ACLs, authorities or configuration.
     pub generation: u64,
+    /// Consecutive authorisation failures per principal before an alarm.
     pub failure_limit: u8,
+    /// The sequence number of the next audit record.
     pub next_audit: u32,
     /// SCP03 sequence counter (24 bits used).
     pub scp_counter: u32,
     /// SCP03 i parameter.
     pub scp_i: u8,
+    /// The identity key's private scalar (P-256).
     pub identity_secret: Zeroizing<[u8; 32]>,
+    /// The user PIN.
     pub pin: Secret,
+    /// The PUK.
     pub puk: Secret,
     /// Consecutive authorisation failures per principal (ACL name).
     pub failures: BTreeMap<String, u32>,
+    /// Every object, by reference.
     pub objects: BTreeMap<ObjectRef, Stored>,
+    /// Authority key sets, by key version.
     pub authorities: BTreeMap<u8, Authority>,
+    /// The audit log, by sequence number.
     pub audit: BTreeMap<u32, AuditEntry>,
     /// The last package the card approved, which CONFIRM INSTALLED may record.
     pub approved: Option<PackageId>,

@@ -142,7 +142,9 @@ pub trait PersistentMemory {
 /// A staged change of one record (a written value is wiped when dropped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// Write this value.
     Write(Zeroizing<Vec<u8>>),
+    /// Remove the record.
     Remove,
 }
 

@@ -68,7 +68,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dmsc_card_model::apdu::Command;
+use dmsc_card_model::apdu::{Command, Status};
 use rand_core::{CryptoRng, RngCore};
 use socket2::SockRef;
 
@@ -205,10 +205,10 @@ impl VirtualCard for EchoCard {
         Some(match Command::decode(apdu) {
             Ok(cmd) => {
                 let mut rsp = cmd.data;
-                rsp.extend_from_slice(&[0x90, 0x00]);
+                rsp.extend_from_slice(&<[u8; 2]>::from(Status::Success));
                 rsp
             }
-            Err(_) => vec![0x67, 0x00],
+            Err(_) => <[u8; 2]>::from(Status::WrongLength).to_vec(),
         })
     }
 }
@@ -278,15 +278,27 @@ impl fmt::Display for DetachReason {
 pub enum BridgeEvent {
     /// A [`Endpoint::Listen`] card's listener is bound (emitted by [`serve`]
     /// before any card thread starts); `addr` is the actual local address.
-    Listening { index: usize, addr: SocketAddr },
+    Listening {
+        /// The card's position in the list given to [`serve`].
+        index: usize,
+        /// The listener's actual local address.
+        addr: SocketAddr,
+    },
     /// The first failure of a series of attempts to reach vpcd (a refused
     /// connect, a connection that failed before vpcd sent anything, a failed
     /// accept); the bridge keeps retrying. The next series starts once the
     /// card has been attached again.
-    Waiting { index: usize, error: BridgeError },
+    Waiting {
+        /// The card's position in the list given to [`serve`].
+        index: usize,
+        /// What went wrong.
+        error: BridgeError,
+    },
     /// vpcd sent the first frame on a new connection: the reader sees the card.
     Attached {
+        /// The card's position in the list given to [`serve`].
         index: usize,
+        /// The card's endpoint.
         endpoint: Endpoint,
         /// vpcd's address.
         peer: SocketAddr,
@@ -295,15 +307,28 @@ pub enum BridgeEvent {
     },
     /// An attached card's connection ended.
     Detached {
+        /// The card's position in the list given to [`serve`].
         index: usize,
+        /// The card's endpoint.
         endpoint: Endpoint,
+        /// Why it ended.
         reason: DetachReason,
     },
     /// The card is no longer served because of this error (the others go on).
-    CardStopped { index: usize, error: BridgeError },
+    CardStopped {
+        /// The card's position in the list given to [`serve`].
+        index: usize,
+        /// What went wrong.
+        error: BridgeError,
+    },
     /// A malformed message ([`BridgeError::EmptyFrame`], answered `67 00`, or
     /// [`BridgeError::UnknownControl`], not answered). Connection and card stay.
-    Ignored { index: usize, error: BridgeError },
+    Ignored {
+        /// The card's position in the list given to [`serve`].
+        index: usize,
+        /// What went wrong.
+        error: BridgeError,
+    },
     /// Every card thread has ended; [`serve`] is about to return.
     Stopped,
 }
@@ -354,77 +379,114 @@ pub enum BridgeError {
     /// Binding a [`Endpoint::Listen`] address failed.
     #[error("listen on {addr}: {source}")]
     Bind {
+        /// The address concerned.
         addr: SocketAddr,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// A connect attempt failed.
     #[error("connect to {addr}: {source}")]
     Connect {
+        /// The address concerned.
         addr: SocketAddr,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// `accept()` failed.
     #[error("accept on {addr}: {source}")]
     Accept {
+        /// The address concerned.
         addr: SocketAddr,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// Setting or reading a socket option failed.
     #[error("{endpoint}: {what}: {source}")]
     Socket {
+        /// The card's endpoint.
         endpoint: Endpoint,
+        /// The socket option or step.
         what: &'static str,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// Reading from vpcd failed.
     #[error("{endpoint}: read: {source}")]
     Read {
+        /// The card's endpoint.
         endpoint: Endpoint,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// Writing to vpcd failed (or timed out after [`WRITE_TIMEOUT`]).
     #[error("{endpoint}: write: {source}")]
     Write {
+        /// The card's endpoint.
         endpoint: Endpoint,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// vpcd closed the connection in the middle of a frame.
     #[error("{endpoint}: truncated frame: connection closed after {got} of {expected} bytes")]
     Truncated {
+        /// The card's endpoint.
         endpoint: Endpoint,
+        /// Bytes received.
         got: usize,
+        /// Bytes the frame announced.
         expected: usize,
     },
     /// A frame with a zero length (an empty C-APDU), answered `67 00`.
     #[error("{endpoint}: malformed frame: zero length (answered 6700)")]
-    EmptyFrame { endpoint: Endpoint },
+    EmptyFrame {
+        /// The card's endpoint.
+        endpoint: Endpoint,
+    },
     /// A 1-byte payload that is none of the known control messages (ignored).
     #[error("{endpoint}: unknown control message {byte:02X} (ignored)")]
-    UnknownControl { endpoint: Endpoint, byte: u8 },
+    UnknownControl {
+        /// The card's endpoint.
+        endpoint: Endpoint,
+        /// The control byte.
+        byte: u8,
+    },
     /// The card's reply does not fit a frame (more than [`MAX_PAYLOAD`] bytes).
     #[error(
         "{endpoint}: the card's reply of {len} bytes does not fit a vpcd frame (at most 65535)"
     )]
-    ReplyTooLong { endpoint: Endpoint, len: usize },
+    ReplyTooLong {
+        /// The card's endpoint.
+        endpoint: Endpoint,
+        /// Length of the reply in bytes.
+        len: usize,
+    },
     /// The card went mute; it is no longer served.
     #[error("{endpoint}: the card went mute (it will not answer again; a file-backed card's state file holds its last committed state); no longer served")]
-    CardMute { endpoint: Endpoint },
+    CardMute {
+        /// The card's endpoint.
+        endpoint: Endpoint,
+    },
     /// A card's thread could not be started.
     #[error("card {index}: start the card's thread: {source}")]
     Spawn {
+        /// The card's position in the list given to [`serve`].
         index: usize,
         #[source]
+        /// The I/O error.
         source: Arc<io::Error>,
     },
     /// A card's thread panicked.
     #[error("card {index}: the card's thread panicked")]
-    Panicked { index: usize },
+    Panicked {
+        /// The card's position in the list given to [`serve`].
+        index: usize,
+    },
     /// Cards that stopped with an error (the others, if any, stopped on shutdown).
     #[error("{}", failed_summary(.0))]
     Failed(Vec<(usize, BridgeError)>),
@@ -967,7 +1029,7 @@ fn serve_frames(
                     index: ctx.index,
                     error: BridgeError::EmptyFrame { endpoint },
                 });
-                Some(vec![0x67, 0x00])
+                Some(<[u8; 2]>::from(Status::WrongLength).to_vec())
             }
             [byte] => {
                 ctx.emit(BridgeEvent::Ignored {

@@ -12,6 +12,7 @@
 //! defeated (`Card::reintroduce`, feature `regressions`) and show that the
 //! same check then fails (run with `--features regressions`, or
 //! `--all-features`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! example goes through MANAGE SECURITY ENVIRONMENT SET + PERFORM SECURITY
 //! OPERATION VERIFY CRYPTOGRAPHIC CHECKSUM: the RFC's tag verifies (9000),
 //! the tag with any single bit flipped does not (6300).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -15,6 +15,7 @@
 //! - the generation counter SELECT reports is the one of that state.
 //!
 //! `DMSC_POWER_CUT_ROUNDS` scales the scenario (default 12 rounds, > 1000 cuts).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

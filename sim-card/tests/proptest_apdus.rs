@@ -15,6 +15,7 @@
 //!
 //! Case counts: `PROPTEST_CASES` when set, otherwise 256 for the codecs and 64
 //! for the card properties (each case personalises a new card).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -21,6 +21,7 @@
 //!
 //! Needs `python3` with the `cryptography` package: without them the tests
 //! print "skipped: ..." and pass, except with `CI=true`, where they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

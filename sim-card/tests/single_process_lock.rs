@@ -6,6 +6,7 @@
 //! before; no identity check before the rename) and must see them fail.
 
 #![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;

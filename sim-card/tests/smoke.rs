@@ -1,3 +1,5 @@
+//! Smoke test: SELECT, VERIFY and a first object round trip on a new card.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 use common::*;
 use dmsc_card_model::commands::*;

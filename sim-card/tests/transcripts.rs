@@ -10,6 +10,7 @@
 //!   (`pin`, `puk`) and `meta` (audit sequence, SCP03 counter); the generation
 //!   (the visible content) must not move;
 //! - `reset` and `power_cycle` must leave the records untouched.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! *right* PIN/PUK: the recovered card must show the decremented counter. An
 //! applet that compared first (and wrote the decrement only after a mismatch)
 //! would commit nothing, or the reset counter, first, and fail here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

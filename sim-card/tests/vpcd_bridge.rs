@@ -1,5 +1,6 @@
 //! The vpcd bridge against a fake vpcd (a TcpListener or TcpStream in the test
 //! playing the reader's side); no pcscd needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

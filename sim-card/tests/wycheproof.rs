@@ -16,6 +16,7 @@
 //!   replaces approver `wycheproof` (PUT DATA), and each vector goes through
 //!   PSO VERIFY DIGITAL SIGNATURE: valid → 9000, invalid → 6300, acceptable
 //!   either way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -53,7 +53,9 @@ impl fmt::Display for RefusalReason {
 /// The card's answer to CHECK APPROVAL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalVerdict {
+    /// Whether the package is approved.
     pub approved: bool,
+    /// Why not, when it is not (empty when approved).
     pub reasons: Vec<RefusalReason>,
     /// Whether the user must verify the PIN before overriding a refusal.
     pub user_consent_needs_pin: bool,
@@ -133,8 +135,11 @@ impl ApprovalVerdict {
 /// The package a CHECK APPROVAL or CONFIRM INSTALLED is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageId {
+    /// SHA-256 of the package.
     pub digest: [u8; 32],
+    /// The package's firmware version.
     pub version: Version,
+    /// The device class the package is for.
     pub device_class: String,
 }
 
@@ -174,6 +179,8 @@ impl PackageId {
 /// One approver's signature: DER, or raw `r || s` (64 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {
+    /// The approver's name (an `approver:<name>` object).
     pub approver: String,
+    /// ECDSA P-256 / SHA-256 over the approval statement.
     pub signature: Vec<u8>,
 }

@@ -11,25 +11,45 @@ use crate::tlv::{self, TlvError};
 /// Security events the card records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditEvent {
+    /// A PIN, PUK or authority authenticated.
     AuthSuccess,
+    /// A wrong PIN or PUK, a failed EXTERNAL AUTHENTICATE or secure-messaging check.
     AuthFailure,
+    /// A principal reached the failure limit.
     Alarm,
+    /// An object was created.
     ObjectCreated,
+    /// An object's value was replaced.
     ObjectChanged,
+    /// An object was deleted.
     ObjectDeleted,
+    /// A command was refused for lack of a right.
     AccessDenied,
+    /// An object's ACL was changed.
     AclChanged,
+    /// CHECK APPROVAL approved a package.
     ApprovalGranted,
+    /// CHECK APPROVAL refused a package.
     ApprovalRefused,
+    /// A bootstrap MAC verified.
     BootstrapVerified,
+    /// A bootstrap MAC did not verify.
     BootstrapRejected,
+    /// The user PIN was changed.
     PinChanged,
+    /// The user PIN was reset with the PUK.
     PinUnblocked,
+    /// CONFIRM INSTALLED moved a floor.
     FloorMoved,
+    /// The card was personalised.
     Initialised,
+    /// The card-wide configuration changed.
     ConfigChanged,
+    /// An authority key set was added (PUT KEY).
     AuthorityAdded,
+    /// An authority key set was rotated (PUT KEY).
     AuthorityRotated,
+    /// An authority key set was deleted.
     AuthorityRemoved,
     /// An SCP03 INITIALIZE UPDATE was answered (aggregated, see [`AuditEntry::repeats`]).
     InitializeUpdate,
@@ -111,6 +131,7 @@ impl AuditEvent {
 pub struct AuditEntry {
     /// Monotonic sequence number, never reused.
     pub sequence: u32,
+    /// What happened.
     pub event: AuditEvent,
     /// The principal concerned, in ACL form (`*`, `user`, an authority name).
     pub principal: String,

@@ -11,7 +11,9 @@ use crate::tlv::{self, TlvError};
 /// What GET DATA returns for one object: its value and its ACL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectData {
+    /// The object's value.
     pub value: ObjectValue,
+    /// The object's ACL.
     pub acl: Acl,
 }
 
@@ -37,7 +39,9 @@ impl ObjectData {
 /// One object of a GET DATA "read all" answer: reference, value and ACL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {
+    /// The object.
     pub object: ObjectRef,
+    /// Its value and ACL.
     pub data: ObjectData,
 }
 
@@ -78,7 +82,9 @@ pub fn decode_records(kind: ObjectKind, bytes: &[u8]) -> Result<Vec<ObjectRecord
 /// One entry of a listing: the object and the size of its stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
+    /// The object.
     pub object: ObjectRef,
+    /// Size of its stored value in bytes.
     pub size: u32,
 }
 

@@ -60,7 +60,9 @@ pub struct PutKey {
 /// The card's answer: the new key version and the three key check values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutKeyResponse {
+    /// The new key set's key version.
     pub key_version: u8,
+    /// Key check values of ENC, MAC and DEK.
     pub kcvs: [[u8; 3]; 3],
 }
 

@@ -15,58 +15,120 @@ use crate::tlv::{self, TlvError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// SELECT by AID.
-    Select { aid: Vec<u8> },
+    Select {
+        /// The application identifier.
+        aid: Vec<u8>,
+    },
     /// GET DATA for one object: value and ACL. `audit_from` applies to the audit log.
     ReadObject {
+        /// The object.
         object: ObjectRef,
+        /// First audit sequence number wanted (audit log only).
         audit_from: Option<u32>,
     },
     /// GET DATA: list objects of a named kind.
-    ListObjects { kind: ObjectKind },
+    ListObjects {
+        /// The kind of objects.
+        kind: ObjectKind,
+    },
     /// PUT DATA: create (Add right) or replace (Replace right) an object's value,
     /// optionally with an ACL (creating defaults the ACL when absent).
     PutObject {
+        /// The object.
         object: ObjectRef,
+        /// The new value.
         value: ObjectValue,
+        /// The ACL.
         acl: Option<Acl>,
     },
     /// PUT DATA with only an ACL: change the ACL (Replace right).
-    SetAcl { object: ObjectRef, acl: Acl },
+    SetAcl {
+        /// The object.
+        object: ObjectRef,
+        /// The ACL.
+        acl: Acl,
+    },
     /// DELETE an object (Delete right).
-    DeleteObject { object: ObjectRef },
+    DeleteObject {
+        /// The object.
+        object: ObjectRef,
+    },
     /// VERIFY; no PIN asks for the tries left.
-    Verify { reference: u8, pin: Option<Pin> },
+    Verify {
+        /// Key reference: [`PIN_REF_USER`](super::PIN_REF_USER) or [`PIN_REF_PUK`](super::PIN_REF_PUK).
+        reference: u8,
+        /// The PIN to verify; `None` asks for the tries left.
+        pin: Option<Pin>,
+    },
     /// CHANGE REFERENCE DATA of the user PIN.
-    ChangePin { old: Pin, new: Pin },
+    ChangePin {
+        /// The current PIN.
+        old: Pin,
+        /// The new PIN.
+        new: Pin,
+    },
     /// RESET RETRY COUNTER of the user PIN with the PUK.
-    ResetRetryCounter { puk: Pin, new: Pin },
+    ResetRetryCounter {
+        /// The PUK.
+        puk: Pin,
+        /// The new PIN.
+        new: Pin,
+    },
     /// GET CHALLENGE of `len` random bytes.
-    GetChallenge { len: usize },
+    GetChallenge {
+        /// Number of random bytes (1 to 256).
+        len: usize,
+    },
     /// INTERNAL AUTHENTICATE: sign a host challenge with the card's identity key.
-    InternalAuthenticate { challenge: Vec<u8> },
+    InternalAuthenticate {
+        /// The host's challenge.
+        challenge: Vec<u8>,
+    },
     /// MANAGE SECURITY ENVIRONMENT: select the bootstrap key for the next checksum verification.
-    SelectMacKey { key_id: u8 },
+    SelectMacKey {
+        /// The bootstrap key's ID.
+        key_id: u8,
+    },
     /// PERFORM SECURITY OPERATION: VERIFY CRYPTOGRAPHIC CHECKSUM.
-    VerifyMac { data: Vec<u8>, mac: Vec<u8> },
+    VerifyMac {
+        /// The data covered.
+        data: Vec<u8>,
+        /// The MAC to verify.
+        mac: Vec<u8>,
+    },
     /// PERFORM SECURITY OPERATION: VERIFY DIGITAL SIGNATURE with an approver's key
     /// (ECDSA P-256 / SHA-256 over `data`; DER or raw signature).
     VerifySignature {
+        /// The approver whose key verifies.
         approver: String,
+        /// The data covered.
         data: Vec<u8>,
+        /// The signature (DER or raw `r || s`).
         signature: Vec<u8>,
     },
     /// CHECK APPROVAL of a package.
     CheckApproval {
+        /// The package.
         package: PackageId,
+        /// The approvers' signatures.
         approvals: Vec<Approval>,
     },
     /// CONFIRM INSTALLED: move the device class's floor to an approved package's version.
-    ConfirmInstalled { package: PackageId },
+    ConfirmInstalled {
+        /// The package.
+        package: PackageId,
+    },
     /// GET RESPONSE.
-    GetResponse { le: usize },
+    GetResponse {
+        /// Ne: how many bytes to return.
+        le: usize,
+    },
     /// GET DATA: every object of a kind the caller may read, with value and
     /// ACL, in one response (MOs only).
-    ReadAllObjects { kind: ObjectKind },
+    ReadAllObjects {
+        /// The kind of objects.
+        kind: ObjectKind,
+    },
     /// GlobalPlatform PUT KEY of a whole SCP03 key set (ENC, MAC, DEK), the keys
     /// encrypted with the session authority's DEK: see [`PutKey`].
     PutKey(PutKey),

@@ -13,6 +13,7 @@ use crate::tlv::{self, TlvError};
 pub struct SelectInfo {
     /// Random card identifier made at initialisation.
     pub card_id: [u8; 16],
+    /// Applet version (major, minor).
     pub applet_version: (u8, u8),
     /// Grows on every committed change of the card's objects.
     pub generation: u64,
@@ -24,7 +25,9 @@ pub struct SelectInfo {
     pub extended_length: bool,
     /// Bit map of supported algorithms: see [`algorithms`].
     pub algorithms: u16,
+    /// Free object storage in bytes.
     pub free_memory: u32,
+    /// All object storage in bytes.
     pub total_memory: u32,
     /// The SCP03 "i" parameter the card uses.
     pub scp_i: u8,
@@ -32,13 +35,21 @@ pub struct SelectInfo {
 
 /// Bits of [`SelectInfo::algorithms`].
 pub mod algorithms {
+    /// Bootstrap MAC: AES-CMAC.
     pub const AES_CMAC: u16 = 0x0001;
+    /// Bootstrap MAC: HMAC-SHA256.
     pub const HMAC_SHA256: u16 = 0x0002;
+    /// Bootstrap MAC: HMAC-SHA1.
     pub const HMAC_SHA1: u16 = 0x0004;
+    /// Signatures: ECDSA P-256 with SHA-256.
     pub const ECDSA_P256_SHA256: u16 = 0x0008;
+    /// SCP03 with AES-128 keys.
     pub const SCP03_AES128: u16 = 0x0010;
+    /// SCP03 with AES-192 keys.
     pub const SCP03_AES192: u16 = 0x0020;
+    /// SCP03 with AES-256 keys.
     pub const SCP03_AES256: u16 = 0x0040;
+    /// SCP03 S16 mode (16-byte challenges, cryptograms and MACs).
     pub const SCP03_S16: u16 = 0x0080;
 }
 

@@ -24,6 +24,7 @@ pub struct CardConfig {
 /// A bootstrap MAC key: the algorithm, and the key itself only when written.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BootstrapKeyValue {
+    /// The MAC algorithm the key is for.
     pub algorithm: objects::MacAlgorithm,
     /// Present in PUT DATA; never returned by the card.
     pub key: Option<Zeroizing<Vec<u8>>>,
@@ -52,6 +53,7 @@ pub struct MoRecord {
 /// The approval rule: every named approver must sign.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRule {
+    /// The approvers who must all sign.
     pub required: Vec<String>,
     /// Whether the user must verify the PIN before deciding on an unapproved package.
     pub user_consent_needs_pin: bool,
@@ -60,6 +62,7 @@ pub struct ApprovalRule {
 /// An authority key set as the card describes it (keys are never returned).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorityInfo {
+    /// The authority's name (its principal `authority:<name>`).
     pub name: String,
     /// AES key length in bytes (16, 24 or 32).
     pub key_length: u8,
@@ -70,17 +73,25 @@ pub struct AuthorityInfo {
 /// The value of an object, typed by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectValue {
+    /// [`ObjectRef::Card`](crate::objects::ObjectRef::Card): card-wide configuration.
     Card(CardConfig),
+    /// An MO record.
     Mo(MoRecord),
+    /// A policy document (opaque to the card).
     Policy(Vec<u8>),
+    /// A bootstrap MAC key.
     BootstrapKey(BootstrapKeyValue),
     /// An uncompressed SEC1 P-256 point (65 bytes).
     Approver(Vec<u8>),
+    /// The approval rule.
     ApprovalRule(ApprovalRule),
+    /// A device class's firmware floor: the lowest version it may install.
     Floor(Version),
     /// An uncompressed SEC1 P-256 point (65 bytes).
     IdentityKey(Vec<u8>),
+    /// The audit log's records.
     AuditLog(Vec<AuditEntry>),
+    /// An authority's key set, described without its keys.
     Authority(AuthorityInfo),
 }
 

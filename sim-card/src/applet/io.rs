@@ -256,7 +256,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         Response {
             data,
             sw: if remaining == 0 {
-                0x9000
+                Status::Success.to_u16()
             } else {
                 more_available(remaining)
             },
@@ -324,14 +324,9 @@ pub(super) fn class_refusal(cla: u8) -> Option<Status> {
     }
 }
 
-/// `61xx`: `xx` bytes remain, `00` for 256 or more.
+/// `61xx`: `xx` bytes remain, `00` for 256 or more (`docs/commands.md` §6.3).
 pub(super) fn more_available(remaining: usize) -> u16 {
-    0x6100
-        | if remaining >= 256 {
-            0
-        } else {
-            remaining as u16
-        }
+    Status::MoreAvailable(u8::try_from(remaining).unwrap_or(0)).to_u16()
 }
 
 pub(super) fn unknown_status(cmd: &Command) -> Status {

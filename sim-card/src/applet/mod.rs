@@ -71,10 +71,15 @@ pub const INTERNAL_AUTHENTICATE_PREFIX: &[u8] = b"dmsc-internal-authenticate/1\n
 
 /// An authority key set given at initialisation.
 pub struct AuthorityKeys {
+    /// The key set's key version (01 to FE).
     pub key_version: u8,
+    /// The authority's name.
     pub name: String,
+    /// The static ENC key (16, 24 or 32 bytes).
     pub enc: Zeroizing<Vec<u8>>,
+    /// The static MAC key (same length as ENC).
     pub mac: Zeroizing<Vec<u8>>,
+    /// The static DEK (same length as ENC).
     pub dek: Zeroizing<Vec<u8>>,
 }
 
@@ -84,10 +89,13 @@ pub struct InitParams {
     pub pin: Zeroizing<Vec<u8>>,
     /// Wiped when the parameters are dropped.
     pub puk: Zeroizing<Vec<u8>>,
+    /// Tries of the user PIN (1 to 15).
     pub pin_tries: u8,
+    /// Tries of the PUK (1 to 15).
     pub puk_tries: u8,
     /// Object storage in bytes.
     pub capacity: u32,
+    /// Consecutive authorisation failures per principal before an alarm (at least 4).
     pub failure_limit: u8,
     /// Use 16-byte SCP03 challenges, cryptograms and MACs.
     pub scp_s16: bool,
@@ -114,6 +122,7 @@ impl InitParams {
 /// Why a card could not be initialised or powered up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardError {
+    /// The store failed.
     Store(StoreError),
     /// An initialisation parameter is out of range; the text says which.
     InvalidParameter(&'static str),

@@ -355,6 +355,10 @@ pub enum Command {
     /// Many cards at once: every reader holding a card
     #[command(subcommand)]
     Fleet(FleetCommand),
+
+    /// Interactive session on one card: the commands without `dmsc`, login/logout
+    /// of an authority with an idle timeout (docs/shell.md)
+    Shell(crate::cmd::shell::ShellArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,18 @@ pub struct Ctx {
     pub pin_file: Option<PathBuf>,
     /// The clock every time-dependent decision reads.
     pub clock: Clock,
+    /// The card `dmsc shell` opened once for all its commands.
+    pub shell: Option<std::sync::Arc<dyn ShellCard>>,
+}
+
+/// A card opened once for many commands (`dmsc shell`): each command's
+/// session runs over a transport it hands out, inside its authority session
+/// when one is open.
+pub trait ShellCard: Send + Sync {
+    /// A transport to the shell's card.
+    fn transport(&self) -> Box<dyn Transport>;
+    /// The shell's authority session, when one is open.
+    fn channel(&self) -> Option<ChannelInfo>;
 }
 
 /// The command's clock: the real time, or `--now` (`DMSC_NOW`) at the start
@@ -115,6 +127,7 @@ impl Ctx {
             level: g.security_level,
             pin_file: g.pin_file,
             clock: Clock::starting_at(g.now),
+            shell: None,
         })
     }
 
@@ -132,6 +145,9 @@ impl Ctx {
 
     /// Opens the card: the simulated card of `--sim`, else a PC/SC reader.
     pub fn open_card(&self) -> Result<CardSession> {
+        if let Some(card) = &self.shell {
+            return Ok(self.session(card.transport()));
+        }
         let transport: Box<dyn Transport> =
             match &self.sim {
                 Some(path) => Box::new(FileSimTransport::open(path).with_context(|| {
@@ -236,6 +252,10 @@ impl Ctx {
         session: &mut CardSession,
         authority: &AuthorityKeySet,
     ) -> Result<ChannelInfo> {
+        // In `dmsc shell` the session already runs in the shell's login.
+        if let Some(info) = self.shell.as_ref().and_then(|c| c.channel()) {
+            return Ok(info);
+        }
         open_authority(session, authority, self.security_level())
     }
 

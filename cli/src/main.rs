@@ -152,9 +152,18 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// Runs the command; `Ok` carries the exit code of a command that reported
 /// its own outcome (the demo).
 fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
-    let verbose = cli.global.verbose > 0;
+    let pinned_clock = cli.global.now.is_some();
     let ctx = Ctx::new(cli.global, matches)?;
-    match &cli.command {
+    if let Command::Shell(args) = &cli.command {
+        return cmd::shell::run(ctx, args, pinned_clock);
+    }
+    dispatch(ctx, &cli.command, matches)
+}
+
+/// Runs one command with resolved global options (also each line of `dmsc shell`).
+fn dispatch(ctx: Ctx, command: &Command, matches: &ArgMatches) -> Result<Code> {
+    let verbose = ctx.verbose > 0;
+    match command {
         Command::Readers => cmd::info::readers(&ctx)?,
         Command::Info => cmd::info::info(&ctx)?,
         Command::Apdu { apdus, secure } => cmd::apdu::run(&ctx, apdus, *secure)?,
@@ -216,6 +225,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
         Command::Authority(c) => cmd::authority::run(&ctx, c)?,
         Command::FailureLimit { limit } => cmd::authority::failure_limit(&ctx, *limit)?,
         Command::Fleet(c) => return cmd::fleet::run(&ctx, c),
+        Command::Shell(_) => return Err(exit::usage("a shell cannot run inside a shell")),
     }
     Ok(Code::Ok)
 }

@@ -310,6 +310,8 @@ pub struct SessionManager<T: Transport> {
     limits: SessionLimits,
     slots: Option<SlotDir>,
     sessions: BTreeMap<SessionId, Managed<T>>,
+    /// Sessions [`with`](Self::with) found idle, until [`expire_idle`](Self::expire_idle).
+    ended: Vec<Ended<T>>,
     next: u64,
     clock: Clock,
 }
@@ -326,6 +328,7 @@ impl<T: Transport> SessionManager<T> {
             limits,
             slots: None,
             sessions: BTreeMap::new(),
+            ended: Vec::new(),
             next: 1,
             clock,
         }
@@ -448,7 +451,8 @@ impl<T: Transport> SessionManager<T> {
             .map_err(|(e, _)| e)
     }
 
-    /// Runs `f` on session `id`; an idle session is ended instead.
+    /// Runs `f` on session `id`; an idle session is ended instead (its
+    /// transport comes back from the next [`expire_idle`](Self::expire_idle)).
     pub fn with<R>(
         &mut self,
         id: SessionId,
@@ -461,7 +465,9 @@ impl<T: Transport> SessionManager<T> {
             now.saturating_duration_since(m.last_used)
         };
         if idle > timeout {
-            self.end(id);
+            if let Some(ended) = self.end_idle(id, idle) {
+                self.ended.push(ended);
+            }
             return Err(SessionError::Expired { id, idle, timeout });
         }
         let m = self
@@ -499,7 +505,19 @@ impl<T: Transport> SessionManager<T> {
         Some(close(m.session))
     }
 
-    /// Ends every session idle longer than the idle time.
+    fn end_idle(&mut self, id: SessionId, idle: Duration) -> Option<Ended<T>> {
+        let authority = self.authority(id)?.to_string();
+        let transport = self.end(id)?;
+        Some(Ended {
+            id,
+            authority,
+            idle,
+            transport,
+        })
+    }
+
+    /// Ends every session idle longer than the idle time, and returns them
+    /// with those [`with`](Self::with) ended since the last call.
     pub fn expire_idle(&mut self) -> Vec<Ended<T>> {
         let now = (self.clock)();
         let timeout = self.limits.idle_timeout;
@@ -509,18 +527,11 @@ impl<T: Transport> SessionManager<T> {
             .map(|(id, m)| (*id, now.saturating_duration_since(m.last_used)))
             .filter(|(_, idle)| *idle > timeout)
             .collect();
-        idle.into_iter()
-            .filter_map(|(id, idle)| {
-                let authority = self.authority(id)?.to_string();
-                let transport = self.end(id)?;
-                Some(Ended {
-                    id,
-                    authority,
-                    idle,
-                    transport,
-                })
-            })
-            .collect()
+        let mut ended = std::mem::take(&mut self.ended);
+        for (id, idle) in idle {
+            ended.extend(self.end_idle(id, idle));
+        }
+        ended
     }
 }
 
@@ -658,6 +669,10 @@ mod tests {
                 m.with(id, |s| s.failure_limit()),
                 Err(SessionError::Expired { .. })
             ));
+            // The transport of a session `with` ended is handed back once.
+            let ended = m.expire_idle();
+            assert_eq!(ended.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+            assert!(m.expire_idle().is_empty());
         }
 
         #[test]

@@ -14,4 +14,5 @@ pub mod object;
 pub mod ota;
 pub mod pin;
 pub mod policy;
+pub mod shell;
 pub mod sim;

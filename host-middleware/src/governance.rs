@@ -363,7 +363,7 @@ mod acl_review_tests {
         let old = acl("Get=*&Replace=ServerA&Delete=ServerA");
         let r = review_acl_change(&o, &old, &acl("Get=*"));
         assert!(r.lockout);
-        assert_eq!(r.taken_away_names(), ["Replace=ServerA", "Delete=ServerA"]);
+        assert_eq!(r.taken_away_names(), ["Delete=ServerA", "Replace=ServerA"]);
         assert!(r.needs_confirmation());
         assert!(review_acl_change(&o, &old, &acl("Get=*&Replace=user")).lockout);
         assert!(review_acl_change(&o, &old, &acl("")).lockout);
@@ -381,7 +381,7 @@ mod acl_review_tests {
         let r = review_acl_change(&ObjectRef::Policy, &old, &new);
         assert_eq!(
             r.untrusted_policy_writers,
-            [Principal::User, Principal::Anyone]
+            [Principal::Anyone, Principal::User]
         );
         assert!(r.needs_confirmation() && !r.lockout);
         // Not on other objects.

@@ -17,6 +17,8 @@ pub mod sim;
 pub mod state;
 pub mod store;
 #[cfg(feature = "std")]
+pub mod uicc;
+#[cfg(feature = "std")]
 pub mod vpcd;
 
 pub use applet::{AuthorityKeys, Card, CardError, InitParams, Regression, ATR};

@@ -22,6 +22,8 @@
 pub mod fcp;
 pub mod lwm2m;
 pub mod pkcs15;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 #[cfg(test)]
 mod tests;
@@ -511,4 +513,77 @@ pub fn read_dir<C: CardCommands + ?Sized>(card: &mut C) -> Result<Vec<Applicatio
         }
     }
     Ok(out)
+}
+
+/// Writes an LwM2M bootstrap file for personalisation: encodes it, checks it
+/// fits the EF (size from its FCP), VERIFY of ADM1 (key reference `0A`) when
+/// `adm_key` is given, then UPDATE BINARY of the whole EF (the encoding, `FF`
+/// padded) in chunks of 255 bytes.
+///
+/// Nothing is sent to the card if the file does not encode or does not fit.
+/// A UICC's UPDATE BINARY is not transactional across chunks: if the link
+/// breaks between chunks the EF holds part of the new file; write again.
+pub fn write_lwm2m_bootstrap<C: CardCommands + ?Sized>(
+    card: &mut C,
+    file: &BootstrapFile,
+    adm_key: Option<&[u8]>,
+) -> Result<(), UiccError> {
+    // Refuse what does not encode before any APDU.
+    file.encode()?;
+    on_channel(card, |u| {
+        select_pkcs15(u)?;
+        let objects = data_objects(u)?;
+        let found = objects
+            .into_iter()
+            .find(|o| o.object.oid == Some(OID_LWM2M_BOOTSTRAP))
+            .ok_or_else(|| UiccError::NoDataObject {
+                oid: OID_LWM2M_BOOTSTRAP.to_string(),
+            })?;
+        let path = found.object.path.ok_or_else(|| UiccError::NoDataObject {
+            oid: OID_LWM2M_BOOTSTRAP.to_string(),
+        })?;
+        let fcp = u.select_path(&path.bytes())?;
+        let size = fcp.and_then(|f| f.size).ok_or_else(|| {
+            UiccError::Card(HostError::Protocol {
+                command: "SELECT",
+                detail: format!("file {} has no size in its FCP", path.path),
+            })
+        })?;
+        let bytes = file.encode_padded(size as usize)?;
+        if let Some(key) = adm_key {
+            u.verify_adm(key)?;
+        }
+        u.update_binary(0, &bytes)
+    })
+}
+
+impl<C: CardCommands + ?Sized> Uicc<'_, C> {
+    /// VERIFY of ADM1 (`00 20 00 0A 08 key`). ADM1 is a global key reference
+    /// (TS 102 221 §9.5.1), so it is verified on the basic channel, where the
+    /// session's trace redacts VERIFY data: the key never appears in a trace.
+    pub fn verify_adm(&mut self, key: &[u8]) -> Result<(), UiccError> {
+        let mut cmd = Command::new(0x00, 0x20, 0x00, 0x0A).with_data(key.to_vec());
+        let resp = self.transmit(&cmd);
+        zeroize::Zeroize::zeroize(&mut cmd.data);
+        check_status(&cmd, resp?)?;
+        Ok(())
+    }
+
+    /// UPDATE BINARY of the current EF from `offset`, 255 bytes per command.
+    pub fn update_binary(&mut self, offset: usize, data: &[u8]) -> Result<(), UiccError> {
+        for (i, chunk) in data.chunks(255).enumerate() {
+            let pos = offset + i * 255;
+            if pos > 0x7FFF {
+                return Err(UiccError::Card(HostError::Protocol {
+                    command: "UPDATE BINARY",
+                    detail: format!("offset {pos} is beyond 32767 (P1-P2 15-bit offset)"),
+                }));
+            }
+            let [p1, p2] = (pos as u16).to_be_bytes();
+            let cmd = Command::new(self.cla(), 0xD6, p1, p2).with_data(chunk.to_vec());
+            let resp = self.transmit(&cmd)?;
+            check_status(&cmd, resp)?;
+        }
+        Ok(())
+    }
 }

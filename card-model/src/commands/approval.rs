@@ -4,7 +4,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::values::{one_byte, utf8};
+use super::field::{one_byte, utf8};
 use super::{tag, DecodeError};
 use crate::objects::{self, check_name, Version};
 use crate::tlv::{self, TlvError};

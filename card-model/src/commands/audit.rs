@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::values::{be_u32, one_byte, utf8};
+use super::field::{be_u32, one_byte, utf8};
 use super::{tag, DecodeError};
 use crate::objects::{self};
 use crate::tlv::{self, TlvError};

@@ -7,6 +7,7 @@
 //! - [`ins`], [`tag`] and the constants: instruction bytes, data-field tags,
 //!   class bytes, PIN references, limits;
 //! - `error`: [`DecodeError`], and the status word a card answers with it;
+//! - `field`: decoding helpers for values inside TLV fields;
 //! - `pin`: [`Pin`];
 //! - [`put_key`]: GlobalPlatform PUT KEY of an SCP03 key set;
 //! - `values`: [`ObjectValue`] and the values of each object kind;
@@ -20,6 +21,7 @@ mod approval;
 mod audit;
 mod consts;
 mod error;
+mod field;
 pub mod ins;
 mod object_data;
 mod pin;

@@ -3,7 +3,7 @@
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
-use super::values::{be_u32, utf8};
+use super::field::{be_u32, utf8};
 use super::{tag, DecodeError, ObjectValue};
 use crate::objects::{self, Acl, ObjectKind, ObjectRef};
 use crate::tlv::{self, TlvError};

@@ -4,8 +4,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::consts::*;
+use super::field::{be_u32, one_byte, utf8};
 use super::pin::pin_pair;
-use super::values::{be_u32, one_byte, utf8};
 use super::{ins, tag, Approval, DecodeError, ObjectValue, PackageId, Pin, PutKey, PUT_KEY_P2};
 use crate::apdu::Command;
 use crate::objects::{self, check_name, Acl, ObjectKind, ObjectRef};

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use super::consts::*;
-use super::values::{be_u32, one_byte};
+use super::field::{be_u32, one_byte};
 use super::{tag, DecodeError};
 use crate::objects::{self};
 use crate::tlv::{self, TlvError};

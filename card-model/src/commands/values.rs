@@ -6,6 +6,7 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
+use super::field::{be_u32, one_byte, point, utf8};
 use super::{tag, AuditEntry, DecodeError};
 use crate::objects::{self, check_name, ObjectKind, Version};
 use crate::tlv::{self, TlvError};
@@ -93,31 +94,6 @@ pub enum ObjectValue {
     AuditLog(Vec<AuditEntry>),
     /// An authority's key set, described without its keys.
     Authority(AuthorityInfo),
-}
-
-pub(super) fn be_u32(bytes: &[u8], what: &'static str) -> Result<u32, DecodeError> {
-    let arr: [u8; 4] = bytes.try_into().map_err(|_| DecodeError::Field(what))?;
-    Ok(u32::from_be_bytes(arr))
-}
-
-pub(super) fn utf8(bytes: &[u8], tag: u32) -> Result<String, DecodeError> {
-    core::str::from_utf8(bytes)
-        .map(|s| s.to_string())
-        .map_err(|_| DecodeError::from(TlvError::InvalidValue { tag }))
-}
-
-pub(super) fn one_byte(bytes: &[u8], what: &'static str) -> Result<u8, DecodeError> {
-    match bytes {
-        [b] => Ok(*b),
-        _ => Err(DecodeError::Field(what)),
-    }
-}
-
-pub(super) fn point(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    if bytes.len() != 65 || bytes[0] != 0x04 {
-        return Err(DecodeError::Field("uncompressed P-256 point (65 bytes)"));
-    }
-    Ok(bytes.to_vec())
 }
 
 impl ObjectValue {

@@ -103,7 +103,7 @@ pub enum SessionError {
     Unknown(SessionId),
     /// The keys belong to another authority than the one named.
     #[error(
-        "the keys of key version {key_version:02X} are those of authority '{actual}', \
+        "the keys of key version 0x{key_version:02X} are those of authority '{actual}', \
          not '{asked}'"
     )]
     WrongAuthority {

@@ -126,7 +126,11 @@ enum Builtin {
     /// End the authority session: the following commands run as the device
     Logout,
     /// The card, the authority session, its idle time and the session count
-    Status,
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a setting
     #[command(subcommand)]
     Set(Setting),
@@ -750,7 +754,7 @@ impl Shell {
                 security_level,
             } => self.login(&authority, scp_key_file, key_version, security_level)?,
             Builtin::Logout => self.logout(true),
-            Builtin::Status => self.status()?,
+            Builtin::Status { json } => self.status(json || self.ctx.json)?,
             Builtin::Set(Setting::IdleTimeout { value }) => {
                 self.card.lock().manager.set_idle_timeout(value);
                 self.ctx.note(&format!("idle timeout: {}", show(value)));
@@ -864,7 +868,7 @@ impl Shell {
         let timeout = s.manager.limits().idle_timeout;
         drop(state);
         self.ctx.note(&format!(
-            "logged in as {authority} (key version {:02X}); the session ends after {} idle",
+            "logged in as {authority} (key version 0x{:02X}); the session ends after {} idle",
             info.key_version,
             show(timeout)
         ));
@@ -884,7 +888,7 @@ impl Shell {
         }
     }
 
-    fn status(&self) -> Result<()> {
+    fn status(&self, json: bool) -> Result<()> {
         let state = self.card.lock();
         let limits = state.manager.limits();
         let login = state.login.as_ref().map(|l| {
@@ -898,7 +902,7 @@ impl Shell {
         let dir = state.manager.slots().map(|s| s.card_dir(&self.card_id));
         let reader = state.reader.clone();
         drop(state);
-        if self.ctx.json {
+        if json {
             crate::output::print_json(&serde_json::json!({
                 "card_id": hex::encode_upper(self.card_id),
                 "reader": reader,
@@ -918,7 +922,7 @@ impl Shell {
         );
         match login {
             Some((authority, kvn, idle)) => println!(
-                "logged in:    {authority} (key version {kvn:02X}), idle {}",
+                "logged in:    {authority} (key version 0x{kvn:02X}), idle {}",
                 show(idle)
             ),
             None => println!("logged in:    no (commands run as the device)"),
@@ -986,7 +990,7 @@ struct Completion {
 
 impl Completion {
     fn candidates(&self, before: &[&str], partial: &str) -> Vec<String> {
-        let mut roots = vec![&self.cli, &self.builtins];
+        let roots = [&self.cli, &self.builtins];
         let mut words = before.iter().filter(|w| !w.starts_with('-'));
         let mut cmd: Option<&clap::Command> = None;
         if let Some(first) = words.next() {
@@ -1018,7 +1022,7 @@ impl Completion {
         } else {
             let subs: Vec<&clap::Command> = match cmd {
                 Some(c) => c.get_subcommands().collect(),
-                None => roots.iter_mut().flat_map(|r| r.get_subcommands()).collect(),
+                None => roots.iter().flat_map(|r| r.get_subcommands()).collect(),
             };
             for s in subs {
                 if !s.is_hide_set() && s.get_name() != "help" {

@@ -124,7 +124,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "N",
-        value_parser = parse_u8,
+        value_parser = parse_key_version,
         help_heading = "Authority (SCP03)"
     )]
     pub key_version: Option<u8>,
@@ -203,6 +203,32 @@ pub fn parse_latency(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `0x30`, `0X30` (hex) or `48` (decimal).
+/// A key version number: hex with `0x` (`0x30`) or decimal (`48`). A bare
+/// `30` to `39` is refused: dmsc prints key versions in hex (`0x30`), and
+/// SCP03 key sets are usually numbered 0x30 to 0x3F, so `30` is most likely
+/// the hex version with its `0x` left out, while as a decimal it would mean
+/// 0x1E. Those versions are written in hex (`0x1E` … `0x27`).
+pub fn parse_key_version(s: &str) -> Result<u8, String> {
+    let s = s.trim();
+    if s.len() == 2 && s.starts_with('3') && s.bytes().all(|b| b.is_ascii_digit()) {
+        let hex = u8::from_str_radix(s, 16).unwrap_or(0);
+        let dec: u8 = s.parse().unwrap_or(0);
+        return Err(format!(
+            "'{s}' is ambiguous: key versions are shown in hex (0x{hex:02X}), and a bare {s} \
+             would be decimal (0x{dec:02X}). Write 0x{hex:02X} (or {hex} in decimal), or \
+             0x{dec:02X} if you mean decimal {dec}"
+        ));
+    }
+    parse_u8(s).map_err(|_| {
+        "expected a key version, hex with 0x (0x30) or decimal (48), 0 to 255".to_string()
+    })
+}
+
+/// Formats a key version the one way dmsc prints it: `0x30`.
+pub fn key_version_text(kvn: u8) -> String {
+    format!("0x{kvn:02X}")
+}
+
 pub fn parse_u8(s: &str) -> Result<u8, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u8::from_str_radix(hex, 16),
@@ -359,6 +385,9 @@ pub enum Command {
     /// Interactive session on one card: the commands without `dmsc`, login/logout
     /// of an authority with an idle timeout (docs/shell.md)
     Shell(crate::cmd::shell::ShellArgs),
+
+    /// The standard bootstrap data on a SIM/UICC: PKCS#15 objects, LwM2M bootstrap (docs/uicc.md)
+    Uicc(crate::cmd::uicc::UiccArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -411,7 +440,7 @@ pub enum AuthorityCommand {
         #[arg(value_name = "NAME")]
         name: String,
         /// Key version number of the new key set (01 to FE)
-        #[arg(long, value_name = "N", value_parser = parse_u8)]
+        #[arg(long, value_name = "N", value_parser = parse_key_version)]
         new_key_version: u8,
         #[command(flatten)]
         keys: NewKeys,
@@ -419,10 +448,10 @@ pub enum AuthorityCommand {
     /// Replace a key set's keys (by its administrators or the authority itself)
     Rotate {
         /// The key version to rotate
-        #[arg(value_name = "KVN", value_parser = parse_u8)]
+        #[arg(value_name = "KVN", value_parser = parse_key_version)]
         kvn: u8,
         /// Key version of the new keys [default: the same]
-        #[arg(long, value_name = "N", value_parser = parse_u8)]
+        #[arg(long, value_name = "N", value_parser = parse_key_version)]
         new_key_version: Option<u8>,
         #[command(flatten)]
         keys: NewKeys,
@@ -430,7 +459,7 @@ pub enum AuthorityCommand {
     /// Remove a key set (the card refuses to remove its last one)
     Remove {
         /// The key version to remove
-        #[arg(value_name = "KVN", value_parser = parse_u8)]
+        #[arg(value_name = "KVN", value_parser = parse_key_version)]
         kvn: u8,
         /// Do not ask for confirmation (required when not on a terminal)
         #[arg(long, short = 'y')]

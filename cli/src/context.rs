@@ -286,7 +286,10 @@ impl Ctx {
     pub fn principal(authority: Option<&ChannelInfo>, user: bool) -> String {
         let mut who = Vec::new();
         if let Some(info) = authority {
-            who.push(format!("authority (key version {:02X})", info.key_version));
+            who.push(format!(
+                "authority (key version 0x{:02X})",
+                info.key_version
+            ));
         }
         if user {
             who.push("user".into());
@@ -340,7 +343,7 @@ pub fn open_authority(
 ) -> Result<ChannelInfo> {
     let kvn = match authority.key_version {
         0 => "the card's first key version".to_string(),
-        k => format!("key version {k:02X}"),
+        k => format!("key version 0x{k:02X}"),
     };
     let message = format!(
         "authority authentication failed ({kvn}, security level {:02X})",

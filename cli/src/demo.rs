@@ -248,7 +248,7 @@ impl World {
         r.note(
             "open an SCP03 session as the authority",
             format!(
-                "{AUTHORITY}, key version {:02X}, security level 33",
+                "{AUTHORITY}, key version 0x{:02X}, security level 33",
                 info.key_version
             ),
         );
@@ -271,7 +271,7 @@ fn power_up(r: &mut Report, ctx: &Ctx, path: &Path) -> Result<World> {
     let transport = FileSimTransport::create(path, params)
         .with_context(|| format!("cannot create the card {}", path.display()))?;
     r.note(
-        "create a card (authority admin with the test keys, key version 30; PIN 123456)",
+        "create a card (authority admin with the test keys, key version 0x30; PIN 123456)",
         path.display(),
     );
     let mut card = ctx.session(Box::new(transport));

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 /// The version of every JSON document's schema (docs/cli.md).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Doc<'a, T: Serialize> {

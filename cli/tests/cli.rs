@@ -21,9 +21,9 @@ fn sim_init_creates_refuses_existing_and_force_replaces() {
         "{first:?}"
     );
     let first = first.json();
-    assert_eq!(first["schema_version"], 1);
+    assert_eq!(first["schema_version"], 2);
     assert_eq!(first["test_keys"], true);
-    assert_eq!(first["key_version"], "30");
+    assert_eq!(first["key_version"], 0x30);
     assert_eq!(first["authority"], "admin");
     let before = fs::read(dir.path().join("card.state")).unwrap();
 
@@ -132,7 +132,7 @@ fn sim_init_with_own_keys_then_authenticates_with_them() {
     )
     .expect(0);
     assert!(!init.stderr.contains("test keys"), "{init:?}");
-    assert_eq!(init.json()["key_version"], "31");
+    assert_eq!(init.json()["key_version"], 0x31);
     // Text key file with a comment; JSON key file; key version in decimal.
     fs::write(dir.path().join("k.txt"), format!("# ops\n{keys}\n")).unwrap();
     fs::write(
@@ -208,7 +208,7 @@ fn info_text_and_json() {
     let json = run(dir.path(), &["--sim", "c.state", "info", "--json"])
         .expect(0)
         .json();
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["aid"], "F0444D53430001");
     assert_eq!(json["applet_version"], "1.0");
     assert_eq!(json["generation"], 1);
@@ -789,7 +789,7 @@ fn demo_walks_every_use_case() {
     }
     assert!(!out.stdout.contains("FAILED"));
     let json = run(dir.path(), &["demo", "--json"]).expect(0).json();
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["ok"], true);
     assert_eq!(json["failed"], 0);
     assert_eq!(json["kept"], false);
@@ -1042,4 +1042,62 @@ fn undeletable_objects_answer_as_documented() {
         fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md"))
             .unwrap();
     assert!(docs.contains("audit log's ACL (`Get=admin`) gives nobody Delete"));
+}
+
+/// Key versions: one notation. Printed `0x30`; `0x30` and decimal `48` accepted;
+/// a bare `30` refused with a hint; JSON numbers with one field name.
+#[test]
+fn key_versions_have_one_notation() {
+    let dir = tmp();
+    let d = dir.path();
+    let init = run(d, &["sim", "init", "c.state"]).expect(0);
+    assert!(init.stdout.contains("key version 0x30"), "{init:?}");
+    let keys = triple(TEST_KEY);
+    let env = [("DMSC_SCP_KEYS", keys.as_str())];
+    for ok in ["0x30", "48"] {
+        run_env(
+            d,
+            &["--sim", "c.state", "--key-version", ok, "authority", "list"],
+            &env,
+        )
+        .expect(0);
+    }
+    let bare = run_env(
+        d,
+        &[
+            "--sim",
+            "c.state",
+            "--key-version",
+            "30",
+            "authority",
+            "list",
+        ],
+        &env,
+    )
+    .expect(2);
+    assert!(
+        bare.stderr.contains("ambiguous") && bare.stderr.contains("0x30"),
+        "{bare:?}"
+    );
+    let list = run_env(d, &["--sim", "c.state", "authority", "list"], &env).expect(0);
+    assert!(list.stdout.contains("0x30 "), "{list:?}");
+    let json = run_env(
+        d,
+        &["--sim", "c.state", "--json", "authority", "list"],
+        &env,
+    )
+    .expect(0)
+    .json();
+    assert_eq!(json["authorities"][0]["key_version"], 48);
+    let info = run(d, &["--sim", "c.state", "--json", "info"])
+        .expect(0)
+        .json();
+    let ota = run(d, &["--sim", "c.state", "ota", "request"])
+        .expect(0)
+        .json();
+    assert_eq!(info["capabilities"]["scp_i"], ota["scp_i"]);
+    assert!(info["capabilities"]["scp_i"].is_number());
+    assert!(info["capabilities"].get("scp03_i").is_none());
+    let text = run(d, &["--sim", "c.state", "info"]).expect(0);
+    assert!(text.stdout.contains("i=0x70"), "{text:?}");
 }

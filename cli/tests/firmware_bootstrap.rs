@@ -257,7 +257,7 @@ fn firmware_approve_rule_floor_and_confirm() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["decision"], "approved");
     assert_eq!(doc["package"]["size"], 2 * 1024 * 1024);
 

@@ -233,7 +233,7 @@ fn authorities_add_rotate_remove_and_the_last_one_stays() {
         "keys never printed"
     );
     let added = added.json();
-    assert_eq!(added["key_version"], "40");
+    assert_eq!(added["key_version"], 0x40);
     assert_eq!(added["key_check_values"].as_array().unwrap().len(), 3);
     let list = run_env(
         dir.path(),

@@ -91,7 +91,7 @@ fn put_list_get_delete_round_trip() {
     let doc = run(d, &["--sim", "card", "--json", "mo", "get", "./DMAcc"])
         .expect(0)
         .json();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["version"], 3);
     assert_eq!(doc["mo_type"], "urn:oma:mo:oma-dm-dmacc:1.0");
 

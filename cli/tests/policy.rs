@@ -121,7 +121,7 @@ fn put_show_eval_timeline() {
     let show = run(d, &["--sim", &card, "--json", "policy", "show"])
         .expect(0)
         .json();
-    assert_eq!(show["schema_version"], 1);
+    assert_eq!(show["schema_version"], 2);
     assert_eq!(show["name"], "ACME");
     assert_eq!(
         show["verified"]["policy_acl"],

@@ -142,7 +142,7 @@ fn serve_listens_in_reversed_mode() {
         .read_line(&mut line)
         .unwrap();
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(ready["schema_version"], 1);
+    assert_eq!(ready["schema_version"], 2);
     assert_eq!(ready["mode"], "listen");
     assert_eq!(ready["cards"][0]["endpoint"], addr);
     assert_eq!(terminate(&mut child), 0);

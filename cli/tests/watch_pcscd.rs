@@ -97,7 +97,7 @@ fn watch_refreshes_on_insertion_and_forgets_on_removal() {
     assert!(ready.starts_with("ready"), "{ready}");
 
     let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(first["schema_version"], 1);
+    assert_eq!(first["schema_version"], 2);
     assert_eq!(first["event"]["event"], "inserted", "{first}");
     assert_eq!(
         first["event"]["refresh"]["added"],

@@ -270,7 +270,7 @@ fn check_card<T: Transport>(
         if let ObjectValue::Authority(info) = data.value {
             if info.name != req.as_authority {
                 return Err(format!(
-                    "the keys given are those of {} (key version {:02X}), not {}",
+                    "the keys given are those of {} (key version 0x{:02X}), not {}",
                     info.name, channel.key_version, req.as_authority
                 ));
             }

@@ -110,7 +110,7 @@ pub fn open_secure_channel<T: Transport>(
                 |e| HostError::SecureMessaging {
                     command: "INITIALIZE UPDATE",
                     detail: format!(
-                        "{e} (wrong key set for key version {:02X}?)",
+                        "{e} (wrong key set for key version 0x{:02X}?)",
                         card.key_version
                     ),
                 },

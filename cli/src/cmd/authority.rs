@@ -7,7 +7,7 @@ use dmsc_host::{AuthorityEntry, Governance};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::cli::{AuthorityCommand, NewKeys};
+use crate::cli::{key_version_text, AuthorityCommand, NewKeys};
 use crate::cmd::object::open_as;
 use crate::context::confirm;
 use crate::context::Ctx;
@@ -34,7 +34,7 @@ fn new_keys(k: &NewKeys) -> Result<StaticKeys> {
 fn check_kvn(kvn: u8, what: &str) -> Result<()> {
     if kvn == 0 || kvn == 0xFF {
         return Err(usage(format!(
-            "{what} must be 01 to FE (0x01 to 0xFE), not {kvn:02X}"
+            "{what} must be 0x01 to 0xFE, not 0x{kvn:02X}"
         )));
     }
     Ok(())
@@ -42,7 +42,7 @@ fn check_kvn(kvn: u8, what: &str) -> Result<()> {
 
 fn entry_json(a: &AuthorityEntry) -> Value {
     json!({
-        "key_version": format!("{:02X}", a.key_version),
+        "key_version": a.key_version,
         "name": a.name,
         "key_length": a.key_length,
         "key_check_values": a.key_check_values.iter().map(|k| hex_upper(k)).collect::<Vec<_>>(),
@@ -84,8 +84,8 @@ pub fn run(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<()> {
             if !yes {
                 confirm(
                     ctx,
-                    &format!("Remove the key set {key_version:02X} from the card?"),
-                    &format!("refusing to remove key set {key_version:02X}"),
+                    &format!("Remove the key set 0x{key_version:02X} from the card?"),
+                    &format!("refusing to remove key set 0x{key_version:02X}"),
                 )?;
             }
             None
@@ -109,8 +109,8 @@ pub fn run(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<()> {
             );
             for a in &list {
                 println!(
-                    "{:02X}   {:<16} {:<6} {:<20} {}",
-                    a.key_version,
+                    "{:<4} {:<16} {:<6} {:<20} {}",
+                    key_version_text(a.key_version),
                     a.name,
                     a.key_length as usize * 8,
                     kcvs(&a.key_check_values),
@@ -142,11 +142,11 @@ pub fn run(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<()> {
             let to = new_key_version.unwrap_or(*key_version);
             let rsp = session
                 .rotate_authority(&session_keys, *key_version, to, &keys)
-                .with_context(|| format!("rotating key set {key_version:02X} as {who}"))?;
+                .with_context(|| format!("rotating key set 0x{key_version:02X} as {who}"))?;
             report(
                 ctx,
                 "rotated",
-                &format!("{key_version:02X}"),
+                &key_version_text(*key_version),
                 rsp.key_version,
                 &rsp.kcvs,
             )?;
@@ -159,13 +159,11 @@ pub fn run(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<()> {
         ) => {
             session
                 .remove_authority(*key_version)
-                .with_context(|| format!("removing key set {key_version:02X} as {who}"))?;
+                .with_context(|| format!("removing key set 0x{key_version:02X} as {who}"))?;
             if ctx.json {
-                return print_json(
-                    &json!({ "key_version": format!("{key_version:02X}"), "result": "removed" }),
-                );
+                return print_json(&json!({ "key_version": key_version, "result": "removed" }));
             }
-            println!("removed key set {key_version:02X}");
+            println!("removed key set 0x{key_version:02X}");
         }
         _ => anyhow::bail!("the new keys were not loaded"),
     }
@@ -177,12 +175,12 @@ fn report(ctx: &Ctx, what: &str, name: &str, kvn: u8, k: &[[u8; 3]; 3]) -> Resul
         return print_json(&json!({
             "result": what,
             "authority": name,
-            "key_version": format!("{kvn:02X}"),
+            "key_version": kvn,
             "key_check_values": k.iter().map(|k| hex_upper(k)).collect::<Vec<_>>(),
         }));
     }
     println!(
-        "{what} {name}: key version {kvn:02X}, KCV ENC/MAC/DEK {}",
+        "{what} {name}: key version 0x{kvn:02X}, KCV ENC/MAC/DEK {}",
         kcvs(k)
     );
     Ok(())

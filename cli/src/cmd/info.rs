@@ -65,7 +65,8 @@ struct Capabilities {
     max_response: u32,
     extended_length: bool,
     algorithms: Vec<&'static str>,
-    scp03_i: String,
+    /// The SCP03 `i` parameter, a number (as in `ota request`).
+    scp_i: u8,
     scp03_mode: &'static str,
 }
 
@@ -125,7 +126,7 @@ pub fn info(ctx: &Ctx) -> Result<()> {
                 max_response: info.max_response,
                 extended_length: info.extended_length,
                 algorithms: algorithm_names(info.algorithms),
-                scp03_i: format!("{:02X}", info.scp_i),
+                scp_i: info.scp_i,
                 scp03_mode: mode_name(info.scp_i),
             },
             free_memory: info.free_memory,
@@ -153,7 +154,7 @@ pub fn info(ctx: &Ctx) -> Result<()> {
         algorithm_names(info.algorithms).join(", ")
     );
     println!(
-        "SCP03           i={:02X} ({})",
+        "SCP03           i=0x{:02X} ({})",
         info.scp_i,
         mode_name(info.scp_i)
     );

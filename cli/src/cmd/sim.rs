@@ -38,7 +38,7 @@ struct InitJson {
     path: String,
     card_id: String,
     authority: String,
-    key_version: String,
+    key_version: u8,
     key_bits: usize,
     test_keys: bool,
     capacity: u32,
@@ -68,7 +68,7 @@ pub fn init_params(
 
 /// The warning printed when a card gets the well-known test keys.
 pub const TEST_KEY_WARNING: &str = "warning: no authority keys given; using the well-known \
-    GlobalPlatform test keys 404142434445464748494A4B4C4D4E4F (ENC=MAC=DEK, key version 30). \
+    GlobalPlatform test keys 404142434445464748494A4B4C4D4E4F (ENC=MAC=DEK, key version 0x30). \
     Anyone can authenticate as this card's authority: use them for tests only.";
 
 /// The warning printed when the keys given are the well-known test keys.
@@ -139,7 +139,7 @@ pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
         path: args.path.display().to_string(),
         card_id: hex_upper(&card_id),
         authority: args.authority.to_string(),
-        key_version: format!("{key_version:02X}"),
+        key_version,
         key_bits: keys.bits(),
         test_keys,
         capacity: args.capacity,
@@ -151,7 +151,7 @@ pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
     println!("created simulated card {}", out.path);
     println!("card ID      {}", out.card_id);
     println!(
-        "authority    {} (key version {}, AES-{}{})",
+        "authority    {} (key version 0x{:02X}, AES-{}{})",
         out.authority,
         out.key_version,
         out.key_bits,

@@ -33,7 +33,7 @@ pub(super) fn governance(r: &mut Report, w: &mut World) -> Result<()> {
         })
         .unwrap_or_default();
     r.expect_ok(
-        "PUT KEY: admin adds authority ops (key version 40; keys encrypted with admin's DEK)",
+        "PUT KEY: admin adds authority ops (key version 0x40; keys encrypted with admin's DEK)",
         added,
         format!("key check values {kcvs}"),
     );
@@ -41,13 +41,13 @@ pub(super) fn governance(r: &mut Report, w: &mut World) -> Result<()> {
         .card
         .authorities()?
         .iter()
-        .map(|a| format!("{:02X} {}", a.key_version, a.name))
+        .map(|a| format!("0x{:02X} {}", a.key_version, a.name))
         .collect();
     r.expect(
         "the card's key sets",
         names.join(", "),
         names.len() == 2,
-        "30 admin, 40 ops",
+        "0x30 admin, 0x40 ops",
     );
     let level = SecurityLevel::new(0x33)?;
     let ops = AuthorityKeySet {
@@ -68,7 +68,7 @@ pub(super) fn governance(r: &mut Report, w: &mut World) -> Result<()> {
     let rotated_keys = random_keys()?;
     let rotated = w.card.rotate_authority(&ops, 0x40, 0x41, &rotated_keys);
     r.expect_ok(
-        "ops rotates its own keys to key version 41",
+        "ops rotates its own keys to key version 0x41",
         rotated,
         "rotated",
     );
@@ -98,7 +98,7 @@ pub(super) fn governance(r: &mut Report, w: &mut World) -> Result<()> {
     let set = w.card.set_failure_limit(5);
     r.expect_ok("failure limit 5", set, "set");
     let removed = w.card.remove_authority(0x41);
-    r.expect_ok("admin removes ops (key version 41)", removed, "removed");
+    r.expect_ok("admin removes ops (key version 0x41)", removed, "removed");
     let last = w.card.remove_authority(admin.key_version);
     r.expect(
         "admin tries to remove its own key set, the card's last",

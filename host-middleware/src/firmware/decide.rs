@@ -288,9 +288,11 @@ mod tests {
         v
     }
 
-    /// Every verdict × MCUboot report × policy, against the rules written out.
-    #[test]
-    fn every_combination() {
+    type DecideFn = fn(&ApprovalVerdict, Option<&McubootReport>, &ConsentPolicy) -> Decision;
+
+    /// Checks `decide` on every verdict × MCUboot report × policy against the
+    /// rules written out; the first violation, if any.
+    fn check_rules(decide: DecideFn) -> Result<usize, String> {
         let verdicts = [
             ("approved", verdict(vec![], true)),
             ("missing", verdict(vec![missing()], true)),
@@ -329,7 +331,9 @@ mod tests {
                         || (!v.approved && v.reasons.is_empty());
                     let ctx = format!("{name} mcuboot={mcu:?} {p:?} -> {d:?}");
                     if v.approved && !mcu_bad {
-                        assert_eq!(d, Decision::Approved, "{ctx}");
+                        if d != Decision::Approved {
+                            return Err(ctx);
+                        }
                         continue;
                     }
                     let expected_final = if mcu_bad {
@@ -341,25 +345,46 @@ mod tests {
                     } else {
                         None
                     };
-                    match (expected_final, &d) {
+                    let fine = match (expected_final, &d) {
                         (Some(c), Decision::Refused { cause, reasons }) => {
-                            assert_eq!(*cause, c, "{ctx}");
-                            assert!(!reasons.is_empty(), "{ctx}");
+                            *cause == c && !reasons.is_empty()
                         }
                         (None, Decision::AskUser { needs_pin, .. }) => {
-                            assert_eq!(*needs_pin, v.user_consent_needs_pin, "{ctx}")
+                            *needs_pin == v.user_consent_needs_pin
                         }
-                        _ => panic!("unexpected decision: {ctx}"),
-                    }
+                        _ => false,
+                    };
                     // Consent never turns a final refusal into an installation.
-                    if let Decision::Refused { .. } = d {
-                        assert_eq!(d.answered(true), Outcome::Refused, "{ctx}");
-                        assert!(!d.answered(true).install(), "{ctx}");
+                    let consent_safe = !matches!(d, Decision::Refused { .. })
+                        || (d.answered(true) == Outcome::Refused && !d.answered(true).install());
+                    if !fine || !consent_safe {
+                        return Err(ctx);
                     }
                 }
             }
         }
-        assert_eq!(seen, verdicts.len() * 3 * 4);
+        Ok(seen)
+    }
+
+    /// Every verdict × MCUboot report × policy, against the rules written out.
+    #[test]
+    fn every_combination() {
+        assert_eq!(check_rules(decide), Ok(9 * 3 * 4));
+    }
+
+    /// The checker is not blind: a decision that lets the user accept a
+    /// package below the floor (the old behaviour) fails it.
+    #[test]
+    fn a_consent_override_of_the_floor_fails_the_rules() {
+        fn broken(v: &ApprovalVerdict, m: Option<&McubootReport>, p: &ConsentPolicy) -> Decision {
+            let lenient = ConsentPolicy {
+                allow_below_floor: true,
+                ..*p
+            };
+            decide(v, m, &lenient)
+        }
+        let err = check_rules(broken).expect_err("the broken variant is caught");
+        assert!(err.contains("floor"), "{err}");
     }
 
     #[test]

@@ -192,32 +192,28 @@ fn keys_of_another_authority_do_not_log_in() {
     assert!(out.stderr.contains("'admin', not 'ServerB'"), "{out:#?}");
 }
 
+/// The idle script: logged in, 4 minutes idle (still in: the default idle
+/// time is 5 minutes), then 5 minutes 1 second idle before `audit`.
+const IDLE_SCRIPT: &str = "login admin --scp-key-file keys\nadvance 4m\naudit --event auth-success\nadvance 5m\nadvance 1s\naudit\nstatus\n";
+
+/// Whether a run of [`IDLE_SCRIPT`] shows the idle logout: the message, the
+/// audit of line 6 refused to the device, nobody logged in, the slot free.
+fn idle_logout_seen(out: &Out) -> bool {
+    out.stdout.matches("auth-success").count() == 1
+        && out
+            .stderr
+            .contains("authority session ended after 5m 1s idle (admin)")
+        && out.stderr.contains("error: line 6: ")
+        && out.stderr.contains("needs an authority")
+        && out.stdout.contains("logged in:    no")
+        && out.stdout.contains("sessions:     0 of at most 8")
+}
+
 #[test]
 fn an_idle_authority_session_ends_and_the_next_command_runs_as_the_device() {
     let s = Setup::new();
-    // 4 minutes idle: still logged in (default idle time 5 minutes); then 5
-    // minutes 1 second: the session ends before the next command.
-    let out = s
-        .script(
-            NOW,
-            &["--keep-going"],
-            "login admin --scp-key-file keys\nadvance 4m\naudit --event auth-success\nadvance 5m\nadvance 1s\naudit\nstatus\n",
-        )
-        .expect(2);
-    assert_eq!(out.stdout.matches("auth-success").count(), 1, "{out:#?}");
-    assert!(
-        out.stderr
-            .contains("authority session ended after 5m 1s idle (admin)"),
-        "{out:#?}"
-    );
-    assert!(out.stderr.contains("error: line 6: "), "{out:#?}");
-    assert!(out.stderr.contains("needs an authority"), "{out:#?}");
-    assert!(out.stdout.contains("logged in:    no"), "{out:#?}");
-    // The card's secure channel is over too: the slot is free again.
-    assert!(
-        out.stdout.contains("sessions:     0 of at most 8"),
-        "{out:#?}"
-    );
+    let out = s.script(NOW, &["--keep-going"], IDLE_SCRIPT).expect(2);
+    assert!(idle_logout_seen(&out), "{out:#?}");
 
     // Exactly the idle time is not past it.
     let out = s
@@ -228,6 +224,18 @@ fn an_idle_authority_session_ends_and_the_next_command_runs_as_the_device() {
         )
         .expect(0);
     assert!(!out.stderr.contains("ended after"), "{out:#?}");
+}
+
+/// Self-test of the check above: a shell whose session does not end in that
+/// time (idle time 1 hour) is not taken for an idle logout.
+#[test]
+fn the_idle_logout_check_fails_for_a_session_that_stays_open() {
+    let s = Setup::new();
+    let out = s
+        .script(NOW, &["--keep-going", "--idle-timeout", "1h"], IDLE_SCRIPT)
+        .expect(0);
+    assert!(!idle_logout_seen(&out), "{out:#?}");
+    assert!(out.stdout.contains("logged in:    admin"), "{out:#?}");
 }
 
 #[test]

@@ -816,7 +816,10 @@ impl Shell {
         let level = level.unwrap_or(self.ctx.level);
         let security_level = dmsc_host::card_model::scp03::SecurityLevel::new(level.bits())
             .map_err(|_| usage("not an SCP03 security level"))?;
-        self.logout(true);
+        let logged_in = self.card.lock().login.is_some();
+        if logged_in {
+            self.logout(true);
+        }
         let mut state = self.card.lock();
         let s = &mut *state;
         let transport = s.plain.take().ok_or_else(|| anyhow::anyhow!(no_card()))?;
@@ -878,7 +881,13 @@ impl Shell {
     fn logout(&mut self, say: bool) {
         let mut state = self.card.lock();
         let s = &mut *state;
-        let Some(login) = s.login.take() else { return };
+        let Some(login) = s.login.take() else {
+            drop(state);
+            if say {
+                self.ctx.note("not logged in");
+            }
+            return;
+        };
         if let Some(t) = s.manager.end(login.id) {
             s.plain = Some(t);
         }

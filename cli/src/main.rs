@@ -225,6 +225,7 @@ fn dispatch(ctx: Ctx, command: &Command, matches: &ArgMatches) -> Result<Code> {
         Command::Authority(c) => cmd::authority::run(&ctx, c)?,
         Command::FailureLimit { limit } => cmd::authority::failure_limit(&ctx, *limit)?,
         Command::Fleet(c) => return cmd::fleet::run(&ctx, c),
+        Command::Uicc(c) => cmd::uicc::run(&ctx, c)?,
         Command::Shell(_) => return Err(exit::usage("a shell cannot run inside a shell")),
     }
     Ok(Code::Ok)

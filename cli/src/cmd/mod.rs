@@ -16,3 +16,4 @@ pub mod pin;
 pub mod policy;
 pub mod shell;
 pub mod sim;
+pub mod uicc;

@@ -131,6 +131,12 @@ pub fn registry(object: u16, resource: u16) -> Option<(&'static str, DataType)> 
     })
 }
 
+/// Whether a resource holds a secret that is never shown (Security object:
+/// Secret Key 5, SMS Binding Secret Key(s) 8).
+pub fn is_secret(object: u16, resource: u16) -> bool {
+    object == 0 && matches!(resource, 5 | 8)
+}
+
 /// A typed resource value. JSON: `{"type": "string", "value": "coap://…"}`;
 /// opaque values are hex.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -594,6 +600,28 @@ impl BootstrapFile {
         Ok(out)
     }
 
+    /// A copy with the secret resources (Security object: Secret Key `/0/x/5`,
+    /// SMS Binding Secret Key(s) `/0/x/8`) emptied, and their paths: what may
+    /// be shown or logged.
+    pub fn redacted(&self) -> (BootstrapFile, Vec<String>) {
+        let mut copy = self.clone();
+        let mut paths = Vec::new();
+        for o in copy.objects.iter_mut().filter(|o| o.id == 0) {
+            for i in &mut o.instances {
+                for r in i.resources.iter_mut().filter(|r| is_secret(0, r.id)) {
+                    paths.push(format!("/0/{}/{}", i.id, r.id));
+                    if r.value.is_some() {
+                        r.value = Some(Value::Opaque(String::new()));
+                    }
+                    for ri in r.instances.iter_mut().flatten() {
+                        ri.value = Value::Opaque(String::new());
+                    }
+                }
+            }
+        }
+        (copy, paths)
+    }
+
     /// The configuration a LwM2M client consumes: one `(path, value)` per
     /// resource (instance), e.g. `("/0/0/0", String("coap://…"))`.
     pub fn entries(&self) -> Vec<(String, Value)> {
@@ -794,6 +822,21 @@ mod tests {
         let f: BootstrapFile = serde_json::from_str(&bad).unwrap();
         let e = f.encode().unwrap_err();
         assert!(e.to_string().contains("/1/0/7"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_for_display() {
+        let json = r#"{"objects":[{"id":0,"instances":[{"id":0,"resources":[
+            {"id":3,"value":{"type":"opaque","value":"6964"}},
+            {"id":5,"value":{"type":"opaque","value":"0011223344"}}]}]}]}"#;
+        let f: BootstrapFile = serde_json::from_str(json).unwrap();
+        let (shown, paths) = f.redacted();
+        assert_eq!(paths, vec!["/0/0/5".to_string()]);
+        let text = serde_json::to_string(&shown).unwrap();
+        assert!(
+            !text.contains("0011223344") && text.contains("6964"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -64,6 +64,124 @@ impl<C: VirtualCard> Transport for VirtualCardTransport<C> {
     }
 }
 
+/// The JSON description of a simulated UICC (`dmsc uicc --sim-uicc FILE`):
+///
+/// ```json
+/// {"iccid": "98103254769810325476",
+///  "lwm2m_bootstrap": {"format": 1, "objects": [...]},
+///  "lwm2m_size": 512, "lwm2m_entry": "oid-do",
+///  "dm_bootstrap_hex": "03016A00...", "adm1_hex": "3838383838383838", "t0": true}
+/// ```
+///
+/// `lwm2m_bootstrap` is the JSON form of [`BootstrapFile`](super::BootstrapFile);
+/// `lwm2m_entry` is `oid-do` (an `oidDO` with the twice-wrapped OID, as
+/// published cards have) or `opaque` (an opaque DO with `applicationOID`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileJson {
+    /// EF(ICCID), hex (BCD, 10 bytes).
+    pub iccid: String,
+    /// The LwM2M bootstrap, if the card carries one.
+    #[serde(default)]
+    pub lwm2m_bootstrap: Option<super::BootstrapFile>,
+    /// EF(LwM2M_Bootstrap) size (default 512, at most 32 KiB).
+    #[serde(default = "default_size")]
+    pub lwm2m_size: usize,
+    /// `oid-do` (default) or `opaque`.
+    #[serde(default)]
+    pub lwm2m_entry: Option<String>,
+    /// The OMA DM bootstrap message (WBXML), hex.
+    #[serde(default)]
+    pub dm_bootstrap_hex: Option<String>,
+    /// The ADM1 key, hex (8 bytes; default `3838383838383838`).
+    #[serde(default)]
+    pub adm1_hex: Option<String>,
+    /// Answer SELECT with `61xx` like a T=0 UICC.
+    #[serde(default)]
+    pub t0: bool,
+}
+
+fn default_size() -> usize {
+    512
+}
+
+/// A profile description that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Not JSON of the documented form.
+    #[error("UICC profile: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A field with a bad value.
+    #[error("UICC profile: {field}: {detail}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The bootstrap does not encode or fit.
+    #[error("UICC profile: lwm2m_bootstrap: {0}")]
+    Lwm2m(#[from] super::Lwm2mError),
+}
+
+impl ProfileJson {
+    /// Parses a profile description.
+    pub fn parse(text: &str) -> Result<ProfileJson, ProfileError> {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    /// The simulator's profile.
+    pub fn to_profile(&self) -> Result<dmsc_sim_card::uicc::UiccProfile, ProfileError> {
+        let hexfield = |field: &'static str, v: &str| {
+            hex::decode(v.replace(' ', "")).map_err(|e| ProfileError::Field {
+                field,
+                detail: format!("not hex: {e}"),
+            })
+        };
+        if self.lwm2m_size == 0 || self.lwm2m_size > super::lwm2m::MAX_FILE_SIZE {
+            return Err(ProfileError::Field {
+                field: "lwm2m_size",
+                detail: format!("{} is not between 1 and 32768", self.lwm2m_size),
+            });
+        }
+        let lwm2m_oid_do = match self.lwm2m_entry.as_deref() {
+            None | Some("oid-do") => true,
+            Some("opaque") => false,
+            Some(other) => {
+                return Err(ProfileError::Field {
+                    field: "lwm2m_entry",
+                    detail: format!("'{other}' is neither 'oid-do' nor 'opaque'"),
+                })
+            }
+        };
+        let adm1 = match &self.adm1_hex {
+            Some(h) => {
+                <[u8; 8]>::try_from(hexfield("adm1_hex", h)?).map_err(|v| ProfileError::Field {
+                    field: "adm1_hex",
+                    detail: format!("{} bytes, 8 expected", v.len()),
+                })?
+            }
+            None => *b"88888888",
+        };
+        Ok(dmsc_sim_card::uicc::UiccProfile {
+            iccid: hexfield("iccid", &self.iccid)?,
+            lwm2m_bootstrap: match &self.lwm2m_bootstrap {
+                Some(b) => Some(b.encode_padded(self.lwm2m_size)?),
+                None => None,
+            },
+            lwm2m_size: self.lwm2m_size,
+            dm_bootstrap: self
+                .dm_bootstrap_hex
+                .as_deref()
+                .map(|h| hexfield("dm_bootstrap_hex", h))
+                .transpose()?,
+            lwm2m_oid_do,
+            adm1,
+            t0: self.t0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use dmsc_sim_card::uicc::{SimUicc, UiccProfile};
@@ -172,5 +290,29 @@ mod tests {
         let mut s = session(&p);
         let e = uicc::read_lwm2m_bootstrap(&mut s).unwrap_err();
         assert!(matches!(e, UiccError::NoDataObject { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn profile_json_builds_a_card() {
+        let p = ProfileJson::parse(
+            r#"{"iccid": "98103254769810325476", "t0": true, "lwm2m_size": 128,
+                "lwm2m_bootstrap": {"objects": [{"id": 1, "instances": [{"id": 0, "resources": [
+                    {"id": 1, "value": {"type": "integer", "value": 3600}}]}]}]}}"#,
+        )
+        .unwrap()
+        .to_profile()
+        .unwrap();
+        let mut s = session(&p);
+        let f = uicc::read_lwm2m_bootstrap(&mut s).unwrap();
+        assert_eq!(
+            f.entries(),
+            vec![("/1/0/1".to_string(), Value::Integer(3600))]
+        );
+        let e = ProfileJson::parse(r#"{"iccid": "98", "lwm2m_entry": "x"}"#)
+            .unwrap()
+            .to_profile()
+            .unwrap_err();
+        assert!(e.to_string().contains("lwm2m_entry"), "{e}");
+        assert!(ProfileJson::parse(r#"{"iccid": "98", "typo": 1}"#).is_err());
     }
 }

@@ -1,0 +1,170 @@
+//! `dmsc uicc`: the standard bootstrap data on a SIM/UICC (docs/uicc.md).
+//! The use cases live in `dmsc_host::uicc`; this module parses, asks and prints.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use dmsc_host::uicc::sim::{ProfileJson, VirtualCardTransport};
+use dmsc_host::uicc::{self, lwm2m::Value};
+use dmsc_host::Transport;
+use dmsc_sim_card::uicc::SimUicc;
+use serde::Serialize;
+
+use crate::context::{CardSession, Ctx};
+use crate::output::print_json;
+
+/// `dmsc uicc …`.
+#[derive(Debug, Args)]
+pub struct UiccArgs {
+    /// Use a simulated UICC built from this JSON profile (docs/uicc.md) instead
+    /// of --reader / --sim
+    #[arg(long, value_name = "PROFILE.json", env = "DMSC_SIM_UICC")]
+    pub sim_uicc: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: UiccCommand,
+}
+
+/// The `uicc` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UiccCommand {
+    /// Applications (EF(DIR)), PKCS#15 token info and data objects (label, OID, path, size)
+    Info,
+    /// Read and decode the LwM2M bootstrap (OID 2.23.43.9.1) from the PKCS#15 application
+    #[command(
+        after_help = "Text output lists one resource per line (/object/instance/resource = value); \
+        --tree prints the same as the configuration a LwM2M client consumes; --json gives \
+        the documented JSON form (docs/uicc.md)."
+    )]
+    Lwm2m {
+        /// One `path = value` line per resource, names omitted
+        #[arg(long)]
+        tree: bool,
+    },
+}
+
+fn open(ctx: &Ctx, args: &UiccArgs) -> Result<CardSession> {
+    match &args.sim_uicc {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the UICC profile {}", path.display()))?;
+            let profile = ProfileJson::parse(&text)
+                .and_then(|p| p.to_profile())
+                .with_context(|| format!("UICC profile {}", path.display()))?;
+            let t: Box<dyn Transport> = Box::new(VirtualCardTransport::new(
+                SimUicc::new(&profile),
+                format!("simulated UICC {}", path.display()),
+            ));
+            Ok(ctx.session(t))
+        }
+        None => ctx.open_card(),
+    }
+}
+
+#[derive(Serialize)]
+struct Lwm2mJson<'a> {
+    bootstrap: &'a uicc::BootstrapFile,
+    entries: Vec<Entry>,
+    /// Secret resources, emptied in this output.
+    redacted: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    path: String,
+    value: Value,
+}
+
+/// Runs `dmsc uicc`.
+pub fn run(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
+    let mut session = open(ctx, args)?;
+    match &args.command {
+        UiccCommand::Info => {
+            let info = uicc::read_info(&mut session)?;
+            if ctx.json {
+                return print_json(&info);
+            }
+            println!("applications:");
+            if info.applications.is_empty() {
+                println!("  (none: no EF(DIR))");
+            }
+            for a in &info.applications {
+                println!("  {}  {}", a.aid, a.label.as_deref().unwrap_or(""));
+            }
+            if !info.pkcs15 {
+                println!("this card has no PKCS#15 application");
+                return Ok(());
+            }
+            if let Some(t) = &info.token_info {
+                println!(
+                    "token: {} ({})",
+                    t.label.as_deref().unwrap_or("-"),
+                    t.manufacturer.as_deref().unwrap_or("-")
+                );
+            }
+            println!("data objects:");
+            for o in &info.data_objects {
+                let d = &o.object;
+                println!(
+                    "  {:<20} oid {:<14} path {:<6} size {:<6} {}{}",
+                    d.label
+                        .as_deref()
+                        .or(d.application.as_deref())
+                        .unwrap_or("-"),
+                    d.oid.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                    d.path.as_ref().map(|p| p.path.as_str()).unwrap_or("-"),
+                    o.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                    if d.auth_id.is_some() { "PIN " } else { "" },
+                    if d.oid_wrapped {
+                        "(OID wrapped twice)"
+                    } else {
+                        ""
+                    },
+                );
+            }
+        }
+        UiccCommand::Lwm2m { tree } => {
+            let read = uicc::read_lwm2m_bootstrap(&mut session)?;
+            // Secret keys are never printed.
+            let (file, redacted) = read.redacted();
+            drop(read);
+            let entries = file.entries();
+            if ctx.json {
+                return print_json(&Lwm2mJson {
+                    bootstrap: &file,
+                    entries: entries
+                        .into_iter()
+                        .map(|(path, value)| Entry { path, value })
+                        .collect(),
+                    redacted,
+                });
+            }
+            for (path, value) in &entries {
+                if redacted.contains(path) {
+                    println!("{path} = (secret, not shown)");
+                    continue;
+                }
+                if *tree {
+                    println!("{path} = {value}");
+                    continue;
+                }
+                let mut parts = path.trim_start_matches('/').split('/');
+                let name = match (parts.next(), parts.nth(1)) {
+                    (Some(o), Some(r)) => o
+                        .parse()
+                        .ok()
+                        .zip(r.parse().ok())
+                        .and_then(|(o, r)| uicc::lwm2m::registry(o, r))
+                        .map(|(n, _)| n),
+                    _ => None,
+                };
+                match name {
+                    Some(n) => println!("{path} = {value}  ({n})"),
+                    None => println!("{path} = {value}"),
+                }
+            }
+        }
+    }
+    Ok(())
+}

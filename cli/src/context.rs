@@ -262,6 +262,11 @@ impl Ctx {
     /// The authority key set; keys are required for `what`.
     pub fn require_authority(&self, what: &str) -> Result<AuthorityKeySet> {
         self.authority()?.ok_or_else(|| {
+            if self.shell.is_some() {
+                return usage(format!(
+                    "{what} needs an authority: log in first (login AUTHORITY)"
+                ));
+            }
             usage(format!(
                 "{what} needs an authority: give its SCP03 keys with --scp-key-file FILE, \
                  DMSC_SCP_KEYS or --scp-keys"

@@ -122,7 +122,11 @@ fn a_script_stops_at_the_first_error_naming_its_line() {
         )
         .expect(2);
     assert!(out.stderr.contains("error: line 4: "), "{out:#?}");
-    assert!(out.stderr.contains("needs an authority"), "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("needs an authority: log in first (login AUTHORITY)"),
+        "{out:#?}"
+    );
     assert_eq!(
         out.stdout.matches("card ID").count(),
         1,
@@ -311,6 +315,8 @@ fn the_session_limit_counts_the_slots_other_processes_hold() {
         out.stdout.contains("sessions:     2 of at most 2"),
         "{out:#?}"
     );
+    // The card session number the card writes into this session's audit entries.
+    assert!(out.stdout.contains(", card session "), "{out:#?}");
     drop(other);
     s.script(
         &[],

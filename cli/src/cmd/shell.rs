@@ -902,7 +902,9 @@ impl Shell {
         let limits = state.manager.limits();
         let login = state.login.as_ref().map(|l| {
             let idle = state.manager.idle(l.id).unwrap_or_default();
-            (l.authority.clone(), l.info.key_version, idle)
+            // The number the card writes into this session's audit entries.
+            let card_session = state.manager.card_session(l.id).map(|n| format!("{n:06X}"));
+            (l.authority.clone(), l.info.key_version, idle, card_session)
         });
         let in_use = match state.manager.slots() {
             Some(slots) => Some(slots.in_use(&self.card_id, self.max_sessions)?),
@@ -918,6 +920,7 @@ impl Shell {
                 "authority": login.as_ref().map(|l| &l.0),
                 "key_version": login.as_ref().map(|l| l.1),
                 "idle_seconds": login.as_ref().map(|l| l.2.as_secs()),
+                "card_session": login.as_ref().and_then(|l| l.3.clone()),
                 "idle_timeout_seconds": limits.idle_timeout.as_secs(),
                 "sessions_in_use": in_use,
                 "max_sessions": limits.max_sessions,
@@ -930,8 +933,11 @@ impl Shell {
             hex::encode_upper(self.card_id)
         );
         match login {
-            Some((authority, kvn, idle)) => println!(
-                "logged in:    {authority} (key version 0x{kvn:02X}), idle {}",
+            Some((authority, kvn, idle, card_session)) => println!(
+                "logged in:    {authority} (key version 0x{kvn:02X}{}), idle {}",
+                card_session
+                    .map(|n| format!(", card session {n} in the audit log"))
+                    .unwrap_or_default(),
                 show(idle)
             ),
             None => println!("logged in:    no (commands run as the device)"),

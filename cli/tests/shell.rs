@@ -188,6 +188,26 @@ fn the_card_authority_and_clock_options_are_the_shells() {
 }
 
 #[test]
+fn a_session_the_card_ended_is_over_for_the_shell_too() {
+    let s = Setup::new();
+    // SELECT of another application ends the secure channel on the card.
+    let out = s
+        .script(
+            &[],
+            &["--keep-going"],
+            "login admin --scp-key-file keys\napdu 00A4040005A000000001\nstatus\naudit\n",
+        )
+        .expect(2);
+    assert!(
+        out.stderr
+            .contains("authority session of admin ended by the card"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("logged in:    no"), "{out:#?}");
+    assert!(out.stderr.contains("error: line 4: "), "{out:#?}");
+}
+
+#[test]
 fn keys_of_another_authority_do_not_log_in() {
     let s = Setup::new();
     let out = s
@@ -210,7 +230,7 @@ fn idle_logout_seen(out: &Out) -> bool {
         && out.stderr.contains("error: line 6: ")
         && out.stderr.contains("needs an authority")
         && out.stdout.contains("logged in:    no")
-        && out.stdout.contains("sessions:     0 of at most 8")
+        && out.stdout.contains("sessions:     0 of at most 1")
 }
 
 #[test]

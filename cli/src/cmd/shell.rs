@@ -17,9 +17,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dmsc_host::card_model::apdu::{Command as Apdu, Response};
 use dmsc_host::card_model::commands::{SelectInfo, AID};
-use dmsc_host::session_manager::{
-    SessionError, SessionId, SessionLimits, SessionManager, SlotDir, DEFAULT_MAX_SESSIONS,
-};
+use dmsc_host::session_manager::{SessionError, SessionId, SessionLimits, SessionManager, SlotDir};
 use dmsc_host::{
     AuthorityKeySet, CardCommands, ChannelInfo, ExclusiveSession, HostError, Transport,
     TransportError,
@@ -50,8 +48,9 @@ pub struct ShellArgs {
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// At most this many authority sessions on the card at once, counted across
-    /// every shell using the same session directory
-    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS, value_name = "N",
+    /// every shell using the same session directory (the card keeps one secure
+    /// channel: two sessions at once end each other's)
+    #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = parse_max_sessions)]
     pub max_sessions: usize,
     /// Where authority sessions are counted across processes
@@ -286,6 +285,7 @@ fn session_to_transport(e: SessionError) -> TransportError {
 fn secured_apdu(
     apdu: &[u8],
     select: &SelectInfo,
+    sm_failed: &mut bool,
     send: &mut dyn FnMut(&Apdu) -> Result<Response, HostError>,
 ) -> Result<Vec<u8>, TransportError> {
     let cmd = Apdu::decode(apdu)
@@ -295,27 +295,40 @@ fn secured_apdu(
         answer.extend_from_slice(&[0x90, 0x00]);
         return Ok(answer);
     }
-    Ok(send(&cmd).map_err(host_to_transport)?.to_bytes())
+    match send(&cmd) {
+        Ok(resp) => Ok(resp.to_bytes()),
+        Err(e) => {
+            // Any secure-messaging failure ends the session on the card.
+            *sm_failed |= matches!(e, HostError::SecureMessaging { .. });
+            Err(host_to_transport(e))
+        }
+    }
 }
 
 impl State {
     /// After a command in the authority session: a session the card ended
-    /// (another SELECT, a reset) is over for the shell too.
-    fn check_channel(&mut self) {
+    /// (another SELECT, a reset, a secure-messaging failure, e.g. because
+    /// another application used the card in between) is over for the shell too.
+    fn check_channel(&mut self, sm_failed: bool) {
         let Some(login) = &self.login else { return };
         let id = login.id;
         let secured = self
             .manager
             .with(id, |s| Ok(s.is_secured()))
             .unwrap_or(false);
-        if !secured {
+        if !secured || sm_failed {
             let authority = login.authority.clone();
             self.login = None;
             if let Some(t) = self.manager.end(id) {
                 self.plain = Some(t);
             }
             self.ended = Some(format!(
-                "authority session of {authority} ended by the card"
+                "authority session of {authority} ended by the card{}; commands run as the device",
+                if sm_failed {
+                    " (secure messaging failed: another application may have used the card)"
+                } else {
+                    ""
+                }
             ));
         }
         for ended in self.manager.expire_idle() {
@@ -352,13 +365,14 @@ impl Transport for Handle {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
         let mut state = self.shared.lock();
         let s = &mut *state;
+        let mut sm_failed = false;
         let result = match &s.login {
             None => return s.plain.as_mut().ok_or_else(no_card)?.transmit(apdu),
             Some(login) => {
                 let id = login.id;
                 let select = s.select.clone();
                 let manager = &mut s.manager;
-                secured_apdu(apdu, &select, &mut |cmd| {
+                secured_apdu(apdu, &select, &mut sm_failed, &mut |cmd| {
                     manager
                         .with(id, |session| session.transmit(cmd))
                         .map_err(|e| match e {
@@ -368,7 +382,7 @@ impl Transport for Handle {
                 })
             }
         };
-        s.check_channel();
+        s.check_channel(sm_failed);
         result
     }
 
@@ -411,6 +425,7 @@ impl Transport for Handle {
         let id = login.id;
         let select = s.select.clone();
         let (reader, extended, atr) = (self.reader.clone(), self.extended, self.atr.clone());
+        let mut sm_failed = false;
         let result = s
             .manager
             .with(id, |session| {
@@ -421,13 +436,14 @@ impl Transport for Handle {
                         reader: &reader,
                         extended,
                         atr: &atr,
+                        sm_failed: &mut sm_failed,
                     };
                     body(&mut inside);
                     Ok(())
                 })
             })
             .map_err(session_to_transport);
-        s.check_channel();
+        s.check_channel(sm_failed);
         result
     }
 }
@@ -439,12 +455,15 @@ struct InTransaction<'a, 'b> {
     reader: &'a str,
     extended: bool,
     atr: &'a [u8],
+    sm_failed: &'a mut bool,
 }
 
 impl Transport for InTransaction<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
         let x = &mut *self.x;
-        secured_apdu(apdu, self.select, &mut |cmd| x.transmit(cmd))
+        secured_apdu(apdu, self.select, self.sm_failed, &mut |cmd| {
+            x.transmit(cmd)
+        })
     }
 
     fn atr(&self) -> Vec<u8> {

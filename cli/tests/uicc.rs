@@ -88,3 +88,11 @@ fn bad_profiles_and_missing_objects_are_clear_errors() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("lwm2m_size"), "{out:?}");
 }
+
+#[test]
+fn a_missing_modem_device_is_named() {
+    let dir = dir_with(PROFILE);
+    let out = run(dir.path(), &["uicc", "--modem", "/nonexistent/ttyUSB9", "info"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("/nonexistent/ttyUSB9"), "{out:?}");
+}

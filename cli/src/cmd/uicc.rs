@@ -2,9 +2,11 @@
 //! The use cases live in `dmsc_host::uicc`; this module parses, asks and prints.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use dmsc_host::uicc::modem::ModemTransport;
 use dmsc_host::uicc::sim::{ProfileJson, VirtualCardTransport};
 use dmsc_host::uicc::{self, lwm2m::Value};
 use dmsc_host::Transport;
@@ -21,6 +23,18 @@ pub struct UiccArgs {
     /// of --reader / --sim
     #[arg(long, value_name = "PROFILE.json", env = "DMSC_SIM_UICC")]
     pub sim_uicc: Option<PathBuf>,
+    /// Reach the SIM through a cellular modem's AT+CSIM on this serial device
+    /// (opened raw, 115200 8N1, `ATE0` first)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "DMSC_MODEM",
+        conflicts_with = "sim_uicc"
+    )]
+    pub modem: Option<PathBuf>,
+    /// Seconds to wait for each modem answer
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub modem_timeout: u64,
     /// What to do.
     #[command(subcommand)]
     pub command: UiccCommand,
@@ -58,7 +72,13 @@ fn open(ctx: &Ctx, args: &UiccArgs) -> Result<CardSession> {
             ));
             Ok(ctx.session(t))
         }
-        None => ctx.open_card(),
+        None => match &args.modem {
+            Some(path) => {
+                let t = ModemTransport::open(path, Duration::from_secs(args.modem_timeout.max(1)))?;
+                Ok(ctx.session(Box::new(t)))
+            }
+            None => ctx.open_card(),
+        },
     }
 }
 

@@ -116,7 +116,7 @@ enum Builtin {
         #[arg(long, value_name = "FILE")]
         scp_key_file: Option<PathBuf>,
         /// Key version of the key set, hex (0x30) or decimal [default: the shell's, else 0]
-        #[arg(long, value_name = "N", value_parser = crate::cli::parse_u8)]
+        #[arg(long, value_name = "N", value_parser = crate::cli::parse_key_version)]
         key_version: Option<u8>,
         /// SCP03 security level [default: the shell's]
         #[arg(long, value_enum, value_name = "LEVEL")]

@@ -897,6 +897,34 @@ fn self_test_a_put_without_rollback_is_caught() {
     assert!(caught.is_err(), "the check did not see the stored prefix");
 }
 
+/// The card of `s` with the MO record `t` written straight into its store
+/// (default ACL, ServerA as creator) and powered up again: the state of a card
+/// written before the one-record-per-node rule, which its commands can no
+/// longer make.
+fn written_before_the_rule(s: Session<Sim>, t: MgmtTree) -> Session<Sim> {
+    use dmsc_host::card_model::commands::ObjectValue;
+    use dmsc_host::card_model::objects::{ObjectKind, ObjectRef, Principal};
+    use dmsc_sim_card::state::{default_acl, State, Stored};
+    let (uri, one) = t.split().remove(0);
+    let store = s.into_transport().into_card().into_store();
+    let mut state = State::from_records(store.records()).unwrap();
+    let creator = Principal::Authority("ServerA".into());
+    state.objects.insert(
+        ObjectRef::Mo(uri),
+        Stored {
+            acl: default_acl(ObjectKind::Mo, &creator),
+            value: ObjectValue::Mo(mo::card::record_for(&one)),
+        },
+    );
+    state.generation += 1;
+    let store = MemoryStore::with_records(state.to_records());
+    let card = dmsc_sim_card::Card::power_up(store, dmsc_sim_card::sim::os_rng().unwrap()).unwrap();
+    Session::new(SimTransport::from_card(
+        card,
+        "simulated card (memory)".into(),
+    ))
+}
+
 #[test]
 fn refresh_leaves_out_a_card_mo_that_overlaps_another() {
     let dir = tempfile::tempdir().unwrap();
@@ -910,19 +938,21 @@ fn refresh_leaves_out_a_card_mo_that_overlaps_another() {
     .unwrap();
     let mut s = new_card();
     as_authority(&mut s);
-    for t in [
-        vendor("./Vendor", "995"),
-        email("25"),
-        vendor("./Own/Part", "2"),
-    ] {
+    let put = |s: &mut Session<Sim>, t: MgmtTree| {
         let (uri, one) = t.split().remove(0);
         s.put_object(
             &dmsc_host::card_model::objects::ObjectRef::Mo(uri),
             &dmsc_host::card_model::commands::ObjectValue::Mo(mo::card::record_for(&one)),
             None,
         )
-        .unwrap();
-    }
+    };
+    put(&mut s, vendor("./Vendor", "995")).unwrap();
+    put(&mut s, vendor("./Own/Part", "2")).unwrap();
+    // The card itself refuses a record inside another (docs/commands.md
+    // §3.4), so the card written before the rule is made in its store.
+    let refused = put(&mut s, email("25")).unwrap_err();
+    assert_eq!(refused.sw(), Some(0x6A89), "{refused}");
+    let mut s = written_before_the_rule(s, email("25"));
     s.select().unwrap();
     let r = provisioning::refresh(&mut s, &mut tree).unwrap();
     assert_eq!(r.added, vec!["./Vendor"]);

@@ -205,6 +205,10 @@ pub enum Regression {
     CounterSpentByInitializeUpdate,
     /// CHECK APPROVAL reports a floor (and its value) to callers without Get on it.
     FloorToAnyone,
+    /// PUT DATA stores an MO record whose root lies inside or above another
+    /// record's: one node held by two records, as on cards written before
+    /// the rule.
+    MoOverlapAccepted,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -13,7 +13,7 @@ use dmsc_card_model::scp03::{self};
 use rand_core::{CryptoRng, RngCore};
 
 use super::keys::authority_info;
-use super::{Card, Outcome};
+use super::{Card, Outcome, Regression};
 use crate::state::{default_acl, Stored};
 use crate::store::PersistentMemory;
 
@@ -151,7 +151,10 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 }
                 ObjectValue::Approver(p)
             }
-            (ObjectRef::Mo(_), ObjectValue::Mo(mut m)) => {
+            (ObjectRef::Mo(uri), ObjectValue::Mo(mut m)) => {
+                if !exists && !self.regressions.has(Regression::MoOverlapAccepted) {
+                    self.refuse_mo_overlap(&object, uri)?;
+                }
                 m.version = match next.objects.get(&object).map(|o| &o.value) {
                     Some(ObjectValue::Mo(old)) => old.version.wrapping_add(1),
                     _ => 1,
@@ -175,6 +178,34 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         next.audit(event, &who, session, object.to_string());
         self.commit(next)?;
         Ok(Vec::new())
+    }
+
+    /// One record per node (`docs/commands.md` §3.4): a new MO record whose
+    /// root lies inside or above another record's is refused. `6A89` when the
+    /// caller may read one of the records it overlaps; otherwise the refusal
+    /// is a counted rights failure (`6982`), the answer a PUT DATA of an
+    /// existing record the caller may not replace gets, so it tells nothing
+    /// about which protected record is there (`docs/security.md` §3.4).
+    fn refuse_mo_overlap(&mut self, object: &ObjectRef, uri: &str) -> Result<(), Status> {
+        let caller = self.caller();
+        let mut overlaps = self.state.objects.iter().filter(|(r, _)| match r {
+            ObjectRef::Mo(other) => other != uri && (within(uri, other) || within(other, uri)),
+            _ => false,
+        });
+        let Some(first) = overlaps.next() else {
+            return Ok(());
+        };
+        if core::iter::once(first)
+            .chain(overlaps)
+            .any(|(_, o)| o.acl.allows(&caller, Right::Get))
+        {
+            return Err(Status::FileAlreadyExists);
+        }
+        let who = self.acting();
+        let detail = alloc::format!("{} on {object} (overlaps a record)", Right::Add);
+        let how = self.record_kind();
+        self.record_failure(&who, AuditEvent::AccessDenied, &detail, how)?;
+        Err(Status::SecurityStatusNotSatisfied)
     }
 
     pub(super) fn set_acl(&mut self, object: ObjectRef, acl: Acl) -> Outcome {
@@ -225,4 +256,11 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
         self.commit(next)?;
         Ok(Vec::new())
     }
+}
+
+/// Whether node `path` lies strictly below `root`, at a node boundary
+/// (`./Vendor/Acme` is below `./Vendor`; `./VendorX` is not).
+fn within(path: &str, root: &str) -> bool {
+    path.strip_prefix(root)
+        .is_some_and(|rest| rest.starts_with('/'))
 }

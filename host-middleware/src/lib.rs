@@ -15,7 +15,8 @@
 //! - [`trace`]: redacted APDU trace events;
 //! - [`policy`]: the portable enterprise policy (signed policy on the card, enforcement engine).
 //! - [`fleet`]: many cards at once: listing, all-or-nothing ACL grants with rollback;
-//! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit;
+//! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit
+//!   counted across processes (lock files per card; used by `dmsc shell`);
 //! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events.
 //! - [`uicc`]: standard UICC file access, PKCS#15 and the LwM2M / OMA DM bootstrap on a SIM.
 //!

@@ -191,9 +191,10 @@ struct Volatile {
 
 /// Earlier behaviours of the card that attacks defeated (issue 11), which a
 /// card built with the `regressions` feature can be switched back to with
-/// [`Card::reintroduce`]. They exist so that the attack tests can show, on
-/// the real card, that they catch each one. Never enable the feature in a
-/// card that holds anything.
+#[cfg_attr(feature = "regressions", doc = "[`Card::reintroduce`].")]
+#[cfg_attr(not(feature = "regressions"), doc = "`Card::reintroduce`.")]
+/// They exist so that the attack tests can show, on the real card, that they
+/// catch each one. Never enable the feature in a card that holds anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Regression {
     /// One flat ring of 256 records, nothing aggregated: a flood of refused

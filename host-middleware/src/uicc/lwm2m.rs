@@ -477,6 +477,14 @@ impl BootstrapFile {
         let count = c.u16("number of objects")?;
         let size = usize::from(c.u16("size")?);
         let body_end = 4 + size;
+        if body_end > MAX_FILE_SIZE {
+            return Err(Lwm2mError::Invalid {
+                offset: 2,
+                detail: format!(
+                    "the header declares {size} bytes of objects, more than the 32 KiB file allows"
+                ),
+            });
+        }
         if body_end > data.len() {
             return Err(Lwm2mError::Truncated {
                 offset: data.len(),
@@ -864,8 +872,10 @@ mod tests {
         let mut g = good.clone();
         g[1] = 2;
         assert!(BootstrapFile::decode(&g).is_err());
-        // Header size too big for the file.
-        assert!(BootstrapFile::decode(&h("0001FFFF")).is_err());
+        // Header size too big for the file, and for any file.
+        assert!(BootstrapFile::decode(&h("00010100")).is_err());
+        let e = BootstrapFile::decode(&h("0001FFFF")).unwrap_err();
+        assert!(e.to_string().contains("32 KiB"), "{e}");
         assert!(BootstrapFile::decode(&h("00")).is_err());
     }
 }

@@ -92,7 +92,110 @@ fn bad_profiles_and_missing_objects_are_clear_errors() {
 #[test]
 fn a_missing_modem_device_is_named() {
     let dir = dir_with(PROFILE);
-    let out = run(dir.path(), &["uicc", "--modem", "/nonexistent/ttyUSB9", "info"]);
+    let out = run(
+        dir.path(),
+        &["uicc", "--modem", "/nonexistent/ttyUSB9", "info"],
+    );
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("/nonexistent/ttyUSB9"), "{out:?}");
+}
+
+#[test]
+fn dm_bootstrap_is_read() {
+    let dir = dir_with(PROFILE);
+    let out = run(
+        dir.path(),
+        &["uicc", "--sim-uicc", "uicc.json", "dm-bootstrap"],
+    )
+    .expect(0);
+    assert_eq!(out.stdout.trim(), "03016A00");
+    run(
+        dir.path(),
+        &[
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "dm-bootstrap",
+            "--out",
+            "dm.wbxml",
+        ],
+    )
+    .expect(0);
+    assert_eq!(
+        std::fs::read(dir.path().join("dm.wbxml")).unwrap(),
+        vec![0x03, 0x01, 0x6A, 0x00]
+    );
+}
+
+#[test]
+fn write_lwm2m_needs_the_adm_key_from_a_file_and_checks_the_size() {
+    let dir = dir_with(PROFILE);
+    let new = r#"{"objects": [{"id": 1, "instances": [{"id": 0, "resources": [
+        {"id": 1, "value": {"type": "integer", "value": 600}}]}]}]}"#;
+    std::fs::write(dir.path().join("new.json"), new).unwrap();
+    // No key: refused before the card is touched.
+    let out = run(
+        dir.path(),
+        &["uicc", "--sim-uicc", "uicc.json", "write-lwm2m", "new.json"],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--adm-key-file"), "{out:?}");
+    // A wrong key: the card says so.
+    std::fs::write(dir.path().join("wrong.key"), "3030303030303030\n").unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "write-lwm2m",
+            "new.json",
+            "--adm-key-file",
+            "wrong.key",
+        ],
+    );
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("63C2"), "{out:?}");
+    assert!(!out.stderr.contains("3030303030303030"), "{out:?}");
+    // The profile's default ADM1 key (3838383838383838).
+    std::fs::write(dir.path().join("adm.key"), "38 38 38 38 38 38 38 38\n").unwrap();
+    run(
+        dir.path(),
+        &[
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "write-lwm2m",
+            "new.json",
+            "--adm-key-file",
+            "adm.key",
+        ],
+    )
+    .expect(0);
+    // Too big for a 100-byte EF: refused with the sizes.
+    let small = PROFILE.replace("\"t0\": true", "\"t0\": true, \"lwm2m_size\": 100");
+    std::fs::write(dir.path().join("small.json"), small).unwrap();
+    let long = format!(
+        r#"{{"objects": [{{"id": 0, "instances": [{{"id": 0, "resources": [
+        {{"id": 0, "value": {{"type": "string", "value": "{}"}}}}]}}]}}]}}"#,
+        "x".repeat(200)
+    );
+    std::fs::write(dir.path().join("long.json"), long).unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "uicc",
+            "--sim-uicc",
+            "small.json",
+            "write-lwm2m",
+            "long.json",
+            "--adm-key-file",
+            "adm.key",
+        ],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("do not fit the 100-byte file"),
+        "{out:?}"
+    );
 }

@@ -12,8 +12,10 @@ use dmsc_host::uicc::{self, lwm2m::Value};
 use dmsc_host::Transport;
 use dmsc_sim_card::uicc::SimUicc;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::context::{CardSession, Ctx};
+use crate::exit::usage;
 use crate::output::print_json;
 
 /// `dmsc uicc …`.
@@ -56,6 +58,57 @@ pub enum UiccCommand {
         #[arg(long)]
         tree: bool,
     },
+    /// Read the OMA DM bootstrap (OID 2.23.43.7.1), a WBXML DM message: hex, or raw to --out
+    DmBootstrap {
+        /// Write the raw bytes to this file
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Encode a bootstrap (the JSON form) and write it to EF(LwM2M_Bootstrap) after VERIFY ADM1
+    #[command(
+        after_help = "The ADM1 key (8 bytes, 16 hex digits) comes from --adm-key-file or \
+        DMSC_ADM_KEY, never from the command line. The file is encoded and checked against \
+        the EF's size (its FCP) before anything is sent."
+    )]
+    WriteLwm2m {
+        /// The bootstrap in the JSON form of docs/uicc.md
+        #[arg(value_name = "FILE.json")]
+        file: PathBuf,
+        /// File holding the ADM1 key in hex
+        #[arg(long, value_name = "FILE")]
+        adm_key_file: Option<PathBuf>,
+    },
+}
+
+/// The ADM1 key from its file or `DMSC_ADM_KEY` (hex, 8 bytes).
+fn adm_key(file: Option<&std::path::Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let text: Zeroizing<String> = match file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the ADM key file {}", path.display()))?,
+        ),
+        None => match std::env::var("DMSC_ADM_KEY") {
+            Ok(v) => Zeroizing::new(v),
+            Err(_) => {
+                return Err(usage(
+                    "the ADM1 key is needed: give --adm-key-file FILE or set DMSC_ADM_KEY",
+                ))
+            }
+        },
+    };
+    let clean: Zeroizing<String> =
+        Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+    let key = Zeroizing::new(
+        hex::decode(clean.as_bytes())
+            .map_err(|_| usage("the ADM1 key is not hex (16 hex digits expected)"))?,
+    );
+    if key.len() != 8 {
+        return Err(usage(format!(
+            "the ADM1 key has {} bytes, 8 expected (16 hex digits)",
+            key.len()
+        )));
+    }
+    Ok(key)
 }
 
 fn open(ctx: &Ctx, args: &UiccArgs) -> Result<CardSession> {
@@ -98,8 +151,51 @@ struct Entry {
 
 /// Runs `dmsc uicc`.
 pub fn run(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
+    // Bad input is refused before the card is opened.
+    let write = match &args.command {
+        UiccCommand::WriteLwm2m { file, adm_key_file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let bootstrap: uicc::BootstrapFile = serde_json::from_str(&text).map_err(|e| {
+                usage(format!(
+                    "{}: not the bootstrap JSON form: {e}",
+                    file.display()
+                ))
+            })?;
+            bootstrap
+                .encode()
+                .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            Some((bootstrap, adm_key(adm_key_file.as_deref())?))
+        }
+        _ => None,
+    };
     let mut session = open(ctx, args)?;
     match &args.command {
+        UiccCommand::WriteLwm2m { file, .. } => {
+            if let Some((bootstrap, key)) = &write {
+                uicc::write_lwm2m_bootstrap(&mut session, bootstrap, Some(key.as_slice()))?;
+                ctx.note(&format!("wrote {} to EF(LwM2M_Bootstrap)", file.display()));
+            }
+        }
+        UiccCommand::DmBootstrap { out } => {
+            let raw = uicc::read_dm_bootstrap_raw(&mut session)?;
+            match out {
+                Some(path) => std::fs::write(path, &raw)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None if ctx.json => {
+                    #[derive(Serialize)]
+                    struct Dm {
+                        wbxml_hex: String,
+                        length: usize,
+                    }
+                    return print_json(&Dm {
+                        wbxml_hex: hex::encode_upper(&raw),
+                        length: raw.len(),
+                    });
+                }
+                None => println!("{}", hex::encode_upper(&raw)),
+            }
+        }
         UiccCommand::Info => {
             let info = uicc::read_info(&mut session)?;
             if ctx.json {

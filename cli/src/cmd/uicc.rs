@@ -58,6 +58,18 @@ pub enum UiccCommand {
         #[arg(long)]
         tree: bool,
     },
+    /// Attach the simulated UICC of --sim-uicc to pcscd through vpcd until SIGINT/SIGTERM
+    #[command(
+        after_help = "Connects to vpcd at 127.0.0.1:PORT (a reader.conf slot; see \
+        docs/pcsc-testing.md) and prints `ready: simulated UICC attached (vpcd ADDR)` once \
+        pcscd sees the card. The card's state lives in memory: updates last until the \
+        command ends."
+    )]
+    Serve {
+        /// The vpcd port of the slot
+        #[arg(long, default_value_t = 35963)]
+        port: u16,
+    },
     /// Read the OMA DM bootstrap (OID 2.23.43.7.1), a WBXML DM message: hex, or raw to --out
     DmBootstrap {
         /// Write the raw bytes to this file
@@ -111,16 +123,56 @@ fn adm_key(file: Option<&std::path::Path>) -> Result<Zeroizing<Vec<u8>>> {
     Ok(key)
 }
 
+fn sim_card(path: &std::path::Path) -> Result<SimUicc> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the UICC profile {}", path.display()))?;
+    let profile = ProfileJson::parse(&text)
+        .and_then(|p| p.to_profile())
+        .with_context(|| format!("UICC profile {}", path.display()))?;
+    Ok(SimUicc::new(&profile))
+}
+
+/// `dmsc uicc serve`: the simulated UICC on a vpcd slot.
+fn serve(ctx: &Ctx, profile: &std::path::Path, port: u16) -> Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard};
+
+    let card: Box<dyn VirtualCard> = Box::new(sim_card(profile)?);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(sig, shutdown.clone()))
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+    let quiet = ctx.quiet;
+    let mut ready = false;
+    vpcd::serve(
+        vec![(card, Endpoint::Connect(addr))],
+        shutdown,
+        move |event| match &event {
+            BridgeEvent::Attached { .. } if !ready => {
+                ready = true;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "ready: simulated UICC attached (vpcd {addr})");
+                let _ = out.flush();
+            }
+            BridgeEvent::Attached { .. } | BridgeEvent::Stopped => {}
+            other if !quiet => eprintln!("{other}"),
+            _ => {}
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("vpcd bridge: {e}"))
+}
+
 fn open(ctx: &Ctx, args: &UiccArgs) -> Result<CardSession> {
     match &args.sim_uicc {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the UICC profile {}", path.display()))?;
-            let profile = ProfileJson::parse(&text)
-                .and_then(|p| p.to_profile())
-                .with_context(|| format!("UICC profile {}", path.display()))?;
             let t: Box<dyn Transport> = Box::new(VirtualCardTransport::new(
-                SimUicc::new(&profile),
+                sim_card(path)?,
                 format!("simulated UICC {}", path.display()),
             ));
             Ok(ctx.session(t))
@@ -169,8 +221,16 @@ pub fn run(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
         }
         _ => None,
     };
+    if let UiccCommand::Serve { port } = &args.command {
+        let profile = args
+            .sim_uicc
+            .as_deref()
+            .ok_or_else(|| usage("uicc serve needs --sim-uicc PROFILE.json"))?;
+        return serve(ctx, profile, *port);
+    }
     let mut session = open(ctx, args)?;
     match &args.command {
+        UiccCommand::Serve { .. } => {}
         UiccCommand::WriteLwm2m { file, .. } => {
             if let Some((bootstrap, key)) = &write {
                 uicc::write_lwm2m_bootstrap(&mut session, bootstrap, Some(key.as_slice()))?;

@@ -1,0 +1,86 @@
+//! `dmsc uicc` through the private pcscd of `.ci/test` (feature `e2e`): a
+//! simulated UICC attached with `dmsc uicc serve` is read with `--reader`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through `bash .ci/test` (private pcscd + vpcd)")
+    })
+}
+
+fn terminate(child: &mut Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the child did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const PROFILE: &str = r#"{"iccid": "98103254769810325476", "t0": true,
+ "lwm2m_bootstrap": {"objects": [
+   {"id": 0, "instances": [{"id": 0, "resources": [
+     {"id": 0, "value": {"type": "string", "value": "coaps://bs.example:5684"}},
+     {"id": 1, "value": {"type": "boolean", "value": true}}]}]},
+   {"id": 1, "instances": [{"id": 0, "resources": [
+     {"id": 1, "value": {"type": "integer", "value": 86400}}]}]}]},
+ "dm_bootstrap_hex": "03016A00"}"#;
+
+#[test]
+fn lwm2m_bootstrap_of_a_served_uicc_through_pcscd() {
+    let slot = 6usize;
+    let port: u16 = env("DMSC_VPCD_PORT").parse().unwrap();
+    let reader = env("DMSC_VPCD_READERS")
+        .split(';')
+        .nth(slot)
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("uicc.json"), PROFILE).unwrap();
+    let port_text = (port + slot as u16).to_string();
+    let mut serve = dmsc(d)
+        .args([
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "serve",
+            "--port",
+            &port_text,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready: simulated UICC attached"), "{line}");
+    // pcscd may report the card a moment after vpcd attached it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = run(d, &["--reader", &reader, "--json", "uicc", "lwm2m"]);
+        if out.code == 0 || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    terminate(&mut serve);
+    let j = out.expect(0).json();
+    assert_eq!(j["entries"][0]["path"], "/0/0/0");
+    assert_eq!(j["entries"][0]["value"]["value"], "coaps://bs.example:5684");
+    assert_eq!(j["entries"][2]["path"], "/1/0/1");
+    assert_eq!(j["entries"][2]["value"]["value"], 86400);
+}

@@ -356,9 +356,11 @@ pub fn open_authority(
     );
     open_secure_channel(session, authority, level).map_err(|e| match &e {
         // Wrong keys show as a card cryptogram mismatch or a refused EXTERNAL AUTHENTICATE.
-        HostError::SecureMessaging { .. } | HostError::SecurityStatusNotSatisfied { .. } => {
-            coded(Code::Refused, format!("{message}: {e}"))
-        }
+        HostError::SecureMessaging { .. }
+        | HostError::Card {
+            status: dmsc_host::Status::SecurityStatusNotSatisfied,
+            ..
+        } => coded(Code::Refused, format!("{message}: {e}")),
         _ => anyhow::Error::new(e).context(message),
     })
 }

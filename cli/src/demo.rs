@@ -24,7 +24,7 @@ use dmsc_host::card_model::objects::{
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::firmware::{self, ApprovalFile};
 use dmsc_host::sim_transport::FileSimTransport;
-use dmsc_host::{AuthorityKeySet, CardCommands, HostError, PinStatus};
+use dmsc_host::{AuthorityKeySet, CardCommands, HostError, PinStatus, Status};
 use p256::ecdsa::SigningKey;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -341,7 +341,13 @@ fn user_pin(r: &mut Report, w: &mut World) -> Result<()> {
     r.expect(
         "VERIFY a wrong PIN",
         outcome(&result),
-        matches!(result, Err(HostError::WrongPin { tries_left: 2, .. })),
+        matches!(
+            result,
+            Err(HostError::Card {
+                status: Status::RemainingRetries(2),
+                ..
+            })
+        ),
         "refused, 2 tries left (SW 63C2)",
     );
     let status = w.card.pin_tries()?;
@@ -488,8 +494,7 @@ fn bootstrap(r: &mut Report, w: &mut World) -> Result<()> {
         &parsed.mac,
         &device,
         &mut |_| true,
-    )
-    .map_err(card_error)?;
+    )?;
     r.expect(
         "a tampered packet with the same MAC",
         format!("{outcome:?}"),
@@ -508,8 +513,7 @@ fn bootstrap(r: &mut Report, w: &mut World) -> Result<()> {
             asked = content.nodes.join(", ");
             true // the demo's user consents
         },
-    )
-    .map_err(card_error)?;
+    )?;
     let ok = matches!(&outcome, BootstrapOutcome::Applied(_)) && in_device_tree(&device, "./DMAcc");
     r.expect(
         &format!("the card verifies the MAC; the user accepts ({asked})"),
@@ -526,14 +530,6 @@ fn in_device_tree(dir: &Path, uri: &str) -> bool {
     DirectoryTree::open(dir)
         .and_then(|t| t.read_mo(uri))
         .is_ok_and(|mo| mo.is_some())
-}
-
-/// The card's error itself, so that the report shows the status word.
-fn card_error(e: bootstrap::BootstrapError) -> anyhow::Error {
-    match e {
-        bootstrap::BootstrapError::Card(h) => h.into(),
-        other => other.into(),
-    }
 }
 
 /// A package of `version` for the demo's device class: streamed through
@@ -638,7 +634,13 @@ fn access_control(r: &mut Report, w: &mut World) -> Result<()> {
     r.expect(
         "the device replaces the MO without authority",
         outcome(&result),
-        matches!(result, Err(HostError::SecurityStatusNotSatisfied { .. })),
+        matches!(
+            result,
+            Err(HostError::Card {
+                status: Status::SecurityStatusNotSatisfied,
+                ..
+            })
+        ),
         "refused (SW 6982)",
     );
 
@@ -679,7 +681,13 @@ fn access_control(r: &mut Report, w: &mut World) -> Result<()> {
         r.expect(
             &format!("the user tries to replace the policy ({attempt} of 4)"),
             outcome(&result),
-            matches!(result, Err(HostError::SecurityStatusNotSatisfied { .. })),
+            matches!(
+                result,
+                Err(HostError::Card {
+                    status: Status::SecurityStatusNotSatisfied,
+                    ..
+                })
+            ),
             "refused (SW 6982)",
         );
     }

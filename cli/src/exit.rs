@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use dmsc_host::{HostError, TransportError};
+use dmsc_host::policy::PolicyError;
+use dmsc_host::{HostError, Status, TransportError};
 
 /// The process exit codes (documented in `dmsc --help` and docs/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,18 +78,39 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 
 /// The exit code for a card error.
 pub fn host_code(e: &HostError) -> Code {
+    if e.wrong_pin_tries_left().is_some() {
+        return Code::WrongPin;
+    }
     match e {
-        HostError::WrongPin { .. } => Code::WrongPin,
-        HostError::Blocked { .. } => Code::Blocked,
-        HostError::SecurityStatusNotSatisfied { .. }
-        | HostError::ConditionsNotSatisfied { .. }
-        | HostError::ReferenceDataNotUsable { .. } => Code::Refused,
-        HostError::NotFound { .. } => Code::NotFound,
-        HostError::VerificationFailed { .. } => Code::VerificationFailed,
+        HostError::Card { status, .. } => match status {
+            Status::OperationBlocked => Code::Blocked,
+            Status::SecurityStatusNotSatisfied
+            | Status::ConditionsOfUseNotSatisfied
+            | Status::ReferenceDataNotUsable => Code::Refused,
+            Status::NotFound | Status::KeyReferenceNotFound => Code::NotFound,
+            Status::VerificationFailed => Code::VerificationFailed,
+            _ => Code::Error,
+        },
         HostError::Transport(t) => transport_code(t),
         HostError::CardChanged { .. } => Code::NoCard,
         _ => Code::Error,
     }
+}
+
+/// The exit code for a policy error; `None` for the card's refusal, whose code
+/// comes from the [`HostError`] next in the chain.
+pub fn policy_code(e: &PolicyError) -> Option<Code> {
+    Some(match e {
+        PolicyError::Card(_) => return None,
+        PolicyError::Io { .. } => Code::Error,
+        PolicyError::Invalid { .. }
+        | PolicyError::NotUtf8
+        | PolicyError::Key(_)
+        | PolicyError::Malformed(_) => Code::Usage,
+        PolicyError::BadSignature(_) => Code::VerificationFailed,
+        PolicyError::CommandRefused(_) => Code::Refused,
+        PolicyError::Missing(_) => Code::NotFound,
+    })
 }
 
 /// The exit code for a transport error.
@@ -113,6 +135,9 @@ pub fn classify(err: &anyhow::Error) -> Code {
         if let Some(h) = cause.downcast_ref::<HostError>() {
             return host_code(h);
         }
+        if let Some(code) = cause.downcast_ref::<PolicyError>().and_then(policy_code) {
+            return code;
+        }
         if let Some(t) = cause.downcast_ref::<TransportError>() {
             return transport_code(t);
         }
@@ -130,12 +155,16 @@ pub fn card_sw(err: &anyhow::Error) -> Option<u16> {
 /// What the user can do about the error, when the message alone does not say.
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     match err.chain().find_map(|c| c.downcast_ref::<HostError>()) {
-        Some(HostError::Blocked { command }) if !command.contains("RESET RETRY") => {
+        Some(HostError::Card {
+            command,
+            status: Status::OperationBlocked,
+        }) if !command.contains("RESET RETRY") => {
             Some("the user PIN is blocked; unblock it with the PUK: dmsc pin unblock")
         }
-        Some(HostError::Blocked { .. }) => {
-            Some("the PUK is blocked too; the PIN can no longer be unblocked")
-        }
+        Some(HostError::Card {
+            status: Status::OperationBlocked,
+            ..
+        }) => Some("the PUK is blocked too; the PIN can no longer be unblocked"),
         _ => None,
     }
 }
@@ -165,11 +194,7 @@ mod tests {
 
     #[test]
     fn codes_follow_the_chain() {
-        let e = anyhow::Error::new(HostError::WrongPin {
-            command: "VERIFY",
-            tries_left: 2,
-        })
-        .context("verifying the PIN");
+        let e = anyhow::Error::new(HostError::card("VERIFY", 0x63C2)).context("verifying the PIN");
         assert_eq!(classify(&e), Code::WrongPin);
         let e = anyhow::Error::new(HostError::Transport(TransportError::CardRemoved))
             .context("reading");
@@ -177,5 +202,29 @@ mod tests {
         assert_eq!(describe(&e), "reading: the card was removed");
         assert_eq!(classify(&usage("bad")), Code::Usage);
         assert_eq!(classify(&anyhow::anyhow!("x")), Code::Error);
+    }
+
+    #[test]
+    fn the_cards_refusal_is_found_under_use_case_errors() {
+        use dmsc_host::bootstrap::BootstrapError;
+        use dmsc_host::firmware::FirmwareError;
+        let e = anyhow::Error::new(BootstrapError::Card(HostError::card("PUT DATA", 0x6982)))
+            .context("storing bootstrap key 1");
+        assert_eq!(classify(&e), Code::Refused);
+        assert_eq!(card_sw(&e), Some(0x6982));
+        assert_eq!(
+            describe(&e),
+            "storing bootstrap key 1: PUT DATA: security status not satisfied (SW 6982)"
+        );
+        let e = anyhow::Error::new(PolicyError::Card(HostError::card("GET DATA", 0x6A82)));
+        assert_eq!(classify(&e), Code::NotFound);
+        assert_eq!(card_sw(&e), Some(0x6A82));
+        let e = anyhow::Error::new(FirmwareError::Card(HostError::card("VERIFY", 0x63C1)));
+        assert_eq!(classify(&e), Code::WrongPin);
+        assert_eq!(describe(&e), "VERIFY: wrong PIN, 1 try left (SW 63C1)");
+        // A policy error that is not the card's has its own code and no SW.
+        let e = anyhow::Error::new(PolicyError::CommandRefused("replayed".into()));
+        assert_eq!(classify(&e), Code::Refused);
+        assert_eq!(card_sw(&e), None);
     }
 }

@@ -75,7 +75,7 @@ pub enum BootstrapError {
     #[error("the device tree: {0}")]
     DeviceTree(#[from] crate::device_tree::TreeError),
     /// The card failed or refused.
-    #[error(transparent)]
+    #[error("{0}")]
     Card(#[from] HostError),
 }
 
@@ -343,9 +343,8 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
                 BootstrapError::BadContent(format!("not UTF-8 (byte {})", e.valid_up_to()))
             })?
             .to_string(),
-        MediaType::Wbxml => {
-            crate::wbxml::decode_tnds(packet).map_err(BootstrapError::BadContent)?
-        }
+        MediaType::Wbxml => crate::wbxml::decode_tnds(packet)
+            .map_err(|e| BootstrapError::BadContent(e.to_string()))?,
     };
     let tree = MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.to_string()))?;
     let nodes: Vec<String> = tree.split().into_iter().map(|(uri, _)| uri).collect();

@@ -5,103 +5,22 @@ use dmsc_card_model::commands::{ins, DecodeError, CLA_SECURE_MESSAGING};
 
 use crate::transport::TransportError;
 
-/// What went wrong talking to the card. Status-word variants name the command
-/// and show the status word in hex.
+pub use iso7816::Status;
+
+/// What went wrong talking to the card. A refusal by the card is one variant,
+/// [`HostError::Card`], naming the command and carrying its ISO 7816-4 status word.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
-    /// `63Cx` after VERIFY, CHANGE REFERENCE DATA or RESET RETRY COUNTER.
-    #[error(
-        "{command}: wrong {}, {} left (SW 63C{tries_left:X})",
-        pin_or_puk(.command),
-        tries(*.tries_left)
-    )]
-    WrongPin {
-        /// The command that failed.
-        command: &'static str,
-        /// Tries left before the PIN (or PUK) blocks.
-        tries_left: u8,
-    },
-    /// `6983`: the PIN, PUK or key is blocked.
-    #[error("{command}: authentication method blocked (SW 6983)")]
-    Blocked {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6982`: the caller lacks the right (PIN not verified, no authority session, ACL).
-    #[error("{command}: security status not satisfied (SW 6982)")]
-    SecurityStatusNotSatisfied {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6A82` (file or application not found) or `6A88` (referenced data not found).
-    #[error("{command}: not found (SW {sw:04X})")]
-    NotFound {
-        /// The command that failed.
-        command: &'static str,
-        /// `6A82` or `6A88`.
-        sw: u16,
-    },
-    /// `6A84`: not enough memory on the card.
-    #[error("{command}: not enough memory on the card (SW 6A84)")]
-    NotEnoughMemory {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6985`: conditions of use not satisfied.
-    #[error("{command}: conditions of use not satisfied (SW 6985)")]
-    ConditionsNotSatisfied {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6984`: reference data not usable.
-    #[error("{command}: reference data not usable (SW 6984)")]
-    ReferenceDataNotUsable {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6700`: wrong length.
-    #[error("{command}: wrong length (SW 6700)")]
-    WrongLength {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6A80`: incorrect parameters in the data field.
-    #[error("{command}: incorrect data (SW 6A80)")]
-    IncorrectData {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6A86`: incorrect P1-P2.
-    #[error("{command}: incorrect P1-P2 (SW 6A86)")]
-    IncorrectP1P2 {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6D00`: instruction not supported.
-    #[error("{command}: instruction not supported (SW 6D00)")]
-    InsNotSupported {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6E00`: class not supported.
-    #[error("{command}: class not supported (SW 6E00)")]
-    ClaNotSupported {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// `6300`: verification failed (e.g. a MAC that does not verify).
-    #[error("{command}: verification failed (SW 6300)")]
-    VerificationFailed {
-        /// The command that failed.
-        command: &'static str,
-    },
-    /// Any other status word than `9000`.
-    #[error("{command}: card returned SW {sw:04X} ({})", sw_meaning(*.sw))]
-    Status {
+    /// The card answered with a status word other than `9000`: it refused or failed
+    /// the command. The message says what the status word means (see [`sw_meaning`]);
+    /// `63Cx` of VERIFY, CHANGE REFERENCE DATA or RESET RETRY COUNTER reads as
+    /// "wrong PIN (or PUK), x tries left".
+    #[error("{command}: {}", describe(.command, *.status))]
+    Card {
         /// The command that failed.
         command: &'static str,
         /// The status word.
-        sw: u16,
+        status: Status,
     },
     /// The transport failed (no service, no card, card removed or reset, …).
     #[error("{0}")]
@@ -155,67 +74,140 @@ pub enum HostError {
 }
 
 impl HostError {
-    /// The status word behind this error, if it came from one.
-    pub fn sw(&self) -> Option<u16> {
-        Some(match self {
-            HostError::WrongPin { tries_left, .. } => 0x63C0 | u16::from(*tries_left & 0x0F),
-            HostError::Blocked { .. } => 0x6983,
-            HostError::SecurityStatusNotSatisfied { .. } => 0x6982,
-            HostError::NotFound { sw, .. } | HostError::Status { sw, .. } => *sw,
-            HostError::NotEnoughMemory { .. } => 0x6A84,
-            HostError::ConditionsNotSatisfied { .. } => 0x6985,
-            HostError::ReferenceDataNotUsable { .. } => 0x6984,
-            HostError::WrongLength { .. } => 0x6700,
-            HostError::IncorrectData { .. } => 0x6A80,
-            HostError::IncorrectP1P2 { .. } => 0x6A86,
-            HostError::InsNotSupported { .. } => 0x6D00,
-            HostError::ClaNotSupported { .. } => 0x6E00,
-            HostError::VerificationFailed { .. } => 0x6300,
-            _ => return None,
-        })
+    /// The card's refusal of `command` with status word `sw`.
+    pub fn card(command: &'static str, sw: u16) -> Self {
+        HostError::Card {
+            command,
+            status: Status::from(sw),
+        }
     }
 
-    /// The transport error behind this error, if any.
-    pub fn transport(&self) -> Option<&TransportError> {
+    /// The status word of the card's refusal, if this error is one.
+    pub fn status(&self) -> Option<Status> {
         match self {
-            HostError::Transport(e) => Some(e),
+            HostError::Card { status, .. } => Some(*status),
             _ => None,
         }
     }
+
+    /// The status word behind this error, as a number, if it came from one.
+    pub fn sw(&self) -> Option<u16> {
+        self.status().map(u16::from)
+    }
+
+    /// Whether the card refused with exactly `status`.
+    pub fn is(&self, status: Status) -> bool {
+        self.status() == Some(status)
+    }
+
+    /// Tries left, when this is a wrong PIN or PUK (`63Cx` of a PIN command).
+    pub fn wrong_pin_tries_left(&self) -> Option<u8> {
+        match self {
+            HostError::Card {
+                command,
+                status: Status::RemainingRetries(n),
+            } if is_pin_command(command) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether a PIN, PUK or key is blocked (`6983`).
+    pub fn is_blocked(&self) -> bool {
+        self.is(Status::OperationBlocked)
+    }
+
+    /// Whether the card said "not found" (`6A82` file or application, `6A88`
+    /// referenced data).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.status(),
+            Some(Status::NotFound | Status::KeyReferenceNotFound)
+        )
+    }
 }
 
-/// A short English meaning of common ISO 7816-4 status words.
+/// The one table of status words: what a status word means and whether messages
+/// name it in words first (`not found (SW 6A82)`) or lead with the number
+/// (`card returned SW 6F00 (no precise diagnosis)`). Keyed by ISO 7816-4's
+/// [`Status`]; words without a variant there fall back to their SW1 group.
+fn entry(status: Status) -> (&'static str, bool) {
+    use Status as S;
+    let named = match status {
+        S::OperationBlocked => "authentication method blocked",
+        S::SecurityStatusNotSatisfied => "security status not satisfied",
+        S::NotFound | S::KeyReferenceNotFound => "not found",
+        S::NotEnoughMemory => "not enough memory on the card",
+        S::ConditionsOfUseNotSatisfied => "conditions of use not satisfied",
+        S::ReferenceDataNotUsable => "reference data not usable",
+        S::WrongLength => "wrong length",
+        S::IncorrectDataParameter => "incorrect data",
+        S::IncorrectP1OrP2Parameter => "incorrect P1-P2",
+        S::InstructionNotSupportedOrInvalid => "instruction not supported",
+        S::ClassNotSupported => "class not supported",
+        S::VerificationFailed => "verification failed",
+        _ => "",
+    };
+    if !named.is_empty() {
+        return (named, true);
+    }
+    let meaning = match status {
+        S::Success => "success",
+        S::CorruptedData => "part of returned data may be corrupted",
+        S::UnexpectedEof => "end of data reached before Le bytes",
+        S::SelectFileDeactivated => "selected file deactivated",
+        S::UnspecifiedNonpersistentExecutionError => "execution error, state unchanged",
+        S::MemoryFailure => "memory failure",
+        S::LogicalChannelNotSupported => "logical channel not supported",
+        S::SecureMessagingNotSupported => "secure messaging not supported",
+        S::LastCommandOfChainExpected => "last command of the chain expected",
+        S::CommandChainingNotSupported => "command chaining not supported",
+        S::CommandIncompatibleFileStructure => "command incompatible with file structure",
+        S::CommandNotAllowedNoEf => "command not allowed (no current EF)",
+        S::ExectedSecureMessagingDataObjectsMissing => {
+            "expected secure messaging data objects missing"
+        }
+        S::IncorrectSecureMessagingDataObjects => "incorrect secure messaging data objects",
+        S::FunctionNotSupported => "function not supported",
+        S::RecordNotFound => "record not found",
+        S::NcInconsistentWithP1p2 => "Nc inconsistent with P1-P2",
+        S::FileAlreadyExists => "file already exists",
+        S::WrongParameters => "wrong parameters P1-P2",
+        S::UnspecifiedCheckingError => "no precise diagnosis",
+        other => match u16::from(other) & 0xFF00 {
+            0x6200 => "warning, state unchanged",
+            0x6300 => "warning, state changed",
+            0x6400 => "execution error, state unchanged",
+            0x6500 => "execution error, state changed",
+            0x6600 => "security-related error",
+            0x6800 => "function in CLA not supported",
+            0x6900 => "command not allowed",
+            0x6A00 => "wrong parameters",
+            _ => "unknown status",
+        },
+    };
+    (meaning, false)
+}
+
+/// A short English meaning of an ISO 7816-4 status word.
 pub fn sw_meaning(sw: u16) -> &'static str {
-    match sw {
-        0x9000 => "success",
-        0x6281 => "part of returned data may be corrupted",
-        0x6282 => "end of data reached before Le bytes",
-        0x6283 => "selected file deactivated",
-        0x6400 => "execution error, state unchanged",
-        0x6581 => "memory failure",
-        0x6881 => "logical channel not supported",
-        0x6882 => "secure messaging not supported",
-        0x6883 => "last command of the chain expected",
-        0x6884 => "command chaining not supported",
-        0x6981 => "command incompatible with file structure",
-        0x6986 => "command not allowed (no current EF)",
-        0x6987 => "expected secure messaging data objects missing",
-        0x6988 => "incorrect secure messaging data objects",
-        0x6A81 => "function not supported",
-        0x6A83 => "record not found",
-        0x6A87 => "Nc inconsistent with P1-P2",
-        0x6A89 => "file already exists",
-        0x6B00 => "wrong parameters P1-P2",
-        0x6F00 => "no precise diagnosis",
-        sw if sw & 0xFF00 == 0x6200 => "warning, state unchanged",
-        sw if sw & 0xFF00 == 0x6300 => "warning, state changed",
-        sw if sw & 0xFF00 == 0x6400 => "execution error, state unchanged",
-        sw if sw & 0xFF00 == 0x6500 => "execution error, state changed",
-        sw if sw & 0xFF00 == 0x6600 => "security-related error",
-        sw if sw & 0xFF00 == 0x6800 => "function in CLA not supported",
-        sw if sw & 0xFF00 == 0x6900 => "command not allowed",
-        sw if sw & 0xFF00 == 0x6A00 => "wrong parameters",
-        _ => "unknown status",
+    entry(Status::from(sw)).0
+}
+
+/// The message of the card's refusal of `command` with `status`.
+fn describe(command: &str, status: Status) -> String {
+    let sw = u16::from(status);
+    match status {
+        Status::RemainingRetries(n) if is_pin_command(command) => {
+            format!(
+                "wrong {}, {} left (SW {sw:04X})",
+                pin_or_puk(command),
+                tries(n)
+            )
+        }
+        _ => match entry(status) {
+            (meaning, true) => format!("{meaning} (SW {sw:04X})"),
+            (meaning, false) => format!("card returned SW {sw:04X} ({meaning})"),
+        },
     }
 }
 
@@ -250,12 +242,11 @@ pub fn command_name(cmd: &Command) -> &'static str {
 }
 
 /// Whether `63Cx` of this command means "wrong PIN, x tries left".
-fn is_pin_command(cmd: &Command) -> bool {
-    base_cla(cmd.cla) == 0x00
-        && matches!(
-            cmd.ins,
-            ins::VERIFY | ins::CHANGE_REFERENCE_DATA | ins::RESET_RETRY_COUNTER
-        )
+fn is_pin_command(command: &str) -> bool {
+    matches!(
+        command,
+        "VERIFY" | "CHANGE REFERENCE DATA" | "RESET RETRY COUNTER"
+    )
 }
 
 /// Which secret a `63Cx` of `command` is about.
@@ -275,29 +266,12 @@ fn tries(n: u8) -> String {
     }
 }
 
-/// Maps a response to its data (`9000`) or to the typed error of its status word.
+/// Maps a response to its data (`9000`) or to the card's refusal.
 pub fn check_status(cmd: &Command, resp: Response) -> Result<Vec<u8>, HostError> {
-    let command = command_name(cmd);
-    Err(match resp.sw {
-        0x9000 => return Ok(resp.data),
-        sw if sw & 0xFFF0 == 0x63C0 && is_pin_command(cmd) => HostError::WrongPin {
-            command,
-            tries_left: (sw & 0x0F) as u8,
-        },
-        0x6983 => HostError::Blocked { command },
-        0x6982 => HostError::SecurityStatusNotSatisfied { command },
-        sw @ (0x6A82 | 0x6A88) => HostError::NotFound { command, sw },
-        0x6A84 => HostError::NotEnoughMemory { command },
-        0x6985 => HostError::ConditionsNotSatisfied { command },
-        0x6984 => HostError::ReferenceDataNotUsable { command },
-        0x6700 => HostError::WrongLength { command },
-        0x6A80 => HostError::IncorrectData { command },
-        0x6A86 => HostError::IncorrectP1P2 { command },
-        0x6D00 => HostError::InsNotSupported { command },
-        0x6E00 => HostError::ClaNotSupported { command },
-        0x6300 => HostError::VerificationFailed { command },
-        sw => HostError::Status { command, sw },
-    })
+    match resp.sw {
+        0x9000 => Ok(resp.data),
+        sw => Err(HostError::card(command_name(cmd), sw)),
+    }
 }
 
 #[cfg(test)]
@@ -309,58 +283,52 @@ mod tests {
     }
 
     #[test]
-    fn status_words_map_to_typed_errors() {
+    fn status_words_map_to_the_cards_refusal() {
         let verify = Command::new(0x00, ins::VERIFY, 0, 0x81).with_data(vec![0x31; 8]);
         let get = Command::new(0x00, ins::GET_DATA, 0x3F, 0xFF);
-        assert!(matches!(
+        assert_eq!(
             sw(&verify, 0x63C2),
-            HostError::WrongPin {
+            HostError::Card {
                 command: "VERIFY",
-                tries_left: 2
+                status: Status::RemainingRetries(2)
             }
-        ));
+        );
+        assert_eq!(sw(&verify, 0x63C2).wrong_pin_tries_left(), Some(2));
         // 63Cx of a non-PIN command is just a status.
-        assert!(matches!(
-            sw(&get, 0x63C2),
-            HostError::Status { sw: 0x63C2, .. }
-        ));
-        type Is = fn(&HostError) -> bool;
-        let cases: [(u16, Is); 12] = [
-            (0x6983, |e| matches!(e, HostError::Blocked { .. })),
-            (0x6982, |e| {
-                matches!(e, HostError::SecurityStatusNotSatisfied { .. })
-            }),
-            (0x6A82, |e| {
-                matches!(e, HostError::NotFound { sw: 0x6A82, .. })
-            }),
-            (0x6A88, |e| {
-                matches!(e, HostError::NotFound { sw: 0x6A88, .. })
-            }),
-            (0x6A84, |e| matches!(e, HostError::NotEnoughMemory { .. })),
-            (0x6985, |e| {
-                matches!(e, HostError::ConditionsNotSatisfied { .. })
-            }),
-            (0x6984, |e| {
-                matches!(e, HostError::ReferenceDataNotUsable { .. })
-            }),
-            (0x6700, |e| matches!(e, HostError::WrongLength { .. })),
-            (0x6A80, |e| matches!(e, HostError::IncorrectData { .. })),
-            (0x6A86, |e| matches!(e, HostError::IncorrectP1P2 { .. })),
-            (0x6D00, |e| matches!(e, HostError::InsNotSupported { .. })),
-            (0x6E00, |e| matches!(e, HostError::ClaNotSupported { .. })),
+        assert_eq!(sw(&get, 0x63C2).wrong_pin_tries_left(), None);
+        assert_eq!(
+            sw(&get, 0x63C2).to_string(),
+            "GET DATA: card returned SW 63C2 (warning, state changed)"
+        );
+        let cases = [
+            (0x6983, Status::OperationBlocked),
+            (0x6982, Status::SecurityStatusNotSatisfied),
+            (0x6A82, Status::NotFound),
+            (0x6A88, Status::KeyReferenceNotFound),
+            (0x6A84, Status::NotEnoughMemory),
+            (0x6985, Status::ConditionsOfUseNotSatisfied),
+            (0x6984, Status::ReferenceDataNotUsable),
+            (0x6700, Status::WrongLength),
+            (0x6A80, Status::IncorrectDataParameter),
+            (0x6A86, Status::IncorrectP1OrP2Parameter),
+            (0x6D00, Status::InstructionNotSupportedOrInvalid),
+            (0x6E00, Status::ClassNotSupported),
+            (0x6300, Status::VerificationFailed),
         ];
-        for (code, is) in cases {
+        for (code, status) in cases {
             let e = sw(&get, code);
-            assert!(is(&e), "{code:04X} -> {e:?}");
+            assert!(e.is(status), "{code:04X} -> {e:?}");
             assert_eq!(e.sw(), Some(code));
             let msg = e.to_string();
             assert!(msg.starts_with("GET DATA: "), "{msg}");
-            assert!(msg.contains(&format!("{code:04X}")), "{msg}");
+            assert!(msg.ends_with(&format!(" (SW {code:04X})")), "{msg}");
         }
-        assert!(matches!(
-            sw(&get, 0x6300),
-            HostError::VerificationFailed { .. }
-        ));
+        assert!(sw(&get, 0x6A88).is_not_found());
+        assert!(sw(&get, 0x6983).is_blocked());
+        assert_eq!(
+            sw(&get, 0x6982).to_string(),
+            "GET DATA: security status not satisfied (SW 6982)"
+        );
         assert_eq!(
             sw(&get, 0x6F00).to_string(),
             "GET DATA: card returned SW 6F00 (no precise diagnosis)"
@@ -369,5 +337,20 @@ mod tests {
             sw(&verify, 0x63C1).to_string(),
             "VERIFY: wrong PIN, 1 try left (SW 63C1)"
         );
+        let puk = Command::new(0x00, ins::RESET_RETRY_COUNTER, 0, 0x81);
+        assert_eq!(
+            sw(&puk, 0x63C0).to_string(),
+            "RESET RETRY COUNTER: wrong PUK, 0 tries left (SW 63C0)"
+        );
+    }
+
+    #[test]
+    fn meanings_come_from_the_one_table() {
+        assert_eq!(sw_meaning(0x9000), "success");
+        assert_eq!(sw_meaning(0x6A82), "not found");
+        assert_eq!(sw_meaning(0x6A89), "file already exists");
+        assert_eq!(sw_meaning(0x6A8A), "wrong parameters");
+        assert_eq!(sw_meaning(0x6601), "security-related error");
+        assert_eq!(sw_meaning(0x1234), "unknown status");
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use dmsc_card_model::commands::{Approval, ApprovalRule, ApprovalVerdict, ObjectValue, PackageId};
 use dmsc_card_model::objects::{
-    check_name, Acl, ApprovalStatement, ObjectRef, Version, APPROVAL_STATEMENT_HEADER,
+    check_name, Acl, ApprovalStatement, ModelError, ObjectRef, Version, APPROVAL_STATEMENT_HEADER,
 };
 use p256::ecdsa::SigningKey;
 use p256::PublicKey;
@@ -39,6 +39,71 @@ use crate::{CardCommands, HostError};
 /// hash; peak memory does not depend on the package size).
 pub const HASH_CHUNK: usize = 64 * 1024;
 
+/// Why an approval file does not parse; lines are numbered from 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalFileError {
+    /// The file is not UTF-8.
+    #[error("not UTF-8 text (byte {at})")]
+    NotUtf8 {
+        /// The offset of the first invalid byte.
+        at: usize,
+    },
+    /// The file is empty.
+    #[error("empty file")]
+    Empty,
+    /// The last line has no newline.
+    #[error("truncated: the last line does not end with a newline")]
+    NoFinalNewline,
+    /// The file ends before the statement's five lines.
+    #[error("truncated: ends after line {lines}; line {line} must be {expected}")]
+    Truncated {
+        /// Lines in the file.
+        lines: usize,
+        /// The first missing line.
+        line: usize,
+        /// What that line must be.
+        expected: &'static str,
+    },
+    /// A line does not begin as it must.
+    #[error("line {line}: expected {expected}, found {found:?}")]
+    Expected {
+        /// The line number.
+        line: usize,
+        /// What the line must be.
+        expected: &'static str,
+        /// The line found.
+        found: String,
+    },
+    /// A line begins right but its value is not acceptable.
+    #[error("line {line}: {found:?} is not {expected}")]
+    Invalid {
+        /// The line number.
+        line: usize,
+        /// The line found.
+        found: String,
+        /// What the line must be.
+        expected: &'static str,
+    },
+    /// Lines 1-5 are not a canonical statement.
+    #[error("lines 1-5 are not a canonical approval statement: {0}")]
+    Statement(ModelError),
+    /// Text after the signature line.
+    #[error("line 7: unexpected text after the signature ({lines} lines in all)")]
+    TrailingText {
+        /// Lines in the file.
+        lines: usize,
+    },
+    /// The signature line's value is not hex.
+    #[error("line 6: the signature is not hex")]
+    SignatureNotHex,
+    /// Neither a signature line nor a detached signature.
+    #[error("no signature= line and no detached signature file (FILE.sig)")]
+    NoSignature,
+    /// The signature is not an ECDSA P-256 signature.
+    #[error("{0}")]
+    Signature(KeyError),
+}
+
 /// Errors of the firmware-approval operations. Messages name the file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
@@ -51,13 +116,25 @@ pub enum FirmwareError {
         #[source]
         source: std::io::Error,
     },
-    /// An approval file could not be read or is malformed.
-    #[error("approval file {file}: {detail}")]
+    /// An approval file is malformed.
+    #[error("approval file {file}: {source}")]
     ApprovalFile {
         /// The file.
         file: String,
         /// What is wrong, with the line number when it is about a line.
-        detail: String,
+        #[source]
+        source: ApprovalFileError,
+    },
+    /// An approval file (or its detached signature) could not be read.
+    #[error("approval file {file}: cannot read {what}: {source}")]
+    ApprovalFileRead {
+        /// The approval file.
+        file: String,
+        /// `it` (the file itself) or the detached signature's path.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The approvals (or the expected version/class) name different packages.
     #[error("the approvals do not describe one package: {0}")]
@@ -69,7 +146,7 @@ pub enum FirmwareError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The card failed or refused.
-    #[error(transparent)]
+    #[error("{0}")]
     Card(#[from] HostError),
     /// The rule names approvers the card does not know: it could never be met.
     #[error(
@@ -165,14 +242,15 @@ impl ApprovalFile {
 
     /// Parses an approval file; `detached` is the content of `FILE.sig`, used
     /// when the file has no `signature=` line. The error text gives the line.
-    pub fn parse(bytes: &[u8], detached: Option<&[u8]>) -> Result<ApprovalFile, String> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| format!("not UTF-8 text (byte {})", e.valid_up_to()))?;
+    pub fn parse(bytes: &[u8], detached: Option<&[u8]>) -> Result<ApprovalFile, ApprovalFileError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ApprovalFileError::NotUtf8 {
+            at: e.valid_up_to(),
+        })?;
         let Some(body) = text.strip_suffix('\n') else {
             return Err(if text.is_empty() {
-                "empty file".into()
+                ApprovalFileError::Empty
             } else {
-                "truncated: the last line does not end with a newline".into()
+                ApprovalFileError::NoFinalNewline
             });
         };
         let lines: Vec<&str> = body.split('\n').collect();
@@ -186,13 +264,18 @@ impl ApprovalFile {
         for (i, (prefix, what)) in expected.iter().enumerate() {
             let n = i + 1;
             let Some(line) = lines.get(i) else {
-                return Err(format!(
-                    "truncated: ends after line {}; line {n} must be {what}",
-                    lines.len()
-                ));
+                return Err(ApprovalFileError::Truncated {
+                    lines: lines.len(),
+                    line: n,
+                    expected: what,
+                });
             };
             let Some(value) = line.strip_prefix(prefix) else {
-                return Err(format!("line {n}: expected {what}, found {line:?}"));
+                return Err(ApprovalFileError::Expected {
+                    line: n,
+                    expected: what,
+                    found: line.to_string(),
+                });
             };
             let ok = match i {
                 0 => value.is_empty(),
@@ -206,33 +289,34 @@ impl ApprovalFile {
                 _ => check_name(value).is_ok(),
             };
             if !ok {
-                return Err(format!("line {n}: {line:?} is not {what}"));
+                return Err(ApprovalFileError::Invalid {
+                    line: n,
+                    found: line.to_string(),
+                    expected: what,
+                });
             }
         }
         let statement_len: usize = lines[..5].iter().map(|l| l.len() + 1).sum();
         let statement = ApprovalStatement::from_signed_bytes(&bytes[..statement_len])
-            .map_err(|e| format!("lines 1-5 are not a canonical approval statement: {e}"))?;
+            .map_err(ApprovalFileError::Statement)?;
         let signature = match lines.get(5) {
             Some(line) => {
                 let Some(h) = line.strip_prefix(SIGNATURE_PREFIX) else {
-                    return Err(format!("line 6: expected signature=<hex>, found {line:?}"));
+                    return Err(ApprovalFileError::Expected {
+                        line: 6,
+                        expected: "signature=<hex>",
+                        found: line.to_string(),
+                    });
                 };
                 if lines.len() > 6 {
-                    return Err(format!(
-                        "line 7: unexpected text after the signature ({} lines in all)",
-                        lines.len()
-                    ));
+                    return Err(ApprovalFileError::TrailingText { lines: lines.len() });
                 }
                 hex::decode(h.trim_end_matches('\r'))
-                    .map_err(|_| "line 6: the signature is not hex".to_string())?
+                    .map_err(|_| ApprovalFileError::SignatureNotHex)?
             }
-            None => detached
-                .ok_or_else(|| {
-                    "no signature= line and no detached signature file (FILE.sig)".to_string()
-                })?
-                .to_vec(),
+            None => detached.ok_or(ApprovalFileError::NoSignature)?.to_vec(),
         };
-        check_signature(&signature).map_err(|e| e.to_string())?;
+        check_signature(&signature).map_err(ApprovalFileError::Signature)?;
         Ok(ApprovalFile {
             statement,
             signature,
@@ -242,11 +326,12 @@ impl ApprovalFile {
     /// Reads an approval file (and `FILE.sig` when it has no signature line).
     pub fn read(path: &Path) -> Result<ApprovalFile, FirmwareError> {
         let file = path.display().to_string();
-        let err = |detail: String| FirmwareError::ApprovalFile {
+        let read_err = |what: String, source| FirmwareError::ApprovalFileRead {
             file: file.clone(),
-            detail,
+            what,
+            source,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+        let bytes = std::fs::read(path).map_err(|e| read_err("it".into(), e))?;
         let has_sig_line = std::str::from_utf8(&bytes)
             .map(|t| t.contains(&format!("\n{SIGNATURE_PREFIX}")))
             .unwrap_or(false);
@@ -257,10 +342,11 @@ impl ApprovalFile {
             match std::fs::read(&sig) {
                 Ok(b) => Some(b),
                 Err(e) if e.kind() == ErrorKind::NotFound => None,
-                Err(e) => return Err(err(format!("cannot read {}: {e}", sig.display()))),
+                Err(e) => return Err(read_err(sig.display().to_string(), e)),
             }
         };
-        ApprovalFile::parse(&bytes, detached.as_deref()).map_err(err)
+        ApprovalFile::parse(&bytes, detached.as_deref())
+            .map_err(|source| FirmwareError::ApprovalFile { file, source })
     }
 }
 

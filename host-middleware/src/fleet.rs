@@ -646,7 +646,18 @@ pub struct ProvisionResult {
     /// The generation after provisioning.
     pub generation: Option<u64>,
     /// `Ok(objects written)` or why the card failed.
-    pub result: Result<usize, String>,
+    pub result: Result<usize, ProvisionError>,
+}
+
+/// Why provisioning one card failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionError {
+    /// The card failed or refused.
+    #[error("{0}")]
+    Card(#[from] HostError),
+    /// The card's worker thread stopped before reporting.
+    #[error("the worker stopped unexpectedly")]
+    WorkerStopped,
 }
 
 fn provision_one<T: Transport>(
@@ -685,7 +696,8 @@ pub fn provision<T: Transport>(
             .iter_mut()
             .map(|card| {
                 scope.spawn(move || {
-                    let result = provision_one(card, profile, keys, level).map_err(|e| reason(&e));
+                    let result =
+                        provision_one(card, profile, keys, level).map_err(ProvisionError::from);
                     let generation = card.session.select().ok().map(|i| i.generation);
                     let r = ProvisionResult {
                         reader: card.reader.clone(),
@@ -705,7 +717,7 @@ pub fn provision<T: Transport>(
                     reader: String::new(),
                     card_id: None,
                     generation: None,
-                    result: Err("the worker stopped unexpectedly".into()),
+                    result: Err(ProvisionError::WorkerStopped),
                 })
             })
             .collect()

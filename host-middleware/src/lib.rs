@@ -78,7 +78,7 @@ pub(crate) mod scripted;
 #[cfg(test)]
 mod session_tests;
 
-pub use error::HostError;
+pub use error::{HostError, Status};
 pub use governance::{AuditFilter, AuditWatcher, AuthorityEntry, Governance};
 #[cfg(feature = "pcsc")]
 pub use pcsc_transport::{PcscCard, PcscContext};

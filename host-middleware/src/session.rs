@@ -35,7 +35,7 @@ use dmsc_card_model::commands::{
 use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef};
 use zeroize::Zeroize;
 
-use crate::error::{check_status, command_name, HostError};
+use crate::error::{check_status, command_name, HostError, Status};
 use crate::secure::SecureMessaging;
 use crate::trace::{format_command, format_response, Direction, TraceEvent, TraceHook};
 use crate::transport::{Transport, TransportError};
@@ -668,10 +668,14 @@ pub trait CardCommands {
             pin: None,
         }) {
             Ok(_) => Ok(PinStatus::Verified),
-            Err(HostError::WrongPin { tries_left, .. }) => {
-                Ok(PinStatus::NotVerified { tries_left })
-            }
-            Err(HostError::Blocked { .. }) => Ok(PinStatus::Blocked),
+            Err(HostError::Card {
+                status: Status::RemainingRetries(tries_left),
+                ..
+            }) => Ok(PinStatus::NotVerified { tries_left }),
+            Err(HostError::Card {
+                status: Status::OperationBlocked,
+                ..
+            }) => Ok(PinStatus::Blocked),
             Err(e) => Err(e),
         }
     }
@@ -681,7 +685,7 @@ pub trait CardCommands {
         self.pin_status(PIN_REF_USER)
     }
 
-    /// VERIFY the user PIN. A wrong PIN is [`HostError::WrongPin`].
+    /// VERIFY the user PIN. A wrong PIN is [`HostError::Card`] with `63Cx`.
     fn verify_pin(&mut self, pin: &Pin) -> Result<(), HostError> {
         self.request(&Request::Verify {
             reference: PIN_REF_USER,
@@ -805,7 +809,10 @@ pub trait CardCommands {
             mac: mac.to_vec(),
         }) {
             Ok(_) => Ok(true),
-            Err(HostError::VerificationFailed { .. }) => Ok(false),
+            Err(HostError::Card {
+                status: Status::VerificationFailed,
+                ..
+            }) => Ok(false),
             Err(e) => Err(e),
         }
     }

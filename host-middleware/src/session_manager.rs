@@ -655,7 +655,10 @@ mod tests {
             let mut plain = Session::new(ended.into_iter().next().unwrap().transport);
             assert!(matches!(
                 plain.read_audit_log(None),
-                Err(HostError::SecurityStatusNotSatisfied { .. })
+                Err(HostError::Card {
+                    status: crate::Status::SecurityStatusNotSatisfied,
+                    ..
+                })
             ));
         }
 

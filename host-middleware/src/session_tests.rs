@@ -13,7 +13,7 @@ use crate::scripted::{h, ScriptedTransport};
 use crate::secure::{SecureMessaging, SmError};
 use crate::session::{ApduLimits, CardCommands, PinStatus, Session};
 use crate::trace::TraceEvent;
-use crate::{HostError, TransportError};
+use crate::{HostError, Status, TransportError};
 
 const SELECT: &str = "00A40400 07 F0444D53430001 00";
 
@@ -108,7 +108,13 @@ fn select_failure_is_typed() {
     let mut s = Session::new(t);
     let err = s.select().unwrap_err();
     assert!(
-        matches!(err, HostError::NotFound { sw: 0x6A82, .. }),
+        matches!(
+            err,
+            HostError::Card {
+                status: Status::NotFound,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(err.to_string(), "SELECT: not found (SW 6A82)");
@@ -210,8 +216,9 @@ fn chain_stops_at_first_refused_link() {
     assert!(
         matches!(
             err,
-            HostError::NotEnoughMemory {
-                command: "PUT DATA"
+            HostError::Card {
+                command: "PUT DATA",
+                status: Status::NotEnoughMemory
             }
         ),
         "{err:?}"
@@ -343,9 +350,9 @@ fn pin_commands_map_status_words_and_are_redacted() {
         PinStatus::NotVerified { tries_left: 3 }
     );
     match s.verify_pin(&pin) {
-        Err(HostError::WrongPin {
+        Err(HostError::Card {
             command: "VERIFY",
-            tries_left: 2,
+            status: Status::RemainingRetries(2),
         }) => {}
         other => panic!("{other:?}"),
     }
@@ -353,7 +360,10 @@ fn pin_commands_map_status_words_and_are_redacted() {
     assert_eq!(s.pin_status(PIN_REF_USER).unwrap(), PinStatus::Verified);
     assert!(matches!(
         s.verify_pin(&pin),
-        Err(HostError::Blocked { command: "VERIFY" })
+        Err(HostError::Card {
+            command: "VERIFY",
+            status: Status::OperationBlocked
+        })
     ));
     assert_eq!(s.pin_tries().unwrap(), PinStatus::Blocked);
 
@@ -381,9 +391,9 @@ fn change_and_unblock_pin() {
     );
     assert!(matches!(
         s.change_pin(&old, &new),
-        Err(HostError::WrongPin {
+        Err(HostError::Card {
             command: "CHANGE REFERENCE DATA",
-            tries_left: 1
+            status: Status::RemainingRetries(1)
         })
     ));
     s.unblock_pin(&old, &new).unwrap();
@@ -421,9 +431,9 @@ fn verify_mac_true_false() {
     assert!(!s.verify_mac(2, &h("AABB"), &h("CCDD")).unwrap());
     assert!(matches!(
         s.verify_mac(9, &h("AABB"), &h("CCDD")),
-        Err(HostError::NotFound {
+        Err(HostError::Card {
             command: "MANAGE SECURITY ENVIRONMENT",
-            sw: 0x6A88
+            status: Status::KeyReferenceNotFound
         })
     ));
 }

@@ -82,6 +82,130 @@ pub fn ddf_token(name: &str) -> Option<u8> {
         .map(|i| i as u8 + 5)
 }
 
+/// Why a WBXML TNDS document does not decode; positions are byte offsets
+/// into the document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WbxmlError {
+    /// The document ends inside a token.
+    #[error("WBXML: unexpected end at byte {at}")]
+    UnexpectedEnd {
+        /// Where more was expected.
+        at: usize,
+    },
+    /// A multi-byte integer does not fit 32 bits.
+    #[error("WBXML: integer too large at byte {at}")]
+    IntegerTooLarge {
+        /// Where.
+        at: usize,
+    },
+    /// A multi-byte integer is longer than 5 bytes.
+    #[error("WBXML: integer too long at byte {at}")]
+    IntegerTooLong {
+        /// Where.
+        at: usize,
+    },
+    /// A length runs past the end of the document.
+    #[error("WBXML: {len} bytes announced at byte {at} overrun the document")]
+    Overrun {
+        /// The length announced.
+        len: usize,
+        /// Where the data begins.
+        at: usize,
+    },
+    /// A string table index is past the table.
+    #[error("WBXML: string table index {index} out of range")]
+    TableIndex {
+        /// The index.
+        index: usize,
+    },
+    /// A string in the table has no terminating zero.
+    #[error("WBXML: string at table index {index} is not terminated")]
+    TableUnterminated {
+        /// The index.
+        index: usize,
+    },
+    /// A string in the table is not UTF-8.
+    #[error("WBXML: string at table index {index} is not UTF-8")]
+    TableNotUtf8 {
+        /// The index.
+        index: usize,
+    },
+    /// The version byte is not WBXML 1.0 to 1.3.
+    #[error("WBXML: unsupported version byte {0:02x}")]
+    Version(u8),
+    /// The charset is not UTF-8.
+    #[error("WBXML: charset MIBenum {0}; only UTF-8 (106) is supported")]
+    Charset(u32),
+    /// END with no element open.
+    #[error("WBXML: END without an open element at byte {at}")]
+    UnmatchedEnd {
+        /// Where.
+        at: usize,
+    },
+    /// An ENTITY that is not a Unicode scalar value.
+    #[error("WBXML: invalid character entity at byte {at}")]
+    Entity {
+        /// Where the entity's value begins.
+        at: usize,
+    },
+    /// An inline string (STR_I) has no terminating zero.
+    #[error("WBXML: inline string at byte {at} is not terminated")]
+    InlineUnterminated {
+        /// Where the string begins.
+        at: usize,
+    },
+    /// An inline string (STR_I) is not UTF-8.
+    #[error("WBXML: inline string at byte {at} is not UTF-8")]
+    InlineNotUtf8 {
+        /// Where the string begins.
+        at: usize,
+    },
+    /// OPAQUE data is not UTF-8 text.
+    #[error("WBXML: opaque data at byte {at} is not UTF-8 text")]
+    OpaqueNotUtf8 {
+        /// Where the data begins.
+        at: usize,
+    },
+    /// A tag with attributes.
+    #[error("WBXML: attributes (tag byte {tag:02x}) have no place in TNDS")]
+    Attributes {
+        /// The tag byte.
+        tag: u8,
+    },
+    /// A tag token the DM DDF code page does not define.
+    #[error("WBXML: unknown tag token {token:02x}")]
+    UnknownTag {
+        /// The token (without the content and attribute bits).
+        token: u8,
+    },
+    /// A global token TNDS does not use (PI, extensions, …).
+    #[error("WBXML: unsupported token {token:02x} at byte {at}")]
+    UnsupportedToken {
+        /// The token.
+        token: u8,
+        /// Where.
+        at: usize,
+    },
+    /// A second root element.
+    #[error("WBXML: more than one root element (byte {at})")]
+    SecondRoot {
+        /// Where the second root begins.
+        at: usize,
+    },
+    /// An element name with characters XML names cannot have here.
+    #[error("WBXML: invalid element name {0:?}")]
+    ElementName(String),
+    /// Elements nested deeper than the decoder allows.
+    #[error("WBXML: nesting deeper than {MAX_DEPTH}")]
+    TooDeep,
+    /// The document ends with elements still open.
+    #[error("WBXML: truncated, {0} element(s) not closed")]
+    Unclosed(usize),
+    /// The document has no element.
+    #[error("WBXML: no root element")]
+    NoRoot,
+}
+
 const SWITCH_PAGE: u8 = 0x00;
 const END: u8 = 0x01;
 const ENTITY: u8 = 0x02;
@@ -97,40 +221,38 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, String> {
+    fn byte(&mut self) -> Result<u8, WbxmlError> {
         let v = *self
             .b
             .get(self.at)
-            .ok_or_else(|| format!("WBXML: unexpected end at byte {}", self.at))?;
+            .ok_or(WbxmlError::UnexpectedEnd { at: self.at })?;
         self.at += 1;
         Ok(v)
     }
 
-    fn mb_u32(&mut self) -> Result<u32, String> {
+    fn mb_u32(&mut self) -> Result<u32, WbxmlError> {
         let mut v: u32 = 0;
         for _ in 0..5 {
             let b = self.byte()?;
             v = v
                 .checked_mul(128)
-                .ok_or_else(|| format!("WBXML: integer too large at byte {}", self.at))?
+                .ok_or(WbxmlError::IntegerTooLarge { at: self.at })?
                 | u32::from(b & 0x7F);
             if b & 0x80 == 0 {
                 return Ok(v);
             }
         }
-        Err(format!("WBXML: integer too long at byte {}", self.at))
+        Err(WbxmlError::IntegerTooLong { at: self.at })
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8], WbxmlError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|e| *e <= self.b.len())
-            .ok_or_else(|| {
-                format!(
-                    "WBXML: {n} bytes announced at byte {} overrun the document",
-                    self.at
-                )
+            .ok_or(WbxmlError::Overrun {
+                len: n,
+                at: self.at,
             })?;
         let s = &self.b[self.at..end];
         self.at = end;
@@ -138,17 +260,14 @@ impl Reader<'_> {
     }
 }
 
-fn table_string(table: &[u8], index: u32) -> Result<&str, String> {
+fn table_string(table: &[u8], index: u32) -> Result<&str, WbxmlError> {
     let i = index as usize;
-    let rest = table
-        .get(i..)
-        .ok_or_else(|| format!("WBXML: string table index {i} out of range"))?;
+    let rest = table.get(i..).ok_or(WbxmlError::TableIndex { index: i })?;
     let end = rest
         .iter()
         .position(|&b| b == 0)
-        .ok_or_else(|| format!("WBXML: string at table index {i} is not terminated"))?;
-    std::str::from_utf8(&rest[..end])
-        .map_err(|_| format!("WBXML: string at table index {i} is not UTF-8"))
+        .ok_or(WbxmlError::TableUnterminated { index: i })?;
+    std::str::from_utf8(&rest[..end]).map_err(|_| WbxmlError::TableNotUtf8 { index: i })
 }
 
 fn escape(out: &mut String, text: &str) {
@@ -163,20 +282,18 @@ fn escape(out: &mut String, text: &str) {
 }
 
 /// Decodes a WBXML TNDS document to XML text (without an XML declaration).
-pub fn decode_tnds(bytes: &[u8]) -> Result<String, String> {
+pub fn decode_tnds(bytes: &[u8]) -> Result<String, WbxmlError> {
     let mut r = Reader { b: bytes, at: 0 };
     let version = r.byte()?;
     if version > 0x03 {
-        return Err(format!("WBXML: unsupported version byte {version:02x}"));
+        return Err(WbxmlError::Version(version));
     }
     if r.mb_u32()? == 0 {
         r.mb_u32()?; // public identifier given as a string-table index
     }
     let charset = r.mb_u32()?;
     if charset != 0 && charset != 106 {
-        return Err(format!(
-            "WBXML: charset MIBenum {charset}; only UTF-8 (106) is supported"
-        ));
+        return Err(WbxmlError::Charset(charset));
     }
     let len = r.mb_u32()? as usize;
     let table = r.take(len)?.to_vec();
@@ -193,15 +310,16 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, String> {
                 r.byte()?; // every page is read with the DM DDF tokens
             }
             END => {
-                let name = open.pop().ok_or_else(|| {
-                    format!("WBXML: END without an open element at byte {}", r.at - 1)
-                })?;
+                let name = open
+                    .pop()
+                    .ok_or(WbxmlError::UnmatchedEnd { at: r.at - 1 })?;
                 out.push_str("</");
                 out.push_str(&name);
                 out.push('>');
             }
             ENTITY => {
-                let c = char::from_u32(r.mb_u32()?).ok_or("WBXML: invalid character entity")?;
+                let at = r.at;
+                let c = char::from_u32(r.mb_u32()?).ok_or(WbxmlError::Entity { at })?;
                 escape(&mut out, c.encode_utf8(&mut [0; 4]));
             }
             STR_I => {
@@ -209,9 +327,9 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, String> {
                 let end = rest
                     .iter()
                     .position(|&b| b == 0)
-                    .ok_or("WBXML: inline string is not terminated")?;
+                    .ok_or(WbxmlError::InlineUnterminated { at: r.at })?;
                 let s = std::str::from_utf8(&rest[..end])
-                    .map_err(|_| "WBXML: inline string is not UTF-8")?;
+                    .map_err(|_| WbxmlError::InlineNotUtf8 { at: r.at })?;
                 escape(&mut out, s);
                 r.at += end + 1;
             }
@@ -221,33 +339,27 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, String> {
             }
             OPAQUE => {
                 let n = r.mb_u32()? as usize;
+                let at = r.at;
                 let data = r.take(n)?;
-                let s = std::str::from_utf8(data)
-                    .map_err(|_| "WBXML: opaque data is not UTF-8 text")?;
+                let s = std::str::from_utf8(data).map_err(|_| WbxmlError::OpaqueNotUtf8 { at })?;
                 escape(&mut out, s);
             }
             _ => {
+                let at = r.at - 1;
                 let (base, attrs, content) = (t & 0x3F, t & 0x80 != 0, t & 0x40 != 0);
                 if attrs {
-                    return Err(format!(
-                        "WBXML: attributes (tag byte {t:02x}) have no place in TNDS"
-                    ));
+                    return Err(WbxmlError::Attributes { tag: t });
                 }
                 let name = match base {
                     LITERAL => table_string(&table, r.mb_u32()?)?.to_string(),
                     0x05..=0x3F => ddf_tag(base)
-                        .ok_or_else(|| format!("WBXML: unknown tag token {base:02x}"))?
+                        .ok_or(WbxmlError::UnknownTag { token: base })?
                         .to_string(),
-                    _ => {
-                        return Err(format!(
-                            "WBXML: unsupported token {t:02x} at byte {}",
-                            r.at - 1
-                        ))
-                    }
+                    _ => return Err(WbxmlError::UnsupportedToken { token: t, at }),
                 };
                 if open.is_empty() {
                     if root_seen {
-                        return Err("WBXML: more than one root element".into());
+                        return Err(WbxmlError::SecondRoot { at });
                     }
                     root_seen = true;
                 }
@@ -255,13 +367,13 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, String> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
                 {
-                    return Err(format!("WBXML: invalid element name {name:?}"));
+                    return Err(WbxmlError::ElementName(name));
                 }
                 out.push('<');
                 out.push_str(&name);
                 if content {
                     if open.len() >= MAX_DEPTH {
-                        return Err(format!("WBXML: nesting deeper than {MAX_DEPTH}"));
+                        return Err(WbxmlError::TooDeep);
                     }
                     out.push('>');
                     open.push(name);
@@ -272,13 +384,10 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, String> {
         }
     }
     if !open.is_empty() {
-        return Err(format!(
-            "WBXML: truncated, {} element(s) not closed",
-            open.len()
-        ));
+        return Err(WbxmlError::Unclosed(open.len()));
     }
     if !root_seen {
-        return Err("WBXML: no root element".into());
+        return Err(WbxmlError::NoRoot);
     }
     out.push('\n');
     Ok(out)
@@ -351,17 +460,24 @@ mod tests {
         let mut attrs = good.clone();
         let root = attrs.iter().position(|&b| b == 0x60).unwrap();
         attrs[root] |= 0x80;
-        assert!(decode_tnds(&attrs).unwrap_err().contains("attributes"));
+        assert!(decode_tnds(&attrs)
+            .unwrap_err()
+            .to_string()
+            .contains("attributes"));
         let mut bad_index = good.clone();
         let i = bad_index.iter().position(|&b| b == STR_T).unwrap();
         bad_index[i + 1] = 0x7F;
         assert!(decode_tnds(&bad_index).is_err());
         let mut two_roots = good.clone();
         two_roots.extend_from_slice(&[0x60, END]);
-        assert!(decode_tnds(&two_roots).unwrap_err().contains("root"));
+        assert!(decode_tnds(&two_roots)
+            .unwrap_err()
+            .to_string()
+            .contains("root"));
         assert!(decode_tnds(&[0x09]).is_err());
         assert!(decode_tnds(&[0x02, 0x01, 0x04, 0x00])
             .unwrap_err()
+            .to_string()
             .contains("charset"));
     }
 }

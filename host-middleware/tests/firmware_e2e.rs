@@ -10,7 +10,7 @@ use dmsc_host::card_model::commands::PackageId;
 use dmsc_host::card_model::objects::{MacAlgorithm, Version};
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::firmware::{self, ApprovalFile};
-use dmsc_host::{open_secure_channel, CardCommands, HostError, TransportError};
+use dmsc_host::{open_secure_channel, CardCommands, HostError, Status, TransportError};
 use e2e::*;
 use p256::ecdsa::SigningKey;
 use support::*;
@@ -74,7 +74,10 @@ fn card_pulled_between_hashing_and_verifying_then_bootstrap_through_pcscd() {
     let mut s = session(&served.reader);
     assert!(matches!(
         s.confirm_installed(&id),
-        Err(HostError::ConditionsNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::ConditionsOfUseNotSatisfied,
+            ..
+        })
     ));
     let verdict = firmware::check_with_card(&mut s, &id, &approvals).unwrap();
     assert!(verdict.approved, "{verdict:?}");

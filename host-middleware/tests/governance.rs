@@ -14,7 +14,7 @@ use dmsc_host::fleet::{acl_grant, FleetCard, GrantOutcome, GrantRequest, Phase, 
 use dmsc_host::sim_transport::SimTransport;
 use dmsc_host::{
     open_secure_channel, AuditFilter, AuditWatcher, AuthorityKeySet, CardCommands, Governance,
-    HostError, Session, Transport, TransportError,
+    HostError, Session, Status, Transport, TransportError,
 };
 use support::*;
 
@@ -56,7 +56,16 @@ fn authorities_are_added_rotated_and_removed_but_never_the_last() {
     let rotated = StaticKeys::new(&[0x61; 16], &[0x62; 16], &[0x63; 16]).unwrap();
     s.rotate_authority(&server_c, 0x32, 0x33, &rotated).unwrap();
     let old = open_secure_channel(&mut s, &server_c, level()).unwrap_err();
-    assert!(matches!(old, HostError::NotFound { .. }), "{old}");
+    assert!(
+        matches!(
+            old,
+            HostError::Card {
+                status: Status::NotFound | Status::KeyReferenceNotFound,
+                ..
+            }
+        ),
+        "{old}"
+    );
     let server_c = AuthorityKeySet {
         key_version: 0x33,
         keys: rotated,
@@ -65,14 +74,20 @@ fn authorities_are_added_rotated_and_removed_but_never_the_last() {
     // ServerC may not remove ServerB; ServerA (the administrator) may.
     assert!(matches!(
         s.remove_authority(0x31),
-        Err(HostError::SecurityStatusNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::SecurityStatusNotSatisfied,
+            ..
+        })
     ));
     open_secure_channel(&mut s, &server_a(), level()).unwrap();
     s.remove_authority(0x31).unwrap();
     s.remove_authority(0x33).unwrap();
     assert!(matches!(
         s.remove_authority(0x30),
-        Err(HostError::ConditionsNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::ConditionsOfUseNotSatisfied,
+            ..
+        })
     ));
     assert_eq!(s.authorities().unwrap().len(), 1);
     // The audit log shows the key-set events, filtered by event.
@@ -104,7 +119,16 @@ fn put_key_with_the_wrong_dek_is_refused() {
     let e = s
         .add_authority(&server_b(), "ServerC", 0x32, &keys)
         .unwrap_err();
-    assert!(matches!(e, HostError::IncorrectData { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            HostError::Card {
+                status: Status::IncorrectDataParameter,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(s.authorities().unwrap().len(), 2);
 }
 
@@ -137,12 +161,18 @@ fn acl_changes_need_replace_and_failure_limit_is_at_least_4() {
     open_secure_channel(&mut s, &server_a(), level()).unwrap();
     assert!(matches!(
         s.set_acl(&mo, &Acl::parse("Get=*").unwrap()),
-        Err(HostError::SecurityStatusNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::SecurityStatusNotSatisfied,
+            ..
+        })
     ));
     assert_eq!(s.failure_limit().unwrap(), 4);
     assert!(matches!(
         s.set_failure_limit(3),
-        Err(HostError::IncorrectData { .. })
+        Err(HostError::Card {
+            status: Status::IncorrectDataParameter,
+            ..
+        })
     ));
     s.set_failure_limit(5).unwrap();
     assert_eq!(s.failure_limit().unwrap(), 5);
@@ -445,7 +475,10 @@ fn session_manager_ends_idle_sessions_and_limits_concurrency() {
     let mut plain = Session::new(transport);
     assert!(matches!(
         plain.read_audit_log(None),
-        Err(HostError::SecurityStatusNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::SecurityStatusNotSatisfied,
+            ..
+        })
     ));
 }
 

@@ -12,7 +12,7 @@ use dmsc_host::policy::device::{accept_command, enforce, CommandState};
 use dmsc_host::policy::signing::{policy_digest, CommandStatement, SignedCommand, SignedPolicy};
 use dmsc_host::policy::{Context, DecidedBy, PolicyError, State};
 use dmsc_host::sim_transport::SimTransport;
-use dmsc_host::{open_secure_channel, CardCommands, HostError, Session};
+use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status};
 use jiff::Timestamp;
 use p256::ecdsa::SigningKey;
 use support::*;
@@ -64,9 +64,10 @@ fn put_verify_enforce_and_refuse_tampering() {
     c.select().unwrap();
     assert!(matches!(
         put_policy(&mut c, POLICY.as_bytes(), &key(1), false),
-        Err(PolicyError::Card(
-            HostError::SecurityStatusNotSatisfied { .. }
-        ))
+        Err(PolicyError::Card(HostError::Card {
+            status: Status::SecurityStatusNotSatisfied,
+            ..
+        }))
     ));
     as_authority(&mut c);
     let out = put_policy(&mut c, POLICY.as_bytes(), &key(1), false).unwrap();
@@ -159,11 +160,17 @@ fn invalid_policy_is_not_stored() {
     as_authority(&mut c);
     assert!(matches!(
         c.read_object(&ObjectRef::Policy),
-        Err(HostError::NotFound { .. })
+        Err(HostError::Card {
+            status: Status::NotFound | Status::KeyReferenceNotFound,
+            ..
+        })
     ));
     assert!(matches!(
         c.read_object(&ObjectRef::Approver("enterprise".into())),
-        Err(HostError::NotFound { .. })
+        Err(HostError::Card {
+            status: Status::NotFound | Status::KeyReferenceNotFound,
+            ..
+        })
     ));
     // And a device with no policy on its card refuses to enforce.
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use dmsc_host::mo::{self, MgmtTree, MoError};
 use dmsc_host::ota::{self, OtaError, OtaOperation};
 use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, ProvisioningError};
 use dmsc_host::sim_transport::SimTransport;
-use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Transport};
+use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status, Transport};
 use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
 use support::*;
 use zeroize::Zeroizing;
@@ -119,7 +119,10 @@ fn put_get_list_delete_round_trip_on_the_card() {
     assert!(matches!(
         mo::put_mo(&mut s, &tree, None),
         Err(mo::MoCardError::Card {
-            source: HostError::SecurityStatusNotSatisfied { .. },
+            source: HostError::Card {
+                status: Status::SecurityStatusNotSatisfied,
+                ..
+            },
             ..
         })
     ));
@@ -723,8 +726,9 @@ impl CardCommands for FailingPut<'_> {
         ) {
             self.puts += 1;
             if self.puts == self.fail_at {
-                return Err(HostError::NotEnoughMemory {
+                return Err(HostError::Card {
                     command: "PUT DATA",
+                    status: Status::NotEnoughMemory,
                 });
             }
         }

@@ -178,14 +178,6 @@ pub fn run(ctx: &Ctx, cmd: &BootstrapCommand) -> Result<Code> {
     }
 }
 
-/// Keeps the card's error itself in the chain, so that its exit code applies.
-fn card_error(e: bootstrap::BootstrapError) -> anyhow::Error {
-    match e {
-        bootstrap::BootstrapError::Card(h) => h.into(),
-        other => other.into(),
-    }
-}
-
 /// Reads a packet (or `-`: standard input), at most the card's limit.
 fn read_packet(path: &Path) -> Result<Vec<u8>> {
     let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
@@ -272,7 +264,6 @@ fn set_key(ctx: &Ctx, key_id: u8, alg: MacAlgorithm, key_file: &Path) -> Result<
     }
     let (mut session, who) = open_as(ctx, false)?;
     bootstrap::provision_key(&mut session, key_id, alg, &key)
-        .map_err(card_error)
         .with_context(|| format!("storing bootstrap key {key_id} as {who}"))?;
     if ctx.json {
         print_json(&json!({"key_id": key_id, "algorithm": alg.name(), "result": "stored"}))?;
@@ -359,7 +350,6 @@ fn verify(
             }
         },
     )
-    .map_err(card_error)
     .with_context(|| format!("bootstrap with key {key_id} as {who}"))?;
     if let Some(e) = prompt_error {
         return Err(e);

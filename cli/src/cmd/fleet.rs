@@ -404,7 +404,7 @@ fn provision(ctx: &Ctx, dir: &Path, cards: &str, source: &FleetSource) -> Result
                 "generation": r.generation,
                 "ok": r.result.is_ok(),
                 "written": r.result.as_ref().ok(),
-                "error": r.result.as_ref().err(),
+                "error": r.result.as_ref().err().map(ToString::to_string),
             })).collect::<Vec<_>>(),
             "failed": failed,
         }))?;

@@ -55,7 +55,10 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
             let reader = reader_of(&session);
             session.unblock_pin(&puk, &new).map_err(|e| match e {
                 // The card answers 63Cx for the PUK here; say so.
-                HostError::WrongPin { tries_left, .. } => coded(
+                HostError::Card {
+                    status: dmsc_host::Status::RemainingRetries(tries_left),
+                    ..
+                } => coded(
                     Code::WrongPin,
                     format!(
                         "unblocking the user PIN on {reader}: wrong PUK, {tries_left} tries left"

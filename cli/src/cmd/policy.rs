@@ -18,8 +18,7 @@ use dmsc_host::policy::signing::{
     load_signing_key, policy_digest, CommandStatement, SignedCommand,
 };
 use dmsc_host::policy::{
-    evaluate, next_change, next_reevaluation, Context, Decision, Policy, PolicyError, Position,
-    State,
+    evaluate, next_change, next_reevaluation, Context, Decision, Policy, Position, State,
 };
 use dmsc_host::CardCommands;
 use jiff::civil::{Date, DateTime};
@@ -28,7 +27,7 @@ use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::exit::{coded, usage, Code};
+use crate::exit::{usage, Code};
 use crate::output::print_json;
 
 #[derive(Debug, Subcommand)]
@@ -185,35 +184,6 @@ pub struct Situation {
     network: Option<String>,
 }
 
-/// An error of the policy library with its exit code.
-fn policy_err(e: PolicyError) -> anyhow::Error {
-    let e = match e {
-        PolicyError::Card(h) => return anyhow::Error::new(h),
-        other => other,
-    };
-    let code = match &e {
-        PolicyError::Card(_) | PolicyError::Io { .. } => Code::Error,
-        PolicyError::Invalid { .. }
-        | PolicyError::NotUtf8
-        | PolicyError::Key(_)
-        | PolicyError::Malformed(_) => Code::Usage,
-        PolicyError::BadSignature(_) => Code::VerificationFailed,
-        PolicyError::CommandRefused(_) => Code::Refused,
-        PolicyError::Missing(_) => Code::NotFound,
-    };
-    coded(code, e.to_string())
-}
-
-trait PolicyResult<T> {
-    fn pol(self) -> Result<T>;
-}
-
-impl<T> PolicyResult<T> for Result<T, PolicyError> {
-    fn pol(self) -> Result<T> {
-        self.map_err(policy_err)
-    }
-}
-
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -232,7 +202,7 @@ fn load(ctx: &Ctx, source: &Source) -> Result<(Policy, Option<VerifiedPolicy>)> 
         Some(f) => Ok((parse_file(f)?.0, None)),
         None => {
             let mut card = ctx.open_card()?;
-            let v = read_verified(&mut card).pol()?;
+            let v = read_verified(&mut card)?;
             Ok((v.policy.clone(), Some(v)))
         }
     }
@@ -286,7 +256,7 @@ fn situation(
         None => None,
     };
     let overrides = match (device, digest) {
-        (Some(dir), Some(d)) => CommandState::load(dir).pol()?.overrides_for(d),
+        (Some(dir), Some(d)) => CommandState::load(dir)?.overrides_for(d),
         _ => Vec::new(),
     };
     Ok(Context {
@@ -388,7 +358,7 @@ fn put(ctx: &Ctx, file: &Path, sign_key: &Path, replace_key: bool) -> Result<()>
     let mut card = ctx.open_card()?;
     card.select().context("selecting the dmsc applet")?;
     ctx.authenticate(&mut card, &authority)?;
-    let out = put_policy(&mut card, text.as_bytes(), &key, replace_key).pol()?;
+    let out = put_policy(&mut card, text.as_bytes(), &key, replace_key)?;
     if ctx.json {
         print_json(&json!({
             "policy": out.digest,
@@ -762,7 +732,7 @@ fn enforce_once(ctx: &Ctx, device: &Path, s: &Situation) -> Result<Report> {
     // Location and an absolute --at need no policy; a local --at
     // (YYYY-MM-DDTHH:MM) is in the time zone of the card's policy.
     let now = ctx.clock.now();
-    let mut context = situation(s, &Policy::parse(MINIMAL).pol()?, None, None, now)?;
+    let mut context = situation(s, &Policy::parse(MINIMAL)?, None, None, now)?;
     let mut card = ctx.open_card()?;
     if let Some(at) =
         s.at.as_deref()
@@ -778,7 +748,7 @@ fn enforce_once(ctx: &Ctx, device: &Path, s: &Situation) -> Result<Report> {
             print_report(ctx, &r)?;
             Ok(r)
         }
-        Err(e) => Err(policy_err(e)).with_context(|| {
+        Err(e) => Err(anyhow::Error::new(e)).with_context(|| {
             format!(
                 "policy refused; nothing applied (report in {})",
                 device.join("policy/report.json").display()
@@ -877,7 +847,7 @@ fn command(ctx: &Ctx, a: &CommandArgs) -> Result<()> {
         }
         None => {
             let mut card = ctx.open_card()?;
-            let v = read_verified(&mut card).pol()?;
+            let v = read_verified(&mut card)?;
             (v.policy, v.digest)
         }
     };
@@ -936,7 +906,7 @@ fn command(ctx: &Ctx, a: &CommandArgs) -> Result<()> {
 
 fn accept(ctx: &Ctx, cmd: &SignedCommand, device: &Path, s: &Situation) -> Result<()> {
     let mut card = ctx.open_card()?;
-    let (o, _) = accept_command(&mut card, device, cmd, ctx.clock.now()).pol()?;
+    let (o, _) = accept_command(&mut card, device, cmd, ctx.clock.now())?;
     drop(card);
     if !ctx.json {
         println!(

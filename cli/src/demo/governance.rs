@@ -4,7 +4,7 @@
 use anyhow::Result;
 use dmsc_host::card_model::objects::{ObjectRef, Principal, Right};
 use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
-use dmsc_host::{AuditWatcher, AuthorityKeySet, Governance, HostError};
+use dmsc_host::{AuditWatcher, AuthorityKeySet, Governance, HostError, Status};
 
 use super::{outcome, random_bytes, Report, World};
 use crate::context::open_authority;
@@ -92,7 +92,13 @@ pub(super) fn governance(r: &mut Report, w: &mut World) -> Result<()> {
     r.expect(
         "failure limit 3",
         outcome(&low),
-        matches!(low, Err(HostError::IncorrectData { .. })),
+        matches!(
+            low,
+            Err(HostError::Card {
+                status: Status::IncorrectDataParameter,
+                ..
+            })
+        ),
         "refused (SW 6A80): never below 4",
     );
     let set = w.card.set_failure_limit(5);
@@ -103,7 +109,13 @@ pub(super) fn governance(r: &mut Report, w: &mut World) -> Result<()> {
     r.expect(
         "admin tries to remove its own key set, the card's last",
         outcome(&last),
-        matches!(last, Err(HostError::ConditionsNotSatisfied { .. })),
+        matches!(
+            last,
+            Err(HostError::Card {
+                status: Status::ConditionsOfUseNotSatisfied,
+                ..
+            })
+        ),
         "refused (SW 6985): the last authority stays",
     );
     let mut watcher = AuditWatcher::alarms(0);

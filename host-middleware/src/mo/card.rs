@@ -6,7 +6,7 @@ use dmsc_card_model::objects::{check_uri, Acl, ObjectKind, ObjectRef, Principal,
 
 use super::tree::{MgmtTree, Node};
 use super::MoError;
-use crate::error::HostError;
+use crate::error::{HostError, Status};
 use crate::session::CardCommands;
 
 /// The MO type recorded when the root node has no `Type`.
@@ -602,7 +602,10 @@ pub fn read_all_mos<C: CardCommands + ?Sized>(
                 })
             })
             .collect()),
-        Err(HostError::IncorrectP1P2 { .. }) => {
+        Err(HostError::Card {
+            status: Status::IncorrectP1OrP2Parameter,
+            ..
+        }) => {
             let uris = list_mos(card)?;
             let mut out = Vec::new();
             for (uri, _) in uris {

@@ -15,7 +15,7 @@ use super::signing::{
     fingerprint, point, policy_digest, policy_signed_bytes, SignedPolicy, ENTERPRISE_APPROVER,
 };
 use super::PolicyError;
-use crate::{CardCommands, HostError};
+use crate::{CardCommands, HostError, Status};
 
 fn enterprise_ref() -> ObjectRef {
     ObjectRef::Approver(ENTERPRISE_APPROVER.to_string())
@@ -56,7 +56,10 @@ pub fn put_policy(
             ObjectValue::Approver(p) => Some(p),
             _ => None,
         },
-        Err(HostError::NotFound { .. }) => None,
+        Err(HostError::Card {
+            status: Status::NotFound | Status::KeyReferenceNotFound,
+            ..
+        }) => None,
         Err(e) => return Err(e.into()),
     };
     let key_written = match on_card {
@@ -139,8 +142,14 @@ pub fn card_verifies(
         signature: signature.to_vec(),
     }) {
         Ok(_) => Ok(true),
-        Err(HostError::VerificationFailed { .. }) => Ok(false),
-        Err(HostError::NotFound { .. }) => Err(PolicyError::Missing(
+        Err(HostError::Card {
+            status: Status::VerificationFailed,
+            ..
+        }) => Ok(false),
+        Err(HostError::Card {
+            status: Status::NotFound | Status::KeyReferenceNotFound,
+            ..
+        }) => Err(PolicyError::Missing(
             "the card holds no enterprise key (approver:enterprise)".into(),
         )),
         Err(e) => Err(e.into()),
@@ -153,7 +162,16 @@ pub fn read_verified(card: &mut impl CardCommands) -> Result<VerifiedPolicy, Pol
     let data = match card.read_object(&ObjectRef::Policy) {
         Ok(d) => d,
         // Without Get on the card, a missing object answers 6982 (docs/commands.md §2).
-        Err(HostError::NotFound { .. } | HostError::SecurityStatusNotSatisfied { .. }) => {
+        Err(
+            HostError::Card {
+                status: Status::NotFound | Status::KeyReferenceNotFound,
+                ..
+            }
+            | HostError::Card {
+                status: Status::SecurityStatusNotSatisfied,
+                ..
+            },
+        ) => {
             return Err(PolicyError::Missing(
                 "the card holds no policy the device may read".into(),
             ))
@@ -167,7 +185,16 @@ pub fn read_verified(card: &mut impl CardCommands) -> Result<VerifiedPolicy, Pol
     };
     let key = match card.read_object(&enterprise_ref()) {
         Ok(k) => k,
-        Err(HostError::NotFound { .. } | HostError::SecurityStatusNotSatisfied { .. }) => {
+        Err(
+            HostError::Card {
+                status: Status::NotFound | Status::KeyReferenceNotFound,
+                ..
+            }
+            | HostError::Card {
+                status: Status::SecurityStatusNotSatisfied,
+                ..
+            },
+        ) => {
             return Err(PolicyError::Missing(
                 "the card holds no enterprise key (approver:enterprise) the device may read".into(),
             ))

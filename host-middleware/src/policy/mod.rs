@@ -60,7 +60,7 @@ pub enum PolicyError {
     #[error("{0}")]
     Missing(String),
     /// A card error.
-    #[error(transparent)]
+    #[error("{0}")]
     Card(#[from] HostError),
     /// Writing the device state.
     #[error("{what}: {source}")]

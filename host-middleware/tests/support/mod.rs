@@ -8,8 +8,8 @@ use dmsc_host::card_model::commands::{
 use dmsc_host::card_model::objects::{MacAlgorithm, ObjectKind, ObjectRef};
 use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
 use dmsc_host::{
-    open_secure_channel, AuthorityKeySet, CardCommands, HostError, PinStatus, Session, Transport,
-    TransportError,
+    open_secure_channel, AuthorityKeySet, CardCommands, HostError, PinStatus, Session, Status,
+    Transport, TransportError,
 };
 use dmsc_sim_card::{AuthorityKeys, InitParams};
 use zeroize::Zeroizing;
@@ -78,18 +78,27 @@ pub fn pin_countdown_and_block<T: Transport>(s: &mut Session<T>) {
     );
     for left in [2u8, 1] {
         match s.verify_pin(&pin("0000")) {
-            Err(HostError::WrongPin { tries_left, .. }) => assert_eq!(tries_left, left),
+            Err(HostError::Card {
+                status: Status::RemainingRetries(tries_left),
+                ..
+            }) => assert_eq!(tries_left, left),
             other => panic!("wrong PIN gave {other:?}"),
         }
     }
     assert!(matches!(
         s.verify_pin(&pin("0000")),
-        Err(HostError::Blocked { .. })
+        Err(HostError::Card {
+            status: Status::OperationBlocked,
+            ..
+        })
     ));
     assert_eq!(s.pin_tries().unwrap(), PinStatus::Blocked);
     assert!(matches!(
         s.verify_pin(&pin("123456")),
-        Err(HostError::Blocked { .. })
+        Err(HostError::Card {
+            status: Status::OperationBlocked,
+            ..
+        })
     ));
     s.unblock_pin(&pin("12345678"), &pin("2468")).unwrap();
     s.verify_pin(&pin("2468")).unwrap();
@@ -114,7 +123,13 @@ pub fn scp03_every_level<T: Transport>(s: &mut Session<T>) {
         });
         let refused = s.put_object(&object, &attempt, None);
         assert!(
-            matches!(refused, Err(HostError::SecurityStatusNotSatisfied { .. })),
+            matches!(
+                refused,
+                Err(HostError::Card {
+                    status: Status::SecurityStatusNotSatisfied,
+                    ..
+                })
+            ),
             "{refused:?}"
         );
         // ServerA (AES-128, the card's administrator) writes and reads back.
@@ -148,7 +163,10 @@ pub fn scp03_every_level<T: Transport>(s: &mut Session<T>) {
     let value = ObjectValue::Policy(vec![1, 2, 3]);
     assert!(matches!(
         s.put_object(&ObjectRef::Policy, &value, None),
-        Err(HostError::SecurityStatusNotSatisfied { .. })
+        Err(HostError::Card {
+            status: Status::SecurityStatusNotSatisfied,
+            ..
+        })
     ));
 }
 

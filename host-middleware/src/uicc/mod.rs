@@ -18,6 +18,9 @@
 //! lists, and the file of the data object with the wanted OID; close the
 //! channel. Paths are selected from the current application (`7FFF` + path,
 //! P1 `08`), files read in chunks of [`Uicc::chunk`] bytes.
+//!
+//! Use a session that has not selected the dmsc applet: a session that did
+//! selects the applet again before each command that is not a SELECT.
 
 pub mod fcp;
 pub mod lwm2m;
@@ -246,7 +249,9 @@ impl<'c, C: CardCommands + ?Sized> Uicc<'c, C> {
     /// first command asks for [`chunk`](Uicc::chunk) bytes (a short answer is
     /// taken as the end of the file, as modem libraries do), the following
     /// ones for the rest up to `max` in chunks; `6282` (end of file) and,
-    /// past the first chunk, `6B00` (offset beyond the end) end the read.
+    /// past the first chunk, `6B00` (offset beyond the end) end the read. A
+    /// card answering `6700` to an Le beyond `max` is asked again for
+    /// exactly what is left.
     /// Offsets up to 32 767 (P1 b8 = 0).
     pub fn read_binary(&mut self, offset: usize, max: usize) -> Result<Vec<u8>, UiccError> {
         let chunk = self.chunk.clamp(1, 256);
@@ -265,8 +270,16 @@ impl<'c, C: CardCommands + ?Sized> Uicc<'c, C> {
             } else {
                 chunk.min(max - out.len())
             };
-            let cmd = Command::new(self.cla(), 0xB0, p1, p2).with_le(le);
-            let resp = self.transmit(&cmd)?;
+            let mut cmd = Command::new(self.cla(), 0xB0, p1, p2).with_le(le);
+            let mut resp = self.transmit(&cmd)?;
+            let rest = max - out.len();
+            if resp.sw == 0x6700 && le > rest {
+                // A card that refuses an Le beyond the end of the file (size
+                // from its FCP): ask for exactly what is left.
+                cmd.le = Some(rest);
+                resp = self.transmit(&cmd)?;
+            }
+            let le = cmd.le.unwrap_or(le);
             let end = match resp.sw {
                 0x9000 => resp.data.len() < le,
                 0x6282 => true,

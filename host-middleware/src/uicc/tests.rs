@@ -118,3 +118,16 @@ fn pin_protected_bootstrap_says_so() {
     assert!(matches!(e, UiccError::PinRequired { .. }), "{e:?}");
     assert!(e.to_string().contains("--pin"), "{e}");
 }
+
+#[test]
+fn wrong_length_beyond_the_file_asks_for_the_rest() {
+    // A 32-byte EF (size from its FCP) on a card that refuses Le 128 with 6700.
+    let mut s = session(&[
+        ("00A40804047FFF503100", "62088202412180020020 9000"),
+        ("00B0000080", "6700"),
+        ("00B0000020", &format!("{}9000", "A7".repeat(32))),
+    ]);
+    let mut u = Uicc::new(&mut s);
+    let (_, data) = u.read_file(&[0x50, 0x31]).unwrap();
+    assert_eq!(data.len(), 32);
+}

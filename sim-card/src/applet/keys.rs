@@ -112,7 +112,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             (
                 authority_acl(&creator, &name),
                 AuditEvent::AuthorityAdded,
-                alloc::format!("{name} key version {:02X}", p.new_kvn),
+                alloc::format!("{name} key version 0x{:02X}", p.new_kvn),
             )
         } else {
             next.authorities.remove(&p.replace_kvn);
@@ -125,7 +125,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                 acl,
                 AuditEvent::AuthorityRotated,
                 alloc::format!(
-                    "{name} key version {:02X} -> {:02X}",
+                    "{name} key version 0x{:02X} -> 0x{:02X}",
                     p.replace_kvn,
                     p.new_kvn
                 ),
@@ -179,7 +179,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
             AuditEvent::InitializeUpdate,
             &name,
             self.volatile.session_id,
-            alloc::format!("key version {kvn:02X}, counter {counter:06X} offered"),
+            alloc::format!("key version 0x{kvn:02X}, counter {counter:06X} offered"),
         );
         if self
             .regressions
@@ -256,7 +256,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
                     &authority.name,
                     self.volatile.session_id,
                     alloc::format!(
-                        "SCP03 key version {:02X}, level {level:02X}",
+                        "SCP03 key version 0x{:02X}, level {level:02X}",
                         pending.key_version
                     ),
                 );

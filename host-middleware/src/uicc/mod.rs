@@ -350,13 +350,21 @@ pub struct UiccInfo {
     pub data_objects: Vec<FoundObject>,
 }
 
-/// Runs `f` on a fresh logical channel and always closes it.
+/// Runs `f` on a fresh logical channel and always closes it. A card (or
+/// reader) without logical channels (`6881`, `6D00`, `6E00`, `6A81` to
+/// MANAGE CHANNEL) is used on the basic channel instead.
 fn on_channel<C: CardCommands + ?Sized, R>(
     card: &mut C,
     f: impl FnOnce(&mut Uicc<'_, C>) -> Result<R, UiccError>,
 ) -> Result<R, UiccError> {
     let mut u = Uicc::new(card);
-    u.open_channel()?;
+    match u.open_channel() {
+        Ok(_) => {}
+        Err(UiccError::Card(e)) if matches!(e.sw(), Some(0x6881 | 0x6D00 | 0x6E00 | 0x6A81)) => {
+            tracing::debug!("no logical channel ({e}); using the basic channel");
+        }
+        Err(e) => return Err(e),
+    }
     let result = f(&mut u);
     let closed = u.close_channel();
     let r = result?;

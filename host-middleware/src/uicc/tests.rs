@@ -131,3 +131,13 @@ fn wrong_length_beyond_the_file_asks_for_the_rest() {
     let (_, data) = u.read_file(&[0x50, 0x31]).unwrap();
     assert_eq!(data.len(), 32);
 }
+
+#[test]
+fn a_card_without_logical_channels_is_read_on_the_basic_channel() {
+    let mut s = session(&[
+        ("0070000001", "6881"),
+        ("00A404040CA000000063504B43532D313500", "6A82"),
+    ]);
+    let e = read_lwm2m_bootstrap_raw(&mut s).unwrap_err();
+    assert!(matches!(e, UiccError::NoPkcs15Application { .. }), "{e:?}");
+}

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
+use dmsc_host::card_model::scp03::SecurityLevel;
 
 /// Shown at the end of `dmsc --help`.
 pub const AFTER_HELP: &str = "\
@@ -133,12 +135,12 @@ pub struct Global {
     #[arg(
         long,
         global = true,
-        value_enum,
-        default_value_t = Level::All,
+        value_parser = security_level_parser(),
+        default_value = "all",
         value_name = "LEVEL",
         help_heading = "Authority (SCP03)"
     )]
-    pub security_level: Level,
+    pub security_level: SecurityLevel,
 
     /// Read the user PIN from this file (first line) instead of DMSC_PIN or a prompt
     #[arg(long, global = true, value_name = "FILE", help_heading = "User PIN")]
@@ -156,32 +158,35 @@ pub struct Global {
     pub now: Option<jiff::Timestamp>,
 }
 
-/// SCP03 security levels (P1 of EXTERNAL AUTHENTICATE).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Level {
-    /// C-MAC (01)
-    Cmac,
-    /// C-MAC and C-DECRYPTION (03)
-    CmacCdec,
-    /// C-MAC and R-MAC (11)
-    CmacRmac,
-    /// C-MAC, C-DECRYPTION and R-MAC (13)
-    CmacCdecRmac,
-    /// C-MAC, C-DECRYPTION, R-MAC and R-ENCRYPTION (33)
-    All,
-}
+/// The SCP03 security levels `--security-level` offers (P1 of EXTERNAL
+/// AUTHENTICATE): name, level byte and help.
+const SECURITY_LEVELS: [(&str, u8, &str); 5] = [
+    ("cmac", 0x01, "C-MAC (01)"),
+    ("cmac-cdec", 0x03, "C-MAC and C-DECRYPTION (03)"),
+    ("cmac-rmac", 0x11, "C-MAC and R-MAC (11)"),
+    ("cmac-cdec-rmac", 0x13, "C-MAC, C-DECRYPTION and R-MAC (13)"),
+    (
+        "all",
+        0x33,
+        "C-MAC, C-DECRYPTION, R-MAC and R-ENCRYPTION (33)",
+    ),
+];
 
-impl Level {
-    /// The level byte.
-    pub fn bits(self) -> u8 {
-        match self {
-            Level::Cmac => 0x01,
-            Level::CmacCdec => 0x03,
-            Level::CmacRmac => 0x11,
-            Level::CmacCdecRmac => 0x13,
-            Level::All => 0x33,
-        }
-    }
+/// `--security-level`: a level by name, as the card model's [`SecurityLevel`].
+pub fn security_level_parser() -> impl TypedValueParser<Value = SecurityLevel> {
+    PossibleValuesParser::new(
+        SECURITY_LEVELS
+            .iter()
+            .map(|(name, _, help)| PossibleValue::new(name).help(help)),
+    )
+    .try_map(|name: String| {
+        let bits = SECURITY_LEVELS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, bits, _)| *bits)
+            .ok_or_else(|| format!("unknown security level {name}"))?;
+        SecurityLevel::new(bits).map_err(|e| e.to_string())
+    })
 }
 
 /// A card latency: a whole number with a unit, `15ms`, `800us` or `1s` (at most 10 s).
@@ -828,5 +833,25 @@ mod latency_tests {
             assert!(parse_latency(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_latency("11s"), Err("at most 10s".to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_levels_by_name_are_the_card_models() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["dmsc"];
+            argv.extend_from_slice(args);
+            argv.push("info");
+            Cli::try_parse_from(argv).map(|c| c.global.security_level.bits())
+        };
+        assert_eq!(parse(&[]).ok(), Some(0x33));
+        for (name, bits, _) in SECURITY_LEVELS {
+            assert_eq!(parse(&["--security-level", name]).ok(), Some(bits));
+        }
+        assert!(parse(&["--security-level", "none"]).is_err());
     }
 }

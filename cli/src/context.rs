@@ -14,7 +14,7 @@ use dmsc_host::{
 };
 use zeroize::Zeroizing;
 
-use crate::cli::{Global, Level};
+use crate::cli::Global;
 use crate::exit::{coded, usage, Code};
 use crate::secrets::{read_pin, KeySource, PinKind};
 
@@ -35,7 +35,7 @@ pub struct Ctx {
     pub quiet: bool,
     pub keys: Option<KeySource>,
     pub key_version: Option<u8>,
-    pub level: Level,
+    pub level: SecurityLevel,
     pub pin_file: Option<PathBuf>,
     /// The clock every time-dependent decision reads.
     pub clock: Clock,
@@ -243,7 +243,7 @@ impl Ctx {
 
     /// The security level for authority sessions.
     pub fn security_level(&self) -> SecurityLevel {
-        SecurityLevel::new(self.level.bits()).expect("every Level is a valid SCP03 level")
+        self.level
     }
 
     /// Opens an authority session with `authority` (from [`Ctx::authority`]).

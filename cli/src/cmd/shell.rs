@@ -31,10 +31,11 @@ use rustyline::validate::Validator;
 use rustyline::{Editor, Helper};
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Command, Level, SimCommand};
+use crate::cli::{Cli, Command, SimCommand};
 use crate::context::{open_authority, Clock, Ctx, ShellCard};
 use crate::exit::{classify, coded, describe, hint, usage, Code};
 use crate::secrets::KeySource;
+use dmsc_host::card_model::scp03::SecurityLevel;
 
 /// `dmsc shell` options.
 #[derive(Debug, Args)]
@@ -119,8 +120,8 @@ enum Builtin {
         #[arg(long, value_name = "N", value_parser = crate::cli::parse_key_version)]
         key_version: Option<u8>,
         /// SCP03 security level [default: the shell's]
-        #[arg(long, value_enum, value_name = "LEVEL")]
-        security_level: Option<Level>,
+        #[arg(long, value_parser = crate::cli::security_level_parser(), value_name = "LEVEL")]
+        security_level: Option<SecurityLevel>,
     },
     /// End the authority session: the following commands run as the device
     Logout,
@@ -215,7 +216,7 @@ struct Login {
     authority: String,
     info: ChannelInfo,
     keys: LoginKeys,
-    level: Level,
+    level: SecurityLevel,
 }
 
 /// The card and its authority session, shared by the commands of the shell.
@@ -816,7 +817,7 @@ impl Shell {
         authority: &str,
         key_file: Option<PathBuf>,
         key_version: Option<u8>,
-        level: Option<Level>,
+        level: Option<SecurityLevel>,
     ) -> Result<()> {
         let keys = match (key_file, &self.ctx.keys) {
             (Some(file), _) => LoginKeys::File(file),
@@ -833,8 +834,6 @@ impl Shell {
             keys: keys.source().load()?.static_keys()?,
         };
         let level = level.unwrap_or(self.ctx.level);
-        let security_level = dmsc_host::card_model::scp03::SecurityLevel::new(level.bits())
-            .map_err(|_| usage("not an SCP03 security level"))?;
         let logged_in = self.card.lock().login.is_some();
         if logged_in {
             self.logout(true);
@@ -857,7 +856,7 @@ impl Shell {
                 return Err(coded(Code::Refused, format!("login {authority}: {e}")));
             }
         };
-        let info = match open_authority(&mut session, &key_set, security_level) {
+        let info = match open_authority(&mut session, &key_set, level) {
             Ok(info) => info,
             Err(e) => {
                 s.plain = Some(session.into_transport());

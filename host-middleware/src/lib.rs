@@ -1,23 +1,35 @@
 //! dmsc host middleware: what device software links to use a dmsc card.
 //!
+//! Every public module, one line each:
+//!
 //! - [`transport`]: the [`Transport`] trait (one APDU at a time, exclusive
 //!   access), its typed errors and reader selection;
 //! - [`pcsc_transport`] (feature `pcsc`, on by default): PC/SC readers through
 //!   pcscd, with recovery from card resets and pcscd restarts;
+//! - `sim_transport` (feature `sim`): the simulated card in-process;
+//! - [`watch`] (feature `pcsc`): follows a reader, refreshing the device tree as cards come and go;
 //! - [`session`]: [`Session`] — SELECT, chaining, extended length, `61xx`/`6Cxx`,
-//!   secure-messaging hook, typed status-word errors, APDU trace, and the typed
-//!   command set ([`CardCommands`]);
-//! - [`files`]: atomic replacement of the files a device writes;
-//! - [`error`]: [`HostError`] and the status-word mapping;
+//!   secure-messaging hook, APDU trace, and the typed command set ([`CardCommands`]);
+//! - [`error`]: [`HostError`], the card's refusal as one [`Status`], and the one
+//!   table of status-word meanings;
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
 //! - [`scp`]: SCP03 host side (authority sessions);
-//! - `sim_transport` (feature `sim`): the simulated card in-process;
-//! - [`trace`]: redacted APDU trace events;
-//! - [`policy`]: the portable enterprise policy (signed policy on the card, enforcement engine).
-//! - [`fleet`]: many cards at once: listing, all-or-nothing ACL grants with rollback;
 //! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit
 //!   counted across processes (lock files per card; used by `dmsc shell`);
-//! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events.
+//! - [`trace`]: redacted APDU trace events;
+//! - [`files`]: atomic replacement of the files a device writes;
+//! - [`device_tree`]: the device's own DM tree ([`device_tree::DeviceTree`], a directory of TNDS files);
+//! - [`mo`]: OMA DM management objects: the TNDS tree model, its JSON and binary forms, MO records on the card;
+//! - [`provisioning`]: refresh the device tree from the card, copy and compare MOs;
+//! - [`bootstrap`]: HTTP bootstrap packets verified with the card's key, then applied;
+//! - [`wbxml`]: WBXML-encoded TNDS documents decoded to XML;
+//! - [`firmware`]: firmware approval by the card (package hash, approval files, the decision);
+//! - [`mcuboot`]: MCUboot image hash and signature checked while the package streams;
+//! - [`p256_keys`]: P-256 keys and ECDSA signatures as `openssl` writes them;
+//! - [`ota`]: over-the-air updates relayed by the device (a precomputed SCP03 script);
+//! - [`policy`]: the portable enterprise policy (signed policy on the card, enforcement engine);
+//! - [`fleet`]: many cards at once: listing, profiles, provisioning, all-or-nothing ACL grants;
+//! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events;
 //! - [`uicc`]: standard UICC file access, PKCS#15 and the LwM2M / OMA DM bootstrap on a SIM.
 //!
 //! ```no_run

@@ -5,6 +5,8 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dmsc_host::uicc::modem::ModemTransport;
@@ -28,6 +30,11 @@ enum Fault {
 
 /// Starts a modem emulator on a new pty; returns the slave's path.
 fn modem(fault: Fault) -> PathBuf {
+    modem_counting(fault, Arc::new(AtomicUsize::new(0)))
+}
+
+/// The same, counting the AT+CCHO / AT+CGLA / AT+CCHC commands in `logical`.
+fn modem_counting(fault: Fault, logical: Arc<AtomicUsize>) -> PathBuf {
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
     grantpt(&master).unwrap();
     unlockpt(&master).unwrap();
@@ -56,7 +63,42 @@ fn modem(fault: Fault) -> PathBuf {
             while let Some(pos) = buf.iter().position(|b| *b == b'\r') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
                 let line = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
-                let reply = if line == "ATE0" {
+                if ["AT+CCHO=", "AT+CGLA=", "AT+CCHC="]
+                    .iter()
+                    .any(|p| line.starts_with(p))
+                {
+                    logical.fetch_add(1, Ordering::SeqCst);
+                }
+                let reply = if let Some(aid) = line.strip_prefix("AT+CCHO=") {
+                    let aid = hex::decode(aid.trim_matches('"')).unwrap();
+                    let open = card.process(&[0x00, 0x70, 0x00, 0x00, 0x01]);
+                    let n = open[0];
+                    let mut sel = vec![n, 0xA4, 0x04, 0x0C, aid.len() as u8];
+                    sel.extend_from_slice(&aid);
+                    if card.process(&sel) == [0x90, 0x00] {
+                        // A bare session ID line, as many modems answer.
+                        format!("\r\n{n}\r\n\r\nOK\r\n")
+                    } else {
+                        card.process(&[n, 0x70, 0x80, n]);
+                        "\r\n+CME ERROR: 4\r\n".into()
+                    }
+                } else if let Some(rest) = line.strip_prefix("AT+CGLA=") {
+                    let mut parts = rest.splitn(3, ',');
+                    let sid: u8 = parts.next().unwrap().parse().unwrap();
+                    let _len = parts.next().unwrap();
+                    let apdu = hex::decode(parts.next().unwrap().trim_matches('"')).unwrap();
+                    assert_eq!(
+                        apdu[0] & 0x03,
+                        sid,
+                        "the class byte names the session's channel"
+                    );
+                    let rsp = hex::encode_upper(card.process(&apdu));
+                    format!("\r\n+CGLA: {},\"{rsp}\"\r\n\r\nOK\r\n", rsp.len())
+                } else if let Some(sid) = line.strip_prefix("AT+CCHC=") {
+                    let n: u8 = sid.parse().unwrap();
+                    card.process(&[n, 0x70, 0x80, n]);
+                    "\r\nOK\r\n".into()
+                } else if line == "ATE0" {
                     // Echo still on for this command, as a modem does.
                     "ATE0\r\r\nOK\r\n".to_string()
                 } else if let Some(rest) = line.strip_prefix("AT+CSIM=") {
@@ -137,4 +179,24 @@ fn a_missing_device_is_named() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("/nonexistent/ttyUSB9"), "{e}");
+}
+
+#[test]
+fn logical_channels_through_ccho_cgla_cchc() {
+    let logical = Arc::new(AtomicUsize::new(0));
+    let path = modem_counting(Fault::None, logical.clone());
+    let t = ModemTransport::open(&path, Duration::from_secs(10))
+        .unwrap()
+        .with_cgla(true);
+    let mut s = Session::new(t);
+    let f = uicc::read_lwm2m_bootstrap(&mut s).unwrap();
+    assert_eq!(
+        f.entries()[0].1,
+        Value::String("coap://leshan.eclipseprojects.io:5783".into())
+    );
+    // Twice: the channel was closed with AT+CCHC and opens again.
+    let info = uicc::read_info(&mut s).unwrap();
+    assert!(info.pkcs15);
+    // CCHO, 8 CGLA and CCHC for the bootstrap at least.
+    assert!(logical.load(Ordering::SeqCst) >= 10, "{logical:?}");
 }

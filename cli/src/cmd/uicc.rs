@@ -34,6 +34,10 @@ pub struct UiccArgs {
         conflicts_with = "sim_uicc"
     )]
     pub modem: Option<PathBuf>,
+    /// Logical channels through AT+CCHO / AT+CGLA / AT+CCHC instead of MANAGE
+    /// CHANNEL inside AT+CSIM
+    #[arg(long, requires = "modem")]
+    pub modem_cgla: bool,
     /// Seconds to wait for each modem answer
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub modem_timeout: u64,
@@ -179,7 +183,8 @@ fn open(ctx: &Ctx, args: &UiccArgs) -> Result<CardSession> {
         }
         None => match &args.modem {
             Some(path) => {
-                let t = ModemTransport::open(path, Duration::from_secs(args.modem_timeout.max(1)))?;
+                let t = ModemTransport::open(path, Duration::from_secs(args.modem_timeout.max(1)))?
+                    .with_cgla(args.modem_cgla);
                 Ok(ctx.session(Box::new(t)))
             }
             None => ctx.open_card(),

@@ -85,16 +85,25 @@ impl From<ModemError> for TransportError {
 /// APDU bytes, or the modem's error. Lines that are neither (URCs, an echo,
 /// blank lines) are ignored. `None` while no final result code has arrived.
 pub fn parse_csim_reply(command: &str, lines: &[String]) -> Option<Result<Vec<u8>, ModemError>> {
+    parse_apdu_reply("+CSIM:", command, lines)
+}
+
+/// The same for `+CGLA:` (or any `<prefix> <length>,"<hex>"` answer).
+fn parse_apdu_reply(
+    prefix: &str,
+    command: &str,
+    lines: &[String],
+) -> Option<Result<Vec<u8>, ModemError>> {
     let mut answer: Option<Result<Vec<u8>, ModemError>> = None;
     for line in lines {
         let line = line.trim();
-        if let Some(rest) = line.strip_prefix("+CSIM:") {
+        if let Some(rest) = line.strip_prefix(prefix) {
             answer = Some(parse_csim_line(command, rest.trim()));
         } else if line == "OK" {
             return Some(answer.unwrap_or_else(|| {
                 Err(ModemError::BadAnswer {
                     command: command.into(),
-                    detail: "OK without a +CSIM line".into(),
+                    detail: format!("OK without a {prefix} line"),
                 })
             }));
         } else if line == "ERROR" {
@@ -141,12 +150,58 @@ fn parse_csim_line(command: &str, rest: &str) -> Result<Vec<u8>, ModemError> {
     Ok(bytes)
 }
 
+/// `OK`, or the modem's error.
+fn ok_or_error(command: &str, lines: &[String]) -> Option<Result<(), ModemError>> {
+    lines.iter().find_map(|l| match l.trim() {
+        "OK" => Some(Ok(())),
+        "ERROR" => Some(Err(ModemError::Error {
+            command: command.into(),
+        })),
+        l => l.strip_prefix("+CME ERROR:").map(|code| {
+            Err(ModemError::Cme {
+                command: command.into(),
+                code: code.trim().into(),
+            })
+        }),
+    })
+}
+
+/// The session ID of an `AT+CCHO` answer (`+CCHO: <id>` or a bare `<id>`
+/// line, then `OK`).
+fn parse_ccho(command: &str, lines: &[String]) -> Option<Result<u32, ModemError>> {
+    let done = ok_or_error(command, lines)?;
+    Some(done.and_then(|()| {
+        lines
+            .iter()
+            .map(|l| l.trim())
+            .find_map(|l| {
+                l.strip_prefix("+CCHO:")
+                    .unwrap_or(l)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            })
+            .ok_or_else(|| ModemError::BadAnswer {
+                command: command.into(),
+                detail: "no session ID before OK".into(),
+            })
+    }))
+}
+
 /// A UICC reached through a modem's `AT+CSIM`.
 pub struct ModemTransport {
     file: File,
     name: String,
     timeout: Duration,
     pending: Vec<u8>,
+    /// Logical channels through `AT+CCHO`/`AT+CGLA`/`AT+CCHC` instead of
+    /// MANAGE CHANNEL in `AT+CSIM`.
+    cgla: bool,
+    /// The modem's session ID of each host channel (1-19).
+    sessions: [Option<u32>; 20],
+    /// A channel the host opened that has no modem session yet (until its
+    /// SELECT by AID, which becomes `AT+CCHO`).
+    opening: Option<u8>,
 }
 
 impl ModemTransport {
@@ -182,6 +237,9 @@ impl ModemTransport {
             name: format!("modem {}", path.display()),
             timeout,
             pending: Vec::new(),
+            cgla: false,
+            sessions: [None; 20],
+            opening: None,
         };
         m.command("ATE0", |lines| {
             lines.iter().find_map(|l| match l.trim() {
@@ -250,6 +308,91 @@ impl ModemTransport {
         }
     }
 
+    /// Uses `AT+CCHO`/`AT+CGLA`/`AT+CCHC` (3GPP TS 27.007 §8.45-8.46, §8.43)
+    /// for logical channels: MANAGE CHANNEL open is answered by the transport
+    /// with a channel number of its own, the SELECT by AID that follows on
+    /// that channel becomes `AT+CCHO="<AID>"` (answered `9000` without an
+    /// FCP; a modem error becomes `6A82`, application not found), commands
+    /// on the channel go through `AT+CGLA=<session>,…` with the session's
+    /// channel in the class byte, and MANAGE CHANNEL close becomes
+    /// `AT+CCHC=<session>`. The basic channel stays on `AT+CSIM`.
+    pub fn with_cgla(mut self, on: bool) -> Self {
+        self.cgla = on;
+        self
+    }
+
+    fn logical(&mut self, apdu: &[u8]) -> Result<Option<Vec<u8>>, ModemError> {
+        let [cla, ins, p1, p2, ..] = *apdu else {
+            return Ok(None);
+        };
+        let channel = match cla {
+            0x00..=0x3F => usize::from(cla & 0x03),
+            0x40..=0x7F => 4 + usize::from(cla & 0x0F),
+            _ => return Ok(None),
+        };
+        if ins == 0x70 && p1 == 0x00 && channel == 0 {
+            let free = (1..20u8)
+                .find(|n| self.sessions[usize::from(*n)].is_none() && self.opening != Some(*n));
+            return Ok(Some(match free {
+                Some(n) => {
+                    self.opening = Some(n);
+                    vec![n, 0x90, 0x00]
+                }
+                None => vec![0x6A, 0x81],
+            }));
+        }
+        if ins == 0x70 && p1 == 0x80 {
+            let n = usize::from(p2);
+            if self.opening == Some(p2) {
+                self.opening = None;
+                return Ok(Some(vec![0x90, 0x00]));
+            }
+            let Some(sid) = self.sessions.get(n).copied().flatten() else {
+                return Ok(Some(vec![0x6A, 0x86]));
+            };
+            let command = format!("AT+CCHC={sid}");
+            self.command(&command, |lines| ok_or_error(&command, lines))?;
+            self.sessions[n] = None;
+            return Ok(Some(vec![0x90, 0x00]));
+        }
+        if channel == 0 {
+            return Ok(None);
+        }
+        if self.opening == Some(channel as u8) && ins == 0xA4 && p1 == 0x04 {
+            let aid = apdu
+                .get(5..5 + usize::from(*apdu.get(4).unwrap_or(&0)))
+                .unwrap_or(&[]);
+            let command = format!("AT+CCHO=\"{}\"", hex::encode_upper(aid));
+            let sid = self.command(&command, |lines| parse_ccho(&command, lines));
+            return Ok(Some(match sid {
+                Ok(sid) => {
+                    self.opening = None;
+                    self.sessions[channel] = Some(sid);
+                    vec![0x90, 0x00]
+                }
+                Err(ModemError::Cme { .. } | ModemError::Error { .. }) => vec![0x6A, 0x82],
+                Err(e) => return Err(e),
+            }));
+        }
+        let Some(sid) = self.sessions[channel] else {
+            return Ok(None);
+        };
+        // The class byte names the modem's channel for this session (the
+        // chaining bit kept; no secure messaging on this path).
+        let mut wire = apdu.to_vec();
+        if let Some(c) = u8::try_from(sid)
+            .ok()
+            .and_then(crate::uicc::cla_for_channel)
+        {
+            wire[0] = c | (cla & 0x10);
+        }
+        let hex_cmd = hex::encode_upper(&wire);
+        let command = format!("AT+CGLA={sid},{},\"{hex_cmd}\"", hex_cmd.len());
+        let shown = format!("AT+CGLA={sid},{},…", hex_cmd.len());
+        self.command(&command, |lines| parse_apdu_reply("+CGLA:", &shown, lines))
+            .map(Some)
+    }
+
     /// One APDU through `AT+CSIM`.
     pub fn csim(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ModemError> {
         let hex_cmd = hex::encode_upper(apdu);
@@ -261,6 +404,11 @@ impl ModemTransport {
 
 impl Transport for ModemTransport {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if self.cgla {
+            if let Some(r) = self.logical(apdu)? {
+                return Ok(r);
+            }
+        }
         Ok(self.csim(apdu)?)
     }
 

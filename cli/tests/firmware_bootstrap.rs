@@ -8,22 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{new_card, run, run_env, triple, Out, TEST_KEY};
+use dmsc_test_support::openssl;
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn admin(dir: &Path, args: &[&str]) -> Out {

@@ -4,9 +4,9 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use common::{new_card, triple, Out, TEST_KEY};
+use dmsc_test_support::openssl;
 
 /// The instant every command of these tests runs at (`DMSC_NOW`): Monday
 /// 2026-11-23, 10:00 in Paris, inside the policy's working hours. Nothing
@@ -51,19 +51,6 @@ effect = "disable"
 resources = ["bluetooth", "torch"]
 inside = ["lab"]
 "#;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian package openssl) must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A card with the policy put by the authority, signed with an openssl PKCS#8 key.
 fn setup() -> (tempfile::TempDir, String) {

@@ -19,7 +19,7 @@ use dmsc_sim_card::{AuthorityKeys, InitParams};
 use zeroize::Zeroizing;
 
 fn params() -> InitParams {
-    let key = Zeroizing::new(b"@ABCDEFGHIJKLMNO".to_vec());
+    let key = Zeroizing::new(dmsc_test_support::TEST_KEY.to_vec());
     InitParams::with_authorities(vec![AuthorityKeys {
         key_version: 0x30,
         name: "admin".into(),

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 mod support;
 use support::Counting;
 
-const KEY: &[u8; 16] = b"@ABCDEFGHIJKLMNO";
+const KEY: &[u8; 16] = &dmsc_test_support::TEST_KEY;
 const DEVINFO: &str = include_str!("../../test-vectors/tnds/devinfo.json");
 
 fn params() -> InitParams {

@@ -268,21 +268,7 @@ pub fn verify_prehash(key: &PublicKey, digest: &[u8; 32], signature: &[u8]) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
-
-    fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
+    use dmsc_test_support::openssl;
 
     /// RSA, P-384 and Ed25519 keys, public and private, PEM and DER: the
     /// error names the key type and curve found.

@@ -7,6 +7,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
+use dmsc_test_support::openssl;
+
 use dmsc_host::bootstrap::{
     self, content_type, parse_content_type, BootstrapError, BootstrapOutcome, MediaType, SecMethod,
 };
@@ -30,19 +32,6 @@ fn card() -> Card {
 
 fn as_authority(s: &mut Card) {
     open_secure_channel(s, &server_a(), SecurityLevel::new(0x33).unwrap()).unwrap();
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Process::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// An approver key pair made by openssl: (private key file, public key file).

@@ -1,11 +1,11 @@
 //! Running the real `dmsc` binary against simulated cards in temporary directories.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The GlobalPlatform test key.
-pub const TEST_KEY: &str = "404142434445464748494A4B4C4D4E4F";
+/// The GlobalPlatform test key, in hex.
+pub use dmsc_test_support::TEST_KEY_HEX as TEST_KEY;
 /// Another AES-128 key.
 pub const OTHER_KEY: &str = "00112233445566778899AABBCCDDEEFF";
 

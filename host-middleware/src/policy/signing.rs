@@ -323,17 +323,7 @@ mod tests {
     #[test]
     fn openssl_keys_and_signatures() {
         let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output();
-            match out {
-                Ok(o) if o.status.success() => o.stdout,
-                Ok(o) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
-                Err(e) => panic!("running openssl (Debian package openssl): {e}"),
-            }
-        };
+        let run = |args: &[&str]| dmsc_test_support::openssl(dir.path(), args);
         run(&[
             "ecparam",
             "-name",

@@ -1,6 +1,6 @@
 //! Scenarios shared by the in-process and the PC/SC end-to-end tests: each
 //! takes a session on a freshly initialised card (see [`card_params`]).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use dmsc_host::card_model::commands::{
     BootstrapKeyValue, MoRecord, ObjectValue, Pin, SelectInfo, PIN_REF_USER,
@@ -14,7 +14,7 @@ use dmsc_host::{
 use dmsc_sim_card::{AuthorityKeys, InitParams};
 use zeroize::Zeroizing;
 
-pub const TEST_KEY: [u8; 16] = *b"@ABCDEFGHIJKLMNO";
+pub use dmsc_test_support::{Counting, TEST_KEY};
 pub const B_ENC: [u8; 32] = [0x11; 32];
 pub const B_MAC: [u8; 32] = [0x22; 32];
 pub const B_DEK: [u8; 32] = [0x33; 32];
@@ -260,48 +260,5 @@ impl<T: Transport> Transport for ShortOnly<T> {
     ) -> Result<(), TransportError> {
         self.0
             .exclusive(&mut |t: &mut dyn Transport| body(&mut ShortOnly(t)))
-    }
-}
-
-/// A transport that counts the APDUs that pass and, with `pull_after`, acts as
-/// a card pulled out after that many. Inside a transaction the count goes on.
-pub struct Counting<T> {
-    pub inner: T,
-    pub count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    pub pull_after: Option<usize>,
-}
-
-impl<T: Transport> Transport for Counting<T> {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if self.pull_after.is_some_and(|limit| n >= limit) {
-            return Err(TransportError::CardRemoved);
-        }
-        self.inner.transmit(apdu)
-    }
-    fn atr(&self) -> Vec<u8> {
-        self.inner.atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.inner.reset()
-    }
-    fn reader_name(&self) -> &str {
-        self.inner.reader_name()
-    }
-    fn supports_extended(&self) -> bool {
-        self.inner.supports_extended()
-    }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport),
-    ) -> Result<(), TransportError> {
-        let (count, pull_after) = (self.count.clone(), self.pull_after);
-        self.inner.exclusive(&mut |t: &mut dyn Transport| {
-            body(&mut Counting {
-                inner: t,
-                count: count.clone(),
-                pull_after,
-            })
-        })
     }
 }

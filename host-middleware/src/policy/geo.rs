@@ -46,24 +46,40 @@ impl fmt::Display for Position {
     }
 }
 
+/// Why a `LAT,LON` text is not a position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PositionError {
+    /// No comma between the two numbers.
+    #[error("'{0}' is not LAT,LON")]
+    NotLatLon(String),
+    /// The part before the comma is not a number.
+    #[error("'{0}' is not a latitude")]
+    Latitude(String),
+    /// The part after the comma is not a number.
+    #[error("'{0}' is not a longitude")]
+    Longitude(String),
+    /// A coordinate out of range.
+    #[error("'{0}': latitude must be -90..90 and longitude -180..180")]
+    OutOfRange(String),
+}
+
 impl FromStr for Position {
-    type Err = String;
+    type Err = PositionError;
 
     /// `LAT,LON` in decimal degrees.
-    fn from_str(s: &str) -> Result<Position, String> {
+    fn from_str(s: &str) -> Result<Position, PositionError> {
         let (a, b) = s
             .split_once(',')
-            .ok_or_else(|| format!("'{s}' is not LAT,LON"))?;
+            .ok_or_else(|| PositionError::NotLatLon(s.to_string()))?;
         let lat: f64 = a
             .trim()
             .parse()
-            .map_err(|_| format!("'{a}' is not a latitude"))?;
+            .map_err(|_| PositionError::Latitude(a.to_string()))?;
         let lon: f64 = b
             .trim()
             .parse()
-            .map_err(|_| format!("'{b}' is not a longitude"))?;
-        Position::new(lat, lon)
-            .ok_or_else(|| format!("'{s}': latitude must be -90..90 and longitude -180..180"))
+            .map_err(|_| PositionError::Longitude(b.to_string()))?;
+        Position::new(lat, lon).ok_or_else(|| PositionError::OutOfRange(s.to_string()))
     }
 }
 
@@ -231,8 +247,14 @@ mod tests {
     #[test]
     fn parse_position() {
         assert_eq!("48.85, 2.35".parse::<Position>().unwrap(), pos(48.85, 2.35));
-        assert!("91,0".parse::<Position>().is_err());
-        assert!("x".parse::<Position>().is_err());
+        assert_eq!(
+            "91,0".parse::<Position>(),
+            Err(PositionError::OutOfRange("91,0".into()))
+        );
+        assert_eq!(
+            "x".parse::<Position>().unwrap_err().to_string(),
+            "'x' is not LAT,LON"
+        );
     }
 
     proptest! {

@@ -22,7 +22,7 @@ pub use engine::{
     evaluate, next_change, next_reevaluation, Context, DecidedBy, Decision, Override,
 };
 pub use format::{Policy, State};
-pub use geo::{Position, Site};
+pub use geo::{Position, PositionError, Site};
 
 use crate::HostError;
 

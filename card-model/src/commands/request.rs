@@ -459,17 +459,24 @@ impl Request {
     }
 }
 
-/// Whether a raw command APDU's data must be redacted in traces: PIN commands,
-/// PUT DATA of a bootstrap key, SCP03 PUT KEY. Decides from the header and the
-/// first object reference only, so it also works on malformed commands.
+/// Whether a raw command APDU's data must be redacted in traces: PIN commands
+/// (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER) on any logical channel
+/// and in any class, file updates (UPDATE BINARY / UPDATE RECORD, which write
+/// a UICC's bootstrap keys), PUT DATA of a bootstrap key, SCP03 PUT KEY.
+/// Decides from the header and the first object reference only, so it also
+/// works on malformed commands.
 pub fn command_carries_secret(cmd: &Command) -> bool {
-    let cla = cmd.cla & !(CLA_SECURE_MESSAGING | crate::apdu::CLA_CHAINING);
-    match (cla, cmd.ins) {
-        (CLA_ISO, ins::VERIFY | ins::CHANGE_REFERENCE_DATA | ins::RESET_RETRY_COUNTER) => {
+    // ISO 7816-4 §5.4.1: b8 set = proprietary class; the other bits code the
+    // logical channel, secure messaging and chaining, none of which changes
+    // whether the data is a secret.
+    let proprietary = cmd.cla & 0x80 != 0;
+    match (proprietary, cmd.ins) {
+        (_, ins::VERIFY | ins::CHANGE_REFERENCE_DATA | ins::RESET_RETRY_COUNTER) => {
             !cmd.data.is_empty()
         }
-        (CLA_PROPRIETARY, ins::PUT_KEY) => true,
-        (CLA_ISO, ins::PUT_DATA) => {
+        (false, UPDATE_BINARY | UPDATE_RECORD) => !cmd.data.is_empty(),
+        (true, ins::PUT_KEY) => true,
+        (false, ins::PUT_DATA) => {
             // Secure messaging hides the content anyway; without it, check the object kind.
             cmd.cla & CLA_SECURE_MESSAGING != 0
                 || cmd.data.first() == Some(&ObjectKind::BootstrapKey.tag())
@@ -478,3 +485,8 @@ pub fn command_carries_secret(cmd: &Command) -> bool {
         _ => false,
     }
 }
+
+/// UPDATE BINARY (ISO 7816-4 §11.2.5).
+const UPDATE_BINARY: u8 = 0xD6;
+/// UPDATE RECORD (ISO 7816-4 §11.3.5).
+const UPDATE_RECORD: u8 = 0xDC;

@@ -257,5 +257,15 @@ fn secrets_are_flagged() {
         }
         .to_command()
     ));
+    // The same PIN on another logical channel (first and further interindustry
+    // class) and with secure messaging bits is still a secret.
+    for cla in [0x01, 0x03, 0x0C, 0x40, 0x4F, 0x60] {
+        let mut cmd = verify.to_command();
+        cmd.cla = cla;
+        assert!(command_carries_secret(&cmd), "VERIFY with CLA {cla:02X}");
+    }
+    // A UICC's ADM-protected file update carries keys (LwM2M bootstrap).
+    let update = Command::new(0x01, 0xD6, 0, 0).with_data(vec![0x00, 0x01]);
+    assert!(command_carries_secret(&update));
     assert!(format!("{:?}", pin("1234")).contains("redacted"));
 }

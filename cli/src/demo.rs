@@ -147,10 +147,10 @@ impl Report {
     }
 
     /// A card operation expected to succeed; returns its value when it did.
-    fn expect_ok<T>(
+    fn expect_ok<T, E: Display>(
         &mut self,
         action: &str,
-        r: Result<T, HostError>,
+        r: Result<T, E>,
         says: impl Display,
     ) -> Option<T> {
         match r {
@@ -405,14 +405,7 @@ fn provision(r: &mut Report, w: &mut World) -> Result<()> {
         BOOTSTRAP_KEY_ID,
         MacAlgorithm::HmacSha256,
         &w.bootstrap_key,
-    )
-    .map_err(|e| match e {
-        bootstrap::BootstrapError::Card(h) => h,
-        other => HostError::Protocol {
-            command: "PUT DATA",
-            detail: other.to_string(),
-        },
-    });
+    );
     r.expect_ok(
         "store bootstrap key 1 (HMAC-SHA256; travels encrypted, never readable)",
         put,

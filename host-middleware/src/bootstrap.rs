@@ -70,13 +70,39 @@ pub enum BootstrapError {
     TooLarge(usize),
     /// The verified content is not TNDS the device can apply.
     #[error("the bootstrap content is not a TNDS document: {0}")]
-    BadContent(String),
+    BadContent(#[source] ContentError),
     /// Writing into the device tree failed.
     #[error("the device tree: {0}")]
     DeviceTree(#[from] crate::device_tree::TreeError),
     /// The card failed or refused.
     #[error("{0}")]
     Card(#[from] HostError),
+}
+
+/// Why bootstrap content is not a TNDS document the device can apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// `application/vnd.syncml.dm+xml` content that is not UTF-8.
+    #[error("not UTF-8 (byte {at})")]
+    NotUtf8 {
+        /// The offset of the first invalid byte.
+        at: usize,
+    },
+    /// WBXML content that does not decode.
+    #[error("{0}")]
+    Wbxml(#[from] crate::wbxml::WbxmlError),
+    /// The XML is not a TNDS `MgmtTree` (strictly).
+    #[error("{0}")]
+    Tnds(#[from] crate::mo::MoError),
+    /// The document has no node to write.
+    #[error("the TNDS document has no node")]
+    NoNode,
+    /// The device tree does not hold the first node after the change.
+    #[error("{uri} is not in the device tree after the change")]
+    NotWritten {
+        /// The node's URI.
+        uri: String,
+    },
 }
 
 /// The security method named by `SEC=`.
@@ -340,18 +366,19 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
     let xml = match media {
         MediaType::Xml => std::str::from_utf8(packet)
             .map_err(|e| {
-                BootstrapError::BadContent(format!("not UTF-8 (byte {})", e.valid_up_to()))
+                BootstrapError::BadContent(ContentError::NotUtf8 {
+                    at: e.valid_up_to(),
+                })
             })?
             .to_string(),
-        MediaType::Wbxml => crate::wbxml::decode_tnds(packet)
-            .map_err(|e| BootstrapError::BadContent(e.to_string()))?,
+        MediaType::Wbxml => {
+            crate::wbxml::decode_tnds(packet).map_err(|e| BootstrapError::BadContent(e.into()))?
+        }
     };
-    let tree = MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.to_string()))?;
+    let tree = MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.into()))?;
     let nodes: Vec<String> = tree.split().into_iter().map(|(uri, _)| uri).collect();
     if nodes.is_empty() {
-        return Err(BootstrapError::BadContent(
-            "the TNDS document has no node".into(),
-        ));
+        return Err(BootstrapError::BadContent(ContentError::NoNode));
     }
     Ok(BootstrapContent { xml, nodes })
 }
@@ -361,12 +388,12 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
 /// configuration (origin `device`), all in one atomic change. Returns the file
 /// of the first MO in the tree now in force.
 pub fn write_bootstrap_content(dir: &Path, xml: &str) -> Result<PathBuf, BootstrapError> {
-    let tree = MgmtTree::from_tnds(xml).map_err(|e| BootstrapError::BadContent(e.to_string()))?;
+    let tree = MgmtTree::from_tnds(xml).map_err(|e| BootstrapError::BadContent(e.into()))?;
     let roots = tree.split();
     let first = roots
         .first()
         .map(|(uri, _)| uri.clone())
-        .ok_or_else(|| BootstrapError::BadContent("the TNDS document has no node".into()))?;
+        .ok_or(BootstrapError::BadContent(ContentError::NoNode))?;
     let mut device = DirectoryTree::open(dir)?;
     let change = TreeChange {
         put: roots
@@ -377,11 +404,11 @@ pub fn write_bootstrap_content(dir: &Path, xml: &str) -> Result<PathBuf, Bootstr
         last_card: LastCard::Keep,
     };
     device.apply(&change)?;
-    device.mo_path(&first)?.ok_or_else(|| {
-        BootstrapError::BadContent(format!(
-            "{first} is not in the device tree after the change"
-        ))
-    })
+    device
+        .mo_path(&first)?
+        .ok_or(BootstrapError::BadContent(ContentError::NotWritten {
+            uri: first,
+        }))
 }
 
 /// How a bootstrap ended.
@@ -431,5 +458,32 @@ mod mac_length_tests {
             assert!(e.to_string().contains(&format!("{len} bytes")), "{e}");
         }
         assert!(check_mac_length_for(Some(MacAlgorithm::AesCmac), &[0; 32]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wbxml::WbxmlError;
+
+    #[test]
+    fn content_errors_name_what_and_where() {
+        let e = decode_content(MediaType::Wbxml, &[0x09]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BootstrapError::BadContent(ContentError::Wbxml(WbxmlError::Version(9)))
+            ),
+            "{e:?}"
+        );
+        let e = decode_content(MediaType::Xml, b"<MgmtTree>\xFF").unwrap_err();
+        assert!(
+            matches!(e, BootstrapError::BadContent(ContentError::NotUtf8 { at: 10 })),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "the bootstrap content is not a TNDS document: not UTF-8 (byte 10)"
+        );
     }
 }

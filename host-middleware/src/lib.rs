@@ -14,6 +14,7 @@
 //!   table of status-word meanings;
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
 //! - [`scp`]: SCP03 host side (authority sessions);
+//! - [`diversify`]: per-card authority keys diversified from master keys (SP 800-108 KDF, AES-CMAC);
 //! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit
 //!   counted across processes (lock files per card; used by `dmsc shell`);
 //! - [`trace`]: redacted APDU trace events;
@@ -59,6 +60,7 @@ pub use dmsc_card_model as card_model;
 
 pub mod bootstrap;
 pub mod device_tree;
+pub mod diversify;
 pub mod error;
 pub mod files;
 pub mod firmware;

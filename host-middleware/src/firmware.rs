@@ -39,6 +39,39 @@ use crate::{CardCommands, HostError};
 /// hash; peak memory does not depend on the package size).
 pub const HASH_CHUNK: usize = 64 * 1024;
 
+/// How the approvals (or the expected version/class) name different packages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// Two approvals name different packages.
+    #[error("{approver} approves {package}, {first} approves {first_package}")]
+    Approvals {
+        /// The approver whose statement differs.
+        approver: String,
+        /// The class and version it approves.
+        package: String,
+        /// The first approval's approver.
+        first: String,
+        /// The class and version the first approval names.
+        first_package: String,
+    },
+    /// The approvals are for another version than the one expected.
+    #[error("the approvals are for version {approved}, not {expected}")]
+    Version {
+        /// The version approved.
+        approved: String,
+        /// The version expected.
+        expected: String,
+    },
+    /// The approvals are for another device class than the one expected.
+    #[error("the approvals are for device class {approved}, not {expected}")]
+    Class {
+        /// The class approved.
+        approved: String,
+        /// The class expected.
+        expected: String,
+    },
+}
+
 /// Why an approval file does not parse; lines are numbered from 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApprovalFileError {
@@ -138,7 +171,7 @@ pub enum FirmwareError {
     },
     /// The approvals (or the expected version/class) name different packages.
     #[error("the approvals do not describe one package: {0}")]
-    Inconsistent(String),
+    Inconsistent(#[source] Inconsistency),
     /// No approval was given.
     #[error("no approval given (give at least one approval file)")]
     NoApproval,
@@ -381,24 +414,28 @@ pub fn package_id(
     for a in approvals {
         let (av, ac) = (a.statement.version.to_string(), &a.statement.device_class);
         if av != v || *ac != c {
-            return Err(FirmwareError::Inconsistent(format!(
-                "{} approves {ac} {av}, {} approves {c} {v}",
-                a.statement.approver, first.statement.approver
-            )));
+            return Err(FirmwareError::Inconsistent(Inconsistency::Approvals {
+                approver: a.statement.approver.clone(),
+                package: format!("{ac} {av}"),
+                first: first.statement.approver.clone(),
+                first_package: format!("{c} {v}"),
+            }));
         }
     }
     if let Some(expected) = version {
         if expected.to_string() != v {
-            return Err(FirmwareError::Inconsistent(format!(
-                "the approvals are for version {v}, not {expected}"
-            )));
+            return Err(FirmwareError::Inconsistent(Inconsistency::Version {
+                approved: v,
+                expected: expected.to_string(),
+            }));
         }
     }
     if let Some(expected) = class {
         if expected != c {
-            return Err(FirmwareError::Inconsistent(format!(
-                "the approvals are for device class {c}, not {expected}"
-            )));
+            return Err(FirmwareError::Inconsistent(Inconsistency::Class {
+                approved: c,
+                expected: expected.to_string(),
+            }));
         }
     }
     Ok(PackageId {
@@ -515,4 +552,52 @@ pub fn list_approvers<C: CardCommands + ?Sized>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(approver: &str, version: &str, class: &str) -> ApprovalFile {
+        ApprovalFile {
+            statement: ApprovalStatement {
+                digest: [7; 32],
+                version: Version::parse(version).unwrap(),
+                device_class: class.into(),
+                approver: approver.into(),
+            },
+            signature: vec![0; 64],
+        }
+    }
+
+    #[test]
+    fn inconsistent_approvals_say_which_and_how() {
+        let a = [
+            approval("vendor", "2.1.0", "gateway"),
+            approval("owner", "2.1.1", "gateway"),
+        ];
+        let e = package_id([7; 32], &a, None, None).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                FirmwareError::Inconsistent(Inconsistency::Approvals { approver, first, .. })
+                    if approver == "owner" && first == "vendor"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "the approvals do not describe one package: owner approves gateway 2.1.1, \
+             vendor approves gateway 2.1.0"
+        );
+        let e = package_id([7; 32], &a[..1], None, Some("router")).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                FirmwareError::Inconsistent(Inconsistency::Class { approved, expected })
+                    if approved == "gateway" && expected == "router"
+            ),
+            "{e:?}"
+        );
+    }
 }

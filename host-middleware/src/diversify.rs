@@ -20,6 +20,7 @@
 //! host memory (development only); a PKCS#11 token keeps them inside and runs
 //! the PRF there.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use dmsc_card_model::scp03::{self, Scp03Error, SecurityLevel, StaticKeys};
@@ -261,6 +262,98 @@ pub fn open_diversified_channel<T: Transport>(
     Ok((channel, keys))
 }
 
+/// The authority keys to use with a card: the same key set for every card
+/// ([`AuthorityKeySet`]) or the card's own keys, derived from master keys (any
+/// [`MasterKeySource`]). Fleet operations and OTA scripts take either.
+pub trait CardAuthorityKeys: Send + Sync {
+    /// The key set's key version (P1 of INITIALIZE UPDATE).
+    fn key_version(&self) -> u8;
+
+    /// The key set of the card `card_id` (16 bytes).
+    fn for_card(&self, card_id: &[u8]) -> Result<Cow<'_, AuthorityKeySet>, DiversifyError>;
+
+    /// Whether the keys depend on the card (then the card ID is read first).
+    fn per_card(&self) -> bool;
+}
+
+impl CardAuthorityKeys for AuthorityKeySet {
+    fn key_version(&self) -> u8 {
+        self.key_version
+    }
+
+    fn for_card(&self, _card_id: &[u8]) -> Result<Cow<'_, AuthorityKeySet>, DiversifyError> {
+        Ok(Cow::Borrowed(self))
+    }
+
+    fn per_card(&self) -> bool {
+        false
+    }
+}
+
+impl<M: MasterKeySource> CardAuthorityKeys for M {
+    fn key_version(&self) -> u8 {
+        MasterKeySource::key_version(self)
+    }
+
+    fn for_card(&self, card_id: &[u8]) -> Result<Cow<'_, AuthorityKeySet>, DiversifyError> {
+        derive_card_keys(self, card_id).map(|k| Cow::Owned(k.authority))
+    }
+
+    fn per_card(&self) -> bool {
+        true
+    }
+}
+
+/// Opens an authority session with `keys`: directly with a fixed key set;
+/// for per-card keys, SELECT first (the card ID), derive, then the handshake.
+pub fn open_card_authority<T: Transport>(
+    session: &mut Session<T>,
+    keys: &dyn CardAuthorityKeys,
+    level: SecurityLevel,
+) -> Result<ChannelInfo, HostError> {
+    if !keys.per_card() {
+        let fixed = keys.for_card(&[]).map_err(|e| derive_failed(&[], &e))?;
+        return open_secure_channel(session, &fixed, level);
+    }
+    session.clear_secure_messaging();
+    let card_id = session.select()?.card_id;
+    let card_keys = keys
+        .for_card(&card_id)
+        .map_err(|e| derive_failed(&card_id, &e))?;
+    open_secure_channel(session, &card_keys, level)
+}
+
+fn derive_failed(card_id: &[u8], e: &DiversifyError) -> HostError {
+    HostError::Protocol {
+        command: "INITIALIZE UPDATE",
+        detail: format!(
+            "cannot derive the keys of card {}: {e}",
+            hex::encode_upper(card_id)
+        ),
+    }
+}
+
+/// Builds an OTA script ([`crate::ota::build_script`]) for the card of
+/// `request` with `keys`: with master keys, the card's own keys are derived
+/// from the request's card ID, so the script opens that card only.
+pub fn build_ota_script(
+    keys: &dyn CardAuthorityKeys,
+    request: &crate::ota::OtaRequest,
+    level: SecurityLevel,
+    operations: &[crate::ota::OtaOperation],
+) -> Result<crate::ota::OtaScript, crate::ota::OtaError> {
+    let invalid = |message: String| crate::ota::OtaError::Invalid {
+        what: "request",
+        message,
+    };
+    let card_id = hex::decode(&request.card_id)
+        .map_err(|e| invalid(format!("card_id '{}': {e}", request.card_id)))?;
+    let card_keys = keys
+        .for_card(&card_id)
+        .map_err(|e| invalid(format!("card_id '{}': {e}", request.card_id)))?;
+    crate::ota::build_script(&card_keys.keys, request, level, operations)
+}
+
 /// Puts the card's diversified key set on it: opens an authority session with
 /// `installer` (the key set the card holds now, e.g. its transport keys),
 /// derives the card's keys from `master` and sends them with PUT KEY at the
@@ -374,6 +467,89 @@ mod card_tests {
         let e = open_diversified_channel(&mut cards[0], &master(0x10), level())
             .expect_err("other master keys");
         assert!(e.to_string().contains("wrong key set"), "{e}");
+    }
+
+    #[test]
+    fn fleet_grant_and_provision_with_master_keys_only() {
+        use crate::fleet::{acl_grant, provision, FleetCard, GrantOutcome, GrantRequest, Profile};
+        use dmsc_card_model::commands::ObjectValue;
+        use dmsc_card_model::objects::{Acl, ObjectRef, Principal, Right};
+        let m = master(0x70);
+        let mut cards: Vec<_> = (0..3)
+            .map(|i| {
+                let mut c = card();
+                install_diversified_keys(&mut c, &transport(), &m, "Line", level())
+                    .expect("install");
+                // The transport authority (the card's administrator) sets the ACL.
+                c.put_object(
+                    &ObjectRef::Policy,
+                    &ObjectValue::Policy(b"p".to_vec()),
+                    Some(&Acl::parse("Get=*&Replace=Line").expect("acl")),
+                )
+                .expect("policy");
+                FleetCard::new(format!("card {i}"), c)
+            })
+            .collect();
+        let report = acl_grant(
+            &mut cards,
+            &GrantRequest {
+                object: ObjectRef::Policy,
+                right: Right::Get,
+                to: Principal::Authority("Audit".into()),
+                as_authority: "Line",
+                keys: &m,
+                level: level(),
+            },
+            |_| {},
+        );
+        assert_eq!(report.outcome, GrantOutcome::Applied, "{:?}", report.failed);
+        let results = provision(&mut cards, &Profile::default(), &m, level(), &|_| {});
+        assert!(results.iter().all(|r| r.result.is_ok()), "{results:?}");
+        // The same grant with the transport keys of another key version fails
+        // the check on every card: nothing is changed.
+        let report = acl_grant(
+            &mut cards,
+            &GrantRequest {
+                object: ObjectRef::Policy,
+                right: Right::Get,
+                to: Principal::Authority("Other".into()),
+                as_authority: "Line",
+                keys: &SoftMasterKeys::new(0x30, master(0x10).keys),
+                level: level(),
+            },
+            |_| {},
+        );
+        assert_eq!(report.outcome, GrantOutcome::Refused);
+        assert_eq!(report.failed.len(), 3);
+    }
+
+    #[test]
+    fn an_ota_script_built_from_master_keys_opens_its_card_only() {
+        use crate::ota::{read_request, relay, OtaOperation};
+        let m = master(0x70);
+        let mut a = card();
+        let mut b = card();
+        for c in [&mut a, &mut b] {
+            install_diversified_keys(c, &transport(), &m, "Line", level()).expect("install");
+        }
+        let request = read_request(&mut a, 0x30).expect("request");
+        let ops = [OtaOperation::DeleteMo("./Nothing".into())];
+        let script = build_ota_script(&m, &request, level(), &ops).expect("script");
+        // The other card (same master keys, other card keys) refuses it.
+        let mut forged = script.clone();
+        forged.card_id = hex::encode_upper(b.select().expect("select").card_id);
+        let e = relay(&mut b, &forged).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("APDU 2 of the script (EXTERNAL AUTHENTICATE)"),
+            "{e}"
+        );
+        // Its own card accepts the handshake (APDUs 1 and 2); the delete
+        // itself is then refused (Line holds no Delete right).
+        let e = relay(&mut a, &script).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("APDU 3 of the script (delete mo:./Nothing)"),
+            "{e}"
+        );
     }
 
     #[test]

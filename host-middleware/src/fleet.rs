@@ -23,8 +23,8 @@ use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::objects::{Acl, ObjectRef, Principal, Right};
 use dmsc_card_model::scp03::SecurityLevel;
 
+use crate::diversify::{open_card_authority, CardAuthorityKeys};
 use crate::error::HostError;
-use crate::scp::{open_secure_channel, AuthorityKeySet};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 
@@ -230,8 +230,8 @@ pub struct GrantRequest<'a> {
     pub to: Principal,
     /// The requesting authority's name (it must hold Replace on every card's ACL).
     pub as_authority: &'a str,
-    /// Its SCP03 key set.
-    pub keys: &'a AuthorityKeySet,
+    /// Its SCP03 key set, the same on every card or diversified per card.
+    pub keys: &'a dyn CardAuthorityKeys,
     /// The security level of its sessions.
     pub level: SecurityLevel,
 }
@@ -261,7 +261,7 @@ fn check_card<T: Transport>(
     req: &GrantRequest<'_>,
 ) -> Result<Acl, String> {
     let channel =
-        open_secure_channel(&mut card.session, req.keys, req.level).map_err(|e| reason(&e))?;
+        open_card_authority(&mut card.session, req.keys, req.level).map_err(|e| reason(&e))?;
     // When the key set is readable, make sure the keys are the named authority's.
     if let Ok(data) = card
         .session
@@ -307,7 +307,7 @@ fn write_acl<T: Transport>(
     acl: &Acl,
 ) -> Result<(), HostError> {
     if !card.session.is_secured() {
-        open_secure_channel(&mut card.session, req.keys, req.level)?;
+        open_card_authority(&mut card.session, req.keys, req.level)?;
     }
     card.session.set_acl(&req.object, acl)
 }
@@ -424,7 +424,7 @@ pub fn acl_grant<T: Transport>(
             if was_broken {
                 // A fresh session: the old one died with the failure.
                 card.session.clear_secure_messaging();
-                open_secure_channel(&mut card.session, req.keys, req.level)?;
+                open_card_authority(&mut card.session, req.keys, req.level)?;
                 if card.session.read_object(&req.object)?.acl == old {
                     return Ok(false);
                 }
@@ -663,10 +663,10 @@ pub enum ProvisionError {
 fn provision_one<T: Transport>(
     card: &mut FleetCard<T>,
     profile: &Profile,
-    keys: &AuthorityKeySet,
+    keys: &dyn CardAuthorityKeys,
     level: SecurityLevel,
 ) -> Result<usize, HostError> {
-    open_secure_channel(&mut card.session, keys, level)?;
+    open_card_authority(&mut card.session, keys, level)?;
     for o in &profile.objects {
         card.session
             .put_object(&o.object, &o.value, o.acl.as_ref())?;
@@ -687,7 +687,7 @@ fn provision_one<T: Transport>(
 pub fn provision<T: Transport>(
     cards: &mut [FleetCard<T>],
     profile: &Profile,
-    keys: &AuthorityKeySet,
+    keys: &dyn CardAuthorityKeys,
     level: SecurityLevel,
     progress: &(dyn Fn(&ProvisionResult) + Sync),
 ) -> Vec<ProvisionResult> {

@@ -120,6 +120,18 @@ pub struct Global {
     )]
     pub scp_key_file: Option<PathBuf>,
 
+    /// File with MASTER keys (format as --scp-key-file): every card's authority
+    /// keys are derived from them and its card ID (docs/key-diversification.md);
+    /// used by fleet acl-grant, fleet provision and ota build with --key-version.
+    /// For development: production keeps master keys in an HSM
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Authority (SCP03)"
+    )]
+    pub master_key_file: Option<PathBuf>,
+
     /// Key version number of the authority's key set, hex (0x30) or decimal (48);
     /// 0 = the card's first [default: 0; `sim init`: 0x30]
     #[arg(

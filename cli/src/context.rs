@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use dmsc_host::card_model::commands::Pin;
 use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::diversify::{CardAuthorityKeys, SoftMasterKeys};
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{
     open_secure_channel, AuthorityKeySet, CardCommands, ChannelInfo, HostError, Session, Transport,
@@ -34,6 +35,8 @@ pub struct Ctx {
     pub verbose: u8,
     pub quiet: bool,
     pub keys: Option<KeySource>,
+    /// `--master-key-file`: per-card keys derived from master keys.
+    pub master_key_file: Option<PathBuf>,
     pub key_version: Option<u8>,
     pub level: SecurityLevel,
     pub pin_file: Option<PathBuf>,
@@ -123,6 +126,7 @@ impl Ctx {
             verbose: g.verbose,
             quiet: g.quiet,
             keys,
+            master_key_file: g.master_key_file,
             key_version: g.key_version,
             level: g.security_level,
             pin_file: g.pin_file,
@@ -257,6 +261,33 @@ impl Ctx {
             return Ok(info);
         }
         open_authority(session, authority, self.security_level())
+    }
+
+    /// The authority's keys for `what` on many cards: derived per card from
+    /// `--master-key-file` (with a warning: development only), or the key set
+    /// of `--scp-key-file` & co. for every card.
+    pub fn card_authority(&self, what: &str) -> Result<Box<dyn CardAuthorityKeys>> {
+        let Some(file) = &self.master_key_file else {
+            return Ok(Box::new(self.require_authority(what)?));
+        };
+        if self.keys.is_some() {
+            return Err(usage(
+                "give either --master-key-file or the authority's own keys \
+                 (--scp-key-file, --scp-keys, DMSC_SCP_KEYS), not both",
+            ));
+        }
+        let Some(kvn) = self.key_version else {
+            return Err(usage(
+                "--master-key-file needs --key-version N: the key version of the master \
+                 keys and of the card key sets derived from them",
+            ));
+        };
+        let keys = KeySource::File(file.clone()).load()?.static_keys()?;
+        self.note(
+            "warning: master keys read from a file; they are in this host's memory \
+             (development only: production keeps them in an HSM)",
+        );
+        Ok(Box::new(SoftMasterKeys::new(kvn, keys)))
     }
 
     /// The authority key set; keys are required for `what`.

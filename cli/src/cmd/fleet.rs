@@ -195,14 +195,14 @@ fn grant(
     })?;
     check_name(as_authority).map_err(|e| usage(format!("--as '{as_authority}': {e}")))?;
     let wanted = parse_ids(cards)?;
-    let keys = ctx.require_authority("fleet acl-grant")?;
+    let keys = ctx.card_authority("fleet acl-grant")?;
     let mut members = selected_cards(ctx, source, wanted.as_deref())?;
     let req = GrantRequest {
         object: object.clone(),
         right,
         to: to.clone(),
         as_authority,
-        keys: &keys,
+        keys: keys.as_ref(),
         level: ctx.security_level(),
     };
     let bar = progress_bar(ctx, members.len());
@@ -385,15 +385,20 @@ pub fn load_profile(dir: &Path) -> Result<Profile> {
 fn provision(ctx: &Ctx, dir: &Path, cards: &str, source: &FleetSource) -> Result<Code> {
     let profile = load_profile(dir)?;
     let wanted = parse_ids(cards)?;
-    let keys = ctx.require_authority("fleet provision")?;
+    let keys = ctx.card_authority("fleet provision")?;
     let mut members = selected_cards(ctx, source, wanted.as_deref())?;
     let bar = progress_bar(ctx, members.len());
     bar.set_message("provision");
-    let results =
-        dmsc_host::fleet::provision(&mut members, &profile, &keys, ctx.security_level(), &|r| {
+    let results = dmsc_host::fleet::provision(
+        &mut members,
+        &profile,
+        keys.as_ref(),
+        ctx.security_level(),
+        &|r| {
             bar.set_prefix(r.reader.clone());
             bar.inc(1);
-        });
+        },
+    );
     bar.finish_and_clear();
     let failed = results.iter().filter(|r| r.result.is_err()).count();
     if ctx.json {

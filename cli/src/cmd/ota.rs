@@ -113,13 +113,17 @@ fn build(
     if let Some(envelope) = policy {
         ops.push(OtaOperation::PutPolicy(envelope));
     }
-    let authority = ctx.require_authority("building an OTA script")?;
-    let script = ota::build_script(&authority.keys, &req, ctx.security_level(), &ops).map_err(
-        |e| match e {
-            OtaError::Invalid { .. } => usage(e.to_string()),
-            other => anyhow::Error::new(other),
-        },
-    )?;
+    let authority = ctx.card_authority("building an OTA script")?;
+    let script = dmsc_host::diversify::build_ota_script(
+        authority.as_ref(),
+        &req,
+        ctx.security_level(),
+        &ops,
+    )
+    .map_err(|e| match e {
+        OtaError::Invalid { .. } => usage(e.to_string()),
+        other => anyhow::Error::new(other),
+    })?;
     let text = serde_json::to_string_pretty(&script)? + "\n";
     write_atomically(out, text.as_bytes())?;
     if ctx.json {

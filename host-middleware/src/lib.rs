@@ -15,6 +15,7 @@
 //! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
 //! - [`scp`]: SCP03 host side (authority sessions);
 //! - [`diversify`]: per-card authority keys diversified from master keys (SP 800-108 KDF, AES-CMAC);
+//! - [`hsm`]: master keys in a PKCS#11 token (the KDF's CMAC computed inside it);
 //! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit
 //!   counted across processes (lock files per card; used by `dmsc shell`);
 //! - [`trace`]: redacted APDU trace events;
@@ -66,6 +67,7 @@ pub mod files;
 pub mod firmware;
 pub mod fleet;
 pub mod governance;
+pub mod hsm;
 pub mod mcuboot;
 pub mod mo;
 pub mod ota;

@@ -132,6 +132,28 @@ pub struct Global {
     )]
     pub master_key_file: Option<PathBuf>,
 
+    /// PKCS#11 module holding the master keys (e.g. /usr/lib/softhsm/libsofthsm2.so);
+    /// with --hsm-token and --key-version, like --master-key-file but the keys stay
+    /// in the token. The user PIN: DMSC_HSM_PIN or a prompt
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        requires = "hsm_token",
+        help_heading = "Authority (SCP03)"
+    )]
+    pub hsm_module: Option<PathBuf>,
+
+    /// Label of the PKCS#11 token holding dmsc-master-<kvn>-enc|mac|dek
+    #[arg(
+        long,
+        global = true,
+        value_name = "LABEL",
+        requires = "hsm_module",
+        help_heading = "Authority (SCP03)"
+    )]
+    pub hsm_token: Option<String>,
+
     /// Key version number of the authority's key set, hex (0x30) or decimal (48);
     /// 0 = the card's first [default: 0; `sim init`: 0x30]
     #[arg(

@@ -9,6 +9,7 @@ use clap::ArgMatches;
 use dmsc_host::card_model::commands::Pin;
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::diversify::{CardAuthorityKeys, SoftMasterKeys};
+use dmsc_host::hsm::HsmMasterKeys;
 use dmsc_host::sim_transport::FileSimTransport;
 use dmsc_host::{
     open_secure_channel, AuthorityKeySet, CardCommands, ChannelInfo, HostError, Session, Transport,
@@ -17,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::Global;
 use crate::exit::{coded, usage, Code};
-use crate::secrets::{read_pin, KeySource, PinKind};
+use crate::secrets::{read_hsm_pin, read_pin, KeySource, PinKind};
 
 /// A session with a card over PC/SC or the in-process simulator.
 pub type CardSession = Session<Box<dyn Transport>>;
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub keys: Option<KeySource>,
     /// `--master-key-file`: per-card keys derived from master keys.
     pub master_key_file: Option<PathBuf>,
+    /// `--hsm-module` and `--hsm-token`: master keys in a PKCS#11 token.
+    pub hsm: Option<(PathBuf, String)>,
     pub key_version: Option<u8>,
     pub level: SecurityLevel,
     pub pin_file: Option<PathBuf>,
@@ -127,6 +130,7 @@ impl Ctx {
             quiet: g.quiet,
             keys,
             master_key_file: g.master_key_file,
+            hsm: g.hsm_module.zip(g.hsm_token),
             key_version: g.key_version,
             level: g.security_level,
             pin_file: g.pin_file,
@@ -267,20 +271,36 @@ impl Ctx {
     /// `--master-key-file` (with a warning: development only), or the key set
     /// of `--scp-key-file` & co. for every card.
     pub fn card_authority(&self, what: &str) -> Result<Box<dyn CardAuthorityKeys>> {
-        let Some(file) = &self.master_key_file else {
-            return Ok(Box::new(self.require_authority(what)?));
+        let option = match (&self.master_key_file, &self.hsm) {
+            (None, None) => return Ok(Box::new(self.require_authority(what)?)),
+            (Some(_), Some(_)) => {
+                return Err(usage(
+                    "give either --master-key-file or --hsm-module/--hsm-token, not both",
+                ))
+            }
+            (Some(_), None) => "--master-key-file",
+            (None, Some(_)) => "--hsm-module",
         };
         if self.keys.is_some() {
-            return Err(usage(
-                "give either --master-key-file or the authority's own keys \
-                 (--scp-key-file, --scp-keys, DMSC_SCP_KEYS), not both",
-            ));
+            return Err(usage(format!(
+                "give either {option} or the authority's own keys \
+                 (--scp-key-file, --scp-keys, DMSC_SCP_KEYS), not both"
+            )));
         }
         let Some(kvn) = self.key_version else {
-            return Err(usage(
-                "--master-key-file needs --key-version N: the key version of the master \
-                 keys and of the card key sets derived from them",
-            ));
+            return Err(usage(format!(
+                "{option} needs --key-version N: the key version of the master \
+                 keys and of the card key sets derived from them"
+            )));
+        };
+        if let Some((module, token)) = &self.hsm {
+            let pin = read_hsm_pin(token)?;
+            let hsm = HsmMasterKeys::open(module, token, &pin, kvn)
+                .map_err(|e| coded(Code::Error, format!("{what}: HSM: {e}")))?;
+            return Ok(Box::new(hsm));
+        }
+        let Some(file) = &self.master_key_file else {
+            return Err(usage("no master keys"));
         };
         let keys = KeySource::File(file.clone()).load()?.static_keys()?;
         self.note(

@@ -253,6 +253,25 @@ pub fn read_pin(kind: PinKind, file: Option<&Path>) -> Result<Pin> {
     })
 }
 
+/// The HSM user PIN: `DMSC_HSM_PIN`, or a prompt on a terminal; never argv.
+pub fn read_hsm_pin(token: &str) -> Result<Zeroizing<String>> {
+    if let Some(v) = std::env::var_os("DMSC_HSM_PIN") {
+        let v = Zeroizing::new(v.into_encoded_bytes());
+        return String::from_utf8(v.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| usage("DMSC_HSM_PIN is not UTF-8 (the value is not shown)"));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "no HSM PIN given: set DMSC_HSM_PIN (PINs are never taken on the command line), \
+             or run on a terminal to be prompted",
+        ));
+    }
+    let s = rpassword::prompt_password(format!("User PIN of token '{token}': "))
+        .context("cannot read the HSM PIN from the terminal")?;
+    Ok(Zeroizing::new(s))
+}
+
 fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
     let s = rpassword::prompt_password(text).context("cannot read the PIN from the terminal")?;
     Ok(Zeroizing::new(s.into_bytes()))

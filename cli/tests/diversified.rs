@@ -227,3 +227,131 @@ fn master_keys_need_a_key_version_and_exclude_the_authority_keys() {
         assert!(!out.stderr.contains(part) && !out.stdout.contains(part));
     }
 }
+
+/// A private SoftHSM2 token (SOFTHSM2_CONF in `dir`) holding the master keys,
+/// imported with OpenSC's pkcs11-tool as docs/key-diversification.md says.
+fn softhsm_token(dir: &std::path::Path) -> (String, String) {
+    let module = [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("libsofthsm2.so: install softhsm2 (.ci/install-deps)")
+    .to_string();
+    fs::create_dir(dir.join("tokens")).expect("mkdir");
+    let conf = dir.join("softhsm2.conf");
+    fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .expect("write");
+    let conf = conf.display().to_string();
+    let tool = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect(program);
+        assert!(out.status.success(), "{program}: {out:?}");
+    };
+    tool(
+        "softhsm2-util",
+        &[
+            "--init-token",
+            "--free",
+            "--label",
+            "line",
+            "--pin",
+            "3141",
+            "--so-pin",
+            "27182818",
+        ],
+    );
+    for (kind, key) in ["enc", "mac", "dek"].into_iter().zip(MASTER.split(':')) {
+        let file = dir.join("key.bin");
+        fs::write(&file, hex::decode(key).expect("hex")).expect("write");
+        tool(
+            "pkcs11-tool",
+            &[
+                "--module",
+                &module,
+                "--login",
+                "--pin",
+                "3141",
+                "--write-object",
+                &file.display().to_string(),
+                "--type",
+                "secrkey",
+                "--key-type",
+                "AES:16",
+                "--usage-sign",
+                "--sensitive",
+                "--label",
+                &format!("dmsc-master-30-{kind}"),
+            ],
+        );
+        fs::remove_file(&file).expect("remove");
+    }
+    fs::remove_file(dir.join("master.keys")).ok();
+    (module, conf)
+}
+
+#[test]
+fn a_station_with_only_the_hsm_reaches_every_card() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    diversified_fleet(d);
+    let (module, conf) = softhsm_token(d);
+    fs::create_dir(d.join("prof")).expect("mkdir");
+    fs::write(d.join("prof/profile.json"), r#"{"objects": []}"#).expect("write");
+    let args = |kvn: &'static str| {
+        vec![
+            "--hsm-module".to_string(),
+            module.clone(),
+            "--hsm-token".into(),
+            "line".into(),
+            "--key-version".into(),
+            kvn.into(),
+            "fleet".into(),
+            "provision".into(),
+            "--profile".into(),
+            "prof".into(),
+            "--cards".into(),
+            "all".into(),
+            "--sim-dir".into(),
+            "fleet".into(),
+            "--json".into(),
+        ]
+    };
+    let run_hsm = |args: &[String], pin: Option<&str>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut env = vec![("SOFTHSM2_CONF", conf.as_str())];
+        if let Some(pin) = pin {
+            env.push(("DMSC_HSM_PIN", pin));
+        }
+        run_env(d, &args, &env)
+    };
+    let out = run_hsm(&args("0x30"), Some("3141")).expect(0);
+    assert!(!out.stderr.contains("warning"), "{out:?}");
+    let json = out.json();
+    assert_eq!(json["failed"], 0, "{json}");
+    assert_eq!(json["cards"].as_array().expect("cards").len(), 3);
+    let mut printed = out.stdout + &out.stderr;
+
+    let out = run_hsm(&args("0x30"), Some("0000")).expect(1);
+    assert!(out.stderr.contains("PIN"), "{out:?}");
+    printed += &out.stderr;
+    let out = run_hsm(&args("0x31"), Some("3141")).expect(1);
+    assert!(out.stderr.contains("'dmsc-master-31-enc'"), "{out:?}");
+    printed += &out.stderr;
+    let out = run_hsm(&args("0x30"), None).expect(2);
+    assert!(out.stderr.contains("DMSC_HSM_PIN"), "{out:?}");
+    // No master key byte in anything printed.
+    for key in MASTER.split(':') {
+        assert!(!printed.to_uppercase().contains(key), "{printed}");
+    }
+}

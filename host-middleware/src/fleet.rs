@@ -660,7 +660,7 @@ pub enum ProvisionError {
     WorkerStopped,
 }
 
-fn provision_one<T: Transport>(
+pub(crate) fn provision_one<T: Transport>(
     card: &mut FleetCard<T>,
     profile: &Profile,
     keys: &dyn CardAuthorityKeys,

@@ -16,6 +16,7 @@
 //! - [`scp`]: SCP03 host side (authority sessions);
 //! - [`diversify`]: per-card authority keys diversified from master keys (SP 800-108 KDF, AES-CMAC);
 //! - [`hsm`]: master keys in a PKCS#11 token (the KDF's CMAC computed inside it);
+//! - [`records`]: provisioning records (SQLite): one claim per card per job, every attempt recorded;
 //! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit
 //!   counted across processes (lock files per card; used by `dmsc shell`);
 //! - [`trace`]: redacted APDU trace events;
@@ -76,6 +77,7 @@ pub mod p256_keys;
 pub mod pcsc_transport;
 pub mod policy;
 pub mod provisioning;
+pub mod records;
 pub mod scp;
 pub mod secure;
 pub mod session;

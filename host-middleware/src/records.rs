@@ -1,0 +1,1022 @@
+//! Provisioning records (docs/records.md): one row per attempt to provision a
+//! card for a job, and exactly one claim per card per job.
+//!
+//! The claim is a row with the primary key (job, card ID), taken in one
+//! write transaction (`BEGIN IMMEDIATE`): the database, not the host, decides
+//! which attempt provisions a card. A card whose claim is `provisioned` is
+//! skipped. A claim left `in_progress` by this station (a run that stopped
+//! mid-card) is taken over by the next run, which redoes the card (the work
+//! is idempotent) and marks the interrupted attempt `failed`
+//! ("interrupted"); a claim `in_progress` at another station is left to it.
+//! A `failed` claim is retried by the next run.
+//!
+//! Records hold the card ID, profile digest, key version and key check values
+//! of the authority keys, never keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use dmsc_card_model::commands::ObjectValue;
+use dmsc_card_model::scp03::{self, SecurityLevel};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::diversify::CardAuthorityKeys;
+use crate::fleet::{provision_one, FleetCard, Profile};
+use crate::transport::Transport;
+
+/// The schema version this build writes (SQLite `PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The status of a claim or an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Being provisioned (or interrupted, until a run takes it over).
+    InProgress,
+    /// Done.
+    Provisioned,
+    /// Failed (retried by the next run).
+    Failed,
+}
+
+impl Status {
+    /// `in_progress`, `provisioned` or `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::InProgress => "in_progress",
+            Status::Provisioned => "provisioned",
+            Status::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        match s {
+            "in_progress" => Some(Status::InProgress),
+            "provisioned" => Some(Status::Provisioned),
+            "failed" => Some(Status::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Why the record store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The database could not be opened, read or written.
+    #[error("record database {path}: {what}: {source}")]
+    Db {
+        /// The database.
+        path: String,
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer dmsc.
+    #[error(
+        "record database {path}: schema version {found} is newer than this dmsc's \
+         ({SCHEMA_VERSION}); use a newer dmsc"
+    )]
+    NewerSchema {
+        /// The database.
+        path: String,
+        /// Its version.
+        found: i64,
+    },
+    /// A row that this dmsc did not write.
+    #[error("record database {path}: unexpected value {value:?} in {column}")]
+    Corrupt {
+        /// The database.
+        path: String,
+        /// The column.
+        column: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+/// What an attempt is about, when it starts.
+#[derive(Debug, Clone)]
+pub struct AttemptStart<'a> {
+    /// The job.
+    pub job: &'a str,
+    /// The card ID (hex).
+    pub card_id: &'a str,
+    /// The station (its name).
+    pub station: &'a str,
+    /// The profile's digest (hex).
+    pub profile_digest: &'a str,
+    /// The authority key version.
+    pub key_version: u8,
+    /// When it started (the injected clock).
+    pub started: jiff::Timestamp,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This attempt provisions the card; `recovered` names the interrupted
+    /// attempt it takes over, if any.
+    Claimed {
+        /// The attempt number (1, 2, …).
+        attempt: i64,
+        /// The attempt left `in_progress` that this one redoes.
+        recovered: Option<i64>,
+    },
+    /// The card is already provisioned for the job: skip it.
+    AlreadyProvisioned {
+        /// The station that did it.
+        station: String,
+    },
+    /// Another station is provisioning it now.
+    InProgressElsewhere {
+        /// That station.
+        station: String,
+    },
+}
+
+/// One attempt as exported (`dmsc fleet records`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    /// The card ID (hex).
+    pub card_id: String,
+    /// The job.
+    pub job: String,
+    /// The attempt number for this card and job.
+    pub attempt: i64,
+    /// The station.
+    pub station: String,
+    /// `in_progress`, `provisioned` or `failed`.
+    pub status: String,
+    /// The profile's digest (SHA-256, hex).
+    pub profile_digest: String,
+    /// The authority key version (hex, two digits).
+    pub key_version: String,
+    /// KCV of the card's ENC key, when known.
+    pub kcv_enc: Option<String>,
+    /// KCV of MAC.
+    pub kcv_mac: Option<String>,
+    /// KCV of DEK.
+    pub kcv_dek: Option<String>,
+    /// Start (RFC 3339).
+    pub started: String,
+    /// End (RFC 3339), when finished.
+    pub finished: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The CSV columns of [`to_csv`], in order.
+pub const CSV_COLUMNS: [&str; 13] = [
+    "card_id",
+    "job",
+    "station",
+    "status",
+    "key_version",
+    "kcv_enc",
+    "kcv_mac",
+    "kcv_dek",
+    "started",
+    "finished",
+    "attempt",
+    "profile_digest",
+    "error",
+];
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The records as CSV: a header line ([`CSV_COLUMNS`]) and one line per attempt.
+pub fn to_csv(records: &[Record]) -> String {
+    let mut out = CSV_COLUMNS.join(",") + "\n";
+    for r in records {
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let row = [
+            r.card_id.clone(),
+            r.job.clone(),
+            r.station.clone(),
+            r.status.clone(),
+            r.key_version.clone(),
+            o(&r.kcv_enc),
+            o(&r.kcv_mac),
+            o(&r.kcv_dek),
+            r.started.clone(),
+            o(&r.finished),
+            r.attempt.to_string(),
+            r.profile_digest.clone(),
+            o(&r.error),
+        ];
+        out += &row
+            .iter()
+            .map(|f| csv_field(f))
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push('\n');
+    }
+    out
+}
+
+/// The record store: a SQLite database at a path.
+pub struct SqliteRecords {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteRecords({})", self.path.display())
+    }
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE claims (
+    job TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    station TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'provisioned', 'failed')),
+    attempt INTEGER NOT NULL,
+    PRIMARY KEY (job, card_id)
+);
+CREATE TABLE attempts (
+    job TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    station TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'provisioned', 'failed')),
+    profile_digest TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    kcv_enc TEXT,
+    kcv_mac TEXT,
+    kcv_dek TEXT,
+    started TEXT NOT NULL,
+    finished TEXT,
+    error TEXT,
+    PRIMARY KEY (job, card_id, attempt)
+);
+";
+
+impl SqliteRecords {
+    /// Opens (creating it if needed) the database at `path` and migrates its
+    /// schema to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> Result<SqliteRecords, RecordError> {
+        let p = path.display().to_string();
+        let db = |what: &'static str| {
+            let p = p.clone();
+            move |source| RecordError::Db {
+                path: p,
+                what,
+                source,
+            }
+        };
+        let mut conn = Connection::open(path).map_err(db("opening"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(db("setting the busy timeout"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("starting the schema migration"))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db("reading the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(RecordError::NewerSchema {
+                path: p,
+                found: version,
+            });
+        }
+        if version < 1 {
+            tx.execute_batch(SCHEMA_V1)
+                .map_err(db("creating the schema (version 1)"))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db("writing the schema version"))?;
+        tx.commit().map_err(db("committing the schema migration"))?;
+        Ok(SqliteRecords {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> RecordError + '_ {
+        move |source| RecordError::Db {
+            path: self.path.display().to_string(),
+            what,
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the connection leaves it usable: SQLite rolls
+        // back the open transaction when the next one begins.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims the card for this attempt (see the module documentation) and,
+    /// when claimed, writes the attempt's record `in_progress`. One write
+    /// transaction: two stations cannot both claim a card.
+    pub fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting the claim"))?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO claims (job, card_id, station, status, attempt) \
+                 VALUES (?1, ?2, ?3, 'in_progress', 1) ON CONFLICT (job, card_id) DO NOTHING",
+                params![a.job, a.card_id, a.station],
+            )
+            .map_err(self.err("claiming the card"))?;
+        let (attempt, recovered) = if inserted == 1 {
+            (1, None)
+        } else {
+            let (station, status, attempt): (String, String, i64) = tx
+                .query_row(
+                    "SELECT station, status, attempt FROM claims WHERE job = ?1 AND card_id = ?2",
+                    params![a.job, a.card_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .map_err(self.err("reading the card's claim"))?;
+            let status = Status::parse(&status).ok_or_else(|| RecordError::Corrupt {
+                path: self.path.display().to_string(),
+                column: "claims.status",
+                value: status.clone(),
+            })?;
+            let recovered = match status {
+                Status::Provisioned => return Ok(Claim::AlreadyProvisioned { station }),
+                Status::InProgress if station != a.station => {
+                    return Ok(Claim::InProgressElsewhere { station })
+                }
+                Status::InProgress => {
+                    tx.execute(
+                        "UPDATE attempts SET status = 'failed', finished = ?4, \
+                         error = 'interrupted: the station stopped mid-card; redone by the next attempt' \
+                         WHERE job = ?1 AND card_id = ?2 AND attempt = ?3 AND status = 'in_progress'",
+                        params![a.job, a.card_id, attempt, a.started.to_string()],
+                    )
+                    .map_err(self.err("closing the interrupted attempt"))?;
+                    Some(attempt)
+                }
+                Status::Failed => None,
+            };
+            tx.execute(
+                "UPDATE claims SET station = ?3, status = 'in_progress', attempt = ?4 \
+                 WHERE job = ?1 AND card_id = ?2 AND attempt = ?5",
+                params![a.job, a.card_id, a.station, attempt + 1, attempt],
+            )
+            .map_err(self.err("taking over the card's claim"))?;
+            (attempt + 1, recovered)
+        };
+        tx.execute(
+            "INSERT INTO attempts (job, card_id, attempt, station, status, profile_digest, \
+             key_version, started) VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, ?7)",
+            params![
+                a.job,
+                a.card_id,
+                attempt,
+                a.station,
+                a.profile_digest,
+                a.key_version,
+                a.started.to_string()
+            ],
+        )
+        .map_err(self.err("recording the attempt"))?;
+        tx.commit().map_err(self.err("committing the claim"))?;
+        Ok(Claim::Claimed { attempt, recovered })
+    }
+
+    /// Ends an attempt: `Ok(kcvs)` provisioned (with the authority keys'
+    /// KCVs), `Err(why)` failed. The claim follows.
+    pub fn finish(
+        &self,
+        job: &str,
+        card_id: &str,
+        attempt: i64,
+        outcome: Result<Option<[[u8; 3]; 3]>, String>,
+        finished: jiff::Timestamp,
+    ) -> Result<(), RecordError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting the end of the attempt"))?;
+        let (status, kcvs, error) = match outcome {
+            Ok(kcvs) => (Status::Provisioned, kcvs, None),
+            Err(e) => (Status::Failed, None, Some(e)),
+        };
+        let kcv = |i: usize| kcvs.map(|k| hex::encode_upper(k[i]));
+        tx.execute(
+            "UPDATE attempts SET status = ?4, kcv_enc = ?5, kcv_mac = ?6, kcv_dek = ?7, \
+             finished = ?8, error = ?9 WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
+            params![
+                job,
+                card_id,
+                attempt,
+                status.name(),
+                kcv(0),
+                kcv(1),
+                kcv(2),
+                finished.to_string(),
+                error
+            ],
+        )
+        .map_err(self.err("recording the end of the attempt"))?;
+        tx.execute(
+            "UPDATE claims SET status = ?4 WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
+            params![job, card_id, attempt, status.name()],
+        )
+        .map_err(self.err("releasing the card's claim"))?;
+        tx.commit()
+            .map_err(self.err("committing the end of the attempt"))
+    }
+
+    /// Every attempt (of `job`, or of every job), by job, card and attempt.
+    pub fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT card_id, job, attempt, station, status, profile_digest, key_version, \
+                 kcv_enc, kcv_mac, kcv_dek, started, finished, error FROM attempts \
+                 WHERE ?1 IS NULL OR job = ?1 ORDER BY job, card_id, attempt",
+            )
+            .map_err(self.err("reading the records"))?;
+        let rows = stmt
+            .query_map(params![job], |r| {
+                Ok(Record {
+                    card_id: r.get(0)?,
+                    job: r.get(1)?,
+                    attempt: r.get(2)?,
+                    station: r.get(3)?,
+                    status: r.get(4)?,
+                    profile_digest: r.get(5)?,
+                    key_version: format!("{:02X}", r.get::<_, i64>(6)?),
+                    kcv_enc: r.get(7)?,
+                    kcv_mac: r.get(8)?,
+                    kcv_dek: r.get(9)?,
+                    started: r.get(10)?,
+                    finished: r.get(11)?,
+                    error: r.get(12)?,
+                })
+            })
+            .map_err(self.err("reading the records"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("reading the records"))
+    }
+
+    /// The claim status of a card for a job, if claimed.
+    pub fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
+        let conn = self.lock();
+        let s: Option<String> = conn
+            .query_row(
+                "SELECT status FROM claims WHERE job = ?1 AND card_id = ?2",
+                params![job, card_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err("reading the card's claim"))?;
+        Ok(s.as_deref().and_then(Status::parse))
+    }
+}
+
+/// The digest of a profile: SHA-256 over, for every object in order, its
+/// reference, its ACL (empty when none) and its value (an MO's type and
+/// content, or the policy bytes), each preceded by its length (4 bytes,
+/// big-endian), then the failure limit (one byte, `00` when none). Hex, upper case.
+pub fn profile_digest(profile: &Profile) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |b: &[u8]| {
+        h.update((b.len() as u32).to_be_bytes());
+        h.update(b);
+    };
+    for o in &profile.objects {
+        part(o.object.to_string().as_bytes());
+        part(
+            o.acl
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        match &o.value {
+            ObjectValue::Mo(m) => {
+                part(m.mo_type.as_bytes());
+                part(&m.content);
+            }
+            ObjectValue::Policy(p) => part(p),
+            other => part(format!("{other:?}").as_bytes()),
+        }
+    }
+    h.update([profile.failure_limit.unwrap_or(0)]);
+    hex::encode_upper(h.finalize())
+}
+
+/// What happened to one card of a recorded provisioning run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardOutcome {
+    /// Provisioned by this run (attempt number; the interrupted attempt it redid).
+    Provisioned {
+        /// The attempt.
+        attempt: i64,
+        /// The interrupted attempt redone, if any.
+        recovered: Option<i64>,
+    },
+    /// Already provisioned for the job (by `station`): skipped.
+    AlreadyProvisioned {
+        /// The station that did it.
+        station: String,
+    },
+    /// Being provisioned by another station: skipped.
+    InProgressElsewhere {
+        /// That station.
+        station: String,
+    },
+    /// Failed (recorded, when the card ID was known and the store answered).
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl CardOutcome {
+    /// `provisioned`, `skipped` (already provisioned), `busy` or `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CardOutcome::Provisioned { .. } => "provisioned",
+            CardOutcome::AlreadyProvisioned { .. } => "skipped",
+            CardOutcome::InProgressElsewhere { .. } => "busy",
+            CardOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One card of a recorded run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardReport {
+    /// The reader.
+    pub reader: String,
+    /// The card ID, when the card answered SELECT.
+    pub card_id: Option<String>,
+    /// What happened.
+    pub outcome: CardOutcome,
+}
+
+/// A recorded provisioning job.
+pub struct Job<'a> {
+    /// The job's name.
+    pub name: &'a str,
+    /// This station's name.
+    pub station: &'a str,
+    /// The profile.
+    pub profile: &'a Profile,
+    /// The authority keys (fixed or per card).
+    pub keys: &'a dyn CardAuthorityKeys,
+    /// The security level of the sessions.
+    pub level: SecurityLevel,
+    /// The clock (injected).
+    pub now: &'a (dyn Fn() -> jiff::Timestamp + Sync),
+}
+
+fn provision_recorded_one<T: Transport>(
+    card: &mut FleetCard<T>,
+    job: &Job<'_>,
+    digest: &str,
+    store: &SqliteRecords,
+) -> CardReport {
+    let reader = card.reader.clone();
+    let report = |card_id: Option<String>, outcome| CardReport {
+        reader: reader.clone(),
+        card_id,
+        outcome,
+    };
+    let card_id = match card.status() {
+        Ok(s) => s.card_id,
+        Err(e) => {
+            return report(
+                None,
+                CardOutcome::Failed {
+                    error: e.to_string(),
+                },
+            )
+        }
+    };
+    let claim = store.claim(&AttemptStart {
+        job: job.name,
+        card_id: &card_id,
+        station: job.station,
+        profile_digest: digest,
+        key_version: job.keys.key_version(),
+        started: (job.now)(),
+    });
+    let (attempt, recovered) = match claim {
+        Ok(Claim::Claimed { attempt, recovered }) => (attempt, recovered),
+        Ok(Claim::AlreadyProvisioned { station }) => {
+            return report(Some(card_id), CardOutcome::AlreadyProvisioned { station })
+        }
+        Ok(Claim::InProgressElsewhere { station }) => {
+            return report(Some(card_id), CardOutcome::InProgressElsewhere { station })
+        }
+        Err(e) => {
+            return report(
+                Some(card_id),
+                CardOutcome::Failed {
+                    error: e.to_string(),
+                },
+            )
+        }
+    };
+    // The work is idempotent: a redone card gets the same objects again.
+    let done = provision_one(card, job.profile, job.keys, job.level)
+        .map_err(|e| e.to_string())
+        .and_then(|_| kcvs_of(job.keys, &card_id));
+    let finished = store.finish(
+        job.name,
+        &card_id,
+        attempt,
+        done.clone().map(Some),
+        (job.now)(),
+    );
+    let outcome = match (done, finished) {
+        (Ok(_), Ok(())) => CardOutcome::Provisioned { attempt, recovered },
+        (Err(error), _) => CardOutcome::Failed { error },
+        (Ok(_), Err(e)) => CardOutcome::Failed {
+            error: format!("provisioned, but the record was not written: {e}"),
+        },
+    };
+    report(Some(card_id), outcome)
+}
+
+fn kcvs_of(keys: &dyn CardAuthorityKeys, card_id: &str) -> Result<[[u8; 3]; 3], String> {
+    let id = hex::decode(card_id).map_err(|e| e.to_string())?;
+    let set = keys.for_card(&id).map_err(|e| e.to_string())?;
+    let kcv = |k: &[u8]| scp03::key_check_value(k).map_err(|e| e.to_string());
+    Ok([
+        kcv(set.keys.enc())?,
+        kcv(set.keys.mac())?,
+        kcv(set.keys.dek())?,
+    ])
+}
+
+/// Provisions every card for `job`, one worker per reader, each card claimed
+/// in `store` first (exactly once per card per job; see the module
+/// documentation) and every attempt recorded. `progress` is called as each
+/// card finishes.
+pub fn provision_recorded<T: Transport>(
+    cards: &mut [FleetCard<T>],
+    job: &Job<'_>,
+    store: &SqliteRecords,
+    progress: &(dyn Fn(&CardReport) + Sync),
+) -> Vec<CardReport> {
+    let digest = profile_digest(job.profile);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = cards
+            .iter_mut()
+            .map(|card| {
+                let digest = &digest;
+                scope.spawn(move || {
+                    let r = provision_recorded_one(card, job, digest, store);
+                    progress(&r);
+                    r
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| CardReport {
+                    reader: String::new(),
+                    card_id: None,
+                    outcome: CardOutcome::Failed {
+                        error: "the worker stopped unexpectedly".into(),
+                    },
+                })
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + s).expect("time")
+    }
+
+    fn start<'a>(card: &'a str, station: &'a str, t: i64) -> AttemptStart<'a> {
+        AttemptStart {
+            job: "J1",
+            card_id: card,
+            station,
+            profile_digest: "AB",
+            key_version: 0x30,
+            started: at(t),
+        }
+    }
+
+    #[test]
+    fn a_card_is_claimed_once_and_an_interrupted_claim_is_taken_over() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("r.sqlite");
+        let db = SqliteRecords::open(&path).expect("open");
+        assert_eq!(
+            db.claim(&start("C1", "S1", 0)).expect("claim"),
+            Claim::Claimed {
+                attempt: 1,
+                recovered: None
+            }
+        );
+        // Another station sees it in progress; after it is done, provisioned.
+        assert_eq!(
+            db.claim(&start("C1", "S2", 1)).expect("claim"),
+            Claim::InProgressElsewhere {
+                station: "S1".into()
+            }
+        );
+        db.finish(
+            "J1",
+            "C1",
+            1,
+            Ok(Some([[1, 2, 3], [4, 5, 6], [7, 8, 9]])),
+            at(2),
+        )
+        .expect("finish");
+        assert_eq!(
+            db.claim(&start("C1", "S2", 3)).expect("claim"),
+            Claim::AlreadyProvisioned {
+                station: "S1".into()
+            }
+        );
+        // S1 stops mid-card on C2; its next run (reopened database) takes over.
+        assert!(matches!(
+            db.claim(&start("C2", "S1", 4)).expect("claim"),
+            Claim::Claimed { attempt: 1, .. }
+        ));
+        drop(db);
+        let db = SqliteRecords::open(&path).expect("reopen");
+        assert_eq!(
+            db.claim(&start("C2", "S1", 5)).expect("claim"),
+            Claim::Claimed {
+                attempt: 2,
+                recovered: Some(1)
+            }
+        );
+        db.finish("J1", "C2", 2, Err("card removed".into()), at(6))
+            .expect("finish");
+        // A failed card is retried by the next run.
+        assert!(matches!(
+            db.claim(&start("C2", "S2", 7)).expect("claim"),
+            Claim::Claimed {
+                attempt: 3,
+                recovered: None
+            }
+        ));
+        let r = db.records(Some("J1")).expect("records");
+        let summary: Vec<(String, i64, String)> = r
+            .iter()
+            .map(|r| (r.card_id.clone(), r.attempt, r.status.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("C1".into(), 1, "provisioned".into()),
+                ("C2".into(), 1, "failed".into()),
+                ("C2".into(), 2, "failed".into()),
+                ("C2".into(), 3, "in_progress".into()),
+            ]
+        );
+        assert_eq!(r[0].kcv_enc.as_deref(), Some("010203"));
+        assert_eq!(r[0].started, "2027-01-15T08:00:00Z");
+        assert!(r[1]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("interrupted")));
+        let csv = to_csv(&r);
+        assert!(csv.starts_with(
+            "card_id,job,station,status,key_version,kcv_enc,kcv_mac,kcv_dek,started,finished"
+        ));
+        assert_eq!(csv.lines().count(), 5);
+        assert!(db.records(Some("other")).expect("records").is_empty());
+    }
+
+    #[test]
+    fn racing_threads_claim_each_card_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("r.sqlite");
+        SqliteRecords::open(&path).expect("create");
+        let claimed: Vec<usize> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|w| {
+                    let path = path.clone();
+                    s.spawn(move || {
+                        // Each its own connection, as separate stations are.
+                        let db = SqliteRecords::open(&path).expect("open");
+                        let station = format!("S{w}");
+                        (0..20)
+                            .filter(|c| {
+                                let card = format!("C{c}");
+                                matches!(
+                                    db.claim(&start(&card, &station, 0)).expect("claim"),
+                                    Claim::Claimed { .. }
+                                )
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("join"))
+                .collect()
+        });
+        assert_eq!(claimed.iter().sum::<usize>(), 20, "{claimed:?}");
+    }
+
+    /// Self-test of the exactly-once check: a check-then-act claim (look,
+    /// then write) lets two stations that both look before either writes
+    /// both provision the card; the real claim, in the same interleaving,
+    /// gives the card to one station.
+    #[test]
+    fn the_once_check_catches_a_check_then_act_claim() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("r.sqlite");
+        let db = SqliteRecords::open(&path).expect("open");
+        let looks_free = || db.claim_status("J1", "C1").expect("status").is_none();
+        // Broken variant: both look, then both write.
+        let (a_free, b_free) = (looks_free(), looks_free());
+        let broken_claims = [a_free, b_free].into_iter().filter(|f| *f).count();
+        assert_ne!(
+            broken_claims, 1,
+            "check-then-act gives the card to both stations"
+        );
+        // The claim: the same interleaving, one winner.
+        let a = db.claim(&start("C1", "S1", 0)).expect("claim");
+        let b = db.claim(&start("C1", "S2", 0)).expect("claim");
+        let real_claims = [a, b]
+            .iter()
+            .filter(|c| matches!(c, Claim::Claimed { .. }))
+            .count();
+        assert_eq!(real_claims, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("r.sqlite");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.pragma_update(None, "user_version", 9).expect("pragma");
+        }
+        let e = SqliteRecords::open(&path).unwrap_err().to_string();
+        assert!(e.contains("schema version 9 is newer"), "{e}");
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod card_tests {
+    use super::*;
+    use crate::diversify::{derive_card_keys, install_diversified_keys, SoftMasterKeys};
+    use crate::fleet::ProfileObject;
+    use crate::sim_transport::SimTransport;
+    use crate::{AuthorityKeySet, Session};
+    use dmsc_card_model::commands::MoRecord;
+    use dmsc_card_model::objects::{Acl, ObjectRef};
+    use dmsc_card_model::scp03::StaticKeys;
+    use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
+    use zeroize::Zeroizing;
+
+    type Card = FleetCard<SimTransport<MemoryStore>>;
+
+    const TRANSPORT_KEY: [u8; 16] = [0x4B; 16];
+
+    fn master() -> SoftMasterKeys {
+        // Key version 01: the card's admin key set becomes its diversified one.
+        SoftMasterKeys::new(
+            0x01,
+            StaticKeys::new(&[0x71; 16], &[0x72; 16], &[0x73; 16]).expect("keys"),
+        )
+    }
+
+    fn card(i: usize) -> Card {
+        let params = InitParams::with_authorities(vec![AuthorityKeys {
+            key_version: 0x01,
+            name: "admin".into(),
+            enc: Zeroizing::new(TRANSPORT_KEY.to_vec()),
+            mac: Zeroizing::new(TRANSPORT_KEY.to_vec()),
+            dek: Zeroizing::new(TRANSPORT_KEY.to_vec()),
+        }]);
+        let mut s = Session::new(SimTransport::in_memory(params).expect("card"));
+        let transport = AuthorityKeySet {
+            key_version: 0x01,
+            keys: StaticKeys::new(&TRANSPORT_KEY, &TRANSPORT_KEY, &TRANSPORT_KEY).expect("k"),
+        };
+        install_diversified_keys(&mut s, &transport, &master(), "admin", level()).expect("install");
+        FleetCard::new(format!("reader {i}"), s)
+    }
+
+    fn level() -> SecurityLevel {
+        SecurityLevel::new(0x33).expect("level")
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            objects: vec![ProfileObject {
+                object: ObjectRef::Mo("./Vendor/Gw".into()),
+                value: ObjectValue::Mo(MoRecord {
+                    mo_type: "urn:x-vendor:gw".into(),
+                    version: 0,
+                    content: b"<MgmtTree/>".to_vec(),
+                }),
+                acl: Some(Acl::parse("Get=*&Replace=admin").expect("acl")),
+            }],
+            failure_limit: Some(6),
+        }
+    }
+
+    #[test]
+    fn every_card_once_then_skipped_and_an_interrupted_card_is_redone() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("records.sqlite");
+        let store = SqliteRecords::open(&path).expect("open");
+        let m = master();
+        let mut cards: Vec<Card> = (0..3).map(card).collect();
+        let ids: Vec<String> = cards
+            .iter_mut()
+            .map(|c| c.status().expect("select").card_id)
+            .collect();
+        let p = profile();
+        let clock = || jiff::Timestamp::from_second(1_800_000_000).expect("t");
+        let job = Job {
+            name: "J",
+            station: "S1",
+            profile: &p,
+            keys: &m,
+            level: level(),
+            now: &clock,
+        };
+        // Card 2: a run of S1 stopped after claiming it and writing part of it.
+        store
+            .claim(&AttemptStart {
+                job: "J",
+                card_id: &ids[2],
+                station: "S1",
+                profile_digest: &profile_digest(&p),
+                key_version: 0x01,
+                started: clock(),
+            })
+            .expect("claim");
+        provision_one(&mut cards[2], &p, &m, level()).expect("half-done card");
+
+        let first = provision_recorded(&mut cards, &job, &store, &|_| {});
+        let outcomes: Vec<&CardOutcome> = first.iter().map(|r| &r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                &CardOutcome::Provisioned {
+                    attempt: 1,
+                    recovered: None
+                },
+                &CardOutcome::Provisioned {
+                    attempt: 1,
+                    recovered: None
+                },
+                &CardOutcome::Provisioned {
+                    attempt: 2,
+                    recovered: Some(1)
+                },
+            ],
+            "{first:?}"
+        );
+        // A second run skips every card.
+        let second = provision_recorded(&mut cards, &job, &store, &|_| {});
+        assert!(
+            second.iter().all(|r| r.outcome
+                == CardOutcome::AlreadyProvisioned {
+                    station: "S1".into()
+                }),
+            "{second:?}"
+        );
+        let records = store.records(Some("J")).expect("records");
+        assert_eq!(records.len(), 4);
+        for (i, id) in ids.iter().enumerate() {
+            let keys = derive_card_keys(&m, &hex::decode(id).expect("hex")).expect("keys");
+            let last = records.iter().rfind(|r| &r.card_id == id).expect("record");
+            assert_eq!(last.status, "provisioned", "card {i}");
+            assert_eq!(last.kcv_enc, Some(hex::encode_upper(keys.kcvs[0])));
+        }
+        // Per-card keys differ, and no key byte is in the database.
+        drop(store);
+        let db = std::fs::read(&path).expect("read");
+        let db_upper = String::from_utf8_lossy(&db).to_uppercase();
+        for id in &ids {
+            let keys = derive_card_keys(&m, &hex::decode(id).expect("hex")).expect("keys");
+            let k = &keys.authority.keys;
+            for key in [k.enc(), k.mac(), k.dek()] {
+                assert!(!db.windows(key.len()).any(|w| w == key));
+                assert!(!db_upper.contains(&hex::encode_upper(key)));
+            }
+        }
+    }
+}

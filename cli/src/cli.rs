@@ -583,7 +583,42 @@ pub enum FleetCommand {
         cards: String,
         #[command(flatten)]
         source: FleetSource,
+        #[command(flatten)]
+        record: RecordOptions,
     },
+    /// The provisioning records of a job (or of every job): --json, --csv or a table
+    #[command(
+        after_help = "CSV columns: card_id,job,station,status,key_version,kcv_enc,\
+        kcv_mac,kcv_dek,started,finished,attempt,profile_digest,error (docs/records.md)."
+    )]
+    Records {
+        /// Only this job
+        #[arg(long, value_name = "NAME")]
+        job: Option<String>,
+        /// The record database (SQLite file)
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+        db: PathBuf,
+        /// CSV: a header line, then one line per attempt
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// The record database `fleet provision --job` and `fleet records` use by default.
+pub const DEFAULT_DB: &str = "dmsc-records.sqlite";
+
+/// `fleet provision --job`: record every attempt, each card once per job.
+#[derive(Debug, Args)]
+pub struct RecordOptions {
+    /// The job: each card is provisioned once for it, every attempt recorded (docs/records.md)
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// The record database (SQLite file) [default: dmsc-records.sqlite]
+    #[arg(long, value_name = "PATH", requires = "job")]
+    pub db: Option<PathBuf>,
+    /// This station's name in the records [default: the host name]
+    #[arg(long, value_name = "NAME", requires = "job")]
+    pub station: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

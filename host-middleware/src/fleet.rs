@@ -665,8 +665,8 @@ pub(crate) fn provision_one<T: Transport>(
     profile: &Profile,
     keys: &dyn CardAuthorityKeys,
     level: SecurityLevel,
-) -> Result<usize, HostError> {
-    open_card_authority(&mut card.session, keys, level)?;
+) -> Result<(usize, u8), HostError> {
+    let channel = open_card_authority(&mut card.session, keys, level)?;
     for o in &profile.objects {
         card.session
             .put_object(&o.object, &o.value, o.acl.as_ref())?;
@@ -679,7 +679,10 @@ pub(crate) fn provision_one<T: Transport>(
         });
         card.session.put_object(&ObjectRef::Card, &value, None)?;
     }
-    Ok(profile.objects.len() + usize::from(profile.failure_limit.is_some()))
+    Ok((
+        profile.objects.len() + usize::from(profile.failure_limit.is_some()),
+        channel.key_version,
+    ))
 }
 
 /// Provisions every card in parallel, one worker per reader; `progress` is
@@ -696,8 +699,9 @@ pub fn provision<T: Transport>(
             .iter_mut()
             .map(|card| {
                 scope.spawn(move || {
-                    let result =
-                        provision_one(card, profile, keys, level).map_err(ProvisionError::from);
+                    let result = provision_one(card, profile, keys, level)
+                        .map(|(written, _)| written)
+                        .map_err(ProvisionError::from);
                     let generation = card.session.select().ok().map(|i| i.generation);
                     let r = ProvisionResult {
                         reader: card.reader.clone(),

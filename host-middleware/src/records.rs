@@ -221,6 +221,9 @@ pub fn to_csv(records: &[Record]) -> String {
     out
 }
 
+/// The key version the card used and the KCVs of ENC, MAC and DEK.
+pub type UsedKeys = (u8, [[u8; 3]; 3]);
+
 /// The record store: a SQLite database at a path.
 pub struct SqliteRecords {
     path: PathBuf,
@@ -388,28 +391,29 @@ impl SqliteRecords {
         Ok(Claim::Claimed { attempt, recovered })
     }
 
-    /// Ends an attempt: `Ok(kcvs)` provisioned (with the authority keys'
-    /// KCVs), `Err(why)` failed. The claim follows.
+    /// Ends an attempt: `Ok(keys)` provisioned (with the key version and the
+    /// authority keys' KCVs, when known), `Err(why)` failed. The claim follows.
     pub fn finish(
         &self,
         job: &str,
         card_id: &str,
         attempt: i64,
-        outcome: Result<Option<[[u8; 3]; 3]>, String>,
+        outcome: Result<Option<UsedKeys>, String>,
         finished: jiff::Timestamp,
     ) -> Result<(), RecordError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.err("starting the end of the attempt"))?;
-        let (status, kcvs, error) = match outcome {
-            Ok(kcvs) => (Status::Provisioned, kcvs, None),
+        let (status, keys, error) = match outcome {
+            Ok(keys) => (Status::Provisioned, keys, None),
             Err(e) => (Status::Failed, None, Some(e)),
         };
-        let kcv = |i: usize| kcvs.map(|k| hex::encode_upper(k[i]));
+        let kcv = |i: usize| keys.map(|(_, k)| hex::encode_upper(k[i]));
         tx.execute(
             "UPDATE attempts SET status = ?4, kcv_enc = ?5, kcv_mac = ?6, kcv_dek = ?7, \
-             finished = ?8, error = ?9 WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
+             finished = ?8, error = ?9, key_version = coalesce(?10, key_version) \
+             WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
             params![
                 job,
                 card_id,
@@ -419,7 +423,8 @@ impl SqliteRecords {
                 kcv(1),
                 kcv(2),
                 finished.to_string(),
-                error
+                error,
+                keys.map(|(kvn, _)| kvn)
             ],
         )
         .map_err(self.err("recording the end of the attempt"))?;
@@ -630,7 +635,7 @@ fn provision_recorded_one<T: Transport>(
     // The work is idempotent: a redone card gets the same objects again.
     let done = provision_one(card, job.profile, job.keys, job.level)
         .map_err(|e| e.to_string())
-        .and_then(|_| kcvs_of(job.keys, &card_id));
+        .and_then(|(_, kvn)| Ok((kvn, kcvs_of(job.keys, &card_id)?)));
     let finished = store.finish(
         job.name,
         &card_id,
@@ -739,7 +744,7 @@ mod tests {
             "J1",
             "C1",
             1,
-            Ok(Some([[1, 2, 3], [4, 5, 6], [7, 8, 9]])),
+            Ok(Some((0x30, [[1, 2, 3], [4, 5, 6], [7, 8, 9]]))),
             at(2),
         )
         .expect("finish");

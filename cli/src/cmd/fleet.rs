@@ -103,7 +103,14 @@ pub fn run(ctx: &Ctx, cmd: &FleetCommand) -> Result<Code> {
             profile,
             cards,
             source,
-        } => provision(ctx, profile, cards, source),
+            record,
+        } => match &record.job {
+            Some(job) => crate::cmd::records::provision(ctx, profile, cards, source, job, record),
+            None => provision(ctx, profile, cards, source),
+        },
+        FleetCommand::Records { job, db, csv } => {
+            crate::cmd::records::list(ctx, db, job.as_deref(), *csv)
+        }
     }
 }
 
@@ -146,7 +153,7 @@ fn parse_right(s: &str) -> Result<Right> {
     })
 }
 
-fn parse_ids(s: &str) -> Result<Option<Vec<String>>> {
+pub(crate) fn parse_ids(s: &str) -> Result<Option<Vec<String>>> {
     if s == "all" {
         return Ok(None);
     }
@@ -164,7 +171,7 @@ fn parse_ids(s: &str) -> Result<Option<Vec<String>>> {
     Ok(Some(ids))
 }
 
-fn progress_bar(ctx: &Ctx, len: usize) -> ProgressBar {
+pub(crate) fn progress_bar(ctx: &Ctx, len: usize) -> ProgressBar {
     if ctx.json || ctx.quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -324,7 +331,7 @@ fn print_report(
 /// Opens the fleet, selects every card and keeps those `wanted` (None: all).
 /// Any card that cannot be opened or selected, or a wanted ID not present, is
 /// an error before anything is changed.
-fn selected_cards(
+pub(crate) fn selected_cards(
     ctx: &Ctx,
     source: &FleetSource,
     wanted: Option<&[String]>,

@@ -14,6 +14,7 @@ pub mod object;
 pub mod ota;
 pub mod pin;
 pub mod policy;
+pub mod records;
 pub mod shell;
 pub mod sim;
 pub mod uicc;

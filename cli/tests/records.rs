@@ -128,3 +128,71 @@ fn a_database_that_cannot_be_opened_touches_no_card() {
     assert!(out.stderr.contains("no-such-dir/r.sqlite"), "{out:?}");
     assert_eq!(fs::read(d.join("fleet/c0.state")).expect("state"), before);
 }
+
+/// A station stopped mid-card leaves its claim `in_progress` and the card
+/// half written; its next run redoes the card and the records agree with it.
+#[test]
+fn the_next_run_redoes_a_card_left_in_progress() {
+    use dmsc_host::records::{AttemptStart, SqliteRecords};
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let ids = fleet(d);
+    // What a killed run leaves: the claim and attempt 1 in progress.
+    SqliteRecords::open(&d.join("r.sqlite"))
+        .expect("db")
+        .claim(&AttemptStart {
+            job: "J1",
+            card_id: &ids[1],
+            station: "S1",
+            profile_digest: "00",
+            key_version: 0x30,
+            started: "2027-01-15T07:59:00Z".parse().expect("time"),
+        })
+        .expect("claim");
+    let out = provision(d, &["--json"]).expect(0).json();
+    assert_eq!(out["provisioned"], 3, "{out}");
+    let redone = out["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .find(|c| c["card_id"] == ids[1].as_str())
+        .expect("card 1")
+        .clone();
+    assert_eq!(redone["attempt"], 2, "{redone}");
+    assert_eq!(redone["recovered_attempt"], 1, "{redone}");
+    let records = run(d, &["fleet", "records", "--db", "r.sqlite", "--json"])
+        .expect(0)
+        .json();
+    let of_card: Vec<(i64, String)> = records["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["card_id"] == ids[1].as_str())
+        .map(|r| {
+            (
+                r["attempt"].as_i64().expect("attempt"),
+                r["status"].as_str().expect("status").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        of_card,
+        [(1, "failed".to_string()), (2, "provisioned".to_string())]
+    );
+    // The card holds the profile.
+    let acl = run_env(
+        d,
+        &[
+            "--sim",
+            "fleet/c1.state",
+            "acl",
+            "get",
+            "./Vendor/Gw",
+            "--json",
+        ],
+        &[("DMSC_SCP_KEYS", &triple(TEST_KEY))],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(acl["acl"], "Get=*&Replace=admin");
+}

@@ -222,6 +222,16 @@ mod tests {
         let e = anyhow::Error::new(FirmwareError::Card(HostError::card("VERIFY", 0x63C1)));
         assert_eq!(classify(&e), Code::WrongPin);
         assert_eq!(describe(&e), "VERIFY: wrong PIN, 1 try left (SW 63C1)");
+        let e = anyhow::Error::new(dmsc_host::uicc::UiccError::Card(HostError::card(
+            "READ BINARY",
+            0x6982,
+        )));
+        assert_eq!(classify(&e), Code::Refused);
+        assert_eq!(card_sw(&e), Some(0x6982));
+        assert_eq!(
+            describe(&e),
+            "READ BINARY: security status not satisfied (SW 6982)"
+        );
         // A policy error that is not the card's has its own code and no SW.
         let e = anyhow::Error::new(PolicyError::CommandRefused("replayed".into()));
         assert_eq!(classify(&e), Code::Refused);

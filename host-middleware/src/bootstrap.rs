@@ -478,7 +478,10 @@ mod tests {
         );
         let e = decode_content(MediaType::Xml, b"<MgmtTree>\xFF").unwrap_err();
         assert!(
-            matches!(e, BootstrapError::BadContent(ContentError::NotUtf8 { at: 10 })),
+            matches!(
+                e,
+                BootstrapError::BadContent(ContentError::NotUtf8 { at: 10 })
+            ),
             "{e:?}"
         );
         assert_eq!(

@@ -50,8 +50,9 @@ pub use pkcs15::{
 /// Errors of UICC file access and of decoding what was read.
 #[derive(Debug, thiserror::Error)]
 pub enum UiccError {
-    /// The card or the link failed, or a status word was an error.
-    #[error(transparent)]
+    /// The card or the link failed, or a status word was an error (kept as
+    /// the source, so that exit codes and the JSON `sw` see the card's refusal).
+    #[error("{0}")]
     Card(#[from] HostError),
     /// The card has no PKCS#15 application (SELECT by its AID: `6A82`).
     #[error("this card has no PKCS#15 application (SELECT A000000063504B43532D3135: SW {sw:04X})")]

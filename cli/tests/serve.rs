@@ -5,10 +5,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{dmsc, new_card, run};
+use common::{dmsc, new_card, run, terminate};
 
 /// Sends one vpcd frame: 2-byte big-endian length, payload.
 fn send(s: &mut TcpStream, payload: &[u8]) {
@@ -39,23 +39,6 @@ fn two_slots() -> (TcpListener, TcpListener) {
         }
     }
     panic!("no two consecutive free ports");
-}
-
-fn terminate(child: &mut Child) -> i32 {
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(Instant::now() < deadline, "dmsc sim serve did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

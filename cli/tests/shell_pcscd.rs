@@ -6,25 +6,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStderr, Stdio};
+use std::process::{ChildStderr, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through `bash .ci/test` (private pcscd + vpcd)")
-    })
-}
-
-fn terminate(child: &mut Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
-}
 
 /// Reads the shell's stderr until a line contains `needle`.
 fn wait_for(lines: &mut std::io::Lines<BufReader<ChildStderr>>, needle: &str) {

@@ -4,29 +4,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through `bash .ci/test` (private pcscd + vpcd)")
-    })
-}
-
-fn terminate(child: &mut Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the child did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 const PROFILE: &str = r#"{"iccid": "98103254769810325476", "t0": true,
  "lwm2m_bootstrap": {"objects": [

@@ -88,3 +88,29 @@ pub fn demo_card(dir: &Path, name: &str) -> PathBuf {
     run(dir, &["demo", "--sim", name]).expect(0);
     dir.join(name)
 }
+
+/// A variable set by `.ci/test` for the end-to-end tests (private pcscd + vpcd).
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through `bash .ci/test` (private pcscd + vpcd)")
+    })
+}
+
+/// Sends SIGTERM to a child and waits for it (10 s hang guard); its exit code,
+/// -1 if a signal ended it.
+pub fn terminate(child: &mut std::process::Child) -> i32 {
+    use std::time::{Duration, Instant};
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "the child did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -271,8 +271,20 @@ impl Ctx {
     /// `--master-key-file` (with a warning: development only), or the key set
     /// of `--scp-key-file` & co. for every card.
     pub fn card_authority(&self, what: &str) -> Result<Box<dyn CardAuthorityKeys>> {
+        Ok(self.card_authority_installing(what, false)?.0)
+    }
+
+    /// Like [`Ctx::card_authority`]; with `install`, master keys may come with
+    /// the key set the cards hold now (`--scp-key-file` & co., e.g. transport
+    /// keys), returned second: the key set under which the cards get their
+    /// own keys.
+    pub fn card_authority_installing(
+        &self,
+        what: &str,
+        install: bool,
+    ) -> Result<(Box<dyn CardAuthorityKeys>, Option<AuthorityKeySet>)> {
         let option = match (&self.master_key_file, &self.hsm) {
-            (None, None) => return Ok(Box::new(self.require_authority(what)?)),
+            (None, None) => return Ok((Box::new(self.require_authority(what)?), None)),
             (Some(_), Some(_)) => {
                 return Err(usage(
                     "give either --master-key-file or --hsm-module/--hsm-token, not both",
@@ -281,7 +293,7 @@ impl Ctx {
             (Some(_), None) => "--master-key-file",
             (None, Some(_)) => "--hsm-module",
         };
-        if self.keys.is_some() {
+        if self.keys.is_some() && !install {
             return Err(usage(format!(
                 "give either {option} or the authority's own keys \
                  (--scp-key-file, --scp-keys, DMSC_SCP_KEYS), not both"
@@ -293,11 +305,12 @@ impl Ctx {
                  keys and of the card key sets derived from them"
             )));
         };
+        let installer = if install { self.authority()? } else { None };
         if let Some((module, token)) = &self.hsm {
             let pin = read_hsm_pin(token)?;
             let hsm = HsmMasterKeys::open(module, token, &pin, kvn)
                 .map_err(|e| coded(Code::Error, format!("{what}: HSM: {e}")))?;
-            return Ok(Box::new(hsm));
+            return Ok((Box::new(hsm), installer));
         }
         let Some(file) = &self.master_key_file else {
             return Err(usage("no master keys"));
@@ -307,7 +320,7 @@ impl Ctx {
             "warning: master keys read from a file; they are in this host's memory \
              (development only: production keeps them in an HSM)",
         );
-        Ok(Box::new(SoftMasterKeys::new(kvn, keys)))
+        Ok((Box::new(SoftMasterKeys::new(kvn, keys)), installer))
     }
 
     /// The authority key set; keys are required for `what`.

@@ -20,8 +20,11 @@ use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::scp03::{self, SecurityLevel};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::diversify::CardAuthorityKeys;
+use crate::diversify::{open_card_authority, CardAuthorityKeys};
 use crate::fleet::{provision_one, FleetCard, Profile};
+use crate::governance::Governance;
+use crate::scp::{open_secure_channel, AuthorityKeySet};
+use crate::session::CardCommands;
 use crate::transport::Transport;
 
 /// The schema version this build writes (SQLite `PRAGMA user_version`).
@@ -578,6 +581,11 @@ pub struct Job<'a> {
     pub profile: &'a Profile,
     /// The authority keys (fixed or per card).
     pub keys: &'a dyn CardAuthorityKeys,
+    /// The key set the cards hold before provisioning (e.g. transport keys),
+    /// with per-card `keys` only: a card that does not yet hold its own keys
+    /// gets them first (PUT KEY under this key set, which they replace; see
+    /// [`install_card_keys`]). `None`: the cards already hold `keys`.
+    pub installer: Option<&'a AuthorityKeySet>,
     /// The security level of the sessions.
     pub level: SecurityLevel,
     /// The clock (injected).
@@ -632,9 +640,12 @@ fn provision_recorded_one<T: Transport>(
             )
         }
     };
-    // The work is idempotent: a redone card gets the same objects again.
-    let done = provision_one(card, job.profile, job.keys, job.level)
-        .map_err(|e| e.to_string())
+    // The work is idempotent: a card that already holds its own keys keeps
+    // them, and a redone card gets the same objects again.
+    let done = install_card_keys(card, job)
+        .and_then(|()| {
+            provision_one(card, job.profile, job.keys, job.level).map_err(|e| e.to_string())
+        })
         .and_then(|(_, kvn)| Ok((kvn, kcvs_of(job.keys, &card_id)?)));
     let finished = store.finish(
         job.name,
@@ -651,6 +662,56 @@ fn provision_recorded_one<T: Transport>(
         },
     };
     report(Some(card_id), outcome)
+}
+
+/// Gives the card its own authority keys when `job.installer` is set (and
+/// `job.keys` are per card): if an authority session with the card's own keys
+/// opens, the card already holds them (a rerun after an interrupted attempt)
+/// and nothing is sent. Otherwise a session is opened with the installer's
+/// key set and PUT KEY replaces that key set by the card's keys (same key
+/// version, so the installer's keys no longer open a session). The installer's
+/// key version must be the master keys'.
+pub fn install_card_keys<T: Transport>(
+    card: &mut FleetCard<T>,
+    job: &Job<'_>,
+) -> Result<(), String> {
+    let Some(installer) = job.installer else {
+        return Ok(());
+    };
+    if !job.keys.per_card() {
+        return Err("installing per-card keys needs master keys".into());
+    }
+    let kvn = job.keys.key_version();
+    if installer.key_version != kvn {
+        return Err(format!(
+            "the current key set has key version {:02X}, the master keys {kvn:02X}: \
+             the card's keys replace the key set of the same version",
+            installer.key_version
+        ));
+    }
+    let own = match open_card_authority(&mut card.session, job.keys, job.level) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    card.session.clear_secure_messaging();
+    open_secure_channel(&mut card.session, installer, job.level).map_err(|e| {
+        format!("neither the card's own keys ({own}) nor the current key set ({e}) open a session")
+    })?;
+    let card_id = card
+        .session
+        .select_info()
+        .map(|i| i.card_id)
+        .ok_or_else(|| "no card ID after the authority session opened".to_string())?;
+    let keys = job.keys.for_card(&card_id).map_err(|e| {
+        format!(
+            "cannot derive the keys of card {}: {e}",
+            hex::encode_upper(card_id)
+        )
+    })?;
+    card.session
+        .rotate_authority(installer, kvn, kvn, &keys.keys)
+        .map_err(|e| format!("installing the card's own keys (PUT KEY): {e}"))?;
+    Ok(())
 }
 
 fn kcvs_of(keys: &dyn CardAuthorityKeys, card_id: &str) -> Result<[[u8; 3]; 3], String> {
@@ -904,6 +965,28 @@ mod card_tests {
         )
     }
 
+    fn transport() -> AuthorityKeySet {
+        AuthorityKeySet {
+            key_version: 0x01,
+            keys: StaticKeys::new(&TRANSPORT_KEY, &TRANSPORT_KEY, &TRANSPORT_KEY).expect("k"),
+        }
+    }
+
+    /// A card that still holds its transport keys (key set 01).
+    fn transport_card(i: usize) -> Card {
+        let params = InitParams::with_authorities(vec![AuthorityKeys {
+            key_version: 0x01,
+            name: "admin".into(),
+            enc: Zeroizing::new(TRANSPORT_KEY.to_vec()),
+            mac: Zeroizing::new(TRANSPORT_KEY.to_vec()),
+            dek: Zeroizing::new(TRANSPORT_KEY.to_vec()),
+        }]);
+        FleetCard::new(
+            format!("reader {i}"),
+            Session::new(SimTransport::in_memory(params).expect("card")),
+        )
+    }
+
     fn card(i: usize) -> Card {
         let params = InitParams::with_authorities(vec![AuthorityKeys {
             key_version: 0x01,
@@ -958,6 +1041,7 @@ mod card_tests {
             station: "S1",
             profile: &p,
             keys: &m,
+            installer: None,
             level: level(),
             now: &clock,
         };
@@ -1023,5 +1107,88 @@ mod card_tests {
                 assert!(!db_upper.contains(&hex::encode_upper(key)));
             }
         }
+    }
+
+    #[test]
+    fn provisioning_installs_each_cards_own_keys_and_a_rerun_recognises_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteRecords::open(&dir.path().join("r.sqlite")).expect("open");
+        let m = master();
+        let t = transport();
+        let mut cards: Vec<Card> = (0..3).map(transport_card).collect();
+        let ids: Vec<String> = cards
+            .iter_mut()
+            .map(|c| c.status().expect("select").card_id)
+            .collect();
+        let p = profile();
+        let clock = || jiff::Timestamp::from_second(1_800_000_000).expect("t");
+        let job = Job {
+            name: "J",
+            station: "S1",
+            profile: &p,
+            keys: &m,
+            installer: Some(&t),
+            level: level(),
+            now: &clock,
+        };
+        // Card 2: a run stopped after claiming it and installing its keys.
+        store
+            .claim(&AttemptStart {
+                job: "J",
+                card_id: &ids[2],
+                station: "S1",
+                profile_digest: &profile_digest(&p),
+                key_version: 0x01,
+                started: clock(),
+            })
+            .expect("claim");
+        install_card_keys(&mut cards[2], &job).expect("keys installed");
+
+        let reports = provision_recorded(&mut cards, &job, &store, &|_| {});
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r.outcome, CardOutcome::Provisioned { .. })),
+            "{reports:?}"
+        );
+        let records = store.records(Some("J")).expect("records");
+        let mut kcvs = Vec::new();
+        for (card, id) in cards.iter_mut().zip(&ids) {
+            let keys = derive_card_keys(&m, &hex::decode(id).expect("hex")).expect("keys");
+            let last = records.iter().rfind(|r| &r.card_id == id).expect("record");
+            assert_eq!(last.status, "provisioned");
+            assert_eq!(last.key_version, "01");
+            assert_eq!(last.kcv_enc, Some(hex::encode_upper(keys.kcvs[0])));
+            kcvs.push(last.kcv_enc.clone());
+            // The card's own keys open a session; the transport keys no longer do.
+            open_card_authority(&mut card.session, &m, level()).expect("own keys");
+            card.session.clear_secure_messaging();
+            assert!(open_secure_channel(&mut card.session, &t, level()).is_err());
+        }
+        kcvs.sort();
+        kcvs.dedup();
+        assert_eq!(kcvs.len(), 3, "every card has its own keys");
+    }
+
+    #[test]
+    fn installing_needs_the_master_keys_version() {
+        let m = master();
+        let other = AuthorityKeySet {
+            key_version: 0x02,
+            ..transport()
+        };
+        let p = profile();
+        let clock = || jiff::Timestamp::from_second(1_800_000_000).expect("t");
+        let job = Job {
+            name: "J",
+            station: "S1",
+            profile: &p,
+            keys: &m,
+            installer: Some(&other),
+            level: level(),
+            now: &clock,
+        };
+        let e = install_card_keys(&mut transport_card(0), &job).expect_err("refused");
+        assert!(e.contains("key version 02"), "{e}");
     }
 }

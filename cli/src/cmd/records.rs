@@ -47,7 +47,9 @@ pub fn provision(
     }
     let station = station_name(record)?;
     let store = open_store(record.db.as_deref().unwrap_or(Path::new(DEFAULT_DB)))?;
-    let keys = ctx.card_authority("fleet provision")?;
+    // With master keys, the authority's own keys (if given) are the key set
+    // the cards hold now: each card gets its own keys under it.
+    let (keys, installer) = ctx.card_authority_installing("fleet provision --job", true)?;
     let mut members = selected_cards(ctx, source, wanted.as_deref())?;
     let bar = progress_bar(ctx, members.len());
     bar.set_message("provision");
@@ -58,6 +60,7 @@ pub fn provision(
         station: &station,
         profile: &profile,
         keys: keys.as_ref(),
+        installer: installer.as_ref(),
         level: ctx.security_level(),
         now: &now,
     };

@@ -71,6 +71,10 @@ pub enum BootstrapError {
     /// The verified content is not TNDS the device can apply.
     #[error("the bootstrap content is not a TNDS document: {0}")]
     BadContent(#[source] ContentError),
+    /// The content is an OMA DM (SyncML) message that is not a bootstrap
+    /// message the device can apply.
+    #[error("the bootstrap content is not an OMA DM bootstrap message: {0}")]
+    BadMessage(#[source] crate::syncml::SyncmlError),
     /// Writing into the device tree failed.
     #[error("the device tree: {0}")]
     DeviceTree(#[from] crate::device_tree::TreeError),
@@ -354,28 +358,48 @@ pub fn verify_packet<C: CardCommands + ?Sized>(
 /// Verified bootstrap content, ready to be written into the device tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapContent {
-    /// The TNDS document (XML text).
+    /// The TNDS document (XML text); for an OMA DM message, the TNDS form of
+    /// the tree its `Add`/`Replace` items describe.
     pub xml: String,
     /// The root URIs of its top-level nodes, for the consent prompt.
     pub nodes: Vec<String>,
 }
 
-/// Checks that `packet` is a TNDS document the device can apply (WBXML is
-/// decoded to XML first; the XML is parsed as `MgmtTree`, strictly).
+/// Checks that `packet` is a TNDS document or an OMA DM (SyncML DM 1.2)
+/// bootstrap message the device can apply (WBXML is decoded to XML first; a
+/// TNDS document is parsed as `MgmtTree`, strictly; a message's `Add` and
+/// `Replace` items become the same tree, see [`crate::syncml`]).
 pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapContent, BootstrapError> {
-    let xml = match media {
-        MediaType::Xml => std::str::from_utf8(packet)
-            .map_err(|e| {
+    let (xml, syncml) = match media {
+        MediaType::Xml => {
+            let text = std::str::from_utf8(packet).map_err(|e| {
                 BootstrapError::BadContent(ContentError::NotUtf8 {
                     at: e.valid_up_to(),
                 })
-            })?
-            .to_string(),
+            })?;
+            let syncml = crate::syncml::is_syncml_xml(text).then_some("SyncML DM XML");
+            (text.to_string(), syncml)
+        }
         MediaType::Wbxml => {
-            crate::wbxml::decode_tnds(packet).map_err(|e| BootstrapError::BadContent(e.into()))?
+            let d =
+                crate::wbxml::decode(packet).map_err(|e| BootstrapError::BadContent(e.into()))?;
+            let syncml = (d.vocabulary == crate::wbxml::Vocabulary::SyncMl)
+                .then_some("SyncML DM WBXML (as XML)");
+            (d.xml, syncml)
         }
     };
-    let tree = MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.into()))?;
+    let (xml, tree) = match syncml {
+        Some(format) => {
+            let tree =
+                crate::syncml::bootstrap_tree(&xml, format).map_err(BootstrapError::BadMessage)?;
+            (tree.to_tnds(), tree)
+        }
+        None => {
+            let tree =
+                MgmtTree::from_tnds(&xml).map_err(|e| BootstrapError::BadContent(e.into()))?;
+            (xml, tree)
+        }
+    };
     let nodes: Vec<String> = tree.split().into_iter().map(|(uri, _)| uri).collect();
     if nodes.is_empty() {
         return Err(BootstrapError::BadContent(ContentError::NoNode));

@@ -84,6 +84,7 @@ pub mod session;
 pub mod session_manager;
 #[cfg(feature = "sim")]
 pub mod sim_transport;
+pub mod syncml;
 pub mod trace;
 pub mod transport;
 pub mod uicc;

@@ -1,12 +1,17 @@
-//! WBXML-encoded TNDS documents (`application/vnd.syncml.dm+wbxml`) decoded
-//! to XML text.
+//! WBXML-encoded TNDS documents and OMA DM (SyncML 1.2) messages
+//! (`application/vnd.syncml.dm+wbxml`) decoded to XML text.
 //!
 //! WBXML 1.x (WAP-192): version, public identifier, charset (UTF-8 or
 //! unspecified), string table, then the body. Tags are the tokens of the OMA
 //! DM DDF 1.2 code page (`-//OMA//DTD-DM-DDF 1.2//EN`), which carries every
 //! TNDS element (`MgmtTree` `0x20`, `Node` `0x24`, `NodeName` `0x26`, `Value`
 //! `0x36`, …); literal tags from the string table are accepted too.
-//! Attributes, processing instructions and extensions have no place in TNDS
+//! A document whose public identifier is SyncML 1.2 (`0x1201`, encoded
+//! `A4 01`, or the string `-//SYNCML//DTD SyncML 1.2//EN`) or SyncML 1.1
+//! (`0x0FD3`) is read with the SyncML 1.2 code page
+//! (page 0: `SyncML` `0x2D`, `SyncHdr` `0x2C`, `Add` `0x05`, `Item` `0x14`,
+//! …) and the MetInf code page (page 1: `Format` `0x07`, `Type` `0x13`, …).
+//! Attributes, processing instructions and extensions have no place in either
 //! and are refused.
 
 /// Tag tokens `0x05..=0x3C` of the DM DDF 1.2 code page.
@@ -68,6 +73,130 @@ const DDF_TAGS: [&str; 56] = [
     "ZeroOrN",
     "ZeroOrOne",
 ];
+
+/// Tag tokens `0x05..=0x3C` of the SyncML 1.2 code page (page 0 of public
+/// identifier `0x1201`); `0x30` is reserved.
+const SYNCML_TAGS: [&str; 56] = [
+    "Add",
+    "Alert",
+    "Archive",
+    "Atomic",
+    "Chal",
+    "Cmd",
+    "CmdID",
+    "CmdRef",
+    "Copy",
+    "Cred",
+    "Data",
+    "Delete",
+    "Exec",
+    "Final",
+    "Get",
+    "Item",
+    "Lang",
+    "LocName",
+    "LocURI",
+    "Map",
+    "MapItem",
+    "Meta",
+    "MsgID",
+    "MsgRef",
+    "NoResp",
+    "NoResults",
+    "Put",
+    "Replace",
+    "RespURI",
+    "Results",
+    "Search",
+    "Sequence",
+    "SessionID",
+    "SftDel",
+    "Source",
+    "SourceRef",
+    "Status",
+    "Sync",
+    "SyncBody",
+    "SyncHdr",
+    "SyncML",
+    "Target",
+    "TargetRef",
+    "",
+    "VerDTD",
+    "VerProto",
+    "NumberOfChanges",
+    "MoreData",
+    "Field",
+    "Filter",
+    "Record",
+    "FilterType",
+    "SourceParent",
+    "TargetParent",
+    "Move",
+    "Correlator",
+];
+
+/// Tag tokens `0x05..=0x16` of the MetInf code page (page 1 of public
+/// identifier `0x1201`).
+const METINF_TAGS: [&str; 18] = [
+    "Anchor",
+    "EMI",
+    "Format",
+    "FreeID",
+    "FreeMem",
+    "Last",
+    "Mark",
+    "MaxMsgSize",
+    "Mem",
+    "MetInf",
+    "Next",
+    "NextNonce",
+    "SharedMem",
+    "Size",
+    "Type",
+    "Version",
+    "MaxObjSize",
+    "FieldLevel",
+];
+
+/// The WBXML public identifier of SyncML 1.2 (multi-byte `A4 01`).
+pub const SYNCML_12_PUBLIC_ID: u32 = 0x1201;
+
+/// The WBXML public identifier of SyncML 1.1 (multi-byte `9F 53`).
+pub const SYNCML_11_PUBLIC_ID: u32 = 0x0FD3;
+
+/// The formal public identifier of SyncML 1.2 (when the identifier is given
+/// as a string-table entry).
+pub const SYNCML_12_FPI: &str = "-//SYNCML//DTD SyncML 1.2//EN";
+
+/// The tag vocabulary a document is read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vocabulary {
+    /// DM DDF 1.2 (TNDS), on every page.
+    DmDdf,
+    /// SyncML 1.2 (page 0) and MetInf (page 1): an OMA DM message.
+    SyncMl,
+}
+
+impl Vocabulary {
+    fn tag(self, page: u8, token: u8) -> Option<&'static str> {
+        let i = usize::from(token).checked_sub(5)?;
+        match (self, page) {
+            (Vocabulary::DmDdf, _) => DDF_TAGS.get(i).copied(),
+            (Vocabulary::SyncMl, 0) => SYNCML_TAGS.get(i).copied().filter(|t| !t.is_empty()),
+            (Vocabulary::SyncMl, 1) => METINF_TAGS.get(i).copied(),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded WBXML document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The vocabulary its public identifier names.
+    pub vocabulary: Vocabulary,
+    /// The document as XML text (without an XML declaration).
+    pub xml: String,
+}
 
 /// The tag name of a token of the DM DDF code page.
 pub fn ddf_tag(token: u8) -> Option<&'static str> {
@@ -172,11 +301,15 @@ pub enum WbxmlError {
         /// The tag byte.
         tag: u8,
     },
-    /// A tag token the DM DDF code page does not define.
-    #[error("WBXML: unknown tag token {token:02x}")]
+    /// A tag token the code page does not define.
+    #[error("WBXML: unknown tag token {token:02x} on code page {page} at byte {at}")]
     UnknownTag {
         /// The token (without the content and attribute bits).
         token: u8,
+        /// The code page in force.
+        page: u8,
+        /// Where.
+        at: usize,
     },
     /// A global token TNDS does not use (PI, extensions, …).
     #[error("WBXML: unsupported token {token:02x} at byte {at}")]
@@ -282,21 +415,42 @@ fn escape(out: &mut String, text: &str) {
 }
 
 /// Decodes a WBXML TNDS document to XML text (without an XML declaration).
+/// A SyncML 1.2 document decodes too (see [`decode`]); its root is `SyncML`.
 pub fn decode_tnds(bytes: &[u8]) -> Result<String, WbxmlError> {
+    Ok(decode(bytes)?.xml)
+}
+
+/// Decodes a WBXML document with the vocabulary its public identifier names:
+/// SyncML ([`SYNCML_12_PUBLIC_ID`], [`SYNCML_11_PUBLIC_ID`] or
+/// [`SYNCML_12_FPI`]) or else DM DDF.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, WbxmlError> {
     let mut r = Reader { b: bytes, at: 0 };
     let version = r.byte()?;
     if version > 0x03 {
         return Err(WbxmlError::Version(version));
     }
-    if r.mb_u32()? == 0 {
-        r.mb_u32()?; // public identifier given as a string-table index
-    }
+    let public_id = r.mb_u32()?;
+    let fpi_index = if public_id == 0 {
+        Some(r.mb_u32()?) // public identifier given as a string-table index
+    } else {
+        None
+    };
     let charset = r.mb_u32()?;
     if charset != 0 && charset != 106 {
         return Err(WbxmlError::Charset(charset));
     }
     let len = r.mb_u32()? as usize;
     let table = r.take(len)?.to_vec();
+    let syncml = match fpi_index {
+        Some(i) => table_string(&table, i)?.eq_ignore_ascii_case(SYNCML_12_FPI),
+        None => public_id == SYNCML_12_PUBLIC_ID || public_id == SYNCML_11_PUBLIC_ID,
+    };
+    let vocabulary = if syncml {
+        Vocabulary::SyncMl
+    } else {
+        Vocabulary::DmDdf
+    };
+    let mut page: u8 = 0;
     let mut out = String::new();
     let mut open: Vec<String> = Vec::new();
     let mut root_seen = false;
@@ -307,7 +461,7 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, WbxmlError> {
         let t = r.byte()?;
         match t {
             SWITCH_PAGE => {
-                r.byte()?; // every page is read with the DM DDF tokens
+                page = r.byte()?;
             }
             END => {
                 let name = open
@@ -352,8 +506,13 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, WbxmlError> {
                 }
                 let name = match base {
                     LITERAL => table_string(&table, r.mb_u32()?)?.to_string(),
-                    0x05..=0x3F => ddf_tag(base)
-                        .ok_or(WbxmlError::UnknownTag { token: base })?
+                    0x05..=0x3F => vocabulary
+                        .tag(page, base)
+                        .ok_or(WbxmlError::UnknownTag {
+                            token: base,
+                            page,
+                            at,
+                        })?
                         .to_string(),
                     _ => return Err(WbxmlError::UnsupportedToken { token: t, at }),
                 };
@@ -390,7 +549,10 @@ pub fn decode_tnds(bytes: &[u8]) -> Result<String, WbxmlError> {
         return Err(WbxmlError::NoRoot);
     }
     out.push('\n');
-    Ok(out)
+    Ok(Decoded {
+        vocabulary,
+        xml: out,
+    })
 }
 
 #[cfg(test)]
@@ -479,5 +641,37 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("charset"));
+    }
+
+    #[test]
+    fn syncml_public_id_selects_the_syncml_and_metinf_pages() {
+        // <SyncML><SyncBody><Add><Item><Meta><Format>chr</Format></Meta>
+        // </Item></Add></SyncBody></SyncML>, MetInf on page 1.
+        let mut b = vec![0x03, 0xA4, 0x01, 0x6A, 0x00, 0x6D, 0x6B, 0x45, 0x54, 0x5A];
+        b.extend_from_slice(&[SWITCH_PAGE, 1, 0x47, STR_I, b'c', b'h', b'r', 0, END]);
+        b.extend_from_slice(&[SWITCH_PAGE, 0, END, END, END, END, END]);
+        let d = decode(&b).unwrap();
+        assert_eq!(d.vocabulary, Vocabulary::SyncMl);
+        assert_eq!(
+            d.xml,
+            "<SyncML><SyncBody><Add><Item><Meta><Format>chr</Format></Meta></Item></Add>\
+             </SyncBody></SyncML>\n"
+        );
+        // The same bytes with another public id read as DM DDF.
+        let mut ddf = b.clone();
+        ddf[1..3].copy_from_slice(&[0x01, 0x01]);
+        ddf.remove(2);
+        assert!(decode(&ddf).unwrap().xml.starts_with("<Permanent>"));
+        // A page SyncML does not define names the page and the offset.
+        let mut page2 = b.clone();
+        page2[11] = 2;
+        assert_eq!(
+            decode(&page2).unwrap_err(),
+            WbxmlError::UnknownTag {
+                token: 0x07,
+                page: 2,
+                at: 12
+            }
+        );
     }
 }

@@ -14,11 +14,11 @@ use super::MoError;
 pub const NAMESPACE: &str = "syncml:dmddf1.2";
 
 /// An element read from the document: name, text, children, where it starts.
-struct Element {
-    name: String,
-    text: String,
-    children: Vec<Element>,
-    at: usize,
+pub(crate) struct Element {
+    pub(crate) name: String,
+    pub(crate) text: String,
+    pub(crate) children: Vec<Element>,
+    pub(crate) at: usize,
 }
 
 /// Line and column (1-based, column in characters) of a byte offset.
@@ -32,9 +32,19 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn syntax(text: &str, offset: usize, message: impl Into<String>) -> MoError {
+    syntax_in("TNDS XML", text, offset, message)
+}
+
+/// A syntax error of a `format` document at byte `offset`, by line and column.
+pub(crate) fn syntax_in(
+    format: &'static str,
+    text: &str,
+    offset: usize,
+    message: impl Into<String>,
+) -> MoError {
     let (line, column) = line_column(text, offset);
     MoError::Syntax {
-        format: "TNDS XML",
+        format,
         line,
         column,
         message: message.into(),
@@ -43,6 +53,22 @@ fn syntax(text: &str, offset: usize, message: impl Into<String>) -> MoError {
 
 /// Reads the element tree of the document.
 fn read_elements(text: &str) -> Result<Element, MoError> {
+    read_elements_in(text, "TNDS XML", &[NAMESPACE], "MgmtTree")
+}
+
+/// Reads the element tree of a `format` document whose `xmlns` attributes
+/// may only name one of `namespaces` (compared case-insensitively, given in
+/// lower case); `root` names the element expected when there is none.
+pub(crate) fn read_elements_in(
+    text: &str,
+    format: &'static str,
+    namespaces: &[&str],
+    root_name: &str,
+) -> Result<Element, MoError> {
+    let syntax = |text: &str, at: usize, m: String| syntax_in(format, text, at, m);
+    let check_namespace = |text: &str, at: usize, e: &quick_xml::events::BytesStart<'_>| {
+        check_namespace_in(format, namespaces, text, at, e)
+    };
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -54,11 +80,15 @@ fn read_elements(text: &str) -> Result<Element, MoError> {
         })?;
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
-                return Err(syntax(text, before, "content after the root element"));
+                return Err(syntax(
+                    text,
+                    before,
+                    "content after the root element".into(),
+                ));
             }
             Event::Start(e) => {
                 if stack.len() > MAX_DEPTH * 2 + 4 {
-                    return Err(syntax(text, before, "elements nested too deeply"));
+                    return Err(syntax(text, before, "elements nested too deeply".into()));
                 }
                 check_namespace(text, before, &e)?;
                 stack.push(Element {
@@ -82,9 +112,9 @@ fn read_elements(text: &str) -> Result<Element, MoError> {
                 }
             }
             Event::End(_) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| syntax(text, before, "closing tag without an opening tag"))?;
+                let el = stack.pop().ok_or_else(|| {
+                    syntax(text, before, "closing tag without an opening tag".into())
+                })?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -97,16 +127,24 @@ fn read_elements(text: &str) -> Result<Element, MoError> {
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&s),
                     None if s.trim().is_empty() => {}
-                    None => return Err(syntax(text, before, "text outside the root element")),
+                    None => {
+                        return Err(syntax(text, before, "text outside the root element".into()))
+                    }
                 }
             }
             Event::CData(c) => {
                 let s = std::str::from_utf8(&c)
-                    .map_err(|_| syntax(text, before, "CDATA is not UTF-8"))?
+                    .map_err(|_| syntax(text, before, "CDATA is not UTF-8".into()))?
                     .to_string();
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&s),
-                    None => return Err(syntax(text, before, "CDATA outside the root element")),
+                    None => {
+                        return Err(syntax(
+                            text,
+                            before,
+                            "CDATA outside the root element".into(),
+                        ))
+                    }
                 }
             }
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
@@ -118,29 +156,34 @@ fn read_elements(text: &str) -> Result<Element, MoError> {
                         format!("the document ends inside <{}>", open.name),
                     ));
                 }
-                return root.ok_or_else(|| syntax(text, text.len(), "no MgmtTree element"));
+                return root
+                    .ok_or_else(|| syntax(text, text.len(), format!("no {root_name} element")));
             }
         }
     }
 }
 
-fn check_namespace(
+fn check_namespace_in(
+    format: &'static str,
+    namespaces: &[&str],
     text: &str,
     at: usize,
     e: &quick_xml::events::BytesStart<'_>,
 ) -> Result<(), MoError> {
     for attr in e.attributes() {
-        let attr = attr.map_err(|err| syntax(text, at, err.to_string()))?;
+        let attr = attr.map_err(|err| syntax_in(format, text, at, err.to_string()))?;
         if attr.key.as_ref() == b"xmlns" {
             let v = attr
                 .unescape_value()
-                .map_err(|err| syntax(text, at, err.to_string()))?;
-            if v.to_ascii_lowercase() != NAMESPACE {
-                return Err(syntax(
-                    text,
-                    at,
-                    format!("namespace '{v}' is not the TNDS namespace '{NAMESPACE}'"),
-                ));
+                .map_err(|err| syntax_in(format, text, at, err.to_string()))?;
+            let lower = v.to_ascii_lowercase();
+            if !namespaces.contains(&lower.as_str()) {
+                let message = if namespaces == [NAMESPACE] {
+                    format!("namespace '{v}' is not the TNDS namespace '{NAMESPACE}'")
+                } else {
+                    format!("namespace '{v}' is not one of {namespaces:?}")
+                };
+                return Err(syntax_in(format, text, at, message));
             }
         }
     }

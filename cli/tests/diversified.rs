@@ -8,20 +8,7 @@ mod common;
 use std::fs;
 
 use common::*;
-use dmsc_host::card_model::scp03::StaticKeys;
-use dmsc_host::diversify::{derive_card_keys, SoftMasterKeys};
-
-const MASTER: &str = "000102030405060708090A0B0C0D0E0F:\
-                      101112131415161718191A1B1C1D1E1F:\
-                      202122232425262728292A2B2C2D2E2F";
-
-fn master() -> SoftMasterKeys {
-    let k = |b: u8| -> Vec<u8> { (0..16).map(|i| b + i).collect() };
-    SoftMasterKeys::new(
-        0x30,
-        StaticKeys::new(&k(0x00), &k(0x10), &k(0x20)).expect("keys"),
-    )
-}
+use dmsc_host::diversify::derive_card_keys;
 
 /// Three cards whose admin key set 0x30 now holds the card's diversified keys
 /// (computed here, as an issuer's system would, and sent with `authority rotate`).

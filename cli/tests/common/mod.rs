@@ -114,3 +114,18 @@ pub fn terminate(child: &mut std::process::Child) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Master keys ENC:MAC:DEK (00…0F, 10…1F, 20…2F) for key version 0x30, as
+/// `--master-key-file` content.
+pub const MASTER: &str = "000102030405060708090A0B0C0D0E0F:\
+                          101112131415161718191A1B1C1D1E1F:\
+                          202122232425262728292A2B2C2D2E2F";
+
+/// The same master keys, for deriving the cards' keys in the test.
+pub fn master() -> dmsc_host::diversify::SoftMasterKeys {
+    let k = |b: u8| -> Vec<u8> { (0..16).map(|i| b + i).collect() };
+    dmsc_host::diversify::SoftMasterKeys::new(
+        0x30,
+        dmsc_host::card_model::scp03::StaticKeys::new(&k(0x00), &k(0x10), &k(0x20)).expect("keys"),
+    )
+}

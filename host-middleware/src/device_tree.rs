@@ -7,12 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{EntryKind, FileLayer, OsFiles};
 use crate::mo::{MgmtTree, MoError};
+
+mod simulated;
+#[doc(hidden)]
+pub use simulated::{CrashModel, SimulatedFiles};
 
 /// The version of the index file's schema.
 pub const INDEX_SCHEMA_VERSION: u32 = 1;
@@ -258,6 +264,69 @@ pub enum CrashPoint {
     AfterSwitch,
 }
 
+/// An earlier, broken order of a change, put back for the self-tests of the
+/// crash checks ([`DirectoryTree::reintroduce`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regression {
+    /// Switch `current` (and sync `DIR`) before the new generation is synced.
+    RenameBeforeSync,
+}
+
+/// What a [`DirectoryTree`] (and its clones) did to the disk since it was
+/// opened, counted at the file layer (docs/device-tree.md, "Counters").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Every call that waits for the medium: `fsync` of a file or a
+    /// directory, and `syncfs`.
+    pub syncs: u64,
+    /// `fsync` of a file.
+    pub file_syncs: u64,
+    /// `fsync` of a directory.
+    pub dir_syncs: u64,
+    /// `syncfs` of the file system.
+    pub fs_syncs: u64,
+    /// Bytes written into files.
+    pub bytes_written: u64,
+    /// Files written.
+    pub files_written: u64,
+    /// Files carried into a new generation by a hard link (nothing written).
+    pub files_linked: u64,
+    /// Renames.
+    pub renames: u64,
+}
+
+impl std::ops::Sub for IoStats {
+    type Output = IoStats;
+    fn sub(self, o: IoStats) -> IoStats {
+        IoStats {
+            syncs: self.syncs - o.syncs,
+            file_syncs: self.file_syncs - o.file_syncs,
+            dir_syncs: self.dir_syncs - o.dir_syncs,
+            fs_syncs: self.fs_syncs - o.fs_syncs,
+            bytes_written: self.bytes_written - o.bytes_written,
+            files_written: self.files_written - o.files_written,
+            files_linked: self.files_linked - o.files_linked,
+            renames: self.renames - o.renames,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    file_syncs: AtomicU64,
+    dir_syncs: AtomicU64,
+    fs_syncs: AtomicU64,
+    bytes_written: AtomicU64,
+    files_written: AtomicU64,
+    files_linked: AtomicU64,
+    renames: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
 /// The default device tree: a directory (docs/device-tree.md).
 ///
 /// ```text
@@ -267,9 +336,16 @@ pub enum CrashPoint {
 /// DIR/trees/<n>/mo/<file>.xml      one TNDS document per MO (file_name_for)
 /// DIR/trees/<n>/<other>/…          other use cases' files, carried over
 /// ```
+///
+/// A change writes the new generation `trees/<n+1>` without syncing file by
+/// file, makes it durable with one `syncfs`, switches `current` to it by a
+/// rename and syncs `DIR`: two syncs per change whatever the number of MOs.
 #[derive(Debug, Clone)]
 pub struct DirectoryTree {
     root: PathBuf,
+    files: Arc<dyn FileLayer>,
+    counters: Arc<Counters>,
+    regression: Option<Regression>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TreeError + '_ {
@@ -279,34 +355,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TreeError + '_ {
     }
 }
 
-fn sync_dir(path: &Path) -> Result<(), TreeError> {
-    fs::File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io(path))
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TreeError> {
-    let mut f = fs::File::create(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), TreeError> {
-    fs::create_dir_all(to).map_err(io(to))?;
-    for entry in fs::read_dir(from).map_err(io(from))? {
-        let entry = entry.map_err(io(from))?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        if entry.file_type().map_err(io(&src))?.is_dir() {
-            copy_dir(&src, &dst)?;
-        } else {
-            let bytes = fs::read(&src).map_err(io(&src))?;
-            write_synced(&dst, &bytes)?;
-        }
-    }
-    sync_dir(to)
-}
-
 impl DirectoryTree {
     /// Opens the device tree in `root`, creating it when `root` is not one
     /// yet (any directory is taken). Software that gets the directory from a
@@ -314,8 +362,14 @@ impl DirectoryTree {
     /// to, [`DirectoryTree::init`]: a mistyped path then fails instead of
     /// starting an empty tree.
     pub fn open(root: &Path) -> Result<DirectoryTree, TreeError> {
-        fs::create_dir_all(root.join("trees")).map_err(io(root))?;
-        Self::finish_open(root)
+        Self::open_with(root, Arc::new(OsFiles))
+    }
+
+    /// [`DirectoryTree::open`] over another file layer (for instance the
+    /// simulated disk of the crash tests, [`SimulatedFiles`]).
+    pub fn open_with(root: &Path, files: Arc<dyn FileLayer>) -> Result<DirectoryTree, TreeError> {
+        files.create_dir_all(root).map_err(io(root))?;
+        Self::finish_open(root, files)
     }
 
     /// Opens the device tree in `root`, which must be one: it holds the
@@ -346,7 +400,7 @@ impl DirectoryTree {
                  new directory)"
             )));
         }
-        Self::finish_open(root)
+        Self::finish_open(root, Arc::new(OsFiles))
     }
 
     /// Creates a device tree in `root` (a new or empty directory), or opens
@@ -394,19 +448,26 @@ impl DirectoryTree {
         Ok(false)
     }
 
-    fn finish_open(root: &Path) -> Result<DirectoryTree, TreeError> {
-        fs::create_dir_all(root.join("trees")).map_err(io(root))?;
-        let marker = root.join(MARKER_FILE);
-        if fs::symlink_metadata(&marker).is_err() {
-            // Written beside and renamed: a crash leaves no half marker.
-            let tmp = root.join(format!("{MARKER_FILE}.new"));
-            write_synced(&tmp, MARKER_TEXT.as_bytes())?;
-            fs::rename(&tmp, &marker).map_err(io(&marker))?;
-            sync_dir(root)?;
-        }
+    fn finish_open(root: &Path, files: Arc<dyn FileLayer>) -> Result<DirectoryTree, TreeError> {
         let tree = DirectoryTree {
             root: root.to_path_buf(),
+            files,
+            counters: Arc::new(Counters::default()),
+            regression: None,
         };
+        let trees = root.join("trees");
+        tree.files.create_dir_all(&trees).map_err(io(&trees))?;
+        let marker = root.join(MARKER_FILE);
+        if tree.files.kind(&marker).map_err(io(&marker))?.is_none() {
+            // Written beside and renamed: no process sees a half marker. One
+            // syncfs makes the marker and `trees/` durable; after a power cut
+            // before it the marker may be missing or empty, and its content
+            // is never read.
+            let tmp = root.join(format!("{MARKER_FILE}.new"));
+            tree.write(&tmp, MARKER_TEXT.as_bytes())?;
+            tree.rename(&tmp, &marker)?;
+            tree.sync_fs(root)?;
+        }
         tree.collect_garbage()?;
         Ok(tree)
     }
@@ -416,10 +477,36 @@ impl DirectoryTree {
         &self.root
     }
 
+    /// What this tree (and its clones) did to the disk since it was opened:
+    /// syncs, bytes written, renames.
+    pub fn io_stats(&self) -> IoStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (file_syncs, dir_syncs, fs_syncs) =
+            (get(&c.file_syncs), get(&c.dir_syncs), get(&c.fs_syncs));
+        IoStats {
+            syncs: file_syncs + dir_syncs + fs_syncs,
+            file_syncs,
+            dir_syncs,
+            fs_syncs,
+            bytes_written: get(&c.bytes_written),
+            files_written: get(&c.files_written),
+            files_linked: get(&c.files_linked),
+            renames: get(&c.renames),
+        }
+    }
+
+    /// Puts back an earlier, broken behaviour (self-tests of the crash
+    /// checks only).
+    #[doc(hidden)]
+    pub fn reintroduce(&mut self, regression: Regression) {
+        self.regression = Some(regression);
+    }
+
     /// The directory of the current tree, if any change was ever applied.
     pub fn current_dir(&self) -> Result<Option<PathBuf>, TreeError> {
         let link = self.root.join("current");
-        match fs::read_link(&link) {
+        match self.files.read_link(&link) {
             Ok(target) => Ok(Some(self.root.join(target))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(TreeError::Io {
@@ -444,21 +531,92 @@ impl DirectoryTree {
             .map(|e| self.root.join("current").join(&e.file)))
     }
 
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), TreeError> {
+        self.files.write_file(path, bytes).map_err(io(path))?;
+        bump(&self.counters.files_written, 1);
+        bump(&self.counters.bytes_written, bytes.len() as u64);
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), TreeError> {
+        self.files.rename(from, to).map_err(io(to))?;
+        bump(&self.counters.renames, 1);
+        Ok(())
+    }
+
+    fn sync_fs(&self, path: &Path) -> Result<(), TreeError> {
+        self.files.sync_fs(path).map_err(io(path))?;
+        bump(&self.counters.fs_syncs, 1);
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> Result<(), TreeError> {
+        self.files.sync_dir(path).map_err(io(path))?;
+        bump(&self.counters.dir_syncs, 1);
+        Ok(())
+    }
+
+    /// Carries a file of the current generation into the new one: a hard
+    /// link (files are never changed in place), or a copy where the file
+    /// system has no hard links.
+    fn carry_file(&self, from: &Path, to: &Path) -> Result<(), TreeError> {
+        if self.files.hard_link(from, to).is_ok() {
+            bump(&self.counters.files_linked, 1);
+            return Ok(());
+        }
+        let bytes = self.files.read(from).map_err(io(from))?;
+        self.write(to, &bytes)
+    }
+
+    /// Carries a directory entry of the current generation (other use
+    /// cases' files) into the new one, directories recursively.
+    fn carry(&self, from: &Path, to: &Path, kind: EntryKind) -> Result<(), TreeError> {
+        match kind {
+            EntryKind::File => self.carry_file(from, to),
+            EntryKind::Symlink => {
+                let target = self.files.read_link(from).map_err(io(from))?;
+                self.files.symlink(&target, to).map_err(io(to))
+            }
+            EntryKind::Dir => {
+                self.files.create_dir_all(to).map_err(io(to))?;
+                for (name, kind) in self.files.list(from).map_err(io(from))? {
+                    self.carry(&from.join(&name), &to.join(&name), kind)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Removes tree directories the `current` link does not point to (left by
-    /// a crash before or after a switch) and a stale temporary link.
+    /// a crash before or after a switch) and a stale temporary link. Removes
+    /// nothing when `current` points to no directory.
     fn collect_garbage(&self) -> Result<(), TreeError> {
         let current = self.current_dir()?;
-        let trees = self.root.join("trees");
-        for entry in fs::read_dir(&trees).map_err(io(&trees))? {
-            let path = entry.map_err(io(&trees))?.path();
-            if current.as_deref() != Some(path.as_path()) {
-                fs::remove_dir_all(&path).map_err(io(&path))?;
+        if let Some(dir) = &current {
+            if self.files.kind(dir).map_err(io(dir))? != Some(EntryKind::Dir) {
+                return Err(TreeError::Inconsistent(format!(
+                    "{}: `current` points to {}, which is not a tree directory",
+                    self.root.display(),
+                    dir.display()
+                )));
             }
+        }
+        let trees = self.root.join("trees");
+        for (name, kind) in self.files.list(&trees).map_err(io(&trees))? {
+            let path = trees.join(name);
+            if current.as_deref() == Some(path.as_path()) {
+                continue;
+            }
+            let removed = match kind {
+                EntryKind::Dir => self.files.remove_dir_all(&path),
+                _ => self.files.remove_file(&path),
+            };
+            removed.map_err(io(&path))?;
         }
         for name in ["current.new", &format!("{MARKER_FILE}.new")] {
             let tmp = self.root.join(name);
-            if fs::symlink_metadata(&tmp).is_ok() {
-                fs::remove_file(&tmp).map_err(io(&tmp))?;
+            if self.files.kind(&tmp).map_err(io(&tmp))?.is_some() {
+                self.files.remove_file(&tmp).map_err(io(&tmp))?;
             }
         }
         Ok(())
@@ -472,6 +630,16 @@ impl DirectoryTree {
             .and_then(|n| n.to_str())
             .and_then(|n| n.parse::<u64>().ok())
             .map_or(1, |n| n + 1))
+    }
+
+    /// Points `current` to `rel` atomically: a new link renamed over it.
+    fn switch_to(&self, rel: &Path) -> Result<(), TreeError> {
+        let tmp = self.root.join("current.new");
+        if self.files.kind(&tmp).map_err(io(&tmp))?.is_some() {
+            self.files.remove_file(&tmp).map_err(io(&tmp))?;
+        }
+        self.files.symlink(rel, &tmp).map_err(io(&tmp))?;
+        self.rename(&tmp, &self.root.join("current"))
     }
 
     /// [`DeviceTree::apply`], stopping as if the process died at `crash`
@@ -488,60 +656,43 @@ impl DirectoryTree {
         let number = self.next_number()?;
         let rel = PathBuf::from("trees").join(number.to_string());
         let staging = self.root.join(&rel);
-        if fs::symlink_metadata(&staging).is_ok() {
-            fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        if self.files.kind(&staging).map_err(io(&staging))?.is_some() {
+            self.files.remove_dir_all(&staging).map_err(io(&staging))?;
         }
-        // 1. The new tree: everything of the current one, then the change.
-        match &current {
-            Some(dir) => copy_dir(dir, &staging)?,
-            None => fs::create_dir_all(&staging).map_err(io(&staging))?,
-        }
+        // 1. The new generation, written without a sync per file.
         let mo_dir = staging.join("mo");
-        fs::create_dir_all(&mo_dir).map_err(io(&mo_dir))?;
-        for uri in &change.remove {
-            if let Some(entry) = index.mos.remove(uri) {
-                let path = staging.join(&entry.file);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(TreeError::Io { path, source: e }),
+        self.files.create_dir_all(&mo_dir).map_err(io(&mo_dir))?;
+        // Other use cases' files of the current generation, carried over.
+        if let Some(dir) = &current {
+            for (name, kind) in self.files.list(dir).map_err(io(dir))? {
+                if name == "tree.json" || name == "mo" {
+                    continue;
                 }
+                self.carry(&dir.join(&name), &staging.join(&name), kind)?;
             }
         }
-        // MO files under names of the earlier scheme (`.%2FDMAcc.xml`) get
-        // their visible names; through a temporary name first, so that no
-        // old name is overwritten before it is moved.
-        let mut moves = Vec::new();
+        // MOs that stay are carried over, under their visible names (files
+        // named by the earlier scheme, `.%2FDMAcc.xml`, get them here); MOs
+        // removed or replaced are not.
+        for uri in &change.remove {
+            index.mos.remove(uri);
+        }
         for (uri, entry) in index.mos.iter_mut() {
-            let file = format!("mo/{}", file_name_for(uri));
-            if entry.file == file {
+            if change.put.iter().any(|(u, _, _)| u == uri) {
                 continue;
             }
-            let old = staging.join(&entry.file);
-            if change.put.iter().any(|(u, _, _)| u == uri) {
-                match fs::remove_file(&old) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(TreeError::Io {
-                            path: old,
-                            source: e,
-                        })
-                    }
-                }
-            } else {
-                let tmp = staging.join(format!("{file}.moving"));
-                fs::rename(&old, &tmp).map_err(io(&old))?;
-                moves.push((tmp, staging.join(&file)));
-            }
+            let Some(dir) = &current else {
+                return Err(TreeError::Inconsistent(format!(
+                    "the index names {uri} but there is no current tree"
+                )));
+            };
+            let file = format!("mo/{}", file_name_for(uri));
+            self.carry_file(&dir.join(&entry.file), &staging.join(&file))?;
             entry.file = file;
-        }
-        for (tmp, to) in moves {
-            fs::rename(&tmp, &to).map_err(io(&tmp))?;
         }
         for (i, (uri, tree, origin)) in change.put.iter().enumerate() {
             let file = format!("mo/{}", file_name_for(uri));
-            write_synced(&staging.join(&file), tree.to_tnds().as_bytes())?;
+            self.write(&staging.join(&file), tree.to_tnds().as_bytes())?;
             index.mos.insert(
                 uri.clone(),
                 IndexEntry {
@@ -561,28 +712,31 @@ impl DirectoryTree {
         index.schema_version = INDEX_SCHEMA_VERSION;
         let text = serde_json::to_string_pretty(&index)
             .map_err(|e| TreeError::Inconsistent(format!("cannot write the index: {e}")))?;
-        write_synced(&staging.join("tree.json"), text.as_bytes())?;
-        sync_dir(&mo_dir)?;
-        sync_dir(&staging)?;
-        sync_dir(&self.root.join("trees"))?;
-        if crash == Some(CrashPoint::BeforeSwitch) {
-            return Err(crashed());
+        self.write(&staging.join("tree.json"), text.as_bytes())?;
+        if self.regression == Some(Regression::RenameBeforeSync) {
+            // The broken order: the switch is made durable before the new
+            // generation is.
+            self.switch_to(&rel)?;
+            self.sync_dir(&self.root)?;
+            self.sync_fs(&staging)?;
+        } else {
+            // 2. One syncfs: every file of the new generation, its
+            //    directories and its entry in `trees/` are on the medium.
+            self.sync_fs(&staging)?;
+            if crash == Some(CrashPoint::BeforeSwitch) {
+                return Err(crashed());
+            }
+            // 3. The switch, then DIR synced: the change is durable.
+            self.switch_to(&rel)?;
+            self.sync_dir(&self.root)?;
         }
-        // 2. The switch: a new link renamed over `current`.
-        let tmp = self.root.join("current.new");
-        if fs::symlink_metadata(&tmp).is_ok() {
-            fs::remove_file(&tmp).map_err(io(&tmp))?;
-        }
-        std::os::unix::fs::symlink(&rel, &tmp).map_err(io(&tmp))?;
-        let link = self.root.join("current");
-        fs::rename(&tmp, &link).map_err(io(&link))?;
-        sync_dir(&self.root)?;
         if crash == Some(CrashPoint::AfterSwitch) {
             return Err(crashed());
         }
-        // 3. The old tree goes.
+        // 4. The old generation goes (a crash before leaves it to the next
+        //    open).
         if let Some(old) = current {
-            fs::remove_dir_all(&old).map_err(io(&old))?;
+            self.files.remove_dir_all(&old).map_err(io(&old))?;
         }
         Ok(())
     }
@@ -594,7 +748,11 @@ impl DeviceTree for DirectoryTree {
             return Ok(TreeIndex::default());
         };
         let path = dir.join("tree.json");
-        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let bytes = self.files.read(&path).map_err(io(&path))?;
+        let text = String::from_utf8(bytes).map_err(|e| TreeError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
         let index: TreeIndex = serde_json::from_str(&text).map_err(|e| {
             let text = e.to_string();
             TreeError::CorruptIndex {
@@ -621,7 +779,11 @@ impl DeviceTree for DirectoryTree {
         let Some(path) = self.mo_path(uri)? else {
             return Ok(None);
         };
-        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let bytes = self.files.read(&path).map_err(io(&path))?;
+        let text = String::from_utf8(bytes).map_err(|e| TreeError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
         let tree = MgmtTree::from_tnds(&text).map_err(|source| TreeError::Mo {
             path: path.clone(),
             source,

@@ -66,6 +66,140 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     result
 }
 
+/// What a directory entry is; a symbolic link is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// The file operations a [`DirectoryTree`](crate::device_tree::DirectoryTree)
+/// is made of: on the real file system ([`OsFiles`]) or on a simulated disk
+/// that can lose power between any two of them
+/// (`device_tree::SimulatedFiles`, for tests).
+///
+/// Writes and namespace changes are not durable until one of the three
+/// `sync_*` calls covers them: a crash may lose them.
+pub trait FileLayer: std::fmt::Debug + Send + Sync {
+    /// What `path` is, `None` if nothing is there (a link is not followed).
+    fn kind(&self, path: &Path) -> io::Result<Option<EntryKind>>;
+    /// The whole contents of a file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The target of a symbolic link.
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
+    /// The entries of a directory.
+    fn list(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, EntryKind)>>;
+    /// Creates a directory and its missing parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates (or truncates) a file and writes `bytes` into it; no sync.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// A second name for an existing file.
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()>;
+    /// A symbolic link at `link` to `target`.
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
+    /// Renames `from` to `to`, replacing `to` atomically.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file or a symbolic link.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything in it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Makes a file's contents durable (`fsync`).
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes a directory's entries durable (`fsync` of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Makes everything written on the file system that holds `path` durable
+    /// (`syncfs(2)`).
+    fn sync_fs(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsFiles;
+
+impl FileLayer for OsFiles {
+    fn kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        match fs::symlink_metadata(path) {
+            Ok(m) => Ok(Some(kind_of(m.file_type()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::read_link(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, EntryKind)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            out.push((entry.file_name(), kind_of(entry.file_type()?)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut file = File::create(path)?;
+        file.write_all(bytes)
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        fs::hard_link(original, link)
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir_all(dir)
+    }
+
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn sync_fs(&self, path: &Path) -> io::Result<()> {
+        let file = File::open(path)?;
+        rustix::fs::syncfs(&file).map_err(io::Error::from)
+    }
+}
+
+fn kind_of(t: fs::FileType) -> EntryKind {
+    if t.is_symlink() {
+        EntryKind::Symlink
+    } else if t.is_dir() {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

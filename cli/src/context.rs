@@ -8,9 +8,9 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use dmsc_host::card_model::commands::Pin;
 use dmsc_host::card_model::scp03::SecurityLevel;
-use dmsc_host::diversify::{CardAuthorityKeys, SoftMasterKeys};
-use dmsc_host::hsm::HsmMasterKeys;
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::fleet::diversify::{CardAuthorityKeys, SoftMasterKeys};
+use dmsc_host::fleet::hsm::HsmMasterKeys;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{
     open_secure_channel, AuthorityKeySet, CardCommands, ChannelInfo, HostError, Session, Transport,
 };

@@ -23,7 +23,7 @@ use dmsc_host::card_model::objects::{
 };
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::firmware::{self, ApprovalFile};
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{AuthorityKeySet, CardCommands, HostError, PinStatus, Status};
 use p256::ecdsa::SigningKey;
 use serde::Serialize;

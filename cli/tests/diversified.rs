@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 
 use common::*;
-use dmsc_host::diversify::derive_card_keys;
+use dmsc_host::fleet::diversify::derive_card_keys;
 
 /// Three cards whose admin key set 0x30 now holds the card's diversified keys
 /// (computed here, as an issuer's system would, and sent with `authority rotate`).

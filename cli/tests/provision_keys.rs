@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 
 use common::*;
-use dmsc_host::diversify::derive_card_keys;
+use dmsc_host::fleet::diversify::derive_card_keys;
 
 /// Three cards with the test keys as key set 30 (their transport keys).
 fn fleet(d: &std::path::Path) -> Vec<String> {

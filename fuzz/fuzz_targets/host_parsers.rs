@@ -5,8 +5,9 @@
 
 use dmsc_host::bootstrap::{decode_content, parse_content_type, MediaType};
 use dmsc_host::firmware::ApprovalFile;
-use dmsc_host::mcuboot::McubootScanner;
-use dmsc_host::{p256_keys, wbxml};
+use dmsc_host::firmware::mcuboot::McubootScanner;
+use dmsc_host::bootstrap::wbxml;
+use dmsc_host::p256_keys;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,8 @@
 #![no_main]
 
 use dmsc_host::uicc::lwm2m::BootstrapFile;
-use dmsc_host::uicc::{modem, parse_fcp, pkcs15};
+use dmsc_host::transport::modem;
+use dmsc_host::uicc::{parse_fcp, pkcs15};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dmsc_host::card_model::apdu::Command;
 use dmsc_host::card_model::commands::{Request, AID};
-use dmsc_host::sim_transport::SimTransport;
+use dmsc_host::transport::sim::SimTransport;
 use dmsc_host::{PcscContext, Transport};
 use dmsc_sim_card::vpcd::{self, BridgeEvent, EchoCard, Endpoint, VirtualCard};
 use dmsc_sim_card::{AuthorityKeys, InitParams};

@@ -14,7 +14,7 @@ use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
 use dmsc_host::device_tree::{DeviceTree, DirectoryTree, LastCard, TreeChange};
 use dmsc_host::mo::{self, MgmtTree};
 use dmsc_host::provisioning;
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{
     open_secure_channel, AuthorityKeySet, CardCommands, PcscContext, Session, Transport,
 };

@@ -15,7 +15,7 @@ use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef, Principal, Right};
 use dmsc_card_model::scp03::StaticKeys;
 
 use crate::error::HostError;
-use crate::scp::AuthorityKeySet;
+use crate::session::scp::AuthorityKeySet;
 use crate::session::CardCommands;
 
 /// An authority key set as the card lists it.

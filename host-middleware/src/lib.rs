@@ -1,38 +1,44 @@
 //! dmsc host middleware: what device software links to use a dmsc card.
 //!
-//! Every public module, one line each:
+//! The crate is grouped by layer, then by use case. Every public module, one
+//! line each:
 //!
+//! **Talking to a card**
 //! - [`transport`]: the [`Transport`] trait (one APDU at a time, exclusive
-//!   access), its typed errors and reader selection;
-//! - [`pcsc_transport`] (feature `pcsc`, on by default): PC/SC readers through
-//!   pcscd, with recovery from card resets and pcscd restarts;
-//! - `sim_transport` (feature `sim`): the simulated card in-process;
-//! - [`watch`] (feature `pcsc`): follows a reader, refreshing the device tree as cards come and go;
+//!   access), its typed errors and reader selection; below it
+//!   `transport::pcsc` (feature `pcsc`, on by default: PC/SC readers through
+//!   pcscd, with recovery from card resets and pcscd restarts),
+//!   `transport::sim` (feature `sim`: the simulated card in-process) and
+//!   `transport::modem` (Unix: a UICC behind a cellular modem, AT+CSIM/AT+CGLA);
 //! - [`session`]: [`Session`] — SELECT, chaining, extended length, `61xx`/`6Cxx`,
-//!   secure-messaging hook, APDU trace, and the typed command set ([`CardCommands`]);
+//!   the typed command set ([`CardCommands`]); below it [`session::secure`] (the
+//!   [`SecureMessaging`] hook), [`session::scp`] (SCP03 host side, authority
+//!   sessions), [`session::trace`] (redacted APDU trace events) and
+//!   [`session::manager`] (authority sessions ended after an idle time, with a
+//!   concurrency limit counted across processes; used by `dmsc shell`);
 //! - [`error`]: [`HostError`], the card's refusal as one [`Status`], and the one
-//!   table of status-word meanings;
-//! - [`secure`]: the [`SecureMessaging`] hook SCP03 plugs into;
-//! - [`scp`]: SCP03 host side (authority sessions);
-//! - [`diversify`]: per-card authority keys diversified from master keys (SP 800-108 KDF, AES-CMAC);
-//! - [`hsm`]: master keys in a PKCS#11 token (the KDF's CMAC computed inside it);
-//! - [`records`]: provisioning records (SQLite): one claim per card per job, every attempt recorded;
-//! - [`session_manager`]: authority sessions ended after an idle time, with a concurrency limit
-//!   counted across processes (lock files per card; used by `dmsc shell`);
-//! - [`trace`]: redacted APDU trace events;
+//!   table of status-word meanings.
+//!
+//! **What the device keeps**
 //! - [`files`]: atomic replacement of the files a device writes;
 //! - [`device_tree`]: the device's own DM tree ([`device_tree::DeviceTree`], a directory of TNDS files);
 //! - [`mo`]: OMA DM management objects: the TNDS tree model, its JSON and binary forms, MO records on the card;
+//! - [`p256_keys`]: P-256 keys and ECDSA signatures as `openssl` writes them.
+//!
+//! **Use cases**
 //! - [`provisioning`]: refresh the device tree from the card, copy and compare MOs;
+//!   `provisioning::watch` (feature `pcsc`) follows a reader, refreshing as cards come and go;
 //! - [`bootstrap`]: HTTP bootstrap packets verified with the card's key, then applied;
-//! - [`wbxml`]: WBXML-encoded TNDS documents decoded to XML;
+//!   [`bootstrap::wbxml`] (WBXML decoding) and [`bootstrap::syncml`] (OMA DM bootstrap messages);
 //! - [`firmware`]: firmware approval by the card (package hash, approval files, the decision);
-//! - [`mcuboot`]: MCUboot image hash and signature checked while the package streams;
-//! - [`p256_keys`]: P-256 keys and ECDSA signatures as `openssl` writes them;
-//! - [`ota`]: over-the-air updates relayed by the device (a precomputed SCP03 script);
+//!   [`firmware::mcuboot`] checks MCUboot images while the package streams;
 //! - [`policy`]: the portable enterprise policy (signed policy on the card, enforcement engine);
-//! - [`fleet`]: many cards at once: listing, profiles, provisioning, all-or-nothing ACL grants;
+//! - [`ota`]: over-the-air updates relayed by the device (a precomputed SCP03 script);
 //! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events;
+//! - [`fleet`]: many cards at once: listing, profiles, provisioning, all-or-nothing ACL grants;
+//!   [`fleet::diversify`] (per-card keys from master keys, SP 800-108 KDF with AES-CMAC),
+//!   [`fleet::hsm`] (master keys in a PKCS#11 token) and [`fleet::records`]
+//!   (provisioning records: one claim per card per job, every attempt recorded);
 //! - [`uicc`]: standard UICC file access, PKCS#15 and the LwM2M / OMA DM bootstrap on a SIM.
 //!
 //! ```no_run
@@ -62,49 +68,28 @@ pub use dmsc_card_model as card_model;
 
 pub mod bootstrap;
 pub mod device_tree;
-pub mod diversify;
 pub mod error;
 pub mod files;
 pub mod firmware;
 pub mod fleet;
 pub mod governance;
-pub mod hsm;
-pub mod mcuboot;
 pub mod mo;
 pub mod ota;
 pub mod p256_keys;
-#[cfg(feature = "pcsc")]
-pub mod pcsc_transport;
 pub mod policy;
 pub mod provisioning;
-pub mod records;
-pub mod scp;
-pub mod secure;
 pub mod session;
-pub mod session_manager;
-#[cfg(feature = "sim")]
-pub mod sim_transport;
-pub mod syncml;
-pub mod trace;
 pub mod transport;
 pub mod uicc;
-#[cfg(feature = "pcsc")]
-pub mod watch;
-pub mod wbxml;
-
-#[cfg(test)]
-pub(crate) mod scripted;
-#[cfg(test)]
-mod session_tests;
 
 pub use error::{HostError, Status};
 pub use governance::{AuditFilter, AuditWatcher, AuthorityEntry, Governance};
-#[cfg(feature = "pcsc")]
-pub use pcsc_transport::{PcscCard, PcscContext};
-pub use scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
-pub use secure::{SecureMessaging, SmError};
+pub use session::scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
+pub use session::secure::{SecureMessaging, SmError};
+pub use session::trace::{Direction, TraceEvent, TraceHook};
 pub use session::{ApduLimits, CardCommands, ExclusiveSession, PinStatus, Session};
-pub use trace::{Direction, TraceEvent, TraceHook};
+#[cfg(feature = "pcsc")]
+pub use transport::pcsc::{PcscCard, PcscContext};
 pub use transport::{
     find_reader, with_exclusive, ReaderEvent, ReaderInfo, Transport, TransportError,
 };

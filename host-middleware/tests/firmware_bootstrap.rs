@@ -19,7 +19,7 @@ use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
 use dmsc_host::firmware::{self, ApprovalFile, FirmwareError};
 use dmsc_host::mo::MgmtTree;
 use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
-use dmsc_host::sim_transport::SimTransport;
+use dmsc_host::transport::sim::SimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status};
 use dmsc_sim_card::MemoryStore;
 use support::*;
@@ -610,7 +610,7 @@ fn bootstrap_content_must_be_tnds_and_packets_are_bounded() {
 
 #[test]
 fn bootstrap_wbxml_tnds_is_decoded_and_written_as_xml() {
-    use dmsc_host::wbxml::ddf_token;
+    use dmsc_host::bootstrap::wbxml::ddf_token;
     let key = [0x11u8; 32];
     let mut s = bootstrap_card(MacAlgorithm::HmacSha1, &key);
     // <MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DMAcc</NodeName></Node></MgmtTree>

@@ -11,7 +11,7 @@ use dmsc_host::card_model::commands::{AuditEvent, MoRecord, ObjectValue};
 use dmsc_host::card_model::objects::{Acl, ObjectRef, Principal, Right};
 use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
 use dmsc_host::fleet::{acl_grant, FleetCard, GrantOutcome, GrantRequest, Phase, Progress};
-use dmsc_host::sim_transport::SimTransport;
+use dmsc_host::transport::sim::SimTransport;
 use dmsc_host::{
     open_secure_channel, AuditFilter, AuditWatcher, AuthorityKeySet, CardCommands, Governance,
     HostError, Session, Status, Transport, TransportError,
@@ -419,7 +419,7 @@ fn fleet_grant_is_inconsistent_when_the_lost_card_stays_unreachable() {
 
 #[test]
 fn session_manager_ends_idle_sessions_and_limits_concurrency() {
-    use dmsc_host::session_manager::{SessionError, SessionLimits, SessionManager};
+    use dmsc_host::session::manager::{SessionError, SessionLimits, SessionManager};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 

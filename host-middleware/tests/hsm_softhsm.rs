@@ -12,8 +12,8 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use dmsc_host::card_model::scp03::StaticKeys;
-use dmsc_host::diversify::{derive_card_keys, KeyKind, SoftMasterKeys};
-use dmsc_host::hsm::HsmMasterKeys;
+use dmsc_host::fleet::diversify::{derive_card_keys, KeyKind, SoftMasterKeys};
+use dmsc_host::fleet::hsm::HsmMasterKeys;
 
 const TOKEN: &str = "dmsc-test";
 const PIN: &str = "3141";
@@ -147,8 +147,8 @@ fn the_token_derives_the_documented_card_keys_and_refuses_bad_input() {
 #[cfg(feature = "sim")]
 fn a_fresh_process_with_only_the_token_authenticates() {
     use dmsc_host::card_model::scp03::SecurityLevel;
-    use dmsc_host::diversify::{install_diversified_keys, open_diversified_channel};
-    use dmsc_host::sim_transport::SimTransport;
+    use dmsc_host::fleet::diversify::{install_diversified_keys, open_diversified_channel};
+    use dmsc_host::transport::sim::SimTransport;
     use dmsc_host::{AuthorityKeySet, Session};
     use dmsc_sim_card::{AuthorityKeys, InitParams};
     use zeroize::Zeroizing;

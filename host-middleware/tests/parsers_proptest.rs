@@ -2,11 +2,12 @@
 //! Content-Type headers, approval files, WBXML, MCUboot images, P-256 keys and
 //! signatures. None panics on any input; well-formed inputs round-trip.
 
+use dmsc_host::bootstrap::wbxml;
 use dmsc_host::bootstrap::{content_type, parse_content_type, MediaType, SecMethod};
 use dmsc_host::card_model::objects::{ApprovalStatement, Version};
+use dmsc_host::firmware::mcuboot::McubootScanner;
 use dmsc_host::firmware::ApprovalFile;
-use dmsc_host::mcuboot::McubootScanner;
-use dmsc_host::{p256_keys, wbxml};
+use dmsc_host::p256_keys;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use dmsc_host::card_model::commands::{MoRecord, ObjectValue};
 use dmsc_host::card_model::objects::ObjectRef;
 use dmsc_host::card_model::scp03::SecurityLevel;
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, TransportError};
 use dmsc_sim_card::vpcd::{Power, VirtualCard};
 use e2e::*;

@@ -15,7 +15,7 @@ use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
 use dmsc_host::mo::{self, MgmtTree};
 use dmsc_host::ota::{self, OtaError, OtaOperation};
 use dmsc_host::provisioning;
-use dmsc_host::watch::{self, WatchEvent};
+use dmsc_host::provisioning::watch::{self, WatchEvent};
 use dmsc_host::{open_secure_channel, CardCommands, PcscContext, Session, Transport};
 use dmsc_sim_card::vpcd::{Power, VirtualCard};
 use e2e::*;
@@ -114,7 +114,7 @@ fn a_card_pulled_mid_refresh_leaves_the_tree_through_pcscd() {
     {
         // Provisioned and refreshed once, in-process.
         let mut s = Session::new(
-            dmsc_host::sim_transport::FileSimTransport::create(&path, card_params(false)).unwrap(),
+            dmsc_host::transport::sim::FileSimTransport::create(&path, card_params(false)).unwrap(),
         );
         put(&mut s, DMACC);
         provisioning::refresh(&mut s, &mut tree).unwrap();
@@ -188,7 +188,7 @@ fn watch_follows_insertion_change_and_removal_through_pcscd() {
     let a_path = a_dir.path().join("a.state");
     {
         let mut s = Session::new(
-            dmsc_host::sim_transport::FileSimTransport::create(&a_path, card_params(false))
+            dmsc_host::transport::sim::FileSimTransport::create(&a_path, card_params(false))
                 .unwrap(),
         );
         put(&mut s, DMACC);

@@ -11,7 +11,7 @@ use dmsc_host::policy::card::{put_policy, read_verified};
 use dmsc_host::policy::device::{accept_command, enforce, CommandState};
 use dmsc_host::policy::signing::{policy_digest, CommandStatement, SignedCommand, SignedPolicy};
 use dmsc_host::policy::{Context, DecidedBy, PolicyError, State};
-use dmsc_host::sim_transport::SimTransport;
+use dmsc_host::transport::sim::SimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status};
 use jiff::Timestamp;
 use p256::ecdsa::SigningKey;

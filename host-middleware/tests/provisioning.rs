@@ -11,7 +11,7 @@ use dmsc_host::device_tree::{CrashPoint, DeviceTree, DirectoryTree, LastCard, Or
 use dmsc_host::mo::{self, MgmtTree, MoError};
 use dmsc_host::ota::{self, OtaError, OtaOperation};
 use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, ProvisioningError};
-use dmsc_host::sim_transport::SimTransport;
+use dmsc_host::transport::sim::SimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status, Transport};
 use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
 use support::*;

@@ -2,7 +2,7 @@
 
 mod support;
 
-use dmsc_host::sim_transport::{FileSimTransport, SimTransport};
+use dmsc_host::transport::sim::{FileSimTransport, SimTransport};
 use dmsc_host::Session;
 use support::*;
 

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dmsc_host::bootstrap::syncml::SyncmlError;
 use dmsc_host::bootstrap::{decode_content, write_bootstrap_content, BootstrapError, MediaType};
 use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
 use dmsc_host::mo::MgmtTree;
-use dmsc_host::syncml::SyncmlError;
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/syncml")

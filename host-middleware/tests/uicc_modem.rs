@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dmsc_host::uicc::modem::ModemTransport;
+use dmsc_host::transport::modem::ModemTransport;
 use dmsc_host::uicc::{self, lwm2m::Value, UiccError};
 use dmsc_host::{HostError, Session, TransportError};
 use dmsc_sim_card::uicc::{SimUicc, UiccProfile};

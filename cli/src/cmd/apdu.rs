@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, apdus: &[String], secure: bool) -> Result<()> {
         let exchange = Exchange {
             // PINs and keys are not echoed: the same redaction as --trace.
             command: if command_carries_secret(cmd) {
-                dmsc_host::trace::format_command(cmd, true, true)
+                dmsc_host::session::trace::format_command(cmd, true, true)
             } else {
                 hex_upper(&cmd.to_bytes().unwrap_or_default())
             },

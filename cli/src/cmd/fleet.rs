@@ -8,7 +8,7 @@ use dmsc_host::card_model::objects::{check_name, Principal, Right};
 use dmsc_host::fleet::{
     acl_grant, FleetCard, GrantOutcome, GrantReport, GrantRequest, Phase, Profile, Progress,
 };
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::Transport;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;

@@ -183,7 +183,7 @@ struct ReadersJson {
 pub fn readers(ctx: &Ctx) -> Result<()> {
     let readers: Vec<ReaderJson> = match &ctx.sim {
         Some(path) => {
-            let t = dmsc_host::sim_transport::FileSimTransport::open(path)
+            let t = dmsc_host::transport::sim::FileSimTransport::open(path)
                 .with_context(|| format!("cannot open the simulated card {}", path.display()))?;
             use dmsc_host::Transport;
             vec![ReaderJson {

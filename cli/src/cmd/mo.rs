@@ -341,7 +341,7 @@ pub fn watch(
     use std::sync::Arc;
     use std::time::Duration;
 
-    use dmsc_host::watch::WatchEvent;
+    use dmsc_host::provisioning::watch::WatchEvent;
 
     if ctx.sim.is_some() {
         return Err(usage(
@@ -362,7 +362,7 @@ pub fn watch(
     let pattern = ctx.reader.clone().unwrap_or_default();
     let mut seen = 0u64;
     let json = ctx.json;
-    dmsc_host::watch::watch(
+    dmsc_host::provisioning::watch::watch(
         &mut pcsc,
         &mut tree,
         &pattern,

@@ -114,7 +114,7 @@ fn build(
         ops.push(OtaOperation::PutPolicy(envelope));
     }
     let authority = ctx.card_authority("building an OTA script")?;
-    let script = dmsc_host::diversify::build_ota_script(
+    let script = dmsc_host::fleet::diversify::build_ota_script(
         authority.as_ref(),
         &req,
         ctx.security_level(),

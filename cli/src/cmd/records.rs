@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use dmsc_host::records::{provision_recorded, to_csv, CardOutcome, Job, SqliteRecords};
+use dmsc_host::fleet::records::{provision_recorded, to_csv, CardOutcome, Job, SqliteRecords};
 use serde_json::json;
 
 use crate::cli::{FleetSource, RecordOptions, DEFAULT_DB};

@@ -17,7 +17,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dmsc_host::card_model::apdu::{Command as Apdu, Response};
 use dmsc_host::card_model::commands::{SelectInfo, AID};
-use dmsc_host::session_manager::{SessionError, SessionId, SessionLimits, SessionManager, SlotDir};
+use dmsc_host::session::manager::{
+    SessionError, SessionId, SessionLimits, SessionManager, SlotDir,
+};
 use dmsc_host::{
     AuthorityKeySet, CardCommands, ChannelInfo, ExclusiveSession, HostError, Transport,
     TransportError,
@@ -337,7 +339,7 @@ impl State {
         }
     }
 
-    fn take_back(&mut self, ended: dmsc_host::session_manager::Ended<Box<dyn Transport>>) {
+    fn take_back(&mut self, ended: dmsc_host::session::manager::Ended<Box<dyn Transport>>) {
         if self.login.as_ref().is_some_and(|l| l.id == ended.id) {
             self.login = None;
         }

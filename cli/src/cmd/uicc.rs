@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use dmsc_host::uicc::modem::ModemTransport;
+use dmsc_host::transport::modem::ModemTransport;
 use dmsc_host::uicc::sim::{ProfileJson, VirtualCardTransport};
 use dmsc_host::uicc::{self, lwm2m::Value};
 use dmsc_host::Transport;

@@ -122,9 +122,9 @@ pub const MASTER: &str = "000102030405060708090A0B0C0D0E0F:\
                           202122232425262728292A2B2C2D2E2F";
 
 /// The same master keys, for deriving the cards' keys in the test.
-pub fn master() -> dmsc_host::diversify::SoftMasterKeys {
+pub fn master() -> dmsc_host::fleet::diversify::SoftMasterKeys {
     let k = |b: u8| -> Vec<u8> { (0..16).map(|i| b + i).collect() };
-    dmsc_host::diversify::SoftMasterKeys::new(
+    dmsc_host::fleet::diversify::SoftMasterKeys::new(
         0x30,
         dmsc_host::card_model::scp03::StaticKeys::new(&k(0x00), &k(0x10), &k(0x20)).expect("keys"),
     )

@@ -6,7 +6,7 @@
 //! | C function | `dmsc_host` call |
 //! |---|---|
 //! | [`dmsc_open_reader`] | [`dmsc_host::PcscContext`] + [`dmsc_host::find_reader`] |
-//! | [`dmsc_open_sim`] | [`dmsc_host::sim_transport::FileSimTransport::open`] |
+//! | [`dmsc_open_sim`] | [`dmsc_host::transport::sim::FileSimTransport::open`] |
 //! | [`dmsc_card_info`] | SELECT ([`dmsc_host::CardCommands::select`]) |
 //! | [`dmsc_refresh`] | [`dmsc_host::provisioning::refresh`] |
 //! | [`dmsc_firmware_approve`] | [`dmsc_host::firmware::hash_package`], [`dmsc_host::firmware::check_with_card`], [`dmsc_host::firmware::decide`] |
@@ -47,7 +47,7 @@ use dmsc_host::firmware::{
     self, ApprovalFile, ConsentPolicy, Decision, Final, FirmwareError, OnUnapproved,
 };
 use dmsc_host::provisioning::{self, ProvisioningError};
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{CardCommands, HostError, Session, Transport, TransportError};
 
 /// The result of every dmsc call that can fail.
@@ -987,7 +987,7 @@ mod tests {
             mac: key.clone(),
             dek: key,
         }]);
-        match dmsc_host::sim_transport::SimTransport::in_memory(params) {
+        match dmsc_host::transport::sim::SimTransport::in_memory(params) {
             Ok(t) => open(Box::new(t)).unwrap_or_else(|f| panic!("{}", f.message)),
             Err(e) => panic!("{e}"),
         }

@@ -19,7 +19,7 @@ use dmsc_host::card_model::scp03::{SecurityLevel, StaticKeys};
 use dmsc_host::device_tree::{DeviceTree, DirectoryTree};
 use dmsc_host::firmware;
 use dmsc_host::mo::{self, MgmtTree};
-use dmsc_host::sim_transport::FileSimTransport;
+use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{open_secure_channel, AuthorityKeySet, CardCommands, Session};
 use dmsc_sim_card::{AuthorityKeys, InitParams};
 use p256::ecdsa::SigningKey;

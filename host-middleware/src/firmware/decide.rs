@@ -18,7 +18,7 @@ use std::fmt;
 
 use dmsc_card_model::commands::{ApprovalVerdict, RefusalReason};
 
-use crate::mcuboot::{Check, McubootReport};
+use crate::firmware::mcuboot::{Check, McubootReport};
 
 /// What to do with a package the card does not approve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -22,7 +22,7 @@ use super::geo::Position;
 pub const HORIZON_DAYS: i32 = 1100;
 
 /// An administrator's command in force on the device (checked and recorded
-/// by [`crate::policy::command`]).
+/// in [`crate::policy::device`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Override {
     /// The resource.

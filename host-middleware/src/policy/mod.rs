@@ -1,7 +1,7 @@
 //! Portable enterprise policy (`docs/policy.md`): a signed policy kept on the
 //! card with the enterprise key, and the device-side engine that enforces it.
 //!
-//! - [`format`]: the policy file (TOML, schema `dmsc-policy` version 1) and
+//! - [`format`](mod@format): the policy file (TOML, schema `dmsc-policy` version 1) and
 //!   its validation, with line/column and rule in every error;
 //! - [`geo`]: sites (circles, polygons) in WGS84;
 //! - [`engine`]: [`evaluate`], [`next_change`] and [`next_reevaluation`];

@@ -296,7 +296,7 @@ pub fn parse_fcp(bytes: &[u8]) -> Result<Fcp, FcpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scripted::h;
+    use crate::transport::scripted::h;
 
     #[test]
     fn parses_a_uicc_adf_fcp() {

@@ -753,7 +753,7 @@ fn encode_value(object: u16, resource: u16, v: &Value, path: &str) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scripted::h;
+    use crate::transport::scripted::h;
 
     /// The bootstrap file of the modem vendor's unit test (see
     /// test-vectors/transcripts/uicc-lwm2m-nrf-csim.json).

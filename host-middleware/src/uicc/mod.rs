@@ -24,8 +24,6 @@
 
 pub mod fcp;
 pub mod lwm2m;
-#[cfg(unix)]
-pub mod modem;
 pub mod pkcs15;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -621,7 +621,7 @@ pub fn parse_token_info(data: &[u8]) -> Result<TokenInfo, Pkcs15Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scripted::h;
+    use crate::transport::scripted::h;
 
     #[test]
     fn odf_lists_dodf_path_with_padding() {

@@ -187,7 +187,7 @@ mod tests {
     use dmsc_sim_card::uicc::{SimUicc, UiccProfile};
 
     use super::*;
-    use crate::scripted::h;
+    use crate::transport::scripted::h;
     use crate::uicc::{self, lwm2m::Value, BootstrapFile, UiccError};
     use crate::Session;
 

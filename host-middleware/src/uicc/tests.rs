@@ -1,7 +1,7 @@
 //! Transcript tests of UICC file access: the exact APDUs a card sees.
 
-use crate::scripted::ScriptedTransport;
 use crate::session::Session;
+use crate::transport::scripted::ScriptedTransport;
 
 use super::*;
 

@@ -2,6 +2,9 @@
 //! forget a card's MOs when it goes, copy an MO (or part of it) from the
 //! device to the card, and compare both copies.
 
+#[cfg(feature = "pcsc")]
+pub mod watch;
+
 use std::collections::BTreeMap;
 
 use dmsc_card_model::objects::Acl;

@@ -988,7 +988,7 @@ mod tests {
         let out = std::process::Command::new(std::env::current_exe().expect("test binary path"))
             .args([
                 "--exact",
-                "pcsc_transport::tests::establish_without_daemon_is_no_service",
+                "transport::pcsc::tests::establish_without_daemon_is_no_service",
                 "--nocapture",
                 "--test-threads=1",
             ])

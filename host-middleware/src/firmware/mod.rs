@@ -6,7 +6,7 @@
 //! package is approved ([`check_with_card`]: CHECK APPROVAL — every approver of
 //! the card's rule, each signature, the anti-rollback floor of the device
 //! class). After installing, [`CardCommands::confirm_installed`] moves the
-//! floor. MCUboot images are checked on the way ([`crate::mcuboot`]).
+//! floor. MCUboot images are checked on the way ([`crate::firmware::mcuboot`]).
 //!
 //! The authority side registers approvers ([`register_approver`]) and the
 //! rule ([`set_rule`]); approvers sign statements ([`sign_statement`], or
@@ -15,6 +15,8 @@
 //!
 //! The device's decision from the card's verdict, the MCUboot check and the
 //! consent policy is [`decide`].
+
+pub mod mcuboot;
 
 mod decide;
 pub use decide::{decide, ConsentPolicy, Decision, Final, OnUnapproved, Outcome, Reason};
@@ -30,7 +32,7 @@ use p256::ecdsa::SigningKey;
 use p256::PublicKey;
 use sha2::{Digest, Sha256};
 
-use crate::mcuboot::{McubootReport, McubootScanner};
+use crate::firmware::mcuboot::{McubootReport, McubootScanner};
 use crate::p256_keys::{check_signature, sec1_point, sign_der, KeyError};
 use crate::{CardCommands, HostError};
 

@@ -17,14 +17,18 @@
 //!    card named in [`GrantReport::uncertain`] (its last known ACL, the ACL
 //!    it may hold, and what to do).
 
+pub mod diversify;
+pub mod hsm;
+pub mod records;
+
 use std::fmt;
 
 use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::objects::{Acl, ObjectRef, Principal, Right};
 use dmsc_card_model::scp03::SecurityLevel;
 
-use crate::diversify::{open_card_authority, CardAuthorityKeys};
 use crate::error::HostError;
+use crate::fleet::diversify::{open_card_authority, CardAuthorityKeys};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 

@@ -1,7 +1,7 @@
 //! OMA DM bootstrap messages: a SyncML DM 1.2 package (`SyncML` / `SyncHdr` /
 //! `SyncBody`) whose `Add` and `Replace` commands carry the bootstrap nodes,
 //! as XML (`application/vnd.syncml.dm+xml`) or WBXML
-//! (`application/vnd.syncml.dm+wbxml`, decoded by [`crate::wbxml`] first).
+//! (`application/vnd.syncml.dm+wbxml`, decoded by [`crate::bootstrap::wbxml`] first).
 //!
 //! Every `Item` becomes a node at its `Target/LocURI` with its `Data` as
 //! value and the `Meta/Format` and `Meta/Type` of the item (or of its

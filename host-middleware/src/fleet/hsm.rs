@@ -18,7 +18,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
-use crate::diversify::{kdf_block_input, DiversifyError, KeyKind, MasterKeySource};
+use crate::fleet::diversify::{kdf_block_input, DiversifyError, KeyKind, MasterKeySource};
 
 /// An open, logged-in session with the token holding one key version's master keys.
 pub struct HsmMasterKeys {

@@ -20,10 +20,10 @@ use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::scp03::{self, SecurityLevel};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::diversify::{open_card_authority, CardAuthorityKeys};
+use crate::fleet::diversify::{open_card_authority, CardAuthorityKeys};
 use crate::fleet::{provision_one, FleetCard, Profile};
 use crate::governance::Governance;
-use crate::scp::{open_secure_channel, AuthorityKeySet};
+use crate::session::scp::{open_secure_channel, AuthorityKeySet};
 use crate::session::CardCommands;
 use crate::transport::Transport;
 
@@ -943,9 +943,9 @@ mod tests {
 #[cfg(all(test, feature = "sim"))]
 mod card_tests {
     use super::*;
-    use crate::diversify::{derive_card_keys, install_diversified_keys, SoftMasterKeys};
+    use crate::fleet::diversify::{derive_card_keys, install_diversified_keys, SoftMasterKeys};
     use crate::fleet::ProfileObject;
-    use crate::sim_transport::SimTransport;
+    use crate::transport::sim::SimTransport;
     use crate::{AuthorityKeySet, Session};
     use dmsc_card_model::commands::MoRecord;
     use dmsc_card_model::objects::{Acl, ObjectRef};

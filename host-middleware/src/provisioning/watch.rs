@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::device_tree::DeviceTree;
-use crate::pcsc_transport::{PcscCard, PcscContext};
 use crate::provisioning::{self, ProvisioningError, RefreshReport};
 use crate::session::Session;
+use crate::transport::pcsc::{PcscCard, PcscContext};
 use crate::transport::{ReaderEvent, ReaderInfo, TransportError};
 
 /// What the watcher did.

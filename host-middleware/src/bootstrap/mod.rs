@@ -11,6 +11,9 @@
 //! and writes nothing unless the card verified the MAC and the user accepted.
 //! docs/bootstrap.md describes the flow.
 
+pub mod syncml;
+pub mod wbxml;
+
 use std::path::{Path, PathBuf};
 
 use crate::device_tree::{DeviceTree, DirectoryTree, LastCard, Origin, TreeChange};
@@ -74,7 +77,7 @@ pub enum BootstrapError {
     /// The content is an OMA DM (SyncML) message that is not a bootstrap
     /// message the device can apply.
     #[error("the bootstrap content is not an OMA DM bootstrap message: {0}")]
-    BadMessage(#[source] crate::syncml::SyncmlError),
+    BadMessage(#[source] crate::bootstrap::syncml::SyncmlError),
     /// Writing into the device tree failed.
     #[error("the device tree: {0}")]
     DeviceTree(#[from] crate::device_tree::TreeError),
@@ -94,7 +97,7 @@ pub enum ContentError {
     },
     /// WBXML content that does not decode.
     #[error("{0}")]
-    Wbxml(#[from] crate::wbxml::WbxmlError),
+    Wbxml(#[from] crate::bootstrap::wbxml::WbxmlError),
     /// The XML is not a TNDS `MgmtTree` (strictly).
     #[error("{0}")]
     Tnds(#[from] crate::mo::MoError),
@@ -368,7 +371,7 @@ pub struct BootstrapContent {
 /// Checks that `packet` is a TNDS document or an OMA DM (SyncML DM 1.2)
 /// bootstrap message the device can apply (WBXML is decoded to XML first; a
 /// TNDS document is parsed as `MgmtTree`, strictly; a message's `Add` and
-/// `Replace` items become the same tree, see [`crate::syncml`]).
+/// `Replace` items become the same tree, see [`crate::bootstrap::syncml`]).
 pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapContent, BootstrapError> {
     let (xml, syncml) = match media {
         MediaType::Xml => {
@@ -377,21 +380,21 @@ pub fn decode_content(media: MediaType, packet: &[u8]) -> Result<BootstrapConten
                     at: e.valid_up_to(),
                 })
             })?;
-            let syncml = crate::syncml::is_syncml_xml(text).then_some("SyncML DM XML");
+            let syncml = crate::bootstrap::syncml::is_syncml_xml(text).then_some("SyncML DM XML");
             (text.to_string(), syncml)
         }
         MediaType::Wbxml => {
-            let d =
-                crate::wbxml::decode(packet).map_err(|e| BootstrapError::BadContent(e.into()))?;
-            let syncml = (d.vocabulary == crate::wbxml::Vocabulary::SyncMl)
+            let d = crate::bootstrap::wbxml::decode(packet)
+                .map_err(|e| BootstrapError::BadContent(e.into()))?;
+            let syncml = (d.vocabulary == crate::bootstrap::wbxml::Vocabulary::SyncMl)
                 .then_some("SyncML DM WBXML (as XML)");
             (d.xml, syncml)
         }
     };
     let (xml, tree) = match syncml {
         Some(format) => {
-            let tree =
-                crate::syncml::bootstrap_tree(&xml, format).map_err(BootstrapError::BadMessage)?;
+            let tree = crate::bootstrap::syncml::bootstrap_tree(&xml, format)
+                .map_err(BootstrapError::BadMessage)?;
             (tree.to_tnds(), tree)
         }
         None => {
@@ -488,7 +491,7 @@ mod mac_length_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wbxml::WbxmlError;
+    use crate::bootstrap::wbxml::WbxmlError;
 
     #[test]
     fn content_errors_name_what_and_where() {

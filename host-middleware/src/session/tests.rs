@@ -9,10 +9,10 @@ use dmsc_card_model::commands::{
 };
 use dmsc_card_model::objects::{Acl, ObjectRef};
 
-use crate::scripted::{h, ScriptedTransport};
-use crate::secure::{SecureMessaging, SmError};
+use crate::session::secure::{SecureMessaging, SmError};
+use crate::session::trace::TraceEvent;
 use crate::session::{ApduLimits, CardCommands, PinStatus, Session};
-use crate::trace::TraceEvent;
+use crate::transport::scripted::{h, ScriptedTransport};
 use crate::{HostError, Status, TransportError};
 
 const SELECT: &str = "00A40400 07 F0444D53430001 00";

@@ -7,7 +7,7 @@ use dmsc_card_model::scp03::{
 };
 
 use crate::error::HostError;
-use crate::secure::{SecureMessaging, SmError};
+use crate::session::secure::{SecureMessaging, SmError};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 

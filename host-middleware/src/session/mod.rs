@@ -22,6 +22,13 @@
 //! The typed commands are the provided methods of [`CardCommands`], which both
 //! [`Session`] and [`ExclusiveSession`] (inside a transaction) implement.
 
+pub mod manager;
+pub mod scp;
+pub mod secure;
+#[cfg(test)]
+mod tests;
+pub mod trace;
+
 use core::fmt;
 
 use dmsc_card_model::apdu::{
@@ -36,8 +43,8 @@ use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef};
 use zeroize::Zeroize;
 
 use crate::error::{check_status, command_name, HostError, Status};
-use crate::secure::SecureMessaging;
-use crate::trace::{format_command, format_response, Direction, TraceEvent, TraceHook};
+use crate::session::secure::SecureMessaging;
+use crate::session::trace::{format_command, format_response, Direction, TraceEvent, TraceHook};
 use crate::transport::{Transport, TransportError};
 
 /// Largest response the session reassembles from `61xx` chunks.

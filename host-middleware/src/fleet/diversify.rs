@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::error::HostError;
 use crate::governance::Governance;
-use crate::scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
+use crate::session::scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 
@@ -395,7 +395,7 @@ pub fn install_diversified_keys<T: Transport>(
 #[cfg(all(test, feature = "sim"))]
 mod card_tests {
     use super::*;
-    use crate::sim_transport::SimTransport;
+    use crate::transport::sim::SimTransport;
     use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
     use zeroize::Zeroizing;
 

@@ -40,7 +40,7 @@ use dmsc_card_model::scp03::SecurityLevel;
 
 use crate::error::HostError;
 use crate::governance::{AuditFilter, Governance};
-use crate::scp::{open_secure_channel, AuthorityKeySet};
+use crate::session::scp::{open_secure_channel, AuthorityKeySet};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 
@@ -590,7 +590,7 @@ mod tests {
     #[cfg(feature = "sim")]
     mod with_card {
         use super::*;
-        use crate::sim_transport::SimTransport;
+        use crate::transport::sim::SimTransport;
         use dmsc_card_model::scp03::StaticKeys;
         use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
         use std::sync::Mutex;

@@ -14,6 +14,15 @@
 //! the body with a transport that holds exclusive access, and releases it when
 //! the body returns. [`with_exclusive`] adapts it to a closure with a result.
 
+#[cfg(unix)]
+pub mod modem;
+#[cfg(feature = "pcsc")]
+pub mod pcsc;
+#[cfg(test)]
+pub(crate) mod scripted;
+#[cfg(feature = "sim")]
+pub mod sim;
+
 use core::fmt;
 
 /// Errors of a [`Transport`] and of reader management.
@@ -180,7 +189,7 @@ pub fn find_reader<'a>(
 
 /// A link that carries APDUs to one card.
 ///
-/// Implementations: [`PcscCard`](crate::pcsc_transport::PcscCard) (PC/SC) and,
+/// Implementations: [`PcscCard`](crate::transport::pcsc::PcscCard) (PC/SC) and,
 /// later, the in-process simulator. The trait is object safe; `Box<dyn
 /// Transport>` implements it too.
 ///

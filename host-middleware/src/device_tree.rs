@@ -47,14 +47,29 @@ pub enum Origin {
         /// The MO record's version on the card.
         version: u32,
     },
+    /// Applied from a UICC's smartcard bootstrap (OMA DM or LwM2M, docs/uicc.md):
+    /// it goes when that UICC goes or its bootstrap changes.
+    Uicc {
+        /// The UICC's ICCID (digits).
+        iccid: String,
+        /// `sha256:` digest of the UICC's bootstrap data.
+        digest: String,
+    },
+    /// The device's factory bootstrap: in force only while no card provides
+    /// anything (docs/bootstrap.md).
+    Factory {
+        /// `sha256:` digest of the factory bootstrap file.
+        digest: String,
+    },
 }
 
 impl Origin {
-    /// The card ID, for MOs that came from a card.
+    /// The card ID (a UICC's ICCID), for MOs that came from a card.
     pub fn card_id(&self) -> Option<&str> {
         match self {
-            Origin::Device => None,
+            Origin::Device | Origin::Factory { .. } => None,
             Origin::Card { card_id, .. } => Some(card_id),
+            Origin::Uicc { iccid, .. } => Some(iccid),
         }
     }
 }

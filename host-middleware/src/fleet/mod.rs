@@ -18,7 +18,9 @@
 //!    it may hold, and what to do).
 
 pub mod diversify;
+#[cfg(feature = "hsm")]
 pub mod hsm;
+#[cfg(feature = "records")]
 pub mod records;
 
 use std::fmt;

@@ -12,6 +12,7 @@
 //!    resident size at the end against the size after warm-up).
 //!
 //! Prints figures and ratios; asserts nothing about time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/e2e/mod.rs"]
 mod e2e;

@@ -10,6 +10,7 @@
 //!
 //! The hashing runs in a child process (this program, re-executed) so that its
 //! peak resident set (`VmHWM`) is that of hashing alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::path::Path;

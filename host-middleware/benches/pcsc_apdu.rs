@@ -4,6 +4,7 @@
 //!
 //! Needs the private pcscd of `.ci/pcsc-env`; `bash .ci/bench` sets it up and
 //! runs every benchmark. `DMSC_BENCH_APDUS` sets the APDUs per batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};

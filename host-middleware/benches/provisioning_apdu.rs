@@ -4,6 +4,7 @@
 //! SELECT) measured in the same run; nothing is asserted.
 //!
 //! Needs the private pcscd of `.ci/pcsc-env`; `bash .ci/bench` sets it up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,6 +1,7 @@
 //! Firmware approval and HTTP bootstrap through `dmsc_host::{firmware,
 //! bootstrap}` against the simulated card in-process, with keys, signatures
 //! and MACs made by the real `openssl` tool.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Firmware approval and HTTP bootstrap end to end: host ↔ pcscd ↔ vpcd ↔ the
 //! simulated card, on the private pcscd of `.ci/test` (vpcd slot 8). The card
 //! is pulled between hashing the package and asking the card.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e;
 mod support;

@@ -1,6 +1,7 @@
 //! The fleet ACL grant end to end: five simulated cards on vpcd slots 5–9 of
 //! the private pcscd of `.ci/test`, one pulled from its reader in the middle
 //! of the apply.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e;
 mod support;

@@ -1,6 +1,7 @@
 //! Access governance against simulated cards in-process: authority key sets
 //! (PUT KEY), ACLs, the failure limit and alarms as events, and the fleet-wide
 //! all-or-nothing ACL grant with its rollback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Property tests of the MO forms: every valid tree survives TNDS XML, JSON and
 //! the binary form unchanged, and no input makes a decoder panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dmsc_host::mo::{MgmtTree, Node, NodeType, RtProperties};
 use proptest::prelude::*;

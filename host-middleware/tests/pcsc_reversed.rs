@@ -2,6 +2,7 @@
 //! private pcscd (`.ci/pcsc-env start-reversed`) whose vpcd connects to it, and
 //! the host talks to the card through that daemon. Its own test binary:
 //! libpcsclite reads `PCSCLITE_CSOCK_NAME` once per process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e;
 mod support;

@@ -1,6 +1,7 @@
 //! The policy use case against the simulated card: the enterprise key and
 //! the signed policy on the card, verification by the card, enforcement
 //! into a device folder, administrators' signed commands.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

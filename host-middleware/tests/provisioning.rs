@@ -1,5 +1,6 @@
 //! MO formats, MOs on the card, the device tree, refresh, copy/diff and OTA
 //! scripts, against the simulated card in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

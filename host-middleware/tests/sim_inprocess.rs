@@ -1,4 +1,5 @@
 //! The host middleware against the simulated card in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

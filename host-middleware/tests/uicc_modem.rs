@@ -1,6 +1,7 @@
 //! The modem transport (`AT+CSIM` over a serial device) against a simulated
 //! modem on a pseudo-terminal, with the simulated UICC behind it: URCs between
 //! lines, an echo, `+CME ERROR`, and a modem that stops answering.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::{Read, Write};

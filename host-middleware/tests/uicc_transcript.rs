@@ -2,6 +2,7 @@
 //! bootstrap from a UICC over AT+CSIM (`test-vectors/uicc/nrf-uicc-lwm2m-csim.json`,
 //! source named in the file): the host must send exactly the APDUs of that
 //! test and decode the bootstrap file it reads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
 use std::path::Path;

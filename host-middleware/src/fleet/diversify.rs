@@ -392,7 +392,8 @@ pub fn install_diversified_keys<T: Transport>(
     Ok(keys)
 }
 
-#[cfg(all(test, feature = "sim"))]
+#[cfg(test)]
+#[cfg(feature = "sim")]
 mod card_tests {
     use super::*;
     use crate::transport::sim::SimTransport;

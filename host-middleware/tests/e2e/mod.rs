@@ -2,6 +2,7 @@
 //! bridge on one slot of the private pcscd that `.ci/test` starts
 //! (`.ci/pcsc-env`), and a PC/SC session to it.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

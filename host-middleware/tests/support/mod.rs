@@ -1,6 +1,7 @@
 //! Scenarios shared by the in-process and the PC/SC end-to-end tests: each
 //! takes a session on a freshly initialised card (see [`card_params`]).
 #![allow(dead_code, unused_imports)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dmsc_host::card_model::commands::{
     BootstrapKeyValue, MoRecord, ObjectValue, Pin, SelectInfo, PIN_REF_USER,

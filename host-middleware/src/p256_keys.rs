@@ -6,6 +6,8 @@
 //! or PKCS#8 (`PRIVATE KEY`, `openssl genpkey`). Signatures: DER
 //! (`openssl dgst -sha256 -sign`) or raw `r ‖ s` (64 bytes).
 
+use der::asn1::{AnyRef, ObjectIdentifier};
+use der::{Decode, SliceReader, Tag, TagNumber, Tagged};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -15,30 +17,63 @@ use zeroize::Zeroizing;
 /// Why a key or signature was not accepted. Never contains key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    /// The bytes are no P-256 public key in any accepted form.
+    /// The bytes are no P-256 public key in any accepted form; what was found,
+    /// when known.
     #[error(
         "not a P-256 public key: expected PEM or DER (SubjectPublicKeyInfo, SEC1 or PKCS#8 \
          private key of curve prime256v1) or a 65-byte uncompressed point{}",
         detail_suffix(.0)
     )]
-    NotPublicKey(String),
-    /// The bytes are no P-256 private key in any accepted form.
+    NotPublicKey(Option<KeyProblem>),
+    /// The bytes are no P-256 private key in any accepted form; what was found,
+    /// when known.
     #[error(
         "not a P-256 private key: expected PEM or DER, SEC1 (EC PRIVATE KEY) or PKCS#8 \
          (PRIVATE KEY) of curve prime256v1{}",
         detail_suffix(.0)
     )]
-    NotPrivateKey(String),
+    NotPrivateKey(Option<KeyProblem>),
     /// The bytes are no ECDSA signature.
     #[error("not an ECDSA P-256 signature: expected DER or raw r||s (64 bytes), got {0} bytes")]
     NotSignature(usize),
 }
 
-fn detail_suffix(d: &str) -> String {
-    if d.is_empty() {
-        String::new()
-    } else {
-        format!(" ({d})")
+/// What a key file holds instead of a P-256 key, or where its decoding failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// A known key of another kind ([`identify_other_key`]), e.g. "an RSA key".
+    #[error("found {0}")]
+    Found(&'static str),
+    /// A PEM block whose label names no key form accepted here.
+    #[error("PEM label {0}")]
+    PemLabel(String),
+    /// A `PUBLIC KEY` PEM block that does not decode as a P-256 key.
+    #[error("PEM PUBLIC KEY: {0}")]
+    PemPublicKey(p256::pkcs8::spki::Error),
+    /// A 65-byte uncompressed point that is not on the curve.
+    #[error("the point is not on the curve")]
+    PointOffCurve,
+    /// An `EC PRIVATE KEY` PEM block that does not decode.
+    #[error("PEM EC PRIVATE KEY does not decode")]
+    PemEcPrivateKey,
+    /// A `PRIVATE KEY` PEM block that does not decode.
+    #[error("PEM PRIVATE KEY does not decode")]
+    PemPrivateKey,
+    /// `openssl ecparam -genkey` without `-noout`, and no key block after it.
+    #[error(
+        "the file holds EC PARAMETERS before the key; use `openssl ecparam -genkey -noout`, \
+         or keep only the EC PRIVATE KEY block"
+    )]
+    EcParametersFirst,
+    /// A public key was looked for in a private key file that does not load.
+    #[error("{0}")]
+    PrivateKey(Box<KeyError>),
+}
+
+fn detail_suffix(d: &Option<KeyProblem>) -> String {
+    match d {
+        Some(d) => format!(" ({d})"),
+        None => String::new(),
     }
 }
 
@@ -55,33 +90,70 @@ fn pem_text(bytes: &[u8]) -> Option<&str> {
     Some(&text[start..])
 }
 
+/// `id-ecPublicKey` (RFC 5480): the algorithm whose parameters name the curve.
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
 /// Known key algorithms and curves, by OID: what a key that is not P-256 is.
-const KNOWN_KEYS: &[(&str, &str)] = &[
-    ("1.2.840.113549.1.1.1", "an RSA key"),
-    ("1.2.840.10040.4.1", "a DSA key"),
-    ("1.3.101.112", "an Ed25519 key"),
-    ("1.3.101.113", "an Ed448 key"),
-    ("1.3.101.110", "an X25519 key"),
-    ("1.3.101.111", "an X448 key"),
-    ("1.3.132.0.34", "an EC key on curve secp384r1 (P-384)"),
-    ("1.3.132.0.35", "an EC key on curve secp521r1 (P-521)"),
-    ("1.3.132.0.10", "an EC key on curve secp256k1"),
-    ("1.3.36.3.3.2.8.1.1.7", "an EC key on curve brainpoolP256r1"),
+const KNOWN_KEYS: &[(ObjectIdentifier, &str)] = &[
     (
-        "1.3.36.3.3.2.8.1.1.11",
+        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1"),
+        "an RSA key",
+    ),
+    (
+        ObjectIdentifier::new_unwrap("1.2.840.10040.4.1"),
+        "a DSA key",
+    ),
+    (
+        ObjectIdentifier::new_unwrap("1.3.101.112"),
+        "an Ed25519 key",
+    ),
+    (ObjectIdentifier::new_unwrap("1.3.101.113"), "an Ed448 key"),
+    (ObjectIdentifier::new_unwrap("1.3.101.110"), "an X25519 key"),
+    (ObjectIdentifier::new_unwrap("1.3.101.111"), "an X448 key"),
+    (
+        ObjectIdentifier::new_unwrap("1.3.132.0.34"),
+        "an EC key on curve secp384r1 (P-384)",
+    ),
+    (
+        ObjectIdentifier::new_unwrap("1.3.132.0.35"),
+        "an EC key on curve secp521r1 (P-521)",
+    ),
+    (
+        ObjectIdentifier::new_unwrap("1.3.132.0.10"),
+        "an EC key on curve secp256k1",
+    ),
+    (
+        ObjectIdentifier::new_unwrap("1.3.36.3.3.2.8.1.1.7"),
+        "an EC key on curve brainpoolP256r1",
+    ),
+    (
+        ObjectIdentifier::new_unwrap("1.3.36.3.3.2.8.1.1.11"),
         "an EC key on curve brainpoolP384r1",
     ),
     (
-        "1.2.840.10045.3.1.1",
+        ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.1"),
         "an EC key on curve prime192v1 (P-192)",
     ),
-    ("1.3.132.0.33", "an EC key on curve secp224r1 (P-224)"),
+    (
+        ObjectIdentifier::new_unwrap("1.3.132.0.33"),
+        "an EC key on curve secp224r1 (P-224)",
+    ),
 ];
 
+fn known(oid: &ObjectIdentifier) -> Option<&'static str> {
+    KNOWN_KEYS
+        .iter()
+        .find_map(|(known, what)| (known == oid).then_some(*what))
+}
+
 /// What kind of key the bytes (PEM or DER) hold, when it is a known kind
-/// other than P-256: the algorithm and curve OIDs found in its encoding.
+/// other than P-256: the algorithm OID of a SubjectPublicKeyInfo or PKCS#8
+/// PrivateKeyInfo (and, for `id-ecPublicKey`, the curve OID of its
+/// parameters), the curve OID of a SEC1 ECPrivateKey or of EC PARAMETERS, or
+/// the shape of a PKCS#1 RSA key.
 pub fn identify_other_key(bytes: &[u8]) -> Option<&'static str> {
-    let der: Vec<u8> = match pem_text(bytes) {
+    let pem: Zeroizing<Vec<u8>>;
+    let der: &[u8] = match pem_text(bytes) {
         Some(text) => {
             let label = pem_label(bytes).unwrap_or_default();
             if label.starts_with("RSA ") {
@@ -90,69 +162,90 @@ pub fn identify_other_key(bytes: &[u8]) -> Option<&'static str> {
             if label.starts_with("DSA ") {
                 return Some("a DSA key");
             }
-            p256::pkcs8::der::Document::from_pem(text)
-                .ok()?
-                .1
-                .as_bytes()
-                .to_vec()
+            pem = Zeroizing::new(
+                p256::pkcs8::der::Document::from_pem(text)
+                    .ok()?
+                    .1
+                    .as_bytes()
+                    .to_vec(),
+            );
+            &pem
         }
-        None => bytes.to_vec(),
+        None => bytes,
     };
-    let der = Zeroizing::new(der);
-    if is_pkcs1_rsa(&der) {
-        return Some("an RSA key");
+    let mut reader = SliceReader::new(der).ok()?;
+    let outer = AnyRef::decode(&mut reader).ok()?;
+    match outer.tag() {
+        // EC PARAMETERS: the curve's OID alone.
+        Tag::ObjectIdentifier => known(&ObjectIdentifier::try_from(outer).ok()?),
+        Tag::Sequence => identify_sequence(&elements(outer.value(), 4)?),
+        _ => None,
     }
-    KNOWN_KEYS.iter().find_map(|(oid, what)| {
-        let oid = p256::pkcs8::ObjectIdentifier::new(oid).ok()?;
-        let body = oid.as_bytes();
-        let mut tlv = vec![0x06, u8::try_from(body.len()).ok()?];
-        tlv.extend_from_slice(body);
-        der.windows(tlv.len()).any(|w| w == tlv).then_some(*what)
-    })
 }
 
-/// A PKCS#1 RSAPrivateKey or RSAPublicKey (no algorithm OID): a SEQUENCE
-/// starting with INTEGER 0 then a large INTEGER (private), or with a large
-/// INTEGER then a small one (public).
-fn is_pkcs1_rsa(der: &[u8]) -> bool {
-    /// One DER TLV at `at`: (tag, value start, value length).
-    fn tlv(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
-        let tag = *der.get(at)?;
-        let first = *der.get(at + 1)?;
-        if first < 0x80 {
-            return Some((tag, at + 2, usize::from(first)));
-        }
-        let n = usize::from(first & 0x7F);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | usize::from(*der.get(at + 2 + i)?);
-        }
-        Some((tag, at + 2 + n, len))
+/// The first `max` TLVs inside a constructed value (fewer if it has fewer).
+fn elements(value: &[u8], max: usize) -> Option<Vec<AnyRef<'_>>> {
+    let mut reader = SliceReader::new(value).ok()?;
+    let mut out = Vec::new();
+    while out.len() < max && !der::Reader::is_finished(&reader) {
+        out.push(AnyRef::decode(&mut reader).ok()?);
     }
-    let Some((0x30, body, _)) = tlv(der, 0) else {
-        return false;
-    };
-    let Some((0x02, v1, l1)) = tlv(der, body) else {
-        return false;
-    };
-    let Some((0x02, _, l2)) = tlv(der, v1 + l1) else {
-        return false;
-    };
-    let first_is_zero = l1 == 1 && der.get(v1) == Some(&0);
-    (first_is_zero && l2 >= 64) || (l1 >= 64 && l2 <= 8)
+    Some(out)
+}
+
+/// The key kind of a SEQUENCE's elements: SubjectPublicKeyInfo
+/// `{AlgorithmIdentifier, BIT STRING}`, PKCS#8 `{INTEGER, AlgorithmIdentifier,
+/// OCTET STRING, …}`, SEC1 `{INTEGER 1, OCTET STRING, [0] curve OID, …}` or
+/// PKCS#1 RSA (INTEGERs only).
+fn identify_sequence(e: &[AnyRef<'_>]) -> Option<&'static str> {
+    let tags: Vec<Tag> = e.iter().map(|a| a.tag()).collect();
+    match tags.as_slice() {
+        [Tag::Sequence, Tag::BitString, ..] => identify_algorithm(e[0]),
+        [Tag::Integer, Tag::Sequence, Tag::OctetString, ..] => identify_algorithm(e[1]),
+        [Tag::Integer, Tag::OctetString, ..] => e[2..].iter().find_map(|a| {
+            let params = Tag::ContextSpecific {
+                constructed: true,
+                number: TagNumber::N0,
+            };
+            (a.tag() == params)
+                .then(|| ObjectIdentifier::from_der(a.value()).ok())
+                .flatten()
+                .and_then(|curve| known(&curve))
+        }),
+        [Tag::Integer, Tag::Integer, ..] => is_pkcs1_rsa(e[0].value(), e[1].value()),
+        _ => None,
+    }
+}
+
+/// The key kind an AlgorithmIdentifier `{OID, parameters}` names.
+fn identify_algorithm(alg: AnyRef<'_>) -> Option<&'static str> {
+    let e = elements(alg.value(), 2)?;
+    let oid = ObjectIdentifier::try_from(*e.first()?).ok()?;
+    if oid == ID_EC_PUBLIC_KEY {
+        let curve = ObjectIdentifier::try_from(*e.get(1)?).ok()?;
+        known(&curve)
+    } else {
+        known(&oid)
+    }
+}
+
+/// A PKCS#1 RSAPrivateKey or RSAPublicKey (no algorithm OID) from its first
+/// two INTEGERs: 0 then a large one (private), or a large one then a small
+/// one (public).
+fn is_pkcs1_rsa(first: &[u8], second: &[u8]) -> Option<&'static str> {
+    let private = first == [0] && second.len() >= 64;
+    let public = first.len() >= 64 && second.len() <= 8;
+    (private || public).then_some("an RSA key")
 }
 
 /// Replaces the detail of a key error by the kind of key found, if known.
 fn name_the_key(e: KeyError, bytes: &[u8]) -> KeyError {
     match (identify_other_key(bytes), e) {
         (Some(found), KeyError::NotPublicKey(_)) => {
-            KeyError::NotPublicKey(format!("found {found}"))
+            KeyError::NotPublicKey(Some(KeyProblem::Found(found)))
         }
         (Some(found), KeyError::NotPrivateKey(_)) => {
-            KeyError::NotPrivateKey(format!("found {found}"))
+            KeyError::NotPrivateKey(Some(KeyProblem::Found(found)))
         }
         (_, e) => e,
     }
@@ -164,20 +257,21 @@ pub fn load_public_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
 }
 
 fn load_public_key_inner(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+    let not_public = |p| KeyError::NotPublicKey(Some(p));
     if let Some(label) = pem_label(bytes) {
         let text = pem_text(bytes).unwrap_or_default();
         return match label.as_str() {
             "PUBLIC KEY" => PublicKey::from_public_key_pem(text)
-                .map_err(|e| KeyError::NotPublicKey(format!("PEM PUBLIC KEY: {e}"))),
+                .map_err(|e| not_public(KeyProblem::PemPublicKey(e))),
             "EC PRIVATE KEY" | "PRIVATE KEY" | "EC PARAMETERS" => load_private_key_inner(bytes)
                 .map(|k| PublicKey::from(k.verifying_key()))
-                .map_err(|e| KeyError::NotPublicKey(e.to_string())),
-            other => Err(KeyError::NotPublicKey(format!("PEM label {other}"))),
+                .map_err(|e| not_public(KeyProblem::PrivateKey(Box::new(e)))),
+            _ => Err(not_public(KeyProblem::PemLabel(label))),
         };
     }
     if bytes.len() == 65 && bytes[0] == 0x04 {
         return PublicKey::from_sec1_bytes(bytes)
-            .map_err(|_| KeyError::NotPublicKey("the point is not on the curve".into()));
+            .map_err(|_| not_public(KeyProblem::PointOffCurve));
     }
     if let Ok(k) = PublicKey::from_public_key_der(bytes) {
         return Ok(k);
@@ -185,7 +279,7 @@ fn load_public_key_inner(bytes: &[u8]) -> Result<PublicKey, KeyError> {
     if let Ok(k) = load_private_key_inner(bytes) {
         return Ok(PublicKey::from(k.verifying_key()));
     }
-    Err(KeyError::NotPublicKey(String::new()))
+    Err(KeyError::NotPublicKey(None))
 }
 
 /// Loads a P-256 private key for signing (see the module documentation).
@@ -194,36 +288,32 @@ pub fn load_private_key(bytes: &[u8]) -> Result<SigningKey, KeyError> {
 }
 
 fn load_private_key_inner(bytes: &[u8]) -> Result<SigningKey, KeyError> {
-    let secret = if let Some(label) = pem_label(bytes) {
-        let text = pem_text(bytes).unwrap_or_default();
-        match label.as_str() {
-            "EC PRIVATE KEY" => SecretKey::from_sec1_pem(text)
-                .map_err(|_| KeyError::NotPrivateKey("PEM EC PRIVATE KEY does not decode".into())),
-            "PRIVATE KEY" => SecretKey::from_pkcs8_pem(text)
-                .map_err(|_| KeyError::NotPrivateKey("PEM PRIVATE KEY does not decode".into())),
-            "EC PARAMETERS" => Err(KeyError::NotPrivateKey(
-                "the file holds EC PARAMETERS before the key; use `openssl ecparam -genkey \
-                 -noout`, or keep only the EC PRIVATE KEY block"
-                    .into(),
-            )),
-            other => Err(KeyError::NotPrivateKey(format!("PEM label {other}"))),
-        }
-        .or_else(|e| {
-            // `openssl ecparam -genkey` without -noout writes EC PARAMETERS first.
-            match text.find("-----BEGIN EC PRIVATE KEY-----") {
-                Some(i) if label == "EC PARAMETERS" => SecretKey::from_sec1_pem(&text[i..])
-                    .map_err(|_| {
-                        KeyError::NotPrivateKey("PEM EC PRIVATE KEY does not decode".into())
-                    }),
-                _ => Err(e),
+    let not_private = |p| KeyError::NotPrivateKey(Some(p));
+    let secret =
+        if let Some(label) = pem_label(bytes) {
+            let text = pem_text(bytes).unwrap_or_default();
+            match label.as_str() {
+                "EC PRIVATE KEY" => SecretKey::from_sec1_pem(text)
+                    .map_err(|_| not_private(KeyProblem::PemEcPrivateKey)),
+                "PRIVATE KEY" => SecretKey::from_pkcs8_pem(text)
+                    .map_err(|_| not_private(KeyProblem::PemPrivateKey)),
+                "EC PARAMETERS" => Err(not_private(KeyProblem::EcParametersFirst)),
+                _ => Err(not_private(KeyProblem::PemLabel(label.clone()))),
             }
-        })?
-    } else {
-        let der = Zeroizing::new(bytes.to_vec());
-        SecretKey::from_sec1_der(&der)
-            .or_else(|_| SecretKey::from_pkcs8_der(&der))
-            .map_err(|_| KeyError::NotPrivateKey(String::new()))?
-    };
+            .or_else(|e| {
+                // `openssl ecparam -genkey` without -noout writes EC PARAMETERS first.
+                match text.find("-----BEGIN EC PRIVATE KEY-----") {
+                    Some(i) if label == "EC PARAMETERS" => SecretKey::from_sec1_pem(&text[i..])
+                        .map_err(|_| not_private(KeyProblem::PemEcPrivateKey)),
+                    _ => Err(e),
+                }
+            })?
+        } else {
+            let der = Zeroizing::new(bytes.to_vec());
+            SecretKey::from_sec1_der(&der)
+                .or_else(|_| SecretKey::from_pkcs8_der(&der))
+                .map_err(|_| KeyError::NotPrivateKey(None))?
+        };
     Ok(SigningKey::from(secret))
 }
 

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::scp03::{self, SecurityLevel};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::fleet::diversify::{open_card_authority, CardAuthorityKeys};
 use crate::fleet::{provision_one, FleetCard, Profile};
@@ -26,6 +26,9 @@ use crate::governance::Governance;
 use crate::session::scp::{open_secure_channel, AuthorityKeySet};
 use crate::session::CardCommands;
 use crate::transport::Transport;
+
+mod pg;
+pub use pg::PgRecords;
 
 /// The schema version this build writes (SQLite `PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -67,13 +70,22 @@ pub enum RecordError {
     /// The database could not be opened, read or written.
     #[error("record database {path}: {what}: {source}")]
     Db {
-        /// The database.
+        /// The database (a PostgreSQL database without its password).
         path: String,
         /// What was being done.
         what: &'static str,
         /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
+    },
+    /// The PostgreSQL connection string does not parse.
+    #[error("record database {path}: not a PostgreSQL connection string: {source}")]
+    BadUrl {
+        /// What can be shown of it (never the password).
+        path: String,
+        /// Why.
+        #[source]
+        source: postgres::Error,
     },
     /// The database was written by a newer dmsc.
     #[error(
@@ -96,6 +108,49 @@ pub enum RecordError {
         /// The value.
         value: String,
     },
+    /// The database answered something its schema rules out.
+    #[error("record database {db}: {what}")]
+    Inconsistent {
+        /// The database.
+        db: String,
+        /// What.
+        what: &'static str,
+    },
+    /// The attempt's claim was taken over by another attempt (this station's
+    /// connection was lost and another station took the card over).
+    #[error(
+        "record database {db}: the claim of card {card_id} by attempt {attempt} was taken \
+         over by another attempt; check the card and its records"
+    )]
+    TakenOver {
+        /// The database.
+        db: String,
+        /// The card.
+        card_id: String,
+        /// This attempt.
+        attempt: i64,
+    },
+}
+
+/// The database's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// From SQLite.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// From PostgreSQL (the server's message and SQLSTATE shown).
+    #[error("{}", describe_pg(.0))]
+    Postgres(#[source] postgres::Error),
+}
+
+fn describe_pg(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{e}: {} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// What an attempt is about, when it starts.
@@ -227,9 +282,420 @@ pub fn to_csv(records: &[Record]) -> String {
 /// The key version the card used and the KCVs of ENC, MAC and DEK.
 pub type UsedKeys = (u8, [[u8; 3]; 3]);
 
+/// A record store: what [`provision_recorded`] and `dmsc fleet records` need.
+/// [`SqliteRecords`] (one station) and [`PgRecords`] (several stations) run
+/// the same claim algorithm and SQL; they differ only in how a transaction
+/// starts and in how a station that stopped is told from one that works.
+pub trait Records: Send + Sync + std::fmt::Debug {
+    /// The database, as messages name it (never with a password).
+    fn location(&self) -> &str;
+    /// Claims the card for this attempt (see the module documentation) and,
+    /// when claimed, writes the attempt's record `in_progress`. One write
+    /// transaction: two stations cannot both claim a card.
+    fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError>;
+    /// Ends an attempt: `Ok(keys)` provisioned (with the key version and the
+    /// authority keys' KCVs, when known), `Err(why)` failed. The claim follows;
+    /// an attempt whose claim was taken over meanwhile is an error.
+    fn finish(
+        &self,
+        job: &str,
+        card_id: &str,
+        attempt: i64,
+        outcome: Result<Option<UsedKeys>, String>,
+        finished: jiff::Timestamp,
+    ) -> Result<(), RecordError>;
+    /// Every attempt (of `job`, or of every job), by job, card and attempt.
+    fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError>;
+    /// The claim status of a card for a job, if claimed.
+    fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError>;
+    /// Checks that this station may write records (a write rolled back): a
+    /// read-only file, role or server is refused here, before any card is
+    /// touched.
+    fn check_writable(&self) -> Result<(), RecordError>;
+}
+
+/// Where records are kept: `postgres://…`, `postgresql://…` or a libpq
+/// key-value string naming a `host=` or `dbname=` (PostgreSQL), otherwise the
+/// path of a SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string (may hold a password: never print it;
+    /// [`PgRecords::location`] is the printable form).
+    Postgres(String),
+}
+
+impl Location {
+    /// Tells the forms apart (see [`Location`]).
+    pub fn parse(s: &Path) -> Location {
+        if let Some(text) = s.to_str() {
+            let t = text.trim_start();
+            let key_value = t
+                .split_ascii_whitespace()
+                .any(|w| w.starts_with("host=") || w.starts_with("dbname="));
+            if t.starts_with("postgres://") || t.starts_with("postgresql://") || key_value {
+                return Location::Postgres(text.to_string());
+            }
+        }
+        Location::Sqlite(s.to_path_buf())
+    }
+
+    /// Whether there is something to read: a SQLite file that exists, or a
+    /// PostgreSQL database (asked when opened).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::Sqlite(p) => p.exists(),
+            Location::Postgres(_) => true,
+        }
+    }
+}
+
+/// Opens the record store at `location` ([`Location`]), creating and
+/// migrating its schema as needed; with `write`, also checks that records
+/// can be written ([`Records::check_writable`]).
+pub fn open(location: &Path, write: bool) -> Result<Box<dyn Records>, RecordError> {
+    let store: Box<dyn Records> = match Location::parse(location) {
+        Location::Sqlite(p) => Box::new(SqliteRecords::open(&p)?),
+        Location::Postgres(url) => Box::new(PgRecords::open(&url)?),
+    };
+    if write {
+        store.check_writable()?;
+    }
+    Ok(store)
+}
+
+/// A value bound to, or read from, a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Value {
+    fn text(s: &str) -> Value {
+        Value::Text(Some(s.to_string()))
+    }
+    fn int(i: i64) -> Value {
+        Value::Int(Some(i))
+    }
+    fn into_text(self) -> Option<String> {
+        match self {
+            Value::Text(t) => t,
+            Value::Int(i) => i.map(|i| i.to_string()),
+        }
+    }
+    fn into_int(self) -> Option<i64> {
+        match self {
+            Value::Int(i) => i,
+            Value::Text(t) => t.and_then(|t| t.parse().ok()),
+        }
+    }
+}
+
+/// The column types a query returns.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Int,
+}
+
+/// One write transaction of a store, in SQL with `?N` parameters.
+trait Tx {
+    /// Runs a statement; the number of rows it changed.
+    fn execute(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, RecordError>;
+    /// Runs a query; its rows, columns of the `kinds` given.
+    fn query(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: &[Value],
+        kinds: &[Kind],
+    ) -> Result<Vec<Vec<Value>>, RecordError>;
+    /// What ends a `SELECT` that locks the rows it reads until the end of the
+    /// transaction (`FOR UPDATE`; empty where the transaction locks the
+    /// whole database, as SQLite's `BEGIN IMMEDIATE` does).
+    fn lock_rows(&self) -> &'static str;
+    /// Whether the attempt holding an `in_progress` claim (of `holder`)
+    /// stopped, so that `me` takes it over; when true, this connection now
+    /// holds the card (see [`Tx::hold`]).
+    fn holder_stopped(&mut self, key: &str, holder: &str, me: &str) -> Result<bool, RecordError>;
+    /// Marks this connection as working on the card `key` until
+    /// [`Backend::release`]; false when a live connection already is.
+    fn hold(&mut self, key: &str) -> Result<bool, RecordError>;
+}
+
+/// A database the claim algorithm runs on.
+trait Backend {
+    /// The database, as messages name it.
+    fn name(&self) -> &str;
+    /// Runs `body` in one write transaction, committed when `commit` and
+    /// `body` succeeds, rolled back otherwise.
+    fn transaction<R>(
+        &self,
+        what: &'static str,
+        commit: bool,
+        body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
+    ) -> Result<R, RecordError>;
+    /// Ends this connection's hold of the card `key` ([`Tx::hold`]).
+    fn release(&self, key: &str);
+}
+
+/// The key that names a card of a job for [`Tx::hold`].
+fn hold_key(job: &str, card_id: &str) -> String {
+    format!("dmsc-claim\n{job}\n{card_id}")
+}
+
+fn claim_in<B: Backend>(db: &B, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
+    let key = hold_key(a.job, a.card_id);
+    db.transaction("claiming the card", true, |tx| {
+        let lock = tx.lock_rows();
+        let inserted = tx.execute(
+            "claiming the card",
+            "INSERT INTO claims (job, card_id, station, status, attempt) \
+             VALUES (?1, ?2, ?3, 'in_progress', 1) ON CONFLICT (job, card_id) DO NOTHING",
+            &[Value::text(a.job), Value::text(a.card_id), Value::text(a.station)],
+        )?;
+        let (attempt, recovered) = if inserted == 1 {
+            if !tx.hold(&key)? {
+                return Err(RecordError::Inconsistent {
+                    db: db.name().to_string(),
+                    what: "a new claim is held by another connection",
+                });
+            }
+            (1, None)
+        } else {
+            let row = tx
+                .query(
+                    "reading the card's claim",
+                    &format!(
+                        "SELECT station, status, attempt FROM claims \
+                         WHERE job = ?1 AND card_id = ?2{lock}"
+                    ),
+                    &[Value::text(a.job), Value::text(a.card_id)],
+                    &[Kind::Text, Kind::Text, Kind::Int],
+                )?
+                .into_iter()
+                .next()
+                .ok_or_else(|| RecordError::Inconsistent {
+                    db: db.name().to_string(),
+                    what: "the card's claim vanished",
+                })?;
+            let mut row = row.into_iter();
+            let mut next = || row.next().ok_or_else(|| RecordError::Inconsistent {
+                db: db.name().to_string(),
+                what: "a claim row is short",
+            });
+            let station = next()?.into_text().unwrap_or_default();
+            let status = next()?.into_text().unwrap_or_default();
+            let attempt = next()?.into_int().unwrap_or(0);
+            let status = Status::parse(&status).ok_or_else(|| RecordError::Corrupt {
+                path: db.name().to_string(),
+                column: "claims.status",
+                value: status.clone(),
+            })?;
+            let recovered = match status {
+                Status::Provisioned => return Ok(Claim::AlreadyProvisioned { station }),
+                Status::InProgress => {
+                    if !tx.holder_stopped(&key, &station, a.station)? {
+                        return Ok(Claim::InProgressElsewhere { station });
+                    }
+                    tx.execute(
+                        "closing the interrupted attempt",
+                        "UPDATE attempts SET status = 'failed', finished = ?4, \
+                         error = 'interrupted: the station stopped mid-card; redone by the next attempt' \
+                         WHERE job = ?1 AND card_id = ?2 AND attempt = ?3 AND status = 'in_progress'",
+                        &[
+                            Value::text(a.job),
+                            Value::text(a.card_id),
+                            Value::int(attempt),
+                            Value::text(&a.started.to_string()),
+                        ],
+                    )?;
+                    Some(attempt)
+                }
+                Status::Failed => {
+                    if !tx.hold(&key)? {
+                        return Ok(Claim::InProgressElsewhere { station });
+                    }
+                    None
+                }
+            };
+            tx.execute(
+                "taking over the card's claim",
+                "UPDATE claims SET station = ?3, status = 'in_progress', attempt = ?4 \
+                 WHERE job = ?1 AND card_id = ?2 AND attempt = ?5",
+                &[
+                    Value::text(a.job),
+                    Value::text(a.card_id),
+                    Value::text(a.station),
+                    Value::int(attempt + 1),
+                    Value::int(attempt),
+                ],
+            )?;
+            (attempt + 1, recovered)
+        };
+        tx.execute(
+            "recording the attempt",
+            "INSERT INTO attempts (job, card_id, attempt, station, status, profile_digest, \
+             key_version, started) VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, ?7)",
+            &[
+                Value::text(a.job),
+                Value::text(a.card_id),
+                Value::int(attempt),
+                Value::text(a.station),
+                Value::text(a.profile_digest),
+                Value::int(i64::from(a.key_version)),
+                Value::text(&a.started.to_string()),
+            ],
+        )?;
+        Ok(Claim::Claimed { attempt, recovered })
+    })
+}
+
+fn finish_in<B: Backend>(
+    db: &B,
+    job: &str,
+    card_id: &str,
+    attempt: i64,
+    outcome: Result<Option<UsedKeys>, String>,
+    finished: jiff::Timestamp,
+) -> Result<(), RecordError> {
+    let (status, keys, error) = match outcome {
+        Ok(keys) => (Status::Provisioned, keys, None),
+        Err(e) => (Status::Failed, None, Some(e)),
+    };
+    let kcv = |i: usize| Value::Text(keys.map(|(_, k)| hex::encode_upper(k[i])));
+    let done = db.transaction("recording the end of the attempt", true, |tx| {
+        tx.execute(
+            "recording the end of the attempt",
+            "UPDATE attempts SET status = ?4, kcv_enc = ?5, kcv_mac = ?6, kcv_dek = ?7, \
+             finished = ?8, error = ?9, key_version = coalesce(?10, key_version) \
+             WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
+            &[
+                Value::text(job),
+                Value::text(card_id),
+                Value::int(attempt),
+                Value::text(status.name()),
+                kcv(0),
+                kcv(1),
+                kcv(2),
+                Value::text(&finished.to_string()),
+                Value::Text(error.clone()),
+                Value::Int(keys.map(|(kvn, _)| i64::from(kvn))),
+            ],
+        )?;
+        let released = tx.execute(
+            "releasing the card's claim",
+            "UPDATE claims SET status = ?4 WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
+            &[
+                Value::text(job),
+                Value::text(card_id),
+                Value::int(attempt),
+                Value::text(status.name()),
+            ],
+        )?;
+        if released != 1 {
+            return Err(RecordError::TakenOver {
+                db: db.name().to_string(),
+                card_id: card_id.to_string(),
+                attempt,
+            });
+        }
+        Ok(())
+    });
+    db.release(&hold_key(job, card_id));
+    done
+}
+
+fn records_in<B: Backend>(db: &B, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
+    use Kind::{Int, Text};
+    let rows = db.transaction("reading the records", false, |tx| {
+        tx.query(
+            "reading the records",
+            "SELECT card_id, job, attempt, station, status, profile_digest, key_version, \
+             kcv_enc, kcv_mac, kcv_dek, started, finished, error FROM attempts \
+             WHERE CAST(?1 AS TEXT) IS NULL OR job = ?1 ORDER BY job, card_id, attempt",
+            &[Value::Text(job.map(str::to_string))],
+            &[
+                Text, Text, Int, Text, Text, Text, Int, Text, Text, Text, Text, Text, Text,
+            ],
+        )
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let mut t = || r.next().and_then(Value::into_text);
+            let card_id = t().unwrap_or_default();
+            let job = t().unwrap_or_default();
+            let attempt = t().and_then(|a| a.parse().ok()).unwrap_or(0);
+            let station = t().unwrap_or_default();
+            let status = t().unwrap_or_default();
+            let profile_digest = t().unwrap_or_default();
+            let key_version = t().and_then(|k| k.parse::<i64>().ok()).unwrap_or(0);
+            Record {
+                card_id,
+                job,
+                attempt,
+                station,
+                status,
+                profile_digest,
+                key_version: format!("{key_version:02X}"),
+                kcv_enc: t(),
+                kcv_mac: t(),
+                kcv_dek: t(),
+                started: t().unwrap_or_default(),
+                finished: t(),
+                error: t(),
+            }
+        })
+        .collect())
+}
+
+fn claim_status_in<B: Backend>(
+    db: &B,
+    job: &str,
+    card_id: &str,
+) -> Result<Option<Status>, RecordError> {
+    let rows = db.transaction("reading the card's claim", false, |tx| {
+        tx.query(
+            "reading the card's claim",
+            "SELECT status FROM claims WHERE job = ?1 AND card_id = ?2",
+            &[Value::text(job), Value::text(card_id)],
+            &[Kind::Text],
+        )
+    })?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .and_then(Value::into_text)
+        .as_deref()
+        .and_then(Status::parse))
+}
+
+fn check_writable_in<B: Backend>(db: &B) -> Result<(), RecordError> {
+    db.transaction("checking that records can be written", false, |tx| {
+        tx.execute(
+            "checking that records can be written",
+            "INSERT INTO claims (job, card_id, station, status, attempt) \
+             VALUES ('', '', '', 'failed', 0)",
+            &[],
+        )
+        .map(|_| ())
+    })
+}
+
 /// The record store: a SQLite database at a path.
 pub struct SqliteRecords {
     path: PathBuf,
+    name: String,
     conn: Mutex<Connection>,
 }
 
@@ -266,6 +732,123 @@ CREATE TABLE attempts (
 );
 ";
 
+struct SqliteTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    name: &'a str,
+}
+
+impl SqliteTx<'_> {
+    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> RecordError + '_ {
+        move |source| RecordError::Db {
+            path: self.name.to_string(),
+            what,
+            source: DbError::Sqlite(source),
+        }
+    }
+}
+
+fn sqlite_params(params: &[Value]) -> Vec<&dyn rusqlite::ToSql> {
+    params
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => t as &dyn rusqlite::ToSql,
+            Value::Int(i) => i as &dyn rusqlite::ToSql,
+        })
+        .collect()
+}
+
+impl Tx for SqliteTx<'_> {
+    fn execute(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, RecordError> {
+        let n = self
+            .tx
+            .execute(sql, sqlite_params(params).as_slice())
+            .map_err(self.err(what))?;
+        Ok(n as u64)
+    }
+
+    fn query(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: &[Value],
+        kinds: &[Kind],
+    ) -> Result<Vec<Vec<Value>>, RecordError> {
+        let mut stmt = self.tx.prepare(sql).map_err(self.err(what))?;
+        let rows = stmt
+            .query_map(sqlite_params(params).as_slice(), |r| {
+                kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        Ok(match k {
+                            Kind::Text => Value::Text(r.get(i)?),
+                            Kind::Int => Value::Int(r.get(i)?),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, rusqlite::Error>>()
+            })
+            .map_err(self.err(what))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err(what))
+    }
+
+    fn lock_rows(&self) -> &'static str {
+        // BEGIN IMMEDIATE: the whole database is this transaction's.
+        ""
+    }
+
+    fn holder_stopped(&mut self, _key: &str, holder: &str, me: &str) -> Result<bool, RecordError> {
+        // One process per station: a claim of this station that is still in
+        // progress was left by a run that stopped.
+        Ok(holder == me)
+    }
+
+    fn hold(&mut self, _key: &str) -> Result<bool, RecordError> {
+        Ok(true)
+    }
+}
+
+impl Backend for SqliteRecords {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn transaction<R>(
+        &self,
+        what: &'static str,
+        commit: bool,
+        body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
+    ) -> Result<R, RecordError> {
+        let mut conn = self.lock();
+        let err = |source| RecordError::Db {
+            path: self.name.clone(),
+            what,
+            source: DbError::Sqlite(source),
+        };
+        let behavior = if commit {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        };
+        let tx = conn.transaction_with_behavior(behavior).map_err(err)?;
+        let mut t = SqliteTx {
+            tx,
+            name: &self.name,
+        };
+        let r = body(&mut t)?;
+        if commit {
+            t.tx.commit().map_err(err)?;
+        }
+        Ok(r)
+    }
+
+    fn release(&self, _key: &str) {}
+}
+
 impl SqliteRecords {
     /// Opens (creating it if needed) the database at `path` and migrates its
     /// schema to [`SCHEMA_VERSION`].
@@ -276,43 +859,41 @@ impl SqliteRecords {
             move |source| RecordError::Db {
                 path: p,
                 what,
-                source,
+                source: DbError::Sqlite(source),
             }
         };
         let mut conn = Connection::open(path).map_err(db("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(db("setting the busy timeout"))?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("starting the schema migration"))?;
-        let version: i64 = tx
+        let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db("reading the schema version"))?;
-        if version > SCHEMA_VERSION {
-            return Err(RecordError::NewerSchema {
-                path: p,
-                found: version,
-            });
+        if version != SCHEMA_VERSION {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("starting the schema migration"))?;
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(db("reading the schema version"))?;
+            if version > SCHEMA_VERSION {
+                return Err(RecordError::NewerSchema {
+                    path: p,
+                    found: version,
+                });
+            }
+            if version < 1 {
+                tx.execute_batch(SCHEMA_V1)
+                    .map_err(db("creating the schema (version 1)"))?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(db("writing the schema version"))?;
+            tx.commit().map_err(db("committing the schema migration"))?;
         }
-        if version < 1 {
-            tx.execute_batch(SCHEMA_V1)
-                .map_err(db("creating the schema (version 1)"))?;
-        }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(db("writing the schema version"))?;
-        tx.commit().map_err(db("committing the schema migration"))?;
         Ok(SqliteRecords {
             path: path.to_path_buf(),
+            name: p,
             conn: Mutex::new(conn),
         })
-    }
-
-    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> RecordError + '_ {
-        move |source| RecordError::Db {
-            path: self.path.display().to_string(),
-            what,
-            source,
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -321,81 +902,12 @@ impl SqliteRecords {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims the card for this attempt (see the module documentation) and,
-    /// when claimed, writes the attempt's record `in_progress`. One write
-    /// transaction: two stations cannot both claim a card.
+    /// [`Records::claim`].
     pub fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting the claim"))?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO claims (job, card_id, station, status, attempt) \
-                 VALUES (?1, ?2, ?3, 'in_progress', 1) ON CONFLICT (job, card_id) DO NOTHING",
-                params![a.job, a.card_id, a.station],
-            )
-            .map_err(self.err("claiming the card"))?;
-        let (attempt, recovered) = if inserted == 1 {
-            (1, None)
-        } else {
-            let (station, status, attempt): (String, String, i64) = tx
-                .query_row(
-                    "SELECT station, status, attempt FROM claims WHERE job = ?1 AND card_id = ?2",
-                    params![a.job, a.card_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .map_err(self.err("reading the card's claim"))?;
-            let status = Status::parse(&status).ok_or_else(|| RecordError::Corrupt {
-                path: self.path.display().to_string(),
-                column: "claims.status",
-                value: status.clone(),
-            })?;
-            let recovered = match status {
-                Status::Provisioned => return Ok(Claim::AlreadyProvisioned { station }),
-                Status::InProgress if station != a.station => {
-                    return Ok(Claim::InProgressElsewhere { station })
-                }
-                Status::InProgress => {
-                    tx.execute(
-                        "UPDATE attempts SET status = 'failed', finished = ?4, \
-                         error = 'interrupted: the station stopped mid-card; redone by the next attempt' \
-                         WHERE job = ?1 AND card_id = ?2 AND attempt = ?3 AND status = 'in_progress'",
-                        params![a.job, a.card_id, attempt, a.started.to_string()],
-                    )
-                    .map_err(self.err("closing the interrupted attempt"))?;
-                    Some(attempt)
-                }
-                Status::Failed => None,
-            };
-            tx.execute(
-                "UPDATE claims SET station = ?3, status = 'in_progress', attempt = ?4 \
-                 WHERE job = ?1 AND card_id = ?2 AND attempt = ?5",
-                params![a.job, a.card_id, a.station, attempt + 1, attempt],
-            )
-            .map_err(self.err("taking over the card's claim"))?;
-            (attempt + 1, recovered)
-        };
-        tx.execute(
-            "INSERT INTO attempts (job, card_id, attempt, station, status, profile_digest, \
-             key_version, started) VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, ?7)",
-            params![
-                a.job,
-                a.card_id,
-                attempt,
-                a.station,
-                a.profile_digest,
-                a.key_version,
-                a.started.to_string()
-            ],
-        )
-        .map_err(self.err("recording the attempt"))?;
-        tx.commit().map_err(self.err("committing the claim"))?;
-        Ok(Claim::Claimed { attempt, recovered })
+        claim_in(self, a)
     }
 
-    /// Ends an attempt: `Ok(keys)` provisioned (with the key version and the
-    /// authority keys' KCVs, when known), `Err(why)` failed. The claim follows.
+    /// [`Records::finish`].
     pub fn finish(
         &self,
         job: &str,
@@ -404,87 +916,45 @@ impl SqliteRecords {
         outcome: Result<Option<UsedKeys>, String>,
         finished: jiff::Timestamp,
     ) -> Result<(), RecordError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting the end of the attempt"))?;
-        let (status, keys, error) = match outcome {
-            Ok(keys) => (Status::Provisioned, keys, None),
-            Err(e) => (Status::Failed, None, Some(e)),
-        };
-        let kcv = |i: usize| keys.map(|(_, k)| hex::encode_upper(k[i]));
-        tx.execute(
-            "UPDATE attempts SET status = ?4, kcv_enc = ?5, kcv_mac = ?6, kcv_dek = ?7, \
-             finished = ?8, error = ?9, key_version = coalesce(?10, key_version) \
-             WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
-            params![
-                job,
-                card_id,
-                attempt,
-                status.name(),
-                kcv(0),
-                kcv(1),
-                kcv(2),
-                finished.to_string(),
-                error,
-                keys.map(|(kvn, _)| kvn)
-            ],
-        )
-        .map_err(self.err("recording the end of the attempt"))?;
-        tx.execute(
-            "UPDATE claims SET status = ?4 WHERE job = ?1 AND card_id = ?2 AND attempt = ?3",
-            params![job, card_id, attempt, status.name()],
-        )
-        .map_err(self.err("releasing the card's claim"))?;
-        tx.commit()
-            .map_err(self.err("committing the end of the attempt"))
+        finish_in(self, job, card_id, attempt, outcome, finished)
     }
 
-    /// Every attempt (of `job`, or of every job), by job, card and attempt.
+    /// [`Records::records`].
     pub fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT card_id, job, attempt, station, status, profile_digest, key_version, \
-                 kcv_enc, kcv_mac, kcv_dek, started, finished, error FROM attempts \
-                 WHERE ?1 IS NULL OR job = ?1 ORDER BY job, card_id, attempt",
-            )
-            .map_err(self.err("reading the records"))?;
-        let rows = stmt
-            .query_map(params![job], |r| {
-                Ok(Record {
-                    card_id: r.get(0)?,
-                    job: r.get(1)?,
-                    attempt: r.get(2)?,
-                    station: r.get(3)?,
-                    status: r.get(4)?,
-                    profile_digest: r.get(5)?,
-                    key_version: format!("{:02X}", r.get::<_, i64>(6)?),
-                    kcv_enc: r.get(7)?,
-                    kcv_mac: r.get(8)?,
-                    kcv_dek: r.get(9)?,
-                    started: r.get(10)?,
-                    finished: r.get(11)?,
-                    error: r.get(12)?,
-                })
-            })
-            .map_err(self.err("reading the records"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(self.err("reading the records"))
+        records_in(self, job)
     }
 
-    /// The claim status of a card for a job, if claimed.
+    /// [`Records::claim_status`].
     pub fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
-        let conn = self.lock();
-        let s: Option<String> = conn
-            .query_row(
-                "SELECT status FROM claims WHERE job = ?1 AND card_id = ?2",
-                params![job, card_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err("reading the card's claim"))?;
-        Ok(s.as_deref().and_then(Status::parse))
+        claim_status_in(self, job, card_id)
+    }
+}
+
+impl Records for SqliteRecords {
+    fn location(&self) -> &str {
+        &self.name
+    }
+    fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
+        claim_in(self, a)
+    }
+    fn finish(
+        &self,
+        job: &str,
+        card_id: &str,
+        attempt: i64,
+        outcome: Result<Option<UsedKeys>, String>,
+        finished: jiff::Timestamp,
+    ) -> Result<(), RecordError> {
+        finish_in(self, job, card_id, attempt, outcome, finished)
+    }
+    fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
+        records_in(self, job)
+    }
+    fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
+        claim_status_in(self, job, card_id)
+    }
+    fn check_writable(&self) -> Result<(), RecordError> {
+        check_writable_in(self)
     }
 }
 
@@ -596,7 +1066,7 @@ fn provision_recorded_one<T: Transport>(
     card: &mut FleetCard<T>,
     job: &Job<'_>,
     digest: &str,
-    store: &SqliteRecords,
+    store: &dyn Records,
 ) -> CardReport {
     let reader = card.reader.clone();
     let report = |card_id: Option<String>, outcome| CardReport {
@@ -732,7 +1202,7 @@ fn kcvs_of(keys: &dyn CardAuthorityKeys, card_id: &str) -> Result<[[u8; 3]; 3], 
 pub fn provision_recorded<T: Transport>(
     cards: &mut [FleetCard<T>],
     job: &Job<'_>,
-    store: &SqliteRecords,
+    store: &dyn Records,
     progress: &(dyn Fn(&CardReport) + Sync),
 ) -> Vec<CardReport> {
     let digest = profile_digest(job.profile);

@@ -5,9 +5,13 @@
 //!   cards' authorities are made with;
 //! - [`openssl`]: runs the `openssl` command line tool in a directory;
 //! - [`Counting`]: a transport that counts the APDUs that pass and can act as
-//!   a card pulled out after some.
+//!   a card pulled out after some;
+//! - [`pg::PrivatePostgres`]: a private PostgreSQL server on a Unix socket in
+//!   a temporary directory, stopped when dropped.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod pg;
 
 use std::path::Path;
 use std::process::Command;

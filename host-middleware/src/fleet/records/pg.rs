@@ -1,0 +1,418 @@
+//! The record store in PostgreSQL (`postgres`, the synchronous client):
+//! several stations share one job.
+//!
+//! The claim algorithm and its SQL are the SQLite store's (see the parent
+//! module); PostgreSQL adds what several machines need:
+//!
+//! - the claim's transaction reads the claim row `FOR UPDATE` after an
+//!   `INSERT … ON CONFLICT DO NOTHING` on the primary key (job, card ID): two
+//!   stations claiming a card are ordered by the database, and the second
+//!   sees the first's committed claim;
+//! - a station works on a card while its connection holds a session-level
+//!   advisory lock on the card (`pg_try_advisory_lock` of a hash of job and
+//!   card ID). The server releases it when the connection ends, so a claim
+//!   `in_progress` whose lock is free was left by a station that stopped
+//!   (killed, crashed, cut off), and any station takes it over; a claim whose
+//!   lock is held is being worked on, whatever the station's name.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::config::Host;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls};
+
+use super::{
+    check_writable_in, claim_in, claim_status_in, finish_in, records_in, AttemptStart, Backend,
+    Claim, DbError, Kind, Record, RecordError, Records, Status, Tx, UsedKeys, Value,
+    SCHEMA_VERSION,
+};
+
+/// The schema, version 1: the SQLite schema with 64-bit integers.
+const SCHEMA_V1: &str = "
+CREATE TABLE claims (
+    job TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    station TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'provisioned', 'failed')),
+    attempt BIGINT NOT NULL,
+    PRIMARY KEY (job, card_id)
+);
+CREATE TABLE attempts (
+    job TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    station TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'provisioned', 'failed')),
+    profile_digest TEXT NOT NULL,
+    key_version BIGINT NOT NULL,
+    kcv_enc TEXT,
+    kcv_mac TEXT,
+    kcv_dek TEXT,
+    started TEXT NOT NULL,
+    finished TEXT,
+    error TEXT,
+    PRIMARY KEY (job, card_id, attempt)
+);
+";
+
+/// The transaction-level advisory lock that orders schema migrations of
+/// stations starting together ("dmsc" and 1).
+const MIGRATION_LOCK: i64 = 0x646D_7363_0000_0001;
+
+/// The record store: a PostgreSQL database.
+pub struct PgRecords {
+    name: String,
+    conn: Mutex<PgConn>,
+}
+
+struct PgConn {
+    client: Client,
+    /// The cards this connection holds (advisory locks taken).
+    held: HashSet<String>,
+}
+
+impl std::fmt::Debug for PgRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgRecords({})", self.name)
+    }
+}
+
+/// The connection string as messages show it: users, hosts (or socket
+/// directories), ports and database, never the password.
+fn printable(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(dir) => dir.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgresql://{}@{}{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        if ports.is_empty() {
+            String::new()
+        } else {
+            format!(":{}", ports.join(","))
+        },
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+fn pg_err<'a>(
+    name: &'a str,
+    what: &'static str,
+) -> impl FnOnce(postgres::Error) -> RecordError + 'a {
+    move |source| RecordError::Db {
+        path: name.to_string(),
+        what,
+        source: DbError::Postgres(source),
+    }
+}
+
+/// `?N` placeholders as `$N`.
+fn dollar_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn pg_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync + '_)> {
+    params
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => t as &(dyn ToSql + Sync),
+            Value::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+fn try_lock(client: &mut impl postgres::GenericClient, key: &str) -> Result<bool, postgres::Error> {
+    client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&key],
+        )?
+        .try_get(0)
+}
+
+fn unlock(client: &mut Client, key: &str) {
+    // The connection may be gone: then so is the lock.
+    let _ = client.execute(
+        "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+        &[&key],
+    );
+}
+
+struct PgTx<'a, 'c> {
+    tx: postgres::Transaction<'c>,
+    held: &'a mut HashSet<String>,
+    acquired: &'a mut Vec<String>,
+    name: &'a str,
+}
+
+impl PgTx<'_, '_> {
+    fn try_hold(&mut self, key: &str) -> Result<bool, RecordError> {
+        if self.held.contains(key) {
+            // Another worker of this station is on the card.
+            return Ok(false);
+        }
+        let got = try_lock(&mut self.tx, key).map_err(pg_err(self.name, "locking the card"))?;
+        if got {
+            self.held.insert(key.to_string());
+            self.acquired.push(key.to_string());
+        }
+        Ok(got)
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn execute(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, RecordError> {
+        self.tx
+            .execute(&dollar_params(sql), &pg_params(params))
+            .map_err(pg_err(self.name, what))
+    }
+
+    fn query(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: &[Value],
+        kinds: &[Kind],
+    ) -> Result<Vec<Vec<Value>>, RecordError> {
+        let rows = self
+            .tx
+            .query(&dollar_params(sql), &pg_params(params))
+            .map_err(pg_err(self.name, what))?;
+        rows.iter()
+            .map(|r| {
+                kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        Ok(match k {
+                            Kind::Text => Value::Text(r.try_get(i)?),
+                            Kind::Int => Value::Int(r.try_get(i)?),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, postgres::Error>>()
+                    .map_err(pg_err(self.name, what))
+            })
+            .collect()
+    }
+
+    fn lock_rows(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+
+    fn holder_stopped(&mut self, key: &str, _holder: &str, _me: &str) -> Result<bool, RecordError> {
+        // Its lock is free only when the connection that claimed it ended.
+        self.try_hold(key)
+    }
+
+    fn hold(&mut self, key: &str) -> Result<bool, RecordError> {
+        self.try_hold(key)
+    }
+}
+
+impl Backend for PgRecords {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn transaction<R>(
+        &self,
+        what: &'static str,
+        commit: bool,
+        body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
+    ) -> Result<R, RecordError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let PgConn { client, held } = &mut *guard;
+        let mut acquired = Vec::new();
+        let result = match client.transaction() {
+            Err(e) => Err(pg_err(&self.name, what)(e)),
+            Ok(tx) => {
+                let mut t = PgTx {
+                    tx,
+                    held: &mut *held,
+                    acquired: &mut acquired,
+                    name: &self.name,
+                };
+                match body(&mut t) {
+                    Ok(r) if commit => t.tx.commit().map(|()| r).map_err(pg_err(&self.name, what)),
+                    // Dropped: rolled back.
+                    other => other,
+                }
+            }
+        };
+        if result.is_err() {
+            // Locks are not transactional: give back those taken in vain.
+            for key in acquired {
+                held.remove(&key);
+                unlock(client, &key);
+            }
+        }
+        result
+    }
+
+    fn release(&self, key: &str) {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let PgConn { client, held } = &mut *guard;
+        if held.remove(key) {
+            unlock(client, key);
+        }
+    }
+}
+
+impl PgRecords {
+    /// Connects to the database named by `conninfo` (`postgres://…`,
+    /// `postgresql://…` or libpq key-value pairs such as `host=/run/dir
+    /// dbname=line`) and migrates its schema to [`SCHEMA_VERSION`]. A connect
+    /// timeout of 10 s applies unless the string sets one.
+    pub fn open(conninfo: &str) -> Result<PgRecords, RecordError> {
+        let mut config: Config = conninfo.parse().map_err(|source| RecordError::BadUrl {
+            path: "(connection string not shown: it may hold a password)".into(),
+            source,
+        })?;
+        let name = printable(&config);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let mut client = config.connect(NoTls).map_err(pg_err(&name, "connecting"))?;
+        migrate(&mut client, &name)?;
+        Ok(PgRecords {
+            name,
+            conn: Mutex::new(PgConn {
+                client,
+                held: HashSet::new(),
+            }),
+        })
+    }
+}
+
+/// The schema version, 0 when there is no schema yet.
+fn schema_version(
+    client: &mut impl postgres::GenericClient,
+    name: &str,
+) -> Result<i64, RecordError> {
+    let table: Option<String> = client
+        .query_one("SELECT to_regclass('dmsc_schema')::text", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(pg_err(name, "reading the schema version"))?;
+    if table.is_none() {
+        return Ok(0);
+    }
+    client
+        .query_one("SELECT coalesce(max(version), 0) FROM dmsc_schema", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(pg_err(name, "reading the schema version"))
+}
+
+fn migrate(client: &mut Client, name: &str) -> Result<(), RecordError> {
+    // Nothing is written when the schema is current: a read-only role can
+    // still export the records.
+    if schema_version(client, name)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mut tx = client
+        .transaction()
+        .map_err(pg_err(name, "starting the schema migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(pg_err(
+            name,
+            "waiting for another station's schema migration",
+        ))?;
+    let version = schema_version(&mut tx, name)?;
+    if version > SCHEMA_VERSION {
+        return Err(RecordError::NewerSchema {
+            path: name.to_string(),
+            found: version,
+        });
+    }
+    if version < 1 {
+        tx.batch_execute(SCHEMA_V1)
+            .map_err(pg_err(name, "creating the schema (version 1)"))?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS dmsc_schema (version BIGINT NOT NULL)")
+            .map_err(pg_err(name, "creating the schema (version 1)"))?;
+    }
+    tx.execute("DELETE FROM dmsc_schema", &[])
+        .and_then(|_| {
+            tx.execute(
+                "INSERT INTO dmsc_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+        })
+        .map_err(pg_err(name, "writing the schema version"))?;
+    tx.commit()
+        .map_err(pg_err(name, "committing the schema migration"))
+}
+
+impl Records for PgRecords {
+    fn location(&self) -> &str {
+        &self.name
+    }
+    fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
+        claim_in(self, a)
+    }
+    fn finish(
+        &self,
+        job: &str,
+        card_id: &str,
+        attempt: i64,
+        outcome: Result<Option<UsedKeys>, String>,
+        finished: jiff::Timestamp,
+    ) -> Result<(), RecordError> {
+        finish_in(self, job, card_id, attempt, outcome, finished)
+    }
+    fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
+        records_in(self, job)
+    }
+    fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
+        claim_status_in(self, job, card_id)
+    }
+    fn check_writable(&self) -> Result<(), RecordError> {
+        check_writable_in(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_the_printable_form() {
+        assert_eq!(
+            dollar_params("a = ?1 AND b = ?12 OR c = '?'"),
+            "a = $1 AND b = $12 OR c = '?'"
+        );
+        let c: Config = "postgresql://line:s3cret@db.example:5433/records"
+            .parse()
+            .expect("url");
+        assert_eq!(printable(&c), "postgresql://line@db.example:5433/records");
+        let c: Config = "host=/tmp/pg dbname=line user=station password=s3cret"
+            .parse()
+            .expect("key-value");
+        assert_eq!(printable(&c), "postgresql://station@/tmp/pg/line");
+        let e = PgRecords::open("postgresql://u:s3cret@h:notaport/db")
+            .expect_err("bad port")
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+}

@@ -4,7 +4,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::parser::ValueSource;
 use clap::ArgMatches;
 use dmsc_host::card_model::commands::Pin;
 use dmsc_host::card_model::scp03::SecurityLevel;
@@ -14,9 +13,7 @@ use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{
     open_secure_channel, AuthorityKeySet, CardCommands, ChannelInfo, HostError, Session, Transport,
 };
-use zeroize::Zeroizing;
 
-use crate::cli::Global;
 use crate::exit::{coded, usage, Code};
 use crate::secrets::{read_hsm_pin, read_pin, KeySource, PinKind};
 
@@ -47,6 +44,17 @@ pub struct Ctx {
     pub clock: Clock,
     /// The card `dmsc shell` opened once for all its commands.
     pub shell: Option<std::sync::Arc<dyn ShellCard>>,
+}
+
+/// The whole command line, as `dmsc shell` runs it line by line: the shell
+/// is a command module and sees no other, so `main` hands it this.
+pub trait CommandLine: Sync {
+    /// The command tree (`dmsc`'s, global options listed once).
+    fn command(&self) -> clap::Command;
+    /// Runs the command of one line's `matches`, in the context its global
+    /// options give, passed through `adapt` (the shell's card, authority and
+    /// clock); refuses commands that do not act on the shell's one card.
+    fn run(&self, matches: &ArgMatches, adapt: &dyn Fn(Ctx) -> Result<Ctx>) -> Result<Code>;
 }
 
 /// A card opened once for many commands (`dmsc shell`): each command's
@@ -86,59 +94,7 @@ impl Clock {
     }
 }
 
-fn from_command_line(m: &ArgMatches, id: &str) -> bool {
-    m.value_source(id) == Some(ValueSource::CommandLine)
-}
-
 impl Ctx {
-    /// Resolves the global options. `--sim` and `--reader` both on the command
-    /// line is a usage error; the command line wins over the environment
-    /// (`--reader` over `DMSC_SIM`, `--sim` over `DMSC_READER`); between two
-    /// environment variables `DMSC_SIM` wins. The same
-    /// for `--scp-keys` and `--scp-key-file`; a key file wins over `DMSC_SCP_KEYS`.
-    pub fn new(g: Global, m: &ArgMatches) -> Result<Ctx> {
-        let sim_cli = from_command_line(m, "sim");
-        let reader_cli = from_command_line(m, "reader");
-        if sim_cli && reader_cli {
-            return Err(usage("give either --sim or --reader, not both"));
-        }
-        // A reader named on the command line is not overridden by DMSC_SIM.
-        let sim = if reader_cli && !sim_cli { None } else { g.sim };
-        let keys_cli = from_command_line(m, "scp_keys");
-        let keys = match (g.scp_keys, g.scp_key_file) {
-            (Some(_), Some(_)) if keys_cli => {
-                return Err(usage("give either --scp-keys or --scp-key-file, not both"))
-            }
-            (_, Some(file)) => Some(KeySource::File(file)),
-            (Some(text), None) => Some(KeySource::Inline {
-                text: Zeroizing::new(text),
-                what: if keys_cli {
-                    "--scp-keys"
-                } else {
-                    "DMSC_SCP_KEYS"
-                },
-            }),
-            (None, None) => None,
-        };
-        Ok(Ctx {
-            reader: g.reader,
-            sim,
-            sim_on_command_line: sim_cli,
-            json: g.json,
-            trace: g.trace,
-            verbose: g.verbose,
-            quiet: g.quiet,
-            keys,
-            master_key_file: g.master_key_file,
-            hsm: g.hsm_module.zip(g.hsm_token),
-            key_version: g.key_version,
-            level: g.security_level,
-            pin_file: g.pin_file,
-            clock: Clock::starting_at(g.now),
-            shell: None,
-        })
-    }
-
     /// A note on stderr, unless `-q`.
     pub fn note(&self, text: &str) {
         if !self.quiet {
@@ -437,27 +393,6 @@ pub fn no_pcsc() -> anyhow::Error {
         "built without PC/SC support; rebuild with the default features (or use --sim PATH \
          for a simulated card)",
     )
-}
-
-/// Asks "question [y/N]" on a terminal; elsewhere `--yes` is required.
-pub fn confirm(ctx: &Ctx, question: &str, refusal: &str) -> Result<()> {
-    if !(std::io::stdin().is_terminal() && ctx.interactive()) {
-        return Err(usage(format!("{refusal} without confirmation: pass --yes")));
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the answer")?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(crate::exit::coded(
-            crate::exit::Code::Declined,
-            "cancelled: nothing was changed",
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -29,11 +29,10 @@ use p256::ecdsa::SigningKey;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cmd::info::{algorithm_names, pin_text};
-use crate::cmd::sim::init_params;
+use crate::common::init_params;
 use crate::context::{open_authority, CardSession, Ctx};
 use crate::exit::Code;
-use crate::output::{hex_upper, print_json};
+use crate::output::{algorithm_names, hex_upper, pin_text, print_json};
 use crate::secrets::{KeyTriple, TEST_KEY_VERSION};
 
 mod governance;

@@ -7,6 +7,7 @@
 
 mod cli;
 mod cmd;
+mod common;
 mod context;
 mod demo;
 mod exit;
@@ -18,9 +19,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command, SimCommand};
-use crate::context::Ctx;
-use crate::exit::{classify, describe, Code};
+use crate::cli::{Cli, Command};
+use crate::context::{CommandLine, Ctx};
+use crate::exit::{classify, describe, usage, Code};
 
 /// Exit status of a command whose standard output was closed by its reader
 /// (`dmsc … | head -1`): what a shell reports for a process ended by SIGPIPE.
@@ -153,89 +154,108 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// its own outcome (the demo).
 fn run(cli: Cli, matches: &ArgMatches) -> Result<Code> {
     let pinned_clock = cli.global.now.is_some();
-    let ctx = Ctx::new(cli.global, matches)?;
+    let ctx = cli.global.into_ctx(matches)?;
     if let Command::Shell(args) = &cli.command {
-        return cmd::shell::run(ctx, args, pinned_clock);
+        return cmd::shell::run(ctx, args, pinned_clock, &DMSC);
     }
     dispatch(ctx, &cli.command, matches)
 }
 
 /// Runs one command with resolved global options (also each line of `dmsc shell`).
 fn dispatch(ctx: Ctx, command: &Command, matches: &ArgMatches) -> Result<Code> {
-    let verbose = ctx.verbose > 0;
     match command {
-        Command::Readers => cmd::info::readers(&ctx)?,
-        Command::Info => cmd::info::info(&ctx)?,
-        Command::Apdu { apdus, secure } => cmd::apdu::run(&ctx, apdus, *secure)?,
-        Command::Pin(c) => cmd::pin::run(&ctx, c)?,
-        Command::Object(c) => cmd::object::run(&ctx, c)?,
-        Command::Audit {
-            from,
-            event,
-            principal,
-        } => cmd::audit::run(&ctx, *from, event.as_deref(), principal.as_deref())?,
-        Command::Sim(SimCommand::Init {
-            path,
-            authority,
-            pin,
-            puk,
-            capacity,
-            failure_limit,
-            force,
-        }) => cmd::sim::init(
-            &ctx,
-            &cmd::sim::InitArgs {
-                path,
-                authority,
-                pin,
-                puk,
-                capacity: *capacity,
-                failure_limit: *failure_limit,
-                force: *force,
-            },
-        )?,
-        Command::Sim(SimCommand::Serve {
-            states,
-            port,
-            listen,
-            latency,
-        }) => {
-            let port_given = sub_value_from_command_line(matches, "port");
-            if port_given && listen.is_some() {
-                return Err(exit::usage("give either --port or --listen, not both"));
-            }
-            cmd::sim::serve(&ctx, states, *port, listen.as_deref(), *latency, verbose)?
-        }
-        Command::Demo { keep } => return demo::run(&ctx, *keep),
-        Command::Completions { shell } => cmd::docs::completions(*shell)?,
-        Command::Man { out } => cmd::docs::man(out.as_deref())?,
-        Command::Bootstrap(c) => return cmd::bootstrap::run(&ctx, c),
-        Command::Firmware(c) => return cmd::firmware::run(&ctx, c),
-        Command::Mo(c) => cmd::mo::run(&ctx, c)?,
-        Command::Refresh { device, init } => cmd::mo::refresh(&ctx, device, *init)?,
-        Command::Watch {
-            device,
-            init,
-            interval,
-            events,
-        } => cmd::mo::watch(&ctx, device, *init, *interval, *events)?,
-        Command::Ota(c) => cmd::ota::run(&ctx, c)?,
-        Command::Policy(c) => return cmd::policy::run(&ctx, c),
-        Command::Acl(c) => cmd::acl::run(&ctx, c)?,
-        Command::Authority(c) => cmd::authority::run(&ctx, c)?,
-        Command::FailureLimit { limit } => cmd::authority::failure_limit(&ctx, *limit)?,
-        Command::Fleet(c) => return cmd::fleet::run(&ctx, c),
-        Command::Uicc(c) => cmd::uicc::run(&ctx, c)?,
-        Command::Shell(_) => return Err(exit::usage("a shell cannot run inside a shell")),
+        Command::Readers => cmd::info::readers(&ctx).map(|()| Code::Ok),
+        Command::Info => cmd::info::info(&ctx).map(|()| Code::Ok),
+        Command::Apdu(a) => cmd::apdu::run(&ctx, a),
+        Command::Pin(c) => cmd::pin::run(&ctx, c),
+        Command::Object(c) => cmd::object::run(&ctx, c),
+        Command::Audit(a) => cmd::audit::run(&ctx, a),
+        Command::Sim(c) => cmd::sim::run(&ctx, c, sub_value_from_command_line(matches, "port")),
+        Command::Demo { keep } => demo::run(&ctx, *keep),
+        Command::Completions(a) => cmd::docs::completions(a, Cli::command()),
+        Command::Man(a) => cmd::docs::man(a, Cli::command()),
+        Command::Bootstrap(c) => cmd::bootstrap::run(&ctx, c),
+        Command::Firmware(c) => cmd::firmware::run(&ctx, c),
+        Command::Mo(c) => cmd::mo::run(&ctx, c),
+        Command::Refresh(a) => cmd::mo::refresh(&ctx, a),
+        Command::Watch(a) => cmd::mo::watch(&ctx, a),
+        Command::Ota(c) => cmd::ota::run(&ctx, c),
+        Command::Policy(c) => cmd::policy::run(&ctx, c),
+        Command::Acl(c) => cmd::acl::run(&ctx, c),
+        Command::Authority(c) => cmd::authority::run(&ctx, c),
+        Command::FailureLimit(a) => cmd::authority::failure_limit(&ctx, a),
+        Command::Fleet(c) => cmd::fleet::run(&ctx, c),
+        Command::Uicc(a) => cmd::uicc::run(&ctx, a),
+        Command::Shell(_) => Err(usage("a shell cannot run inside a shell")),
     }
-    Ok(Code::Ok)
 }
 
-/// Whether `id` was given on the command line of the innermost subcommand.
+/// Whether `id` was given on the command line of the innermost subcommand
+/// (false when that subcommand has no such argument).
 fn sub_value_from_command_line(matches: &ArgMatches, id: &str) -> bool {
     let mut m = matches;
     while let Some((_, sub)) = m.subcommand() {
         m = sub;
     }
-    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    m.ids().any(|i| i.as_str() == id)
+        && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
+/// `dmsc`'s command line, as `dmsc shell` runs it line by line.
+struct Dmsc;
+
+static DMSC: Dmsc = Dmsc;
+
+impl CommandLine for Dmsc {
+    fn command(&self) -> clap::Command {
+        with_globals_shown_once(Cli::command())
+    }
+
+    fn run(&self, matches: &ArgMatches, adapt: &dyn Fn(Ctx) -> Result<Ctx>) -> Result<Code> {
+        let cli = Cli::from_arg_matches(matches).map_err(|e| usage(e.to_string()))?;
+        if let Some(why) = refused_in_shell(&cli.command) {
+            return Err(usage(why));
+        }
+        let ctx = adapt(cli.global.into_ctx(matches)?)?;
+        dispatch(ctx, &cli.command, matches)
+    }
+}
+
+/// Commands that do not act on the shell's one card.
+fn refused_in_shell(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Shell(_) => Some("a shell cannot run inside a shell"),
+        Command::Demo { .. } => Some("the demo runs on its own card: run `dmsc demo` outside"),
+        Command::Fleet(_) => Some("fleet commands act on many cards: run them outside the shell"),
+        Command::Watch { .. } => Some("watch follows a reader: run `dmsc watch` outside"),
+        Command::Sim(cmd::sim::SimCommand::Serve { .. }) => {
+            Some("sim serve attaches cards to pcscd: run it outside the shell")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::shell::Completion;
+
+    fn completion() -> Completion {
+        Completion::new(DMSC.command())
+    }
+
+    #[test]
+    fn completion_comes_from_the_command_tree() {
+        let c = completion();
+        assert_eq!(c.candidates(&[], "lo"), vec!["login", "logout"]);
+        assert!(c.candidates(&[], "").contains(&"object".to_string()));
+        assert_eq!(c.candidates(&["object"], "g"), vec!["get"]);
+        assert_eq!(c.candidates(&["set"], ""), vec!["idle-timeout"]);
+        assert!(c
+            .candidates(&["mo", "get"], "--f")
+            .contains(&"--format".to_string()));
+        // Hidden: the test clock and the global options of subcommands.
+        assert!(c.candidates(&[], "adv").is_empty());
+        assert!(!c.candidates(&["info"], "--").contains(&"--sim".to_string()));
+    }
 }

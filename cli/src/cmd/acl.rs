@@ -2,39 +2,63 @@
 //! enforced by the card: only a holder of Replace on the object may change it.
 
 use anyhow::{Context, Result};
-use dmsc_host::card_model::objects::{Acl, ObjectRef, Principal, Right};
+use clap::Subcommand;
+use dmsc_host::card_model::objects::{Acl, Principal, Right};
 use dmsc_host::governance::review_acl_change;
 use dmsc_host::{CardCommands, Governance};
 use serde_json::json;
 
-use crate::cli::AclCommand;
-use crate::cmd::object::{open_as, parse_ref};
-use crate::context::{confirm, Ctx};
-use crate::exit::usage;
+use crate::common::{confirm, open_as, parse_acl, parse_ref, AsUser};
+use crate::context::Ctx;
+use crate::exit::{usage, Code};
 use crate::output::print_json;
 
-/// An object reference, or an MO URI starting with `./`.
-pub fn parse_object(s: &str) -> Result<ObjectRef> {
-    if s.starts_with("./") {
-        return parse_ref(&format!("mo:{s}"));
-    }
-    parse_ref(s)
-}
-
-/// Parses an ACL in the OMA DM syntax, naming the offset of an error.
-pub fn parse_acl(s: &str) -> Result<Acl> {
-    Acl::parse(s).map_err(|e| {
-        usage(format!(
-            "invalid ACL '{s}': {e}; expected e.g. 'Get=*&Replace=ServerA+ServerB'"
-        ))
-    })
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Show an object's ACL
+    #[command(
+        after_help = "OBJECT: an object reference (mo:./URI, policy, …) or an MO URI \
+        starting with ./ . Acts as the device; as an authority with SCP03 keys; as the user \
+        too with --user."
+    )]
+    Get {
+        /// The object, e.g. ./DMAcc/Gw or policy
+        #[arg(value_name = "OBJECT")]
+        object: String,
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Replace an object's ACL (needs Replace on it); asks for confirmation when
+    /// the new ACL takes rights away
+    #[command(after_help = "Example: dmsc acl set ./DMAcc/Gw 'Get=*&Replace=ServerA+ServerB'")]
+    Set {
+        /// The object
+        #[arg(value_name = "OBJECT")]
+        object: String,
+        /// The new ACL, e.g. 'Get=*&Replace=ServerA+ServerB' ('' grants nothing)
+        #[arg(value_name = "ACL")]
+        acl: String,
+        /// Do not ask for confirmation when rights are taken away
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Allow an ACL that leaves no authority (and not `*`) with Replace: nobody
+        /// could ever change it again
+        #[arg(long)]
+        allow_lockout: bool,
+        #[command(flatten)]
+        who: AsUser,
+    },
 }
 
 /// Runs an `acl` subcommand.
-pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
+pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<Code> {
+    execute(ctx, cmd).map(|()| Code::Ok)
+}
+
+fn execute(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
     match cmd {
         AclCommand::Get { object, who } => {
-            let object = parse_object(object)?;
+            let object = parse_ref(object)?;
             let (mut session, who) = open_as(ctx, who.user)?;
             let acl = session
                 .acl(&object)
@@ -52,7 +76,7 @@ pub fn run(ctx: &Ctx, cmd: &AclCommand) -> Result<()> {
             allow_lockout,
             who,
         } => {
-            let object = parse_object(object)?;
+            let object = parse_ref(object)?;
             let new = parse_acl(acl)?;
             let (mut session, who) = open_as(ctx, who.user)?;
             let old = session

@@ -1,6 +1,7 @@
 //! `dmsc apdu HEX…`: raw command APDUs after SELECT.
 
 use anyhow::{Context, Result};
+use clap::Args;
 use dmsc_host::card_model::apdu::Command;
 use dmsc_host::card_model::commands::command_carries_secret;
 use dmsc_host::error::sw_meaning;
@@ -8,7 +9,7 @@ use dmsc_host::CardCommands;
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::exit::usage;
+use crate::exit::{usage, Code};
 use crate::output::{hex_upper, print_json};
 
 #[derive(Serialize)]
@@ -36,8 +37,20 @@ fn parse_apdu(arg: &str, index: usize) -> Result<Command> {
     Command::decode(&bytes).map_err(|e| usage(format!("APDU {index} ('{arg}'): {e}")))
 }
 
+/// `dmsc apdu` options.
+#[derive(Debug, Args)]
+pub struct ApduArgs {
+    /// Command APDUs, each as hex (CLA INS P1 P2 [Lc data] [Le])
+    #[arg(required = true, value_name = "HEX")]
+    pub apdus: Vec<String>,
+    /// Open an authority session first (SCP03 keys needed) and send the APDUs in it
+    #[arg(long)]
+    pub secure: bool,
+}
+
 /// `dmsc apdu [--secure] HEX…`.
-pub fn run(ctx: &Ctx, apdus: &[String], secure: bool) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &ApduArgs) -> Result<Code> {
+    let (apdus, secure) = (&args.apdus, args.secure);
     // Every argument is checked before anything is sent.
     let commands = apdus
         .iter()
@@ -88,5 +101,5 @@ pub fn run(ctx: &Ctx, apdus: &[String], secure: bool) -> Result<()> {
             responses,
         })?;
     }
-    Ok(())
+    Ok(Code::Ok)
 }

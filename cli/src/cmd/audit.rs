@@ -1,60 +1,14 @@
 //! `dmsc audit`: the card's audit log, read as an authority.
 
 use anyhow::{Context, Result};
+use clap::Args;
 use dmsc_host::card_model::commands::{AuditEntry, AuditEvent};
 use dmsc_host::CardCommands;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::context::Ctx;
-use crate::exit::usage;
-use crate::output::print_json;
-
-/// One audit entry in JSON.
-pub fn entry_json(e: &AuditEntry) -> Value {
-    let mut v = json!({
-        "sequence": e.sequence,
-        "event": e.event.name(),
-        "principal": e.principal,
-        "session": e.session,
-        "detail": e.detail,
-    });
-    if let Some(r) = e.repeats {
-        v["count"] = json!(r.count);
-        v["first_sequence"] = json!(r.first_sequence);
-    }
-    v
-}
-
-/// One audit entry for people.
-pub fn entry_text(e: &AuditEntry) -> String {
-    let repeats = match e.repeats {
-        Some(r) if r.count > 1 => format!(" ({} times since {})", r.count, r.first_sequence),
-        _ => String::new(),
-    };
-    format!(
-        "{:>6}  {:<18} {:<12} {:06X}   {}{repeats}",
-        e.sequence,
-        e.event.name(),
-        e.principal,
-        e.session,
-        e.detail
-    )
-}
-
-/// Prints entries as a table.
-pub fn print_entries(entries: &[AuditEntry]) {
-    if entries.is_empty() {
-        println!("no audit entries");
-        return;
-    }
-    println!(
-        "{:>6}  {:<18} {:<12} {:<8} detail",
-        "seq", "event", "principal", "session"
-    );
-    for e in entries {
-        println!("{}", entry_text(e));
-    }
-}
+use crate::exit::{usage, Code};
+use crate::output::{entry_json, print_entries, print_json};
 
 fn parse_event(s: &str) -> Result<AuditEvent> {
     AuditEvent::parse(s).ok_or_else(|| {
@@ -66,13 +20,23 @@ fn parse_event(s: &str) -> Result<AuditEvent> {
     })
 }
 
+/// `dmsc audit` options.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries with this sequence number or later
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u32>,
+    /// Only this event (e.g. alarm, access-denied, auth-failure, object-created)
+    #[arg(long, value_name = "EVENT")]
+    pub event: Option<String>,
+    /// Only this principal (`*`, `user` or an authority name)
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub principal: Option<String>,
+}
+
 /// `dmsc audit [--from SEQ] [--event E] [--principal P]`.
-pub fn run(
-    ctx: &Ctx,
-    from: Option<u32>,
-    event: Option<&str>,
-    principal: Option<&str>,
-) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &AuditArgs) -> Result<Code> {
+    let (from, event, principal) = (args.from, args.event.as_deref(), args.principal.as_deref());
     let event = event.map(parse_event).transpose()?;
     let authority = ctx.require_authority("reading the audit log")?;
     let mut session = ctx.open_card()?;
@@ -89,10 +53,11 @@ pub fn run(
     let entries: Vec<AuditEntry> = dmsc_host::Governance::audit(&mut session, &filter)
         .with_context(|| format!("reading the audit log on {reader}"))?;
     if ctx.json {
-        return print_json(&json!({
+        print_json(&json!({
             "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
-        }));
+        }))?;
+        return Ok(Code::Ok);
     }
     print_entries(&entries);
-    Ok(())
+    Ok(Code::Ok)
 }

@@ -1,19 +1,85 @@
 //! `dmsc authority list|add|rotate|remove` (GlobalPlatform PUT KEY under
 //! SCP03) and `dmsc failure-limit`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 use dmsc_host::card_model::scp03::StaticKeys;
 use dmsc_host::{AuthorityEntry, Governance};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::cli::{key_version_text, AuthorityCommand, NewKeys};
-use crate::cmd::object::open_as;
-use crate::context::confirm;
+use crate::common::{confirm, key_version_text, open_as, parse_key_version};
 use crate::context::Ctx;
-use crate::exit::usage;
+use crate::exit::{usage, Code};
 use crate::output::{hex_upper, print_json};
 use crate::secrets::KeySource;
+
+#[derive(Debug, Subcommand)]
+pub enum AuthorityCommand {
+    /// The key sets the authority may read: key version, name, key length, key check values
+    List,
+    /// Add an authority's key set (needs Add on the card object)
+    #[command(after_help = "The new keys come from --new-key-file (same formats as \
+        --scp-key-file) or DMSC_NEW_SCP_KEYS (ENC:MAC:DEK); they travel encrypted with the \
+        session authority's DEK and are never printed.")]
+    Add {
+        /// The new authority's name (its ACL identifier)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Key version number of the new key set (01 to FE)
+        #[arg(long, value_name = "N", value_parser = parse_key_version)]
+        new_key_version: u8,
+        #[command(flatten)]
+        keys: NewKeys,
+    },
+    /// Replace a key set's keys (by its administrators or the authority itself)
+    Rotate {
+        /// The key version to rotate
+        #[arg(value_name = "KVN", value_parser = parse_key_version)]
+        kvn: u8,
+        /// Key version of the new keys [default: the same]
+        #[arg(long, value_name = "N", value_parser = parse_key_version)]
+        new_key_version: Option<u8>,
+        #[command(flatten)]
+        keys: NewKeys,
+    },
+    /// Remove a key set (the card refuses to remove its last one)
+    Remove {
+        /// The key version to remove
+        #[arg(value_name = "KVN", value_parser = parse_key_version)]
+        kvn: u8,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// Where new authority keys come from.
+#[derive(Debug, Args)]
+pub struct NewKeys {
+    /// File with the new keys: one line ENC:MAC:DEK (hex), or JSON {"enc", "mac", "dek"}
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// The new keys ENC:MAC:DEK (prefer --new-key-file)
+    #[arg(
+        long,
+        env = "DMSC_NEW_SCP_KEYS",
+        hide_env_values = true,
+        value_name = "ENC:MAC:DEK",
+        conflicts_with = "new_key_file"
+    )]
+    pub new_keys: Option<String>,
+}
+
+/// `dmsc failure-limit [N]`.
+#[derive(Debug, Args)]
+pub struct FailureLimitArgs {
+    /// The new limit (4 to 255); without it, show the current one
+    #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(4..))]
+    pub limit: Option<u8>,
+}
 
 fn new_keys(k: &NewKeys) -> Result<StaticKeys> {
     let source = match (&k.new_key_file, &k.new_keys) {
@@ -55,7 +121,11 @@ fn kcvs(k: &[[u8; 3]; 3]) -> String {
 }
 
 /// Runs an `authority` subcommand (always as an authority).
-pub fn run(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<()> {
+pub fn run(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<Code> {
+    execute(ctx, cmd).map(|()| Code::Ok)
+}
+
+fn execute(ctx: &Ctx, cmd: &AuthorityCommand) -> Result<()> {
     // Every input is checked before the card is touched.
     let session_keys = ctx.require_authority("managing authority key sets")?;
     let new = match cmd {
@@ -187,7 +257,11 @@ fn report(ctx: &Ctx, what: &str, name: &str, kvn: u8, k: &[[u8; 3]; 3]) -> Resul
 }
 
 /// `dmsc failure-limit [N]`.
-pub fn failure_limit(ctx: &Ctx, limit: Option<u8>) -> Result<()> {
+pub fn failure_limit(ctx: &Ctx, args: &FailureLimitArgs) -> Result<Code> {
+    show_or_set_failure_limit(ctx, args.limit).map(|()| Code::Ok)
+}
+
+fn show_or_set_failure_limit(ctx: &Ctx, limit: Option<u8>) -> Result<()> {
     let (mut session, who) = open_as(ctx, false)?;
     if let Some(n) = limit {
         session

@@ -15,8 +15,7 @@ use dmsc_host::device_tree::DirectoryTree;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::cmd::firmware::ask_yes_no;
-use crate::cmd::object::open_as;
+use crate::common::{ask, open_as, parse_u8};
 use crate::context::Ctx;
 use crate::exit::{usage, Code};
 use crate::output::{hex_upper, print_json};
@@ -88,7 +87,7 @@ pub enum BootstrapCommand {
     )]
     SetKey {
         /// Key number on the card (0-255)
-        #[arg(long, value_name = "N", value_parser = crate::cli::parse_u8)]
+        #[arg(long, value_name = "N", value_parser = parse_u8)]
         key_id: u8,
         /// MAC algorithm of the key
         #[arg(long, value_enum)]
@@ -125,7 +124,7 @@ pub enum BootstrapCommand {
         #[arg(long, value_enum, default_value_t = Media::Xml, requires = "mac")]
         media: Media,
         /// The card's bootstrap key number
-        #[arg(long, value_name = "N", default_value = "1", value_parser = crate::cli::parse_u8)]
+        #[arg(long, value_name = "N", default_value = "1", value_parser = parse_u8)]
         key_id: u8,
         /// The device tree directory (docs/device-tree.md); the content becomes device MOs
         #[arg(long, value_name = "DIR")]
@@ -336,12 +335,12 @@ fn verify(
                 return true;
             }
             let question = format!(
-                "The card verified this bootstrap ({} bytes, nodes: {}). Apply it to {}? [y/N] ",
+                "The card verified this bootstrap ({} bytes, nodes: {}). Apply it to {}?",
                 packet.len(),
                 content.nodes.join(", "),
                 device.display()
             );
-            match ask_yes_no(&question) {
+            match ask(ctx, &question, "applying a bootstrap") {
                 Ok(answer) => answer,
                 Err(e) => {
                     prompt_error = Some(e);

@@ -1,31 +1,47 @@
 //! `dmsc completions SHELL` and `dmsc man`.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
+use clap::Args;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::exit::Code;
 
-/// Prints the completion script for `shell` on stdout.
-pub fn completions(shell: Shell) -> Result<()> {
+/// `dmsc completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// `dmsc man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write dmsc.1, dmsc-info.1, … into this directory
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Prints the completion script of `cli` (the whole command line) on stdout.
+pub fn completions(args: &CompletionsArgs, mut cmd: clap::Command) -> Result<Code> {
     use std::io::Write;
-    let mut cmd = Cli::command();
     // clap_complete panics on a write error: generate in memory, then write
     // (a closed stdout is then an error the caller ends quietly on).
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "dmsc", &mut script);
+    clap_complete::generate(args.shell, &mut cmd, "dmsc", &mut script);
     std::io::stdout()
         .lock()
         .write_all(&script)
-        .context("cannot write the completion script")
+        .context("cannot write the completion script")?;
+    Ok(Code::Ok)
 }
 
-/// Prints the manual page on stdout, or writes one page per subcommand into `dir`.
-pub fn man(dir: Option<&Path>) -> Result<()> {
-    let cmd = Cli::command();
-    match dir {
+/// Prints the manual page of `cmd` (the whole command line) on stdout, or
+/// writes one page per subcommand into `--out DIR`.
+pub fn man(args: &ManArgs, cmd: clap::Command) -> Result<Code> {
+    match args.out.as_deref() {
         None => {
             let mut out = std::io::stdout().lock();
             clap_mangen::Man::new(cmd)
@@ -39,5 +55,5 @@ pub fn man(dir: Option<&Path>) -> Result<()> {
                 .with_context(|| format!("cannot write manual pages into {}", dir.display()))?;
         }
     }
-    Ok(())
+    Ok(Code::Ok)
 }

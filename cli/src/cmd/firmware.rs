@@ -15,7 +15,7 @@ use dmsc_host::p256_keys::{load_private_key, load_public_key, sec1_point};
 use dmsc_host::CardCommands;
 use serde_json::{json, Value};
 
-use crate::cmd::object::open_as;
+use crate::common::{ask, open_as};
 use crate::context::Ctx;
 use crate::exit::{coded, usage, Code};
 use crate::output::{hex_upper, print_json};
@@ -236,17 +236,6 @@ pub fn run(ctx: &Ctx, cmd: &FirmwareCommand) -> Result<Code> {
             class,
         } => confirm_installed(ctx, package.as_deref(), digest.as_deref(), version, class),
     }
-}
-
-/// Asks a yes/no question on the terminal (stderr), default no.
-pub fn ask_yes_no(question: &str) -> Result<bool> {
-    eprint!("{question}");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the answer")?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 fn parse_version(s: &str) -> Result<Version> {
@@ -605,10 +594,14 @@ fn approve(ctx: &Ctx, a: &ApproveArgs<'_>) -> Result<Code> {
                 ctx.verify_user(&mut session, &pin)?;
             }
             let yes = a.yes
-                || ask_yes_no(&format!(
-                    "The card did not approve {} {}. Install it anyway? [y/N] ",
-                    package.device_class, package.version
-                ))?;
+                || ask(
+                    ctx,
+                    &format!(
+                        "The card did not approve {} {}. Install it anyway?",
+                        package.device_class, package.version
+                    ),
+                    "installing an unapproved package",
+                )?;
             decision.answered(yes)
         }
         _ => decision.answered(false),

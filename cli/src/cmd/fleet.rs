@@ -1,90 +1,87 @@
 //! `dmsc fleet list|acl-grant`: every reader holding a card at once.
 
-use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use clap::Subcommand;
 use dmsc_host::card_model::objects::{check_name, Principal, Right};
-use dmsc_host::fleet::{
-    acl_grant, FleetCard, GrantOutcome, GrantReport, GrantRequest, Phase, Profile, Progress,
-};
-use dmsc_host::transport::sim::FileSimTransport;
-use dmsc_host::Transport;
-use indicatif::{ProgressBar, ProgressStyle};
+use dmsc_host::fleet::{acl_grant, GrantOutcome, GrantReport, GrantRequest, Phase, Progress};
 use serde_json::json;
 
-use crate::cli::{FleetCommand, FleetSource};
-use crate::cmd::acl::parse_object;
+use crate::common::{
+    load_profile, open_fleet, parse_ids, parse_ref, progress_bar, selected_cards, FleetSource,
+};
 use crate::context::Ctx;
-use crate::exit::{coded, usage, Code};
+use crate::exit::{usage, Code};
 use crate::output::print_json;
 
-/// A card of the fleet, over PC/SC or simulated.
-pub type Member = FleetCard<Box<dyn Transport>>;
+// `fleet provision --job` and `fleet records` (the provisioning records)
+// are the fleet's: a submodule (cmd/records.rs) that imports no other
+// command module.
+#[path = "records.rs"]
+pub mod records;
 
-/// Readers whose card could not be opened: (reader, why).
-pub type Broken = Vec<(String, String)>;
-
-/// The cards of `--sim-dir DIR` (every `*.state` file, by name), or of every
-/// PC/SC reader holding a card. Cards that cannot be opened are returned as
-/// (reader, error).
-pub fn open_fleet(ctx: &Ctx, source: &FleetSource) -> Result<(Vec<Member>, Broken)> {
-    let mut cards = Vec::new();
-    let mut broken = Vec::new();
-    match &source.sim_dir {
-        Some(dir) => {
-            for path in state_files(dir)? {
-                let name = path.display().to_string();
-                match FileSimTransport::open(&path) {
-                    Ok(t) => cards.push(FleetCard::new(name, ctx.session(Box::new(t)))),
-                    Err(e) => broken.push((name, e.to_string())),
-                }
-            }
-        }
-        None => open_readers(ctx, &mut cards, &mut broken)?,
-    }
-    Ok((cards, broken))
-}
-
-fn state_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the card directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "state"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(coded(
-            Code::NoCard,
-            format!("no simulated cards (*.state) in {}", dir.display()),
-        ));
-    }
-    Ok(files)
-}
-
-#[cfg(feature = "pcsc")]
-fn open_readers(
-    ctx: &Ctx,
-    cards: &mut Vec<Member>,
-    broken: &mut Vec<(String, String)>,
-) -> Result<()> {
-    let mut pcsc = dmsc_host::PcscContext::establish()?;
-    let readers = pcsc.list_readers()?;
-    for r in readers.iter().filter(|r| r.card_present) {
-        match pcsc.connect(&r.name) {
-            Ok(card) => cards.push(FleetCard::new(r.name.clone(), ctx.session(Box::new(card)))),
-            Err(e) => broken.push((r.name.clone(), e.to_string())),
-        }
-    }
-    if cards.is_empty() && broken.is_empty() {
-        return Err(coded(Code::NoCard, "no reader holds a card"));
-    }
-    Ok(())
-}
-
-#[cfg(not(feature = "pcsc"))]
-fn open_readers(_: &Ctx, _: &mut Vec<Member>, _: &mut Vec<(String, String)>) -> Result<()> {
-    Err(crate::context::no_pcsc())
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Every reader with a card: reader, card ID, generation
+    List {
+        #[command(flatten)]
+        source: FleetSource,
+    },
+    /// Grant a right on an object's ACL on every card, or on none
+    #[command(
+        after_help = "First every card's ACL is read and checked (the --as authority \
+        must hold Replace on it); if any card fails, nothing changes on any card and the \
+        failed card IDs are reported (exit 4). Otherwise the grant is applied to every card; \
+        a card lost during the apply is reported and the cards already changed are put back \
+        to their previous ACL (exit 3). The --as authority's keys: --scp-key-file, \
+        DMSC_SCP_KEYS or --scp-keys, with --key-version."
+    )]
+    AclGrant {
+        /// `all`, or card IDs (hex) separated by commas
+        #[arg(long, value_name = "all|ID,…")]
+        cards: String,
+        /// The object, e.g. ./DMAcc/Gw or policy
+        #[arg(long, value_name = "URI")]
+        object: String,
+        /// The right: Add, Delete, Exec, Get or Replace
+        #[arg(long, value_name = "RIGHT")]
+        right: String,
+        /// The principal granted the right: an authority name, user or *
+        #[arg(long, value_name = "PRINCIPAL")]
+        to: String,
+        /// The requesting authority (it must hold Replace on every card's ACL)
+        #[arg(long = "as", value_name = "AUTHORITY")]
+        as_authority: String,
+        #[command(flatten)]
+        source: FleetSource,
+    },
+    /// Provision every card in parallel (one worker per reader) from a profile
+    #[command(
+        after_help = "DIR holds profile.json: {\"objects\": [{\"ref\": \"mo:./DMAcc/Gw\", \
+        \"mo_type\": \"urn:oma:mo:oma-dm-dmacc:1.0\", \"file\": \"dmacc.xml\", \"acl\": \
+        \"Get=*&Replace=admin\"}, {\"ref\": \"policy\", \"file\": \"policy.bin\"}], \
+        \"failure_limit\": 6}; files are relative to DIR. The authority's keys: \
+        --scp-key-file, DMSC_SCP_KEYS or --scp-keys. Exit 1 when any card failed."
+    )]
+    Provision {
+        /// The profile directory (with profile.json)
+        #[arg(long, value_name = "DIR")]
+        profile: PathBuf,
+        /// `all`, or card IDs (hex) separated by commas
+        #[arg(long, value_name = "all|ID,…")]
+        cards: String,
+        #[command(flatten)]
+        source: FleetSource,
+        #[command(flatten)]
+        record: records::RecordOptions,
+    },
+    /// The provisioning records of a job (or of every job): --json, --csv or a table
+    #[command(
+        after_help = "CSV columns: card_id,job,station,status,key_version,kcv_enc,\
+        kcv_mac,kcv_dek,started,finished,attempt,profile_digest,error (docs/records.md)."
+    )]
+    Records(records::RecordsArgs),
 }
 
 /// Runs a `fleet` subcommand; returns the exit code.
@@ -105,12 +102,10 @@ pub fn run(ctx: &Ctx, cmd: &FleetCommand) -> Result<Code> {
             source,
             record,
         } => match &record.job {
-            Some(job) => crate::cmd::records::provision(ctx, profile, cards, source, job, record),
+            Some(job) => records::provision(ctx, profile, cards, source, job, record),
             None => provision(ctx, profile, cards, source),
         },
-        FleetCommand::Records { job, db, csv } => {
-            crate::cmd::records::list(ctx, db, job.as_deref(), *csv)
-        }
+        FleetCommand::Records(args) => records::run(ctx, args),
     }
 }
 
@@ -153,35 +148,6 @@ fn parse_right(s: &str) -> Result<Right> {
     })
 }
 
-pub(crate) fn parse_ids(s: &str) -> Result<Option<Vec<String>>> {
-    if s == "all" {
-        return Ok(None);
-    }
-    let ids: Vec<String> = s
-        .split(',')
-        .map(|i| i.trim().to_ascii_uppercase())
-        .collect();
-    for id in &ids {
-        if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(usage(format!(
-                "--cards: '{id}' is not a card ID (32 hex digits); use all or ID,ID,…"
-            )));
-        }
-    }
-    Ok(Some(ids))
-}
-
-pub(crate) fn progress_bar(ctx: &Ctx, len: usize) -> ProgressBar {
-    if ctx.json || ctx.quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg:8} [{bar:30}] {pos}/{len} {prefix}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
 #[allow(clippy::too_many_arguments)]
 fn grant(
     ctx: &Ctx,
@@ -193,7 +159,7 @@ fn grant(
     source: &FleetSource,
 ) -> Result<Code> {
     // Every input first: nothing is sent to any card before all of it is valid.
-    let object = parse_object(object)?;
+    let object = parse_ref(object)?;
     let right = parse_right(right)?;
     let to = Principal::parse(to).map_err(|e| {
         usage(format!(
@@ -326,67 +292,6 @@ fn print_report(
         println!("failed card IDs: {}", failed_ids.join(","));
     }
     Ok(())
-}
-
-/// Opens the fleet, selects every card and keeps those `wanted` (None: all).
-/// Any card that cannot be opened or selected, or a wanted ID not present, is
-/// an error before anything is changed.
-pub(crate) fn selected_cards(
-    ctx: &Ctx,
-    source: &FleetSource,
-    wanted: Option<&[String]>,
-) -> Result<Vec<Member>> {
-    let (members, broken) = open_fleet(ctx, source)?;
-    if !broken.is_empty() {
-        let list: Vec<String> = broken.iter().map(|(r, e)| format!("{r}: {e}")).collect();
-        return Err(coded(
-            Code::NoCard,
-            format!(
-                "cannot open every card, nothing was changed: {}",
-                list.join("; ")
-            ),
-        ));
-    }
-    let mut with_ids = Vec::new();
-    for mut m in members {
-        let s = m
-            .status()
-            .with_context(|| format!("selecting the card in {}; nothing was changed", m.reader))?;
-        with_ids.push((m, s.card_id));
-    }
-    let Some(wanted) = wanted else {
-        return Ok(with_ids.into_iter().map(|(m, _)| m).collect());
-    };
-    let present: Vec<&String> = with_ids.iter().map(|(_, id)| id).collect();
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|w| !present.contains(w))
-        .map(|s| s.as_str())
-        .collect();
-    if !missing.is_empty() {
-        return Err(coded(
-            Code::NotFound,
-            format!(
-                "no card with ID {} (cards present: {}); nothing was changed",
-                missing.join(", "),
-                present
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    Ok(with_ids
-        .into_iter()
-        .filter(|(_, id)| wanted.contains(id))
-        .map(|(m, _)| m)
-        .collect())
-}
-
-/// Reads `DIR/profile.json` (`dmsc_host::fleet::Profile::load`, docs/fleet.md).
-pub fn load_profile(dir: &Path) -> Result<Profile> {
-    Profile::load(dir).map_err(|e| usage(e.to_string()))
 }
 
 fn provision(ctx: &Ctx, dir: &Path, cards: &str, source: &FleetSource) -> Result<Code> {

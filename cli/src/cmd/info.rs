@@ -1,49 +1,14 @@
 //! `dmsc info` and `dmsc readers`.
 
 use anyhow::{Context, Result};
-use dmsc_host::card_model::commands::{algorithms, SelectInfo, AID, PIN_REF_PUK, PIN_REF_USER};
+use dmsc_host::card_model::commands::{SelectInfo, AID};
 use dmsc_host::card_model::scp03::SMode;
-use dmsc_host::{CardCommands, PinStatus};
+use dmsc_host::CardCommands;
 use serde::Serialize;
 
+use crate::common::pin_and_puk;
 use crate::context::Ctx;
-use crate::output::{hex_upper, print_json};
-
-/// PIN or PUK state in JSON.
-#[derive(Serialize)]
-pub struct PinJson {
-    /// `verified`, `not-verified` or `blocked`.
-    pub status: &'static str,
-    pub tries_left: Option<u8>,
-}
-
-impl From<PinStatus> for PinJson {
-    fn from(s: PinStatus) -> Self {
-        match s {
-            PinStatus::Verified => PinJson {
-                status: "verified",
-                tries_left: None,
-            },
-            PinStatus::NotVerified { tries_left } => PinJson {
-                status: "not-verified",
-                tries_left: Some(tries_left),
-            },
-            PinStatus::Blocked => PinJson {
-                status: "blocked",
-                tries_left: Some(0),
-            },
-        }
-    }
-}
-
-/// A PIN state for people.
-pub fn pin_text(s: PinStatus) -> String {
-    match s {
-        PinStatus::Verified => "verified in this card session".into(),
-        PinStatus::NotVerified { tries_left } => format!("{tries_left} tries left"),
-        PinStatus::Blocked => "BLOCKED".into(),
-    }
-}
+use crate::output::{algorithm_names, hex_upper, pin_text, print_json, PinJson};
 
 #[derive(Serialize)]
 struct InfoJson {
@@ -70,40 +35,11 @@ struct Capabilities {
     scp03_mode: &'static str,
 }
 
-/// The names of the algorithms in SELECT's bit map.
-pub fn algorithm_names(bits: u16) -> Vec<&'static str> {
-    [
-        (algorithms::AES_CMAC, "aes-cmac"),
-        (algorithms::HMAC_SHA256, "hmac-sha256"),
-        (algorithms::HMAC_SHA1, "hmac-sha1"),
-        (algorithms::ECDSA_P256_SHA256, "ecdsa-p256-sha256"),
-        (algorithms::SCP03_AES128, "scp03-aes128"),
-        (algorithms::SCP03_AES192, "scp03-aes192"),
-        (algorithms::SCP03_AES256, "scp03-aes256"),
-        (algorithms::SCP03_S16, "scp03-s16"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| bits & bit != 0)
-    .map(|(_, name)| name)
-    .collect()
-}
-
 fn mode_name(i: u8) -> &'static str {
     match SMode::from_i(i) {
         SMode::S8 => "S8",
         SMode::S16 => "S16",
     }
-}
-
-/// The tries left of the user PIN and of the PUK (VERIFY without data).
-pub fn pin_and_puk(session: &mut impl CardCommands) -> Result<(PinStatus, PinStatus)> {
-    let pin = session
-        .pin_status(PIN_REF_USER)
-        .context("reading the PIN tries left")?;
-    let puk = session
-        .pin_status(PIN_REF_PUK)
-        .context("reading the PUK tries left")?;
-    Ok((pin, puk))
 }
 
 /// `dmsc info`.

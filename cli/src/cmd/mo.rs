@@ -2,20 +2,131 @@
 //! OMA DM management objects on the card and in the device tree.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use dmsc_host::card_model::objects::Acl;
+use clap::{Args, Subcommand, ValueEnum};
 use dmsc_host::device_tree::{DeviceTree, DirectoryTree, TreeError};
-use dmsc_host::mo::{self, MgmtTree};
+use dmsc_host::mo;
 use dmsc_host::provisioning::{self, DeviceCopy, MoComparison, RefreshReport};
 use serde_json::json;
 
-use crate::cli::{MoCommand, MoFormat};
-use crate::cmd::object::{open_as, write_atomically};
-use crate::context::{confirm, CardSession, Ctx};
+use crate::common::{
+    authority_session, confirm, open_as, parse_acl, read_tree_file, write_atomically,
+};
+use crate::context::Ctx;
 use crate::exit::{coded, usage, Code};
 use crate::output::print_json;
+
+/// MO file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MoFormat {
+    /// OMA DM TNDS XML (syncml:dmddf1.2)
+    Tnds,
+    /// The equivalent JSON (docs/provisioning.md)
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MoCommand {
+    /// Store the MOs of a TNDS (or JSON) file on the card, one record per top-level node
+    /// (an authority: SCP03 keys needed)
+    Put {
+        /// TNDS XML or JSON file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Root URI for the MO (the file must hold one top-level node), e.g. ./DMAcc
+        #[arg(long, value_name = "URI")]
+        uri: Option<String>,
+        /// Card ACL of the record, e.g. 'Get=*&Replace=admin' (default: the card's)
+        #[arg(long, value_name = "ACL")]
+        acl: Option<String>,
+    },
+    /// Read one MO, or any node inside one, from the card as TNDS XML or JSON
+    Get {
+        /// Root URI or node path, e.g. ./DMAcc or ./DMAcc/ServerA/AppAddr
+        #[arg(value_name = "URI")]
+        uri: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = MoFormat::Tnds)]
+        format: MoFormat,
+        /// Write to FILE (atomically) instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List the MOs on the card that the caller may read
+    List,
+    /// Delete one MO from the card (an authority; asks for confirmation on a terminal)
+    Delete {
+        /// Root URI
+        #[arg(value_name = "URI")]
+        uri: String,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Copy an MO, or a subtree of it, from the device tree to the card (an authority)
+    Copy {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+        /// The MO's root URI in the device tree, or a node path inside an MO
+        #[arg(long, value_name = "URI")]
+        uri: String,
+        /// Only this part, relative to the MO root (e.g. ServerA/AppAddr)
+        #[arg(long, value_name = "PATH")]
+        subtree: Option<String>,
+        /// Card ACL of the new record
+        #[arg(long, value_name = "ACL")]
+        acl: Option<String>,
+        /// Erase the device copy after the card stored it (default: keep both)
+        #[arg(long)]
+        erase_device: bool,
+        /// Do not ask before erasing the device copy
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Create the device tree if DIR is new or empty (else DIR must be one)
+        #[arg(long)]
+        init: bool,
+    },
+    /// Compare the device tree's MOs with the card's, node by node
+    Diff {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+        /// Only this node (an MO root or a node path inside an MO)
+        #[arg(value_name = "URI")]
+        uri: Option<String>,
+    },
+}
+
+/// `dmsc refresh` options.
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// The device tree directory
+    #[arg(long, value_name = "DIR")]
+    pub device: PathBuf,
+    /// Create the device tree if DIR is new or empty (else DIR must be one)
+    #[arg(long)]
+    pub init: bool,
+}
+
+/// `dmsc watch` options.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The device tree directory
+    #[arg(long, value_name = "DIR")]
+    pub device: PathBuf,
+    /// Create the device tree if DIR is new or empty (else DIR must be one)
+    #[arg(long)]
+    pub init: bool,
+    /// Seconds between two checks of the card's generation
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub interval: f64,
+    /// Stop after this many events
+    #[arg(long, value_name = "N")]
+    pub events: Option<u64>,
+}
 
 /// An MO error with its exit code: an overlap is bad input (2), a node no
 /// readable record holds is not found (8); others keep their card error's.
@@ -42,20 +153,6 @@ fn provisioning_error(e: provisioning::ProvisioningError) -> anyhow::Error {
     }
 }
 
-/// Reads a TNDS XML or JSON file; a malformed one is a usage error naming
-/// the file, line and column.
-pub fn read_tree_file(path: &Path) -> Result<MgmtTree> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    MgmtTree::parse_any(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
-}
-
-/// Parses a card ACL given on the command line.
-pub fn parse_acl(acl: Option<&str>) -> Result<Option<Acl>> {
-    acl.map(|a| Acl::parse(a).map_err(|e| usage(format!("invalid ACL '{a}': {e}"))))
-        .transpose()
-}
-
 /// Opens the device tree directory: it must be one, unless `init` (then a
 /// new or empty directory becomes one). A directory that is not a device
 /// tree is a usage error (a mistyped `--device`).
@@ -72,16 +169,12 @@ pub fn open_tree(dir: &Path, init: bool) -> Result<DirectoryTree> {
     })
 }
 
-/// Opens the card as an authority (keys required for `what`).
-fn open_authority(ctx: &Ctx, what: &str) -> Result<CardSession> {
-    let authority = ctx.require_authority(what)?;
-    let mut session = ctx.open_card()?;
-    ctx.authenticate(&mut session, &authority)?;
-    Ok(session)
+/// Runs an `mo` subcommand.
+pub fn run(ctx: &Ctx, cmd: &MoCommand) -> Result<Code> {
+    execute(ctx, cmd).map(|()| Code::Ok)
 }
 
-/// Runs an `mo` subcommand.
-pub fn run(ctx: &Ctx, cmd: &MoCommand) -> Result<()> {
+fn execute(ctx: &Ctx, cmd: &MoCommand) -> Result<()> {
     match cmd {
         MoCommand::Put { file, uri, acl } => put(ctx, file, uri.as_deref(), acl.as_deref()),
         MoCommand::Get { uri, format, out } => get(ctx, uri, *format, out.as_deref()),
@@ -115,8 +208,8 @@ fn put(ctx: &Ctx, file: &Path, uri: Option<&str>, acl: Option<&str>) -> Result<(
     if let Some(uri) = uri {
         tree = mo::rooted_at(&tree, uri).map_err(|e| usage(e.to_string()))?;
     }
-    let acl = parse_acl(acl)?;
-    let mut session = open_authority(ctx, "storing MOs")?;
+    let acl = acl.map(parse_acl).transpose()?;
+    let mut session = authority_session(ctx, "storing MOs")?;
     let stored = mo::put_mo(&mut session, &tree, acl.as_ref())
         .map_err(mo_error)
         .with_context(|| format!("storing the MOs of {} on the card", file.display()))?;
@@ -207,7 +300,7 @@ fn copy(
     yes: bool,
     init: bool,
 ) -> Result<()> {
-    let acl = parse_acl(acl)?;
+    let acl = acl.map(parse_acl).transpose()?;
     let authority = ctx.require_authority("copying MOs to the card")?;
     let mut tree = open_tree(device, init)?;
     let index = tree.index()?;
@@ -315,7 +408,11 @@ fn print_report(r: &RefreshReport) {
 }
 
 /// `dmsc refresh --device DIR`.
-pub fn refresh(ctx: &Ctx, device: &Path, init: bool) -> Result<()> {
+pub fn refresh(ctx: &Ctx, args: &RefreshArgs) -> Result<Code> {
+    refresh_tree(ctx, &args.device, args.init).map(|()| Code::Ok)
+}
+
+fn refresh_tree(ctx: &Ctx, device: &Path, init: bool) -> Result<()> {
     let mut tree = open_tree(device, init)?;
     let (mut session, who) = open_as(ctx, false)?;
     let report = provisioning::refresh(&mut session, &mut tree)
@@ -328,14 +425,12 @@ pub fn refresh(ctx: &Ctx, device: &Path, init: bool) -> Result<()> {
 }
 
 /// `dmsc watch --device DIR`.
+pub fn watch(ctx: &Ctx, args: &WatchArgs) -> Result<Code> {
+    follow(ctx, &args.device, args.init, args.interval, args.events).map(|()| Code::Ok)
+}
+
 #[cfg(feature = "pcsc")]
-pub fn watch(
-    ctx: &Ctx,
-    device: &Path,
-    init: bool,
-    interval: f64,
-    events: Option<u64>,
-) -> Result<()> {
+fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u64>) -> Result<()> {
     use std::ops::ControlFlow;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -417,7 +512,7 @@ pub fn watch(
 
 /// `dmsc watch` without PC/SC support.
 #[cfg(not(feature = "pcsc"))]
-pub fn watch(
+fn follow(
     _ctx: &Ctx,
     _device: &Path,
     _init: bool,

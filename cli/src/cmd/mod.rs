@@ -1,4 +1,6 @@
-//! One module per subcommand.
+//! One module per subcommand: its clap types and its `run`. No module here
+//! imports another (shared helpers: `crate::common`); `fleet records` is
+//! `fleet::records`.
 
 pub mod acl;
 pub mod apdu;
@@ -14,7 +16,6 @@ pub mod object;
 pub mod ota;
 pub mod pin;
 pub mod policy;
-pub mod records;
 pub mod shell;
 pub mod sim;
 pub mod uicc;

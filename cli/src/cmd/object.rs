@@ -1,40 +1,64 @@
 //! `dmsc object list|get|delete`: minimal object access as the device, the
 //! user and/or an authority.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::Subcommand;
 use dmsc_host::card_model::commands::{ObjectData, ObjectValue};
 use dmsc_host::card_model::objects::{ObjectKind, ObjectRef};
 use dmsc_host::CardCommands;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cli::ObjectCommand;
-use crate::cmd::audit;
-use crate::context::{CardSession, Ctx};
-use crate::exit::usage;
-use crate::output::{as_text, hex_upper, print_json};
+use crate::common::{confirm, open_as, parse_ref, write_atomically, AsUser};
+use crate::context::Ctx;
+use crate::exit::{usage, Code};
+use crate::output::{as_text, entry_json, hex_upper, print_entries, print_json};
 
-const REF_FORMS: &str = "mo:./URI, policy, bootstrap-key:ID, approver:NAME, approval-rule, \
-                         floor:CLASS, identity-key, audit-log, authority:KVN or card";
-
-/// Parses an object reference such as `mo:./DevInfo` or `approver:owner`.
-/// An MO URI starting with `./` is the MO object (`mo:./URI`): every command
-/// that takes an object accepts both forms.
-pub fn parse_ref(s: &str) -> Result<ObjectRef> {
-    let full;
-    let s = if s.starts_with("./") {
-        full = format!("mo:{s}");
-        full.as_str()
-    } else {
-        s
-    };
-    s.parse::<ObjectRef>().map_err(|e| {
-        usage(format!(
-            "invalid object reference '{s}' ({e}); use {REF_FORMS}"
-        ))
-    })
+#[derive(Debug, Subcommand)]
+pub enum ObjectCommand {
+    /// List the objects of a kind that the caller may read
+    #[command(
+        after_help = "Acts as the device; as an authority when SCP03 keys are given \
+        (--scp-keys, --scp-key-file, DMSC_SCP_KEYS); as the user too with --user."
+    )]
+    List {
+        /// mo, bootstrap-key, approver, floor or authority
+        #[arg(value_name = "KIND")]
+        kind: String,
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Read one object: its value and ACL
+    #[command(
+        after_help = "REF: mo:./URI, policy, bootstrap-key:ID, approver:NAME, \
+        approval-rule, floor:CLASS, identity-key, audit-log, authority:KVN, card.\n\
+        Acts as the device; as an authority when SCP03 keys are given; as the user too \
+        with --user."
+    )]
+    Get {
+        /// The object reference, e.g. mo:./DevInfo, policy, approver:owner
+        #[arg(value_name = "REF")]
+        object: String,
+        /// Write the raw value to FILE (MO content, policy blob, SEC1 public key;
+        /// other kinds: the value's TLV encoding)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Delete one object (asks for confirmation on a terminal)
+    Delete {
+        /// The object reference
+        #[arg(value_name = "REF")]
+        object: String,
+        /// Do not ask for confirmation (required when not on a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        who: AsUser,
+    },
 }
 
 /// Parses a kind that has named objects (the kinds `object list` accepts).
@@ -55,33 +79,12 @@ pub fn parse_kind(s: &str) -> Result<ObjectKind> {
         })
 }
 
-/// Opens the card as the device, then as an authority (when keys are given)
-/// and as the user (with `--user`). Returns the session and who it acts as
-/// where (for messages).
-pub fn open_as(ctx: &Ctx, user: bool) -> Result<(CardSession, String)> {
-    // Secrets first: a missing or malformed one must not cost a try on the card.
-    let authority = ctx.authority()?;
-    let pin = if user { Some(ctx.user_pin()?) } else { None };
-    let mut session = ctx.open_card()?;
-    let reader = session.transport().reader_name().to_string();
-    session
-        .select()
-        .with_context(|| format!("selecting the dmsc applet in {reader}"))?;
-    // The secure channel first: opening it selects the applet again, which
-    // would forget a verified PIN.
-    let channel = match &authority {
-        Some(a) => Some(ctx.authenticate(&mut session, a)?),
-        None => None,
-    };
-    if let Some(pin) = &pin {
-        ctx.verify_user(&mut session, pin)?;
-    }
-    let who = format!("{} on {reader}", Ctx::principal(channel.as_ref(), user));
-    Ok((session, who))
+/// Runs an `object` subcommand.
+pub fn run(ctx: &Ctx, cmd: &ObjectCommand) -> Result<Code> {
+    execute(ctx, cmd).map(|()| Code::Ok)
 }
 
-/// Runs an `object` subcommand.
-pub fn run(ctx: &Ctx, cmd: &ObjectCommand) -> Result<()> {
+fn execute(ctx: &Ctx, cmd: &ObjectCommand) -> Result<()> {
     match cmd {
         ObjectCommand::List { kind, who } => list(ctx, parse_kind(kind)?, who.user),
         ObjectCommand::Get { object, out, who } => {
@@ -169,7 +172,7 @@ pub fn value_json(value: &ObjectValue) -> Value {
         }),
         ObjectValue::Floor(v) => json!({ "version": v.to_string() }),
         ObjectValue::AuditLog(entries) => {
-            json!({ "entries": entries.iter().map(audit::entry_json).collect::<Vec<_>>() })
+            json!({ "entries": entries.iter().map(entry_json).collect::<Vec<_>>() })
         }
         ObjectValue::Authority(a) => json!({
             "name": a.name,
@@ -241,7 +244,7 @@ pub fn print_object(object: &ObjectRef, data: &ObjectData) {
             println!("user consent needs PIN  {}", r.user_consent_needs_pin);
         }
         ObjectValue::Floor(v) => println!("anti-rollback floor  {v}"),
-        ObjectValue::AuditLog(entries) => audit::print_entries(entries),
+        ObjectValue::AuditLog(entries) => print_entries(entries),
         ObjectValue::Authority(a) => {
             println!("authority   {}", a.name);
             println!("key length  {} bytes", a.key_length);
@@ -259,11 +262,6 @@ fn raw_value(value: &ObjectValue) -> Vec<u8> {
         ObjectValue::Approver(p) | ObjectValue::IdentityKey(p) => p.clone(),
         other => other.encode(),
     }
-}
-
-/// Writes a file atomically (see [`dmsc_host::files::write_atomically`]).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(dmsc_host::files::write_atomically(path, bytes)?)
 }
 
 fn get(ctx: &Ctx, object: &ObjectRef, out: Option<&Path>, user: bool) -> Result<()> {
@@ -292,8 +290,8 @@ fn get(ctx: &Ctx, object: &ObjectRef, out: Option<&Path>, user: bool) -> Result<
     Ok(())
 }
 
-fn confirm(ctx: &Ctx, object: &ObjectRef) -> Result<()> {
-    crate::context::confirm(
+fn confirm_delete(ctx: &Ctx, object: &ObjectRef) -> Result<()> {
+    confirm(
         ctx,
         &format!("Delete {object} from the card?"),
         &format!("refusing to delete {object}"),
@@ -302,7 +300,7 @@ fn confirm(ctx: &Ctx, object: &ObjectRef) -> Result<()> {
 
 fn delete(ctx: &Ctx, object: &ObjectRef, yes: bool, user: bool) -> Result<()> {
     if !yes {
-        confirm(ctx, object)?;
+        confirm_delete(ctx, object)?;
     }
     let (mut session, who) = open_as(ctx, user)?;
     session

@@ -1,21 +1,67 @@
 //! `dmsc ota request|build|apply`: over-the-air updates relayed by the device.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::Subcommand;
 use dmsc_host::ota::{self, OtaError, OtaOperation, OtaRequest, OtaScript};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::cli::OtaCommand;
-use crate::cmd::mo::{parse_acl, read_tree_file};
-use crate::cmd::object::{open_as, write_atomically};
+use crate::common::{open_as, parse_acl, read_tree_file, write_atomically};
 use crate::context::Ctx;
 use crate::exit::{coded, usage, Code};
 use crate::output::print_json;
 
+#[derive(Debug, Subcommand)]
+pub enum OtaCommand {
+    /// Device side: the card ID and SCP03 sequence counter the authority needs (uses
+    /// up one counter value)
+    Request {
+        /// Write the request JSON to FILE instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Authority side: build a protected script for the card of a request (SCP03 keys
+    /// of that card needed)
+    Build {
+        /// The request from `dmsc ota request`
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        /// Store the MOs of this TNDS/JSON file (repeatable)
+        #[arg(long = "put", value_name = "FILE")]
+        put: Vec<PathBuf>,
+        /// Delete this MO (repeatable)
+        #[arg(long = "delete", value_name = "URI")]
+        delete: Vec<String>,
+        /// Card ACL for the MOs put
+        #[arg(long, value_name = "ACL")]
+        acl: Option<String>,
+        /// Replace the enterprise policy with this policy file (signed with --sign-key)
+        #[arg(long, value_name = "FILE", requires = "sign_key")]
+        policy: Option<PathBuf>,
+        /// The enterprise administrator's P-256 private key that signs --policy (its
+        /// public key must be the one on the card)
+        #[arg(long, value_name = "KEY", requires = "policy")]
+        sign_key: Option<PathBuf>,
+        /// The script file to write
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Device side: relay a script to the card (status words checked, nothing else)
+    Apply {
+        /// The script from `dmsc ota build`
+        #[arg(value_name = "FILE")]
+        script: PathBuf,
+    },
+}
+
 /// Runs an `ota` subcommand.
-pub fn run(ctx: &Ctx, cmd: &OtaCommand) -> Result<()> {
+pub fn run(ctx: &Ctx, cmd: &OtaCommand) -> Result<Code> {
+    execute(ctx, cmd).map(|()| Code::Ok)
+}
+
+fn execute(ctx: &Ctx, cmd: &OtaCommand) -> Result<()> {
     match cmd {
         OtaCommand::Request { out } => request(ctx, out.as_deref()),
         OtaCommand::Build {
@@ -102,7 +148,7 @@ fn build(
             "nothing to do: give --put FILE, --delete URI and/or --policy FILE --sign-key KEY",
         ));
     }
-    let acl = parse_acl(acl)?;
+    let acl = acl.map(parse_acl).transpose()?;
     let mut ops = Vec::new();
     for file in put {
         ops.push(OtaOperation::PutMo(read_tree_file(file)?, acl.clone()));

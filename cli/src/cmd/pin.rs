@@ -1,15 +1,45 @@
 //! `dmsc pin status|verify|change|unblock`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
+use clap::Subcommand;
 use dmsc_host::{CardCommands, HostError};
 use serde::Serialize;
 
-use crate::cli::PinCommand;
-use crate::cmd::info::{pin_and_puk, pin_text, PinJson};
+use crate::common::pin_and_puk;
 use crate::context::{CardSession, Ctx};
 use crate::exit::{coded, Code};
-use crate::output::print_json;
+use crate::output::{pin_text, print_json, PinJson};
 use crate::secrets::{read_pin, PinKind};
+
+#[derive(Debug, Subcommand)]
+pub enum PinCommand {
+    /// Tries left of the user PIN and the PUK
+    Status,
+    /// Check the user PIN (from --pin-file, DMSC_PIN or a prompt)
+    #[command(
+        after_help = "The PIN stays verified only in this card session, so this \
+        mainly checks a PIN; commands that need the user (e.g. `object get --user`) take \
+        the same PIN options."
+    )]
+    Verify,
+    /// Change the user PIN (old: --pin-file/DMSC_PIN/prompt; new: --new-pin-file/DMSC_NEW_PIN/prompt)
+    Change {
+        /// Read the new PIN from this file instead of DMSC_NEW_PIN or a prompt
+        #[arg(long, value_name = "FILE")]
+        new_pin_file: Option<PathBuf>,
+    },
+    /// Unblock the user PIN with the PUK and set a new PIN
+    Unblock {
+        /// Read the PUK from this file instead of DMSC_PUK or a prompt
+        #[arg(long, value_name = "FILE")]
+        puk_file: Option<PathBuf>,
+        /// Read the new PIN from this file instead of DMSC_NEW_PIN or a prompt
+        #[arg(long, value_name = "FILE")]
+        new_pin_file: Option<PathBuf>,
+    },
+}
 
 #[derive(Serialize)]
 struct StatusJson {
@@ -23,7 +53,11 @@ struct DoneJson {
 }
 
 /// Runs a `pin` subcommand.
-pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
+pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<Code> {
+    execute(ctx, cmd).map(|()| Code::Ok)
+}
+
+fn execute(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
     // Secrets are gathered before the card is touched, so a typo costs no try.
     let done = match cmd {
         PinCommand::Status => return status(ctx),

@@ -1,17 +1,48 @@
 //! `dmsc fleet provision --job` and `dmsc fleet records`: provisioning
 //! records (docs/records.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use clap::Args;
 use dmsc_host::fleet::records::{provision_recorded, to_csv, CardOutcome, Job, SqliteRecords};
 use serde_json::json;
 
-use crate::cli::{FleetSource, RecordOptions, DEFAULT_DB};
-use crate::cmd::fleet::{load_profile, parse_ids, progress_bar, selected_cards};
+use crate::common::{load_profile, parse_ids, progress_bar, selected_cards, FleetSource};
 use crate::context::Ctx;
 use crate::exit::{coded, usage, Code};
 use crate::output::print_json;
+
+/// The record database `fleet provision --job` and `fleet records` use by default.
+pub const DEFAULT_DB: &str = "dmsc-records.sqlite";
+
+/// `fleet provision --job`: record every attempt, each card once per job.
+#[derive(Debug, Args)]
+pub struct RecordOptions {
+    /// The job: each card is provisioned once for it, every attempt recorded (docs/records.md)
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// The record database (SQLite file) [default: dmsc-records.sqlite]
+    #[arg(long, value_name = "PATH", requires = "job")]
+    pub db: Option<PathBuf>,
+    /// This station's name in the records [default: the host name]
+    #[arg(long, value_name = "NAME", requires = "job")]
+    pub station: Option<String>,
+}
+
+/// `fleet records` options.
+#[derive(Debug, Args)]
+pub struct RecordsArgs {
+    /// Only this job
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// The record database (SQLite file)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+    pub db: PathBuf,
+    /// CSV: a header line, then one line per attempt
+    #[arg(long)]
+    pub csv: bool,
+}
 
 fn open_store(path: &Path) -> Result<SqliteRecords> {
     SqliteRecords::open(path).map_err(|e| coded(Code::Error, e.to_string()))
@@ -127,7 +158,11 @@ pub fn provision(
 }
 
 /// `fleet records`.
-pub fn list(ctx: &Ctx, db: &Path, job: Option<&str>, csv: bool) -> Result<Code> {
+pub fn run(ctx: &Ctx, args: &RecordsArgs) -> Result<Code> {
+    list(ctx, &args.db, args.job.as_deref(), args.csv)
+}
+
+fn list(ctx: &Ctx, db: &Path, job: Option<&str>, csv: bool) -> Result<Code> {
     if csv && ctx.json {
         return Err(usage("give either --csv or --json, not both"));
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 use dmsc_host::card_model::apdu::{Command as Apdu, Response};
 use dmsc_host::card_model::commands::{SelectInfo, AID};
 use dmsc_host::session::manager::{
@@ -33,8 +33,8 @@ use rustyline::validate::Validator;
 use rustyline::{Editor, Helper};
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Command, SimCommand};
-use crate::context::{open_authority, Clock, Ctx, ShellCard};
+use crate::common::{parse_key_version, security_level_parser};
+use crate::context::{open_authority, Clock, CommandLine, Ctx, ShellCard};
 use crate::exit::{classify, coded, describe, hint, usage, Code};
 use crate::secrets::KeySource;
 use dmsc_host::card_model::scp03::SecurityLevel;
@@ -119,10 +119,10 @@ enum Builtin {
         #[arg(long, value_name = "FILE")]
         scp_key_file: Option<PathBuf>,
         /// Key version of the key set, hex (0x30) or decimal [default: the shell's, else 0]
-        #[arg(long, value_name = "N", value_parser = crate::cli::parse_key_version)]
+        #[arg(long, value_name = "N", value_parser = parse_key_version)]
         key_version: Option<u8>,
         /// SCP03 security level [default: the shell's]
-        #[arg(long, value_parser = crate::cli::security_level_parser(), value_name = "LEVEL")]
+        #[arg(long, value_parser = security_level_parser(), value_name = "LEVEL")]
         security_level: Option<SecurityLevel>,
     },
     /// End the authority session: the following commands run as the device
@@ -521,20 +521,6 @@ fn from_line(m: &ArgMatches, id: &str) -> bool {
     }
 }
 
-/// Commands that do not act on the shell's one card.
-fn refused(command: &Command) -> Option<&'static str> {
-    match command {
-        Command::Shell(_) => Some("a shell cannot run inside a shell"),
-        Command::Demo { .. } => Some("the demo runs on its own card: run `dmsc demo` outside"),
-        Command::Fleet(_) => Some("fleet commands act on many cards: run them outside the shell"),
-        Command::Watch { .. } => Some("watch follows a reader: run `dmsc watch` outside"),
-        Command::Sim(SimCommand::Serve { .. }) => {
-            Some("sim serve attaches cards to pcscd: run it outside the shell")
-        }
-        _ => None,
-    }
-}
-
 /// What a line asked for.
 enum Outcome {
     Go,
@@ -543,6 +529,8 @@ enum Outcome {
 
 struct Shell {
     ctx: Ctx,
+    /// The command line whose commands the lines are.
+    commands: &'static dyn CommandLine,
     card: Shared,
     clock: Arc<ShellClock>,
     /// The instant the shell started, for the commands' clock.
@@ -551,8 +539,14 @@ struct Shell {
     card_id: [u8; 16],
 }
 
-/// Runs `dmsc shell`; `pinned` is whether `--now`/`DMSC_NOW` gave a test clock.
-pub fn run(ctx: Ctx, args: &ShellArgs, pinned: bool) -> Result<Code> {
+/// Runs `dmsc shell`; `pinned` is whether `--now`/`DMSC_NOW` gave a test clock;
+/// `commands` parses and runs each line (the shell sees no other command module).
+pub fn run(
+    ctx: Ctx,
+    args: &ShellArgs,
+    pinned: bool,
+    commands: &'static dyn CommandLine,
+) -> Result<Code> {
     let mut session = ctx.open_card()?;
     let info = session.select().context("selecting the dmsc applet")?;
     session.clear_trace();
@@ -590,6 +584,7 @@ pub fn run(ctx: Ctx, args: &ShellArgs, pinned: bool) -> Result<Code> {
     let started = ctx.clock.now();
     let mut shell = Shell {
         ctx,
+        commands,
         card,
         clock,
         started,
@@ -609,10 +604,7 @@ impl Shell {
     fn interactive(&mut self) -> Result<Code> {
         let mut editor: Editor<Completion, DefaultHistory> =
             Editor::new().context("cannot set up line editing on this terminal")?;
-        editor.set_helper(Some(Completion {
-            cli: crate::with_globals_shown_once(Cli::command()),
-            builtins: BuiltinLine::command(),
-        }));
+        editor.set_helper(Some(Completion::new(self.commands.command())));
         eprintln!(
             "dmsc shell on card {} ({}); `help` lists the commands, `exit` ends",
             hex::encode_upper(self.card_id),
@@ -692,7 +684,9 @@ impl Shell {
             };
             return self.builtin(parsed.builtin);
         }
-        let matches = match crate::with_globals_shown_once(Cli::command())
+        let matches = match self
+            .commands
+            .command()
             .no_binary_name(true)
             .try_get_matches_from(&words)
         {
@@ -707,12 +701,7 @@ impl Shell {
                 )));
             }
         }
-        let cli = Cli::from_arg_matches(&matches).map_err(|e| usage(e.to_string()))?;
-        if let Some(why) = refused(&cli.command) {
-            return Err(usage(why));
-        }
-        let ctx = self.line_ctx(cli.global, &matches)?;
-        let code = crate::dispatch(ctx, &cli.command, &matches)?;
+        let code = self.commands.run(&matches, &|ctx| self.line_ctx(ctx))?;
         self.tell_ended();
         if code == Code::Ok {
             Ok(Outcome::Go)
@@ -726,8 +715,7 @@ impl Shell {
 
     /// The context of one command: the line's output options, the shell's
     /// card, authority and clock.
-    fn line_ctx(&self, g: crate::cli::Global, m: &ArgMatches) -> Result<Ctx> {
-        let mut ctx = Ctx::new(g, m)?;
+    fn line_ctx(&self, mut ctx: Ctx) -> Result<Ctx> {
         let shell = &self.ctx;
         ctx.reader = shell.reader.clone();
         ctx.sim = shell.sim.clone();
@@ -804,7 +792,7 @@ impl Shell {
             println!("  {:<16}{about}", sub.get_name());
         }
         println!("Card commands (as `dmsc COMMAND`, without `dmsc`; COMMAND --help for more):");
-        for sub in Cli::command().get_subcommands() {
+        for sub in self.commands.command().get_subcommands() {
             if sub.is_hide_set() {
                 continue;
             }
@@ -1018,13 +1006,22 @@ fn report(err: &anyhow::Error, line: Option<usize>, json: bool) -> Code {
 }
 
 /// Completion of command names, subcommands and options from the clap trees.
-struct Completion {
+pub struct Completion {
     cli: clap::Command,
     builtins: clap::Command,
 }
 
 impl Completion {
-    fn candidates(&self, before: &[&str], partial: &str) -> Vec<String> {
+    /// Completes the shell's own commands and those of `cli`.
+    pub fn new(cli: clap::Command) -> Completion {
+        Completion {
+            cli,
+            builtins: BuiltinLine::command(),
+        }
+    }
+
+    /// The completions of `partial` after the words `before`.
+    pub fn candidates(&self, before: &[&str], partial: &str) -> Vec<String> {
         let roots = [&self.cli, &self.builtins];
         let mut words = before.iter().filter(|w| !w.starts_with('-'));
         let mut cmd: Option<&clap::Command> = None;
@@ -1107,28 +1104,6 @@ impl Helper for Completion {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn completion() -> Completion {
-        Completion {
-            cli: crate::with_globals_shown_once(Cli::command()),
-            builtins: BuiltinLine::command(),
-        }
-    }
-
-    #[test]
-    fn completion_comes_from_the_command_tree() {
-        let c = completion();
-        assert_eq!(c.candidates(&[], "lo"), vec!["login", "logout"]);
-        assert!(c.candidates(&[], "").contains(&"object".to_string()));
-        assert_eq!(c.candidates(&["object"], "g"), vec!["get"]);
-        assert_eq!(c.candidates(&["set"], ""), vec!["idle-timeout"]);
-        assert!(c
-            .candidates(&["mo", "get"], "--f")
-            .contains(&"--format".to_string()));
-        // Hidden: the test clock and the global options of subcommands.
-        assert!(c.candidates(&[], "adv").is_empty());
-        assert!(!c.candidates(&["info"], "--").contains(&"--sim".to_string()));
-    }
 
     #[test]
     fn durations() {

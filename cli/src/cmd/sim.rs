@@ -6,24 +6,132 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
 use anyhow::{Context, Result};
+use clap::Subcommand;
 use dmsc_host::card_model::commands::{Pin, MIN_FAILURE_LIMIT};
 use dmsc_host::card_model::objects::check_name;
 use dmsc_sim_card::file_store::StateLock;
 use dmsc_sim_card::sim::{self, FileCard};
 use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard, WithLatency};
-use dmsc_sim_card::{AuthorityKeys, InitParams, StoreError};
+use dmsc_sim_card::{InitParams, StoreError};
 use serde::Serialize;
 
+use crate::common::{init_params, parse_latency};
 use crate::context::Ctx;
 use crate::exit::{coded, usage, Code};
 use crate::output::{hex_upper, print_json};
 use crate::secrets::{KeyTriple, TEST_KEY_VERSION};
 
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Create (personalise) a new simulated card in a state file
+    #[command(
+        after_help = "Without --scp-keys/--scp-key-file/DMSC_SCP_KEYS the card gets the \
+        well-known GlobalPlatform test keys 404142…4F (key version 0x30) and a warning is \
+        printed. --pin/--puk take values on the command line ONLY because this \
+        personalises a test card; every other command reads PINs from a file, the \
+        environment or a prompt."
+    )]
+    Init {
+        /// The new state file
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Name of the card's first authority (its administrator)
+        #[arg(long, default_value = "admin", value_name = "NAME")]
+        authority: String,
+        /// Initial user PIN (test cards only)
+        #[arg(long, default_value = "123456", value_name = "PIN")]
+        pin: String,
+        /// Initial PUK (test cards only)
+        #[arg(long, default_value = "12345678", value_name = "PUK")]
+        puk: String,
+        /// Object storage in bytes
+        #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+        capacity: u32,
+        /// Consecutive authorisation failures before an alarm (at least 4)
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        failure_limit: u8,
+        /// Replace an existing state file (atomically: the old card stays if anything fails)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Attach simulated cards to pcscd through its vpcd driver until SIGINT/SIGTERM
+    #[command(
+        after_help = "Prints exactly one line on stdout once every card is attached, \
+        e.g. `ready: 2 cards attached (vpcd 127.0.0.1:35963, 127.0.0.1:35964)`."
+    )]
+    Serve {
+        /// A card state file; repeat for more cards (card i uses port+i)
+        #[arg(long = "state", required = true, value_name = "PATH")]
+        states: Vec<PathBuf>,
+        /// vpcd's listening base port on 127.0.0.1 (card i connects to port+i)
+        #[arg(
+            long,
+            env = "DMSC_VPCD_PORT",
+            hide_env_values = true,
+            default_value_t = 35963
+        )]
+        port: u16,
+        /// Reversed mode: card i listens on ADDR's host at ADDR's port + i for vpcd
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Answer each APDU this long after it arrived, as a real card's
+        /// processing time (e.g. 15ms; units us, ms, s; at most 10s)
+        #[arg(long, value_name = "DURATION", value_parser = parse_latency)]
+        latency: Option<std::time::Duration>,
+    },
+}
+
+/// Runs a `sim` subcommand. `port_on_command_line`: whether `--port` was
+/// given on the command line (not from `DMSC_VPCD_PORT`), which `--listen`
+/// excludes.
+pub fn run(ctx: &Ctx, cmd: &SimCommand, port_on_command_line: bool) -> Result<Code> {
+    match cmd {
+        SimCommand::Init {
+            path,
+            authority,
+            pin,
+            puk,
+            capacity,
+            failure_limit,
+            force,
+        } => init(
+            ctx,
+            &InitArgs {
+                path,
+                authority,
+                pin,
+                puk,
+                capacity: *capacity,
+                failure_limit: *failure_limit,
+                force: *force,
+            },
+        )?,
+        SimCommand::Serve {
+            states,
+            port,
+            listen,
+            latency,
+        } => {
+            if port_on_command_line && listen.is_some() {
+                return Err(usage("give either --port or --listen, not both"));
+            }
+            serve(
+                ctx,
+                states,
+                *port,
+                listen.as_deref(),
+                *latency,
+                ctx.verbose > 0,
+            )?
+        }
+    }
+    Ok(Code::Ok)
+}
+
 /// What `sim init` personalises.
-pub struct InitArgs<'a> {
+struct InitArgs<'a> {
     pub path: &'a Path,
     pub authority: &'a str,
     pub pin: &'a str,
@@ -45,27 +153,6 @@ struct InitJson {
     failure_limit: u8,
 }
 
-/// The personalisation of a new card with one authority.
-pub fn init_params(
-    authority: &str,
-    key_version: u8,
-    keys: &KeyTriple,
-    pin: &[u8],
-    puk: &[u8],
-) -> InitParams {
-    InitParams {
-        pin: Zeroizing::new(pin.to_vec()),
-        puk: Zeroizing::new(puk.to_vec()),
-        ..InitParams::with_authorities(vec![AuthorityKeys {
-            key_version,
-            name: authority.to_string(),
-            enc: keys.enc.clone(),
-            mac: keys.mac.clone(),
-            dek: keys.dek.clone(),
-        }])
-    }
-}
-
 /// The warning printed when a card gets the well-known test keys.
 pub const TEST_KEY_WARNING: &str = "warning: no authority keys given; using the well-known \
     GlobalPlatform test keys 404142434445464748494A4B4C4D4E4F (ENC=MAC=DEK, key version 0x30). \
@@ -77,7 +164,7 @@ pub const GIVEN_TEST_KEY_WARNING: &str = "warning: the authority keys given are 
     authenticate as this card's authority: use them for tests only.";
 
 /// `dmsc sim init PATH`.
-pub fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
+fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
     // Check everything before touching the file system.
     let keys = match &ctx.keys {
         Some(source) => source.load()?,
@@ -223,7 +310,7 @@ struct ReadyJson {
 }
 
 /// `dmsc sim serve --state PATH… [--port N | --listen ADDR] [--latency DURATION]`.
-pub fn serve(
+fn serve(
     ctx: &Ctx,
     states: &[PathBuf],
     port: u16,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::context::{CardSession, Ctx};
-use crate::exit::usage;
+use crate::exit::{usage, Code};
 use crate::output::print_json;
 
 /// `dmsc uicc …`.
@@ -207,7 +207,11 @@ struct Entry {
 }
 
 /// Runs `dmsc uicc`.
-pub fn run(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &UiccArgs) -> Result<Code> {
+    execute(ctx, args).map(|()| Code::Ok)
+}
+
+fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
     // Bad input is refused before the card is opened.
     let write = match &args.command {
         UiccCommand::WriteLwm2m { file, adm_key_file } => {

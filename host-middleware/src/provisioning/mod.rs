@@ -2,6 +2,7 @@
 //! forget a card's MOs when it goes, copy an MO (or part of it) from the
 //! device to the card, and compare both copies.
 
+pub mod uicc;
 #[cfg(feature = "pcsc")]
 pub mod watch;
 
@@ -14,6 +15,8 @@ use crate::device_tree::{CardMark, DeviceTree, LastCard, Origin, TreeChange, Tre
 use crate::error::HostError;
 use crate::mo::{self, MgmtTree, MoCardError, Node};
 use crate::session::CardCommands;
+
+pub use uicc::{CardKind, FactoryBootstrap, RefreshOptions};
 
 /// Why a provisioning operation failed. Nothing was changed on the device
 /// tree when it did.
@@ -31,14 +34,41 @@ pub enum ProvisioningError {
     /// The MO is not in the device tree.
     #[error("device tree has no MO {0}")]
     NotInDevice(String),
+    /// Reading a UICC, or decoding its LwM2M bootstrap, failed.
+    #[error("UICC: {0}")]
+    Uicc(#[from] crate::uicc::UiccError),
+    /// A bootstrap message (a UICC's DM bootstrap, the factory bootstrap)
+    /// is not one the device can apply.
+    #[error("{what}: {source}")]
+    Bootstrap {
+        /// Which bootstrap.
+        what: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: crate::bootstrap::BootstrapError,
+    },
+    /// The card has neither the dmsc applet nor an ICCID (EF(ICCID) empty).
+    #[error("the card has neither the dmsc applet nor an ICCID (EF(ICCID) 2FE2 is empty)")]
+    NoIccid,
+    /// The device's policy state could not be read.
+    #[error("{path}: {detail}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// What a refresh did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RefreshReport {
-    /// The card ID, hex.
+    /// `dmsc` (the applet answered) or `uicc` (a plain UICC).
+    pub kind: CardKind,
+    /// The card ID, hex; a UICC's ICCID.
     pub card_id: String,
-    /// The card's generation.
+    /// The card's generation (0 for a UICC: its content is known by
+    /// `bootstrap_digest`).
     pub generation: u64,
     /// True when the card was the one of the last refresh, unchanged (one APDU).
     pub unchanged: bool,
@@ -51,6 +81,37 @@ pub struct RefreshReport {
     /// MOs on the card whose content is not a TNDS tree, with the reason;
     /// left out of the device tree.
     pub skipped: Vec<SkippedMo>,
+    /// A UICC's bootstrap data found: `dm`, `lwm2m`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap: Vec<String>,
+    /// `sha256:` digest of a UICC's bootstrap data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_digest: Option<String>,
+    /// The device policy disabled the smartcard bootstrap.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub smartcard_bootstrap_disabled: bool,
+    /// The factory bootstrap is in force after the refresh (no card
+    /// provides anything).
+    pub factory: bool,
+}
+
+impl RefreshReport {
+    fn new(card_id: String, generation: u64, kind: CardKind) -> RefreshReport {
+        RefreshReport {
+            kind,
+            card_id,
+            generation,
+            unchanged: false,
+            added: Vec::new(),
+            updated: Vec::new(),
+            removed: Vec::new(),
+            skipped: Vec::new(),
+            bootstrap: Vec::new(),
+            bootstrap_digest: None,
+            smartcard_bootstrap_disabled: false,
+            factory: false,
+        }
+    }
 }
 
 /// An MO a refresh left out.
@@ -75,22 +136,32 @@ pub fn card_mark(card_id: &[u8], generation: u64) -> CardMark {
 /// readable MO is read and the device tree is changed in one atomic step:
 /// the card's MOs are written, MOs that came from a card and are not on this
 /// one are removed. A card removed mid-refresh leaves the tree as it was.
+///
+/// A card without the dmsc applet (its SELECT answers `6A82`) is read as a
+/// plain UICC ([`uicc::refresh_uicc`]): one SELECT failure at most.
 pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     card: &mut C,
     tree: &mut T,
 ) -> Result<RefreshReport, ProvisioningError> {
-    let info = card.select()?;
+    refresh_with(card, tree, &RefreshOptions::default())
+}
+
+/// [`refresh`] with the factory bootstrap and the smartcard bootstrap switch
+/// (docs/bootstrap.md §6): the factory MOs leave the tree when a card provides
+/// anything, and come back when nothing from a card is left.
+pub fn refresh_with<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
+    card: &mut C,
+    tree: &mut T,
+    options: &RefreshOptions,
+) -> Result<RefreshReport, ProvisioningError> {
+    let info = match card.select() {
+        Ok(info) => info,
+        Err(e) if e.sw() == Some(0x6A82) => return uicc::refresh_uicc(card, tree, options),
+        Err(e) => return Err(e.into()),
+    };
     let mark = card_mark(&info.card_id, info.generation);
     let index = tree.index()?;
-    let mut report = RefreshReport {
-        card_id: mark.card_id.clone(),
-        generation: mark.generation,
-        unchanged: false,
-        added: Vec::new(),
-        updated: Vec::new(),
-        removed: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let mut report = RefreshReport::new(mark.card_id.clone(), mark.generation, CardKind::Dmsc);
     if index.last_card.as_ref() == Some(&mark) {
         report.unchanged = true;
         // A tree whose MO files still have the earlier hidden names
@@ -119,7 +190,7 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     let mut taken: Vec<String> = index
         .mos
         .iter()
-        .filter(|(uri, e)| e.origin.card_id().is_none() && !mos.iter().any(|m| &m.uri == *uri))
+        .filter(|(uri, e)| e.origin == Origin::Device && !mos.iter().any(|m| &m.uri == *uri))
         .map(|(uri, _)| uri.clone())
         .collect();
     let device_own = taken.len();
@@ -184,6 +255,13 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
             change.remove.push(uri.clone());
         }
     }
+    report.factory = uicc::settle_factory(
+        &*tree,
+        &index,
+        options.factory.as_ref(),
+        &mut change,
+        &mut report,
+    )?;
     tree.apply(&change)?;
     Ok(report)
 }
@@ -194,6 +272,17 @@ pub fn forget_card<T: DeviceTree + ?Sized>(
     tree: &mut T,
     card_id: Option<&str>,
 ) -> Result<Vec<String>, ProvisioningError> {
+    forget_card_with(tree, card_id, None).map(|(removed, _)| removed)
+}
+
+/// [`forget_card`], then the factory rule in the same atomic change: when
+/// nothing from a card is left, `factory` (if given) is put in force.
+/// Returns the URIs removed and those of the factory bootstrap added.
+pub fn forget_card_with<T: DeviceTree + ?Sized>(
+    tree: &mut T,
+    card_id: Option<&str>,
+    factory: Option<&FactoryBootstrap>,
+) -> Result<(Vec<String>, Vec<String>), ProvisioningError> {
     let index = tree.index()?;
     let remove: Vec<String> = index
         .mos
@@ -205,15 +294,22 @@ pub fn forget_card<T: DeviceTree + ?Sized>(
         })
         .map(|(u, _)| u.clone())
         .collect();
-    let change = TreeChange {
+    let mut change = TreeChange {
         put: Vec::new(),
         remove: remove.clone(),
         last_card: LastCard::Clear,
     };
-    if !remove.is_empty() || index.last_card.is_some() {
+    let mut report = RefreshReport::new(String::new(), 0, CardKind::Dmsc);
+    uicc::settle_factory(&*tree, &index, factory, &mut change, &mut report)?;
+    report.removed.retain(|u| !remove.contains(u));
+    let mut removed = remove;
+    removed.extend(report.removed);
+    if !change.put.is_empty() || !change.remove.is_empty() || index.last_card.is_some() {
         tree.apply(&change)?;
     }
-    Ok(remove)
+    let mut added = report.added;
+    added.extend(report.updated);
+    Ok((removed, added))
 }
 
 /// What [`copy_to_card`] does with the device copy afterwards.

@@ -1,6 +1,8 @@
 //! Following a reader (feature `pcsc`): refresh the device tree when a card
 //! is inserted or its content changes, and remove a card's MOs from the
-//! device tree when it is removed or replaced.
+//! device tree when it is removed or replaced. The reader may hold a dmsc
+//! card or a plain UICC (its smartcard bootstrap, [`super::uicc`]); the
+//! factory bootstrap comes back when a removal leaves nothing from a card.
 
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::device_tree::DeviceTree;
-use crate::provisioning::{self, ProvisioningError, RefreshReport};
+use crate::provisioning::{self, ProvisioningError, RefreshOptions, RefreshReport};
 use crate::session::Session;
 use crate::transport::pcsc::{PcscCard, PcscContext};
 use crate::transport::{ReaderEvent, ReaderInfo, TransportError};
@@ -39,6 +41,9 @@ pub enum WatchEvent {
         card_id: Option<String>,
         /// The MOs removed from the device tree.
         removed: Vec<String>,
+        /// The factory bootstrap's MOs put in force (nothing from a card left).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        factory: Vec<String>,
     },
     /// A refresh failed (e.g. the card was pulled mid-refresh); the tree is unchanged.
     Failed {
@@ -54,6 +59,7 @@ fn card_gone(e: &ProvisioningError) -> bool {
     let host = match e {
         ProvisioningError::Card(h) => h,
         ProvisioningError::Mo(crate::mo::MoCardError::Card { source, .. }) => source,
+        ProvisioningError::Uicc(crate::uicc::UiccError::Card(h)) => h,
         _ => return false,
     };
     matches!(
@@ -80,6 +86,7 @@ impl Followed {
         &mut self,
         ctx: &mut PcscContext,
         tree: &mut T,
+        options: &RefreshOptions,
     ) -> Result<RefreshReport, ProvisioningError> {
         let session = match self.session.as_mut() {
             Some(s) => s,
@@ -90,7 +97,7 @@ impl Followed {
                 self.session.insert(Session::new(card))
             }
         };
-        let result = provisioning::refresh(session, tree);
+        let result = provisioning::refresh_with(session, tree, options);
         match &result {
             Ok(r) => self.card_id = Some(r.card_id.clone()),
             Err(_) => self.session = None,
@@ -110,8 +117,30 @@ pub fn watch<T: DeviceTree + ?Sized>(
     tree: &mut T,
     pattern: &str,
     poll: Duration,
+    on_event: impl FnMut(Option<&WatchEvent>) -> ControlFlow<()>,
+) -> Result<(), ProvisioningError> {
+    watch_with(
+        ctx,
+        tree,
+        pattern,
+        poll,
+        &RefreshOptions::default(),
+        on_event,
+    )
+}
+
+/// [`watch`] with refresh options (factory bootstrap, smartcard bootstrap
+/// switch). A UICC has no generation counter: each poll reads its bootstrap
+/// again and compares the digest.
+pub fn watch_with<T: DeviceTree + ?Sized>(
+    ctx: &mut PcscContext,
+    tree: &mut T,
+    pattern: &str,
+    poll: Duration,
+    options: &RefreshOptions,
     mut on_event: impl FnMut(Option<&WatchEvent>) -> ControlFlow<()>,
 ) -> Result<(), ProvisioningError> {
+    let factory = options.factory.as_ref();
     let readers: Vec<ReaderInfo> = ctx.list_readers().map_err(crate::error::HostError::from)?;
     let mut followed: Option<Followed> = readers
         .iter()
@@ -122,9 +151,13 @@ pub fn watch<T: DeviceTree + ?Sized>(
             session: None,
             card_id: None,
         });
+    if followed.is_none() && factory.is_some() {
+        // No card at start: nothing from a card is in force.
+        provisioning::forget_card_with(tree, None, factory)?;
+    }
     let mut emit = |e: Option<WatchEvent>| on_event(e.as_ref());
     if let Some(f) = followed.as_mut() {
-        let event = match f.refresh(ctx, tree) {
+        let event = match f.refresh(ctx, tree, options) {
             Ok(refresh) => WatchEvent::Inserted {
                 reader: f.reader.clone(),
                 refresh,
@@ -148,14 +181,15 @@ pub fn watch<T: DeviceTree + ?Sized>(
                     if followed.as_ref().is_some_and(|f| &f.reader == reader) =>
                 {
                     let card_id = followed.take().and_then(|f| f.card_id);
-                    let removed = match &card_id {
-                        Some(id) => provisioning::forget_card(tree, Some(id))?,
-                        None => Vec::new(),
+                    let (removed, factory) = match &card_id {
+                        Some(id) => provisioning::forget_card_with(tree, Some(id), factory)?,
+                        None => (Vec::new(), Vec::new()),
                     };
                     Some(WatchEvent::Removed {
                         reader: reader.clone(),
                         card_id,
                         removed,
+                        factory,
                     })
                 }
                 ReaderEvent::CardInserted { reader, .. }
@@ -169,7 +203,7 @@ pub fn watch<T: DeviceTree + ?Sized>(
                     });
                     // A new card in the same reader: a fresh session.
                     f.session = None;
-                    Some(match f.refresh(ctx, tree) {
+                    Some(match f.refresh(ctx, tree, options) {
                         Ok(refresh) => WatchEvent::Inserted {
                             reader: reader.clone(),
                             refresh,
@@ -191,7 +225,7 @@ pub fn watch<T: DeviceTree + ?Sized>(
         if events.is_empty() {
             // Nothing from the readers: has the card's content changed?
             if let Some(f) = followed.as_mut() {
-                let event = match f.refresh(ctx, tree) {
+                let event = match f.refresh(ctx, tree, options) {
                     Ok(r) if r.unchanged => None,
                     Ok(refresh) => Some(WatchEvent::Changed {
                         reader: f.reader.clone(),
@@ -201,14 +235,15 @@ pub fn watch<T: DeviceTree + ?Sized>(
                     Err(e) if card_gone(&e) => {
                         let reader = f.reader.clone();
                         let card_id = followed.take().and_then(|f| f.card_id);
-                        let removed = match &card_id {
-                            Some(id) => provisioning::forget_card(tree, Some(id))?,
-                            None => Vec::new(),
+                        let (removed, factory) = match &card_id {
+                            Some(id) => provisioning::forget_card_with(tree, Some(id), factory)?,
+                            None => (Vec::new(), Vec::new()),
                         };
                         Some(WatchEvent::Removed {
                             reader,
                             card_id,
                             removed,
+                            factory,
                         })
                     }
                     Err(e) => Some(WatchEvent::Failed {

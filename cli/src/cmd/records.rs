@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use dmsc_host::fleet::records::{provision_recorded, to_csv, CardOutcome, Job, SqliteRecords};
+use dmsc_host::fleet::records::{
+    self, provision_recorded, to_csv, CardOutcome, Job, Location, Records,
+};
 use serde_json::json;
 
 use crate::common::{load_profile, parse_ids, progress_bar, selected_cards, FleetSource};
@@ -22,8 +24,9 @@ pub struct RecordOptions {
     /// The job: each card is provisioned once for it, every attempt recorded (docs/records.md)
     #[arg(long, value_name = "NAME")]
     pub job: Option<String>,
-    /// The record database (SQLite file) [default: dmsc-records.sqlite]
-    #[arg(long, value_name = "PATH", requires = "job")]
+    /// The record database: a SQLite file, or PostgreSQL (postgres://…, postgresql://… or
+    /// 'host=/dir dbname=…') for several stations [default: dmsc-records.sqlite]
+    #[arg(long, value_name = "PATH|URL", requires = "job")]
     pub db: Option<PathBuf>,
     /// This station's name in the records [default: the host name]
     #[arg(long, value_name = "NAME", requires = "job")]
@@ -36,16 +39,17 @@ pub struct RecordsArgs {
     /// Only this job
     #[arg(long, value_name = "NAME")]
     pub job: Option<String>,
-    /// The record database (SQLite file)
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+    /// The record database: a SQLite file, or PostgreSQL (postgres://…, postgresql://… or
+    /// 'host=/dir dbname=…')
+    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_DB)]
     pub db: PathBuf,
     /// CSV: a header line, then one line per attempt
     #[arg(long)]
     pub csv: bool,
 }
 
-fn open_store(path: &Path) -> Result<SqliteRecords> {
-    SqliteRecords::open(path).map_err(|e| coded(Code::Error, e.to_string()))
+fn open_store(path: &Path, write: bool) -> Result<Box<dyn Records>> {
+    records::open(path, write).map_err(|e| coded(Code::Error, e.to_string()))
 }
 
 fn station_name(record: &RecordOptions) -> Result<String> {
@@ -77,7 +81,7 @@ pub fn provision(
         return Err(usage("--job: the job needs a name"));
     }
     let station = station_name(record)?;
-    let store = open_store(record.db.as_deref().unwrap_or(Path::new(DEFAULT_DB)))?;
+    let store = open_store(record.db.as_deref().unwrap_or(Path::new(DEFAULT_DB)), true)?;
     // With master keys, the authority's own keys (if given) are the key set
     // the cards hold now: each card gets its own keys under it.
     let (keys, installer) = ctx.card_authority_installing("fleet provision --job", true)?;
@@ -95,7 +99,7 @@ pub fn provision(
         level: ctx.security_level(),
         now: &now,
     };
-    let reports = provision_recorded(&mut members, &job, &store, &|r| {
+    let reports = provision_recorded(&mut members, &job, store.as_ref(), &|r| {
         bar.set_prefix(r.reader.clone());
         bar.inc(1);
     });
@@ -166,13 +170,13 @@ fn list(ctx: &Ctx, db: &Path, job: Option<&str>, csv: bool) -> Result<Code> {
     if csv && ctx.json {
         return Err(usage("give either --csv or --json, not both"));
     }
-    if !db.exists() {
+    if !Location::parse(db).exists() {
         return Err(coded(
             Code::NotFound,
             format!("no record database at {}", db.display()),
         ));
     }
-    let records = open_store(db)?
+    let records = open_store(db, false)?
         .records(job)
         .map_err(|e| coded(Code::Error, e.to_string()))?;
     if csv {

@@ -2,13 +2,20 @@
 //! card for a job, and exactly one claim per card per job.
 //!
 //! The claim is a row with the primary key (job, card ID), taken in one
-//! write transaction (`BEGIN IMMEDIATE`): the database, not the host, decides
-//! which attempt provisions a card. A card whose claim is `provisioned` is
-//! skipped. A claim left `in_progress` by this station (a run that stopped
-//! mid-card) is taken over by the next run, which redoes the card (the work
-//! is idempotent) and marks the interrupted attempt `failed`
-//! ("interrupted"); a claim `in_progress` at another station is left to it.
-//! A `failed` claim is retried by the next run.
+//! write transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `INSERT … ON
+//! CONFLICT DO NOTHING`, then the row read `FOR UPDATE`): the database, not
+//! the host, decides which attempt provisions a card. A card whose claim is
+//! `provisioned` is skipped. A claim left `in_progress` by a station that
+//! stopped mid-card is taken over by the next run, which redoes the card
+//! (the work is idempotent) and marks the interrupted attempt `failed`
+//! ("interrupted"); a claim `in_progress` at a station that works on it is
+//! left to it. Which station stopped: with SQLite (one station), a claim of
+//! this station's name; with PostgreSQL ([`PgRecords`]), any claim whose
+//! station's connection ended (its advisory lock is free). A `failed` claim
+//! is retried by the next run.
+//!
+//! The same algorithm and SQL serve both databases ([`Records`], one
+//! implementation over a small transaction interface).
 //!
 //! Records hold the card ID, profile digest, key version and key check values
 //! of the authority keys, never keys.
@@ -1062,28 +1069,63 @@ pub struct Job<'a> {
     pub now: &'a (dyn Fn() -> jiff::Timestamp + Sync),
 }
 
+/// Attempts at a card within one run. A second attempt follows a claimed
+/// attempt that failed on the card and was recorded `failed`: another
+/// station's SELECT of a card both see (each station reads every card's ID
+/// when it starts) ends the secure channel of the station working on it,
+/// which then claims the card again and redoes it (or finds it taken by the
+/// other station). A card that fails again is left `failed` for the next run.
+const ATTEMPTS_PER_RUN: usize = 2;
+
 fn provision_recorded_one<T: Transport>(
     card: &mut FleetCard<T>,
     job: &Job<'_>,
     digest: &str,
     store: &dyn Records,
 ) -> CardReport {
+    let mut tries = 1;
+    loop {
+        let (report, again) = provision_recorded_attempt(card, job, digest, store);
+        if !again || tries >= ATTEMPTS_PER_RUN {
+            return report;
+        }
+        tries += 1;
+        card.session.clear_secure_messaging();
+    }
+}
+
+/// One attempt; with it, whether the attempt was claimed, failed on the
+/// card and was recorded `failed` (so that it may be tried again).
+fn provision_recorded_attempt<T: Transport>(
+    card: &mut FleetCard<T>,
+    job: &Job<'_>,
+    digest: &str,
+    store: &dyn Records,
+) -> (CardReport, bool) {
     let reader = card.reader.clone();
     let report = |card_id: Option<String>, outcome| CardReport {
         reader: reader.clone(),
         card_id,
         outcome,
     };
-    let card_id = match card.status() {
-        Ok(s) => s.card_id,
-        Err(e) => {
-            return report(
-                None,
-                CardOutcome::Failed {
-                    error: e.to_string(),
-                },
-            )
-        }
+    // The card ID read when the fleet was opened (no second SELECT, which
+    // would end another station's secure channel with the card).
+    let card_id = match card.card_id() {
+        Some(id) => id,
+        None => match card.status() {
+            Ok(s) => s.card_id,
+            Err(e) => {
+                return (
+                    report(
+                        None,
+                        CardOutcome::Failed {
+                            error: e.to_string(),
+                        },
+                    ),
+                    false,
+                )
+            }
+        },
     };
     let claim = store.claim(&AttemptStart {
         job: job.name,
@@ -1096,23 +1138,33 @@ fn provision_recorded_one<T: Transport>(
     let (attempt, recovered) = match claim {
         Ok(Claim::Claimed { attempt, recovered }) => (attempt, recovered),
         Ok(Claim::AlreadyProvisioned { station }) => {
-            return report(Some(card_id), CardOutcome::AlreadyProvisioned { station })
+            return (
+                report(Some(card_id), CardOutcome::AlreadyProvisioned { station }),
+                false,
+            )
         }
         Ok(Claim::InProgressElsewhere { station }) => {
-            return report(Some(card_id), CardOutcome::InProgressElsewhere { station })
+            return (
+                report(Some(card_id), CardOutcome::InProgressElsewhere { station }),
+                false,
+            )
         }
         Err(e) => {
-            return report(
-                Some(card_id),
-                CardOutcome::Failed {
-                    error: e.to_string(),
-                },
+            return (
+                report(
+                    Some(card_id),
+                    CardOutcome::Failed {
+                        error: e.to_string(),
+                    },
+                ),
+                false,
             )
         }
     };
     // The work is idempotent: a card that already holds its own keys keeps
     // them, and a redone card gets the same objects again.
     let done = install_card_keys(card, job)
+        .map(|()| stop_here_for_fault_test(&card_id))
         .and_then(|()| {
             provision_one(card, job.profile, job.keys, job.level).map_err(|e| e.to_string())
         })
@@ -1124,6 +1176,7 @@ fn provision_recorded_one<T: Transport>(
         done.clone().map(Some),
         (job.now)(),
     );
+    let again = done.is_err() && finished.is_ok();
     let outcome = match (done, finished) {
         (Ok(_), Ok(())) => CardOutcome::Provisioned { attempt, recovered },
         (Err(error), _) => CardOutcome::Failed { error },
@@ -1131,7 +1184,26 @@ fn provision_recorded_one<T: Transport>(
             error: format!("provisioned, but the record was not written: {e}"),
         },
     };
-    report(Some(card_id), outcome)
+    (report(Some(card_id), outcome), again)
+}
+
+/// The environment variable of the crash tests: set to a card ID (or `*`),
+/// the worker on that card stops after the card is claimed and holds its own
+/// keys, before the profile is written: it prints `stopped mid-card ID` on
+/// standard error and waits there until the process is killed.
+pub const FAULT_STOP_MID_CARD: &str = "DMSC_FAULT_STOP_MID_CARD";
+
+fn stop_here_for_fault_test(card_id: &str) {
+    let Some(wanted) = std::env::var_os(FAULT_STOP_MID_CARD) else {
+        return;
+    };
+    if wanted != "*" && wanted != card_id {
+        return;
+    }
+    eprintln!("stopped mid-card {card_id}");
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Gives the card its own authority keys when `job.installer` is set (and

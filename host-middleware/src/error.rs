@@ -3,7 +3,10 @@
 use dmsc_card_model::apdu::{ApduError, Command, Response, CLA_CHAINING};
 use dmsc_card_model::commands::{ins, DecodeError, CLA_SECURE_MESSAGING};
 
+use crate::fleet::diversify::DiversifyError;
+use crate::session::secure::SmError;
 use crate::transport::TransportError;
+use dmsc_card_model::scp03::Scp03Error;
 
 pub use iso7816::Status;
 
@@ -43,21 +46,39 @@ pub enum HostError {
         #[source]
         source: ApduError,
     },
-    /// The card broke the APDU protocol (endless `61xx`, oversized response, …).
-    #[error("{command}: protocol error: {detail}")]
+    /// The card broke the APDU protocol (endless `61xx`, oversized response, …),
+    /// or the command could not be carried to it; [`ProtocolFault`] says which.
+    #[error("{command}: protocol error: {fault}")]
     Protocol {
         /// The command.
         command: &'static str,
         /// What happened.
-        detail: String,
+        #[source]
+        fault: ProtocolFault,
     },
     /// Secure messaging failed to wrap a command or to verify/decrypt a response.
-    #[error("{command}: secure messaging: {detail}")]
+    #[error("{command}: secure messaging: {source}")]
     SecureMessaging {
         /// The command.
         command: &'static str,
         /// What failed.
-        detail: String,
+        #[source]
+        source: SmError,
+    },
+    /// The card's own keys could not be derived from the master keys
+    /// ([`crate::fleet::diversify`]).
+    #[error(
+        "{command}: cannot derive the keys of card {}: {source}",
+        hex::encode_upper(.card_id)
+    )]
+    KeyDerivation {
+        /// The command the keys were needed for.
+        command: &'static str,
+        /// The card ID the keys are derived from.
+        card_id: Vec<u8>,
+        /// Why.
+        #[source]
+        source: DiversifyError,
     },
     /// After a reconnection, another card answered than the one the session began with.
     #[error(
@@ -71,6 +92,66 @@ pub enum HostError {
         /// The card ID found after re-selecting.
         found: [u8; 16],
     },
+}
+
+/// How the card broke the APDU protocol, or why a command could not be carried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolFault {
+    /// The operating system gave no randomness for the SCP03 host challenge.
+    #[error("no operating-system randomness for the host challenge: {0}")]
+    NoRandomness(#[source] getrandom::Error),
+    /// An SCP03 command or answer (INITIALIZE UPDATE, PUT KEY) could not be
+    /// built or decoded.
+    #[error("{0}")]
+    Scp03(#[source] Scp03Error),
+    /// A transaction's operation was asked to run a second time.
+    #[error("the operation cannot run twice")]
+    RanTwice,
+    /// The transport returned without running the transaction's operation.
+    #[error("the transport did not run the operation")]
+    NotRun,
+    /// Chaining produced no command APDU.
+    #[error("empty command chain")]
+    EmptyChain,
+    /// The data field needs extended length, which the card or reader lacks.
+    #[error("a {len}-byte data field needs extended length, which this card or reader lacks")]
+    NeedsExtendedLength {
+        /// The data field's length.
+        len: usize,
+    },
+    /// The card kept answering `61xx`.
+    #[error("no final status after {rounds} GET RESPONSE rounds")]
+    NoFinalStatus {
+        /// The rounds tried.
+        rounds: usize,
+    },
+    /// The reassembled response grew beyond the limit.
+    #[error("response longer than {max} bytes")]
+    ResponseTooLong {
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A READ/UPDATE BINARY offset that P1-P2 cannot carry.
+    #[error("offset {offset} is beyond 32767 (P1-P2 15-bit offset)")]
+    OffsetTooLarge {
+        /// The offset asked for.
+        offset: usize,
+    },
+    /// A selected file's FCP does not give its size.
+    #[error("file {path} has no size in its FCP")]
+    NoFileSize {
+        /// The file's path.
+        path: String,
+    },
+    /// The card answered something the command cannot answer.
+    #[error("the card answered {what}")]
+    UnexpectedAnswer {
+        /// What it answered.
+        what: &'static str,
+    },
+    /// SELECT gave no card ID where one is needed.
+    #[error("no card ID after the authority session opened")]
+    NoCardId,
 }
 
 impl HostError {
@@ -342,6 +423,45 @@ mod tests {
             sw(&puk, 0x63C0).to_string(),
             "RESET RETRY COUNTER: wrong PUK, 0 tries left (SW 63C0)"
         );
+    }
+
+    /// Protocol and secure-messaging failures carry typed causes as their
+    /// source, and read as before.
+    #[test]
+    fn protocol_faults_are_typed_sources() {
+        use std::error::Error;
+        let e = HostError::Protocol {
+            command: "GET DATA",
+            fault: ProtocolFault::ResponseTooLong { max: 65536 },
+        };
+        assert_eq!(
+            e.to_string(),
+            "GET DATA: protocol error: response longer than 65536 bytes"
+        );
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("response longer than 65536 bytes")
+        );
+        let e = HostError::SecureMessaging {
+            command: "INITIALIZE UPDATE",
+            source: SmError::KeysRejected {
+                key_version: 0x30,
+                reason: Scp03Error::CardCryptogramMismatch,
+            },
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("INITIALIZE UPDATE: secure messaging: ")
+                && text.ends_with(" (wrong key set for key version 0x30?)"),
+            "{text}"
+        );
+        assert!(matches!(
+            e.source().and_then(|s| s.downcast_ref::<SmError>()),
+            Some(SmError::KeysRejected {
+                key_version: 0x30,
+                ..
+            })
+        ));
     }
 
     #[test]

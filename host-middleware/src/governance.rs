@@ -14,7 +14,7 @@ use dmsc_card_model::commands::{
 use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef, Principal, Right};
 use dmsc_card_model::scp03::StaticKeys;
 
-use crate::error::HostError;
+use crate::error::{HostError, ProtocolFault};
 use crate::session::scp::AuthorityKeySet;
 use crate::session::CardCommands;
 
@@ -59,10 +59,10 @@ fn decode_err(
     move |source| HostError::Decode { command, source }
 }
 
-fn unexpected(command: &'static str, what: &str) -> HostError {
+fn unexpected(command: &'static str, what: &'static str) -> HostError {
     HostError::Protocol {
         command,
-        detail: format!("the card answered {what}"),
+        fault: ProtocolFault::UnexpectedAnswer { what },
     }
 }
 
@@ -151,7 +151,7 @@ pub trait Governance: CardCommands {
         )
         .map_err(|e| HostError::Protocol {
             command: "PUT KEY",
-            detail: e.to_string(),
+            fault: ProtocolFault::Scp03(e),
         })?;
         let expected = PutKeyResponse {
             key_version: new_kvn,

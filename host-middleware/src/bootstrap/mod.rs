@@ -28,16 +28,74 @@ use crate::{CardCommands, HostError};
 /// The largest bootstrap packet the card verifies (64 KiB).
 pub const MAX_PACKET: usize = 64 * 1024;
 
+/// What is wrong with a bootstrap Content-Type header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderProblem {
+    /// The media type is neither of the OMA DM bootstrap types.
+    #[error(
+        "media type {found:?} is not {} or {}",
+        MediaType::Xml.mime(),
+        MediaType::Wbxml.mime()
+    )]
+    MediaType {
+        /// The media type given.
+        found: String,
+    },
+    /// A parameter without `=`.
+    #[error("parameter {parameter:?} has no '='")]
+    NoEquals {
+        /// The parameter as given.
+        parameter: String,
+    },
+    /// A parameter given twice.
+    #[error("{name}= appears twice")]
+    Repeated {
+        /// The parameter (`SEC` or `MAC`).
+        name: &'static str,
+    },
+    /// A SEC method whose key is derived from a user PIN.
+    #[error(
+        "SEC={value} needs a key derived from a user PIN, which the card does not hold; \
+         supported: NETWORKID, NETWPIN"
+    )]
+    UserPin {
+        /// The SEC value given.
+        value: String,
+    },
+    /// A SEC method that OMA DM does not define.
+    #[error("unknown SEC value {value:?}; supported: NETWORKID, NETWPIN")]
+    UnknownSec {
+        /// The SEC value given.
+        value: String,
+    },
+    /// The MAC is not hex.
+    #[error("MAC={value:?} is not hex")]
+    MacNotHex {
+        /// The MAC value given.
+        value: String,
+    },
+    /// `MAC=` with nothing after it.
+    #[error("MAC= is empty")]
+    MacEmpty,
+    /// A required parameter is missing.
+    #[error("no {name}= parameter")]
+    Missing {
+        /// The parameter (`SEC` or `MAC`).
+        name: &'static str,
+    },
+}
+
 /// Errors of the bootstrap operations.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     /// The Content-Type header does not carry a usable bootstrap MAC.
-    #[error("bad bootstrap Content-Type {header:?}: {detail}")]
+    #[error("bad bootstrap Content-Type {header:?}: {problem}")]
     BadHeader {
         /// The header as given.
         header: String,
         /// What is wrong with it.
-        detail: String,
+        #[source]
+        problem: HeaderProblem,
     },
     /// The MAC does not have the length of the algorithm.
     #[error("the MAC is {got} bytes long; {alg} MACs are {expected} bytes")]
@@ -176,9 +234,9 @@ pub fn content_type(media: MediaType, sec: SecMethod, mac: &[u8]) -> String {
 /// Parses a bootstrap Content-Type (a `Content-Type:` prefix is allowed;
 /// parameter names are case-insensitive, values may be quoted).
 pub fn parse_content_type(header: &str) -> Result<BootstrapHeader, BootstrapError> {
-    let bad = |detail: String| BootstrapError::BadHeader {
+    let bad = |problem| BootstrapError::BadHeader {
         header: header.to_string(),
-        detail,
+        problem,
     };
     let mut text = header.trim();
     if let Some(rest) = text
@@ -194,50 +252,52 @@ pub fn parse_content_type(header: &str) -> Result<BootstrapHeader, BootstrapErro
         .into_iter()
         .find(|m| m.mime().eq_ignore_ascii_case(mime))
         .ok_or_else(|| {
-            bad(format!(
-                "media type {mime:?} is not {} or {}",
-                MediaType::Xml.mime(),
-                MediaType::Wbxml.mime()
-            ))
+            bad(HeaderProblem::MediaType {
+                found: mime.to_string(),
+            })
         })?;
     let (mut sec, mut mac) = (None, None);
     for p in parts {
         if p.is_empty() {
             continue;
         }
-        let (name, value) = p
-            .split_once('=')
-            .ok_or_else(|| bad(format!("parameter {p:?} has no '='")))?;
+        let (name, value) = p.split_once('=').ok_or_else(|| {
+            bad(HeaderProblem::NoEquals {
+                parameter: p.to_string(),
+            })
+        })?;
         let value = value.trim().trim_matches('"');
         match name.trim().to_ascii_uppercase().as_str() {
             "SEC" => {
                 if sec.is_some() {
-                    return Err(bad("SEC= appears twice".into()));
+                    return Err(bad(HeaderProblem::Repeated { name: "SEC" }));
                 }
                 sec = Some(match value.to_ascii_uppercase().as_str() {
                     "NETWORKID" => SecMethod::NetworkId,
                     "NETWPIN" => SecMethod::NetwPin,
                     "USERPIN" | "USERNETWPIN" | "USERPINMAC" => {
-                        return Err(bad(format!(
-                            "SEC={value} needs a key derived from a user PIN, which the card \
-                             does not hold; supported: NETWORKID, NETWPIN"
-                        )))
+                        return Err(bad(HeaderProblem::UserPin {
+                            value: value.to_string(),
+                        }))
                     }
                     _ => {
-                        return Err(bad(format!(
-                            "unknown SEC value {value:?}; supported: NETWORKID, NETWPIN"
-                        )))
+                        return Err(bad(HeaderProblem::UnknownSec {
+                            value: value.to_string(),
+                        }))
                     }
                 });
             }
             "MAC" => {
                 if mac.is_some() {
-                    return Err(bad("MAC= appears twice".into()));
+                    return Err(bad(HeaderProblem::Repeated { name: "MAC" }));
                 }
-                let bytes =
-                    hex::decode(value).map_err(|_| bad(format!("MAC={value:?} is not hex")))?;
+                let bytes = hex::decode(value).map_err(|_| {
+                    bad(HeaderProblem::MacNotHex {
+                        value: value.to_string(),
+                    })
+                })?;
                 if bytes.is_empty() {
-                    return Err(bad("MAC= is empty".into()));
+                    return Err(bad(HeaderProblem::MacEmpty));
                 }
                 mac = Some(bytes);
             }
@@ -246,8 +306,8 @@ pub fn parse_content_type(header: &str) -> Result<BootstrapHeader, BootstrapErro
     }
     Ok(BootstrapHeader {
         media_type,
-        sec: sec.ok_or_else(|| bad("no SEC= parameter".into()))?,
-        mac: mac.ok_or_else(|| bad("no MAC= parameter".into()))?,
+        sec: sec.ok_or_else(|| bad(HeaderProblem::Missing { name: "SEC" }))?,
+        mac: mac.ok_or_else(|| bad(HeaderProblem::Missing { name: "MAC" }))?,
     })
 }
 
@@ -491,6 +551,74 @@ mod mac_length_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bad header names what is wrong as a typed problem, in the same words.
+    #[test]
+    fn header_problems_are_typed() {
+        let problem = |h: &str| match parse_content_type(h) {
+            Err(BootstrapError::BadHeader { header, problem }) => {
+                assert_eq!(header, h);
+                problem
+            }
+            other => panic!("{h}: {other:?}"),
+        };
+        let xml = "application/vnd.syncml.dm+xml";
+        let cases = [
+            (
+                format!("{xml}; SEC=NETWORKID"),
+                HeaderProblem::Missing { name: "MAC" },
+            ),
+            (
+                format!("{xml}; MAC=00"),
+                HeaderProblem::Missing { name: "SEC" },
+            ),
+            (
+                format!("{xml}; SEC=NETWORKID; SEC=NETWPIN; MAC=00"),
+                HeaderProblem::Repeated { name: "SEC" },
+            ),
+            (
+                format!("{xml}; SEC=NETWORKID; MAC="),
+                HeaderProblem::MacEmpty,
+            ),
+            (
+                format!("{xml}; SEC=NETWORKID; MAC=XY"),
+                HeaderProblem::MacNotHex { value: "XY".into() },
+            ),
+            (
+                format!("{xml}; SEC=USERPIN; MAC=00"),
+                HeaderProblem::UserPin {
+                    value: "USERPIN".into(),
+                },
+            ),
+            (
+                "text/plain; SEC=NETWORKID; MAC=00".to_string(),
+                HeaderProblem::MediaType {
+                    found: "text/plain".into(),
+                },
+            ),
+            (
+                format!("{xml}; SEC"),
+                HeaderProblem::NoEquals {
+                    parameter: "SEC".into(),
+                },
+            ),
+        ];
+        for (header, want) in cases {
+            assert_eq!(problem(&header), want, "{header}");
+        }
+        let e = parse_content_type("text/plain; SEC=NETWORKID; MAC=00").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad bootstrap Content-Type \"text/plain; SEC=NETWORKID; MAC=00\": media type \
+             \"text/plain\" is not application/vnd.syncml.dm+xml or \
+             application/vnd.syncml.dm+wbxml"
+        );
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(
+            source.as_deref(),
+            Some("media type \"text/plain\" is not application/vnd.syncml.dm+xml or application/vnd.syncml.dm+wbxml")
+        );
+    }
     use crate::bootstrap::wbxml::WbxmlError;
 
     #[test]

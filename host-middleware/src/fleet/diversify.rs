@@ -26,7 +26,7 @@ use std::fmt;
 use dmsc_card_model::scp03::{self, Scp03Error, SecurityLevel, StaticKeys};
 use zeroize::Zeroizing;
 
-use crate::error::HostError;
+use crate::error::{HostError, ProtocolFault};
 use crate::governance::Governance;
 use crate::session::scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
 use crate::session::{CardCommands, Session};
@@ -89,7 +89,7 @@ impl fmt::Display for KeyKind {
 }
 
 /// Why a card's keys could not be derived.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DiversifyError {
     /// The card ID is not 16 bytes.
     #[error("a card ID is {CARD_ID_LEN} bytes, not {0}")]
@@ -251,13 +251,12 @@ pub fn open_diversified_channel<T: Transport>(
 ) -> Result<(ChannelInfo, CardKeys), HostError> {
     session.clear_secure_messaging();
     let info = session.select()?;
-    let keys = derive_card_keys(master, &info.card_id).map_err(|e| HostError::Protocol {
-        command: "INITIALIZE UPDATE",
-        detail: format!(
-            "cannot derive the keys of card {}: {e}",
-            hex::encode_upper(info.card_id)
-        ),
-    })?;
+    let keys =
+        derive_card_keys(master, &info.card_id).map_err(|source| HostError::KeyDerivation {
+            command: "INITIALIZE UPDATE",
+            card_id: info.card_id.to_vec(),
+            source,
+        })?;
     let channel = open_secure_channel(session, &keys.authority, level)?;
     Ok((channel, keys))
 }
@@ -312,24 +311,22 @@ pub fn open_card_authority<T: Transport>(
     level: SecurityLevel,
 ) -> Result<ChannelInfo, HostError> {
     if !keys.per_card() {
-        let fixed = keys.for_card(&[]).map_err(|e| derive_failed(&[], &e))?;
+        let fixed = keys.for_card(&[]).map_err(|e| derive_failed(&[], e))?;
         return open_secure_channel(session, &fixed, level);
     }
     session.clear_secure_messaging();
     let card_id = session.select()?.card_id;
     let card_keys = keys
         .for_card(&card_id)
-        .map_err(|e| derive_failed(&card_id, &e))?;
+        .map_err(|e| derive_failed(&card_id, e))?;
     open_secure_channel(session, &card_keys, level)
 }
 
-fn derive_failed(card_id: &[u8], e: &DiversifyError) -> HostError {
-    HostError::Protocol {
+fn derive_failed(card_id: &[u8], e: DiversifyError) -> HostError {
+    HostError::KeyDerivation {
         command: "INITIALIZE UPDATE",
-        detail: format!(
-            "cannot derive the keys of card {}: {e}",
-            hex::encode_upper(card_id)
-        ),
+        card_id: card_id.to_vec(),
+        source: e,
     }
 }
 
@@ -374,14 +371,12 @@ pub fn install_diversified_keys<T: Transport>(
         .map(|i| i.card_id)
         .ok_or_else(|| HostError::Protocol {
             command: "SELECT",
-            detail: "no card ID after the authority session opened".into(),
+            fault: ProtocolFault::NoCardId,
         })?;
-    let keys = derive_card_keys(master, &card_id).map_err(|e| HostError::Protocol {
+    let keys = derive_card_keys(master, &card_id).map_err(|source| HostError::KeyDerivation {
         command: "PUT KEY",
-        detail: format!(
-            "cannot derive the keys of card {}: {e}",
-            hex::encode_upper(card_id)
-        ),
+        card_id: card_id.to_vec(),
+        source,
     })?;
     let kvn = master.key_version();
     if installer.key_version == kvn {

@@ -42,8 +42,8 @@ use dmsc_card_model::commands::{
 use dmsc_card_model::objects::{Acl, ObjectKind, ObjectRef};
 use zeroize::Zeroize;
 
-use crate::error::{check_status, command_name, HostError, Status};
-use crate::session::secure::SecureMessaging;
+use crate::error::{check_status, command_name, HostError, ProtocolFault, Status};
+use crate::session::secure::{SecureMessaging, SmError};
 use crate::session::trace::{format_command, format_response, Direction, TraceEvent, TraceHook};
 use crate::transport::{Transport, TransportError};
 
@@ -298,7 +298,7 @@ impl<T: Transport> Session<T> {
             Some(f) => f(x),
             None => Err(HostError::Protocol {
                 command: "transaction",
-                detail: "the operation cannot run twice".into(),
+                fault: ProtocolFault::RanTwice,
             }),
         })
     }
@@ -336,7 +336,7 @@ impl<T: Transport> Session<T> {
                 (None, Err(e)) => Err(HostError::Transport(e)),
                 (None, Ok(())) => Err(HostError::Protocol {
                     command: "transaction",
-                    detail: "the transport did not run the operation".into(),
+                    fault: ProtocolFault::NotRun,
                 }),
             };
             match outcome {
@@ -441,7 +441,7 @@ impl ExclusiveSession<'_> {
         if chunk == 0 {
             return Err(HostError::SecureMessaging {
                 command: name,
-                detail: "no room for data in a wrapped APDU".into(),
+                source: SmError::NoRoom,
             });
         }
         let mut plain = cmd.clone();
@@ -453,7 +453,7 @@ impl ExclusiveSession<'_> {
         let last = links.len() - 1;
         let mut result = Err(HostError::Protocol {
             command: name,
-            detail: "empty command chain".into(),
+            fault: ProtocolFault::EmptyChain,
         });
         for (i, link) in links.iter().enumerate() {
             result = self.exchange_link(link, limits, secret, name);
@@ -476,7 +476,7 @@ impl ExclusiveSession<'_> {
         match &mut self.state.sm {
             Some(sm) => sm.wrap(plain).map_err(|e| HostError::SecureMessaging {
                 command: name,
-                detail: e.0,
+                source: e,
             }),
             None => Ok(plain.clone()),
         }
@@ -507,10 +507,9 @@ impl ExclusiveSession<'_> {
         } else {
             return Err(HostError::Protocol {
                 command: name,
-                detail: format!(
-                    "a {}-byte data field needs extended length, which this card or reader lacks",
-                    wire.data.len()
-                ),
+                fault: ProtocolFault::NeedsExtendedLength {
+                    len: wire.data.len(),
+                },
             });
         };
         let mut bytes = wire.encode(form).map_err(|source| HostError::Apdu {
@@ -551,7 +550,7 @@ impl ExclusiveSession<'_> {
             if rounds > MAX_ROUNDS {
                 return Err(HostError::Protocol {
                     command: name,
-                    detail: format!("no final status after {MAX_ROUNDS} GET RESPONSE rounds"),
+                    fault: ProtocolFault::NoFinalStatus { rounds: MAX_ROUNDS },
                 });
             }
             let [sw1, sw2] = resp.sw.to_be_bytes();
@@ -568,7 +567,9 @@ impl ExclusiveSession<'_> {
                     if data.len() > MAX_RESPONSE_LEN {
                         return Err(HostError::Protocol {
                             command: name,
-                            detail: format!("response longer than {MAX_RESPONSE_LEN} bytes"),
+                            fault: ProtocolFault::ResponseTooLong {
+                                max: MAX_RESPONSE_LEN,
+                            },
                         });
                     }
                     let gr = Command::new(get_response_cla(link.cla), ins::GET_RESPONSE, 0, 0)
@@ -600,7 +601,7 @@ impl ExclusiveSession<'_> {
                     .unwrap(&final_resp)
                     .map_err(|e| HostError::SecureMessaging {
                         command: name,
-                        detail: e.0,
+                        source: e,
                     })?;
                 self.state
                     .emit(Direction::Response, format_response(&unwrapped), true);

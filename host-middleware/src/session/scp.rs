@@ -6,7 +6,7 @@ use dmsc_card_model::scp03::{
     self, InitializeUpdateResponse, SMode, SecureChannel, SecurityLevel, StaticKeys,
 };
 
-use crate::error::HostError;
+use crate::error::{HostError, ProtocolFault};
 use crate::session::secure::{SecureMessaging, SmError};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
@@ -42,15 +42,11 @@ pub struct Scp03Messaging {
 
 impl SecureMessaging for Scp03Messaging {
     fn wrap(&mut self, cmd: &Command) -> Result<Command, SmError> {
-        self.channel
-            .wrap_command(cmd)
-            .map_err(|e| SmError(e.to_string()))
+        self.channel.wrap_command(cmd).map_err(SmError::Scp03)
     }
 
     fn unwrap(&mut self, resp: &Response) -> Result<Response, SmError> {
-        self.channel
-            .unwrap_response(resp)
-            .map_err(|e| SmError(e.to_string()))
+        self.channel.unwrap_response(resp).map_err(SmError::Scp03)
     }
 
     fn max_plain_len(&self, max_wrapped: usize) -> usize {
@@ -75,7 +71,7 @@ fn host_challenge(smode: SMode) -> Result<Vec<u8>, HostError> {
     let mut challenge = vec![0u8; smode.size()];
     getrandom::getrandom(&mut challenge).map_err(|e| HostError::Protocol {
         command: "INITIALIZE UPDATE",
-        detail: format!("no operating-system randomness for the host challenge: {e}"),
+        fault: ProtocolFault::NoRandomness(e),
     })?;
     Ok(challenge)
 }
@@ -92,7 +88,10 @@ pub fn open_secure_channel<T: Transport>(
     level: SecurityLevel,
 ) -> Result<ChannelInfo, HostError> {
     session.clear_secure_messaging();
-    let protocol = |detail: String, command| HostError::Protocol { command, detail };
+    let protocol = |e, command| HostError::Protocol {
+        command,
+        fault: ProtocolFault::Scp03(e),
+    };
     // SELECT, INITIALIZE UPDATE and EXTERNAL AUTHENTICATE in one exclusive
     // transaction: no other application's APDU can come between them, and a
     // handshake interrupted by a reset is reported, never half retried.
@@ -100,19 +99,19 @@ pub fn open_secure_channel<T: Transport>(
         let info = x.select()?;
         let challenge = host_challenge(SMode::from_i(info.scp_i))?;
         let iu = scp03::initialize_update(authority.key_version, &challenge)
-            .map_err(|e| protocol(e.to_string(), "INITIALIZE UPDATE"))?;
+            .map_err(|e| protocol(e, "INITIALIZE UPDATE"))?;
         let rsp = x.transmit(&iu)?;
         let data = crate::error::check_status(&iu, rsp)?;
         let card = InitializeUpdateResponse::decode(&data)
-            .map_err(|e| protocol(e.to_string(), "INITIALIZE UPDATE"))?;
+            .map_err(|e| protocol(e, "INITIALIZE UPDATE"))?;
         let (channel, external_authenticate) =
             SecureChannel::host_authenticate(&authority.keys, &challenge, &card, level).map_err(
-                |e| HostError::SecureMessaging {
+                |reason| HostError::SecureMessaging {
                     command: "INITIALIZE UPDATE",
-                    detail: format!(
-                        "{e} (wrong key set for key version 0x{:02X}?)",
-                        card.key_version
-                    ),
+                    source: SmError::KeysRejected {
+                        key_version: card.key_version,
+                        reason,
+                    },
                 },
             )?;
         let rsp = x.transmit(&external_authenticate)?;

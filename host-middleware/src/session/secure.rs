@@ -8,11 +8,28 @@
 //! plain APDU again with the corrected Le (the MAC chain has moved on).
 
 use dmsc_card_model::apdu::{Command, Response};
+use dmsc_card_model::scp03::Scp03Error;
 
 /// Why secure messaging failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SmError(pub String);
+pub enum SmError {
+    /// SCP03 could not wrap the command, or the response's MAC, padding or
+    /// encryption does not check.
+    #[error("{0}")]
+    Scp03(#[from] Scp03Error),
+    /// The card's cryptogram does not check with the host's keys while
+    /// opening the channel.
+    #[error("{reason} (wrong key set for key version 0x{key_version:02X}?)")]
+    KeysRejected {
+        /// The key version the card reported.
+        key_version: u8,
+        /// Why (e.g. the card cryptogram does not match).
+        reason: Scp03Error,
+    },
+    /// The APDU size limit leaves no room for data once wrapped.
+    #[error("no room for data in a wrapped APDU")]
+    NoRoom,
+}
 
 /// A secure channel that protects commands and responses.
 ///

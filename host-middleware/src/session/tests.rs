@@ -573,7 +573,9 @@ impl SecureMessaging for FakeSm {
         }
         match data.pop() {
             Some(0x4D) => Ok(Response { data, sw: resp.sw }),
-            _ => Err(SmError("bad R-MAC".into())),
+            _ => Err(SmError::Scp03(
+                dmsc_card_model::scp03::Scp03Error::MacMismatch,
+            )),
         }
     }
 

@@ -35,7 +35,7 @@ use der::asn1::ObjectIdentifier;
 use dmsc_card_model::apdu::{Command, Response};
 use serde::Serialize;
 
-use crate::error::{check_status, HostError};
+use crate::error::{check_status, HostError, ProtocolFault};
 use crate::session::CardCommands;
 
 pub use fcp::{parse_fcp, Fcp, FcpError};
@@ -260,7 +260,7 @@ impl<'c, C: CardCommands + ?Sized> Uicc<'c, C> {
             if pos > 0x7FFF {
                 return Err(UiccError::Card(HostError::Protocol {
                     command: "READ BINARY",
-                    detail: format!("offset {pos} is beyond 32767 (P1-P2 15-bit offset)"),
+                    fault: ProtocolFault::OffsetTooLarge { offset: pos },
                 }));
             }
             let [p1, p2] = (pos as u16).to_be_bytes();
@@ -568,7 +568,9 @@ pub fn write_lwm2m_bootstrap<C: CardCommands + ?Sized>(
         let size = fcp.and_then(|f| f.size).ok_or_else(|| {
             UiccError::Card(HostError::Protocol {
                 command: "SELECT",
-                detail: format!("file {} has no size in its FCP", path.path),
+                fault: ProtocolFault::NoFileSize {
+                    path: path.path.clone(),
+                },
             })
         })?;
         let bytes = file.encode_padded(size as usize)?;
@@ -598,7 +600,7 @@ impl<C: CardCommands + ?Sized> Uicc<'_, C> {
             if pos > 0x7FFF {
                 return Err(UiccError::Card(HostError::Protocol {
                     command: "UPDATE BINARY",
-                    detail: format!("offset {pos} is beyond 32767 (P1-P2 15-bit offset)"),
+                    fault: ProtocolFault::OffsetTooLarge { offset: pos },
                 }));
             }
             let [p1, p2] = (pos as u16).to_be_bytes();

@@ -4,6 +4,7 @@
 //! command). Device side: `show`, `eval`, `next-change`, `timeline`,
 //! `enforce [--watch]`, `accept`. The logic lives in `dmsc_host::policy`.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use dmsc_host::policy::engine::{timeline, Segment};
 use dmsc_host::policy::signing::{
     load_signing_key, policy_digest, CommandStatement, SignedCommand,
 };
+use dmsc_host::policy::watch::{watch, WatchClock, WatchOptions};
 use dmsc_host::policy::{
     evaluate, next_change, next_reevaluation, Context, Decision, Policy, Position, State,
 };
@@ -239,13 +241,13 @@ fn policy_tz(p: &Policy) -> TimeZone {
 /// The situation to decide for; `now` is the command's clock reading.
 fn situation(
     s: &Situation,
-    p: &Policy,
+    tz: &TimeZone,
     device: Option<&Path>,
     digest: Option<&str>,
     now: Timestamp,
 ) -> Result<Context> {
     let time = match &s.at {
-        Some(t) => parse_time(t, &policy_tz(p), now)?,
+        Some(t) => parse_time(t, tz, now)?,
         None => now,
     };
     let location = match &s.location {
@@ -484,7 +486,7 @@ fn eval(ctx: &Ctx, source: &Source, s: &Situation) -> Result<()> {
     let (policy, verified) = load(ctx, source)?;
     let c = situation(
         s,
-        &policy,
+        &policy_tz(&policy),
         source.device.as_deref(),
         verified.as_ref().map(|v| v.digest.as_str()),
         ctx.clock.now(),
@@ -507,7 +509,7 @@ fn next(ctx: &Ctx, source: &Source, s: &Situation) -> Result<()> {
     let (policy, verified) = load(ctx, source)?;
     let c = situation(
         s,
-        &policy,
+        &policy_tz(&policy),
         source.device.as_deref(),
         verified.as_ref().map(|v| v.digest.as_str()),
         ctx.clock.now(),
@@ -582,7 +584,7 @@ fn grid(
     };
     let c = situation(
         &s,
-        &policy,
+        &policy_tz(&policy),
         source.device.as_deref(),
         verified.as_ref().map(|v| v.digest.as_str()),
         ctx.clock.now(),
@@ -732,7 +734,7 @@ fn enforce_once(ctx: &Ctx, device: &Path, s: &Situation) -> Result<Report> {
     // Location and an absolute --at need no policy; a local --at
     // (YYYY-MM-DDTHH:MM) is in the time zone of the card's policy.
     let now = ctx.clock.now();
-    let mut context = situation(s, &Policy::parse(MINIMAL)?, None, None, now)?;
+    let mut context = situation(s, &TimeZone::UTC, None, None, now)?;
     let mut card = ctx.open_card()?;
     if let Some(at) =
         s.at.as_deref()
@@ -757,9 +759,8 @@ fn enforce_once(ctx: &Ctx, device: &Path, s: &Situation) -> Result<Report> {
     }
 }
 
-/// A policy used only to parse a situation before the card's is known.
-const MINIMAL: &str = "format = \"dmsc-policy\"\nversion = 1\nname = \"-\"\ntimezone = \"UTC\"\n";
-
+/// `policy enforce --watch`: [`dmsc_host::policy::watch::watch`] with the
+/// command's clock, stopped by SIGINT/SIGTERM.
 fn watch_loop(
     ctx: &Ctx,
     device: &Path,
@@ -772,50 +773,57 @@ fn watch_loop(
         signal_hook::flag::register(sig, stop.clone())
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let poll = Duration::from_secs(poll.max(1));
-    let mut runs = 0u32;
-    let mut last_generation = None;
-    let mut due: Option<Timestamp> = None;
-    let mut first = true;
-    while !stop.load(Ordering::Relaxed) {
-        // Look at the card: a new generation may carry a new policy.
-        let generation = {
-            let mut card = ctx.open_card()?;
-            card.select()
-                .context("selecting the dmsc applet")?
-                .generation
-        };
-        let now = ctx.clock.now();
-        if first || Some(generation) != last_generation || due.is_some_and(|d| now >= d) {
-            first = false;
-            last_generation = Some(generation);
-            match enforce_once(ctx, device, s) {
-                // Re-apply when any decision changes, not only a state:
-                // the report must never name a rule or command out of force.
-                Ok(r) => due = r.next_reevaluation,
-                Err(e) => {
-                    eprintln!("error: {}", crate::exit::describe(&e));
-                    due = None;
-                }
-            }
-            runs += 1;
-            if max_runs.is_some_and(|m| runs >= m) {
-                break;
-            }
+    let mut clock = StoppableClock { ctx, stop };
+    let options = WatchOptions {
+        poll: Duration::from_secs(poll),
+        max_runs,
+    };
+    // Look at the card: a new generation may carry a new policy.
+    let generation = || -> Result<u64> {
+        let mut card = ctx.open_card()?;
+        Ok(card
+            .select()
+            .context("selecting the dmsc applet")?
+            .generation)
+    };
+    // One application; re-applied when any decision changes, not only a
+    // state: the report must never name a rule or command out of force.
+    let apply = || match enforce_once(ctx, device, s) {
+        Ok(r) => r.next_reevaluation,
+        Err(e) => {
+            eprintln!("error: {}", crate::exit::describe(&e));
+            None
         }
-        // Sleep until the next change or the next poll, whichever is first.
-        let mut wait = poll;
-        if let Some(d) = due {
-            let left = d.duration_since(ctx.clock.now());
-            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-            wait = wait.min(left + Duration::from_millis(5));
+    };
+    watch(&mut clock, &options, generation, apply)?;
+    Ok(Code::Ok)
+}
+
+/// The command's clock; a wait ends early on SIGINT/SIGTERM, which stops the watch.
+struct StoppableClock<'a> {
+    ctx: &'a Ctx,
+    stop: Arc<AtomicBool>,
+}
+
+impl WatchClock for StoppableClock<'_> {
+    fn now(&self) -> Timestamp {
+        self.ctx.clock.now()
+    }
+
+    fn wait(&mut self, duration: Duration) -> ControlFlow<()> {
+        let until = std::time::Instant::now() + duration;
+        while std::time::Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(
+                Duration::from_millis(50)
+                    .min(until.saturating_duration_since(std::time::Instant::now())),
+            );
         }
-        let until = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50).min(until - std::time::Instant::now()));
+        if self.stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     }
-    Ok(Code::Ok)
 }
 
 struct CommandArgs<'a> {

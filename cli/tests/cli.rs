@@ -1,4 +1,5 @@
 //! The `dmsc` binary against simulated cards (`--sim`), no PC/SC needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! docs/key-diversification.md): cards whose administrator key set was
 //! replaced by keys diversified from master keys are reached by `fleet
 //! provision`, `fleet acl-grant` and `ota build` with the master keys only.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

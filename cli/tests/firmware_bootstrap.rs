@@ -1,6 +1,7 @@
 //! `dmsc firmware …` and `dmsc bootstrap …` against simulated cards, with keys,
 //! signatures and MACs made by the real `openssl` tool; prompts answered on a
 //! pseudo-terminal (`script`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

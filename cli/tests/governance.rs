@@ -1,5 +1,6 @@
 //! `dmsc acl`, `authority`, `failure-limit`, `audit` filters and `fleet` against
 //! simulated cards (`--sim`, `--sim-dir`), no PC/SC needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

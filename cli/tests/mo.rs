@@ -1,4 +1,5 @@
 //! `dmsc mo …`, `dmsc refresh`, `dmsc ota …` on simulated cards (in-process).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

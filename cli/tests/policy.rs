@@ -1,4 +1,5 @@
 //! `dmsc policy …` end to end: openssl keys, a simulated card, a device folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

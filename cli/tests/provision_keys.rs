@@ -3,6 +3,7 @@
 //! authority keys while it is provisioned, the records carry their key
 //! version and KCVs (never keys), the master keys alone reach every card
 //! afterwards and the transport keys no longer do.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

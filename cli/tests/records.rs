@@ -1,5 +1,6 @@
 //! `dmsc fleet provision --job` and `dmsc fleet records` on simulated cards:
 //! each card once per job, every attempt recorded, CSV and JSON exports.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `dmsc sim serve` against a stand-in for vpcd (the real pcscd + vpcd
 //! end-to-end tests live elsewhere): the readiness line, APDUs, SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

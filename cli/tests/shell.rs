@@ -1,6 +1,7 @@
 //! `dmsc shell` on a simulated card: scripts on stdin, the interactive shell on
 //! a pseudo-terminal, login/logout, the idle logout on the test clock (`--now`
 //! and `advance`), and the session limit counted through lock files.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

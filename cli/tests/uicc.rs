@@ -1,4 +1,5 @@
 //! `dmsc uicc` against the simulated UICC (`--sim-uicc PROFILE.json`), no PC/SC.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

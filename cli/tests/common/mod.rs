@@ -1,5 +1,7 @@
 //! Running the real `dmsc` binary against simulated cards in temporary directories.
 #![allow(dead_code, unused_imports)]
+// Test helpers: a failed unwrap is a failed test (as `allow-unwrap-in-tests`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

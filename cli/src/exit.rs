@@ -233,7 +233,12 @@ mod tests {
             "READ BINARY: security status not satisfied (SW 6982)"
         );
         // A policy error that is not the card's has its own code and no SW.
-        let e = anyhow::Error::new(PolicyError::CommandRefused("replayed".into()));
+        let e = anyhow::Error::new(PolicyError::CommandRefused(
+            dmsc_host::policy::Refusal::Replay {
+                counter: 1,
+                last: 1,
+            },
+        ));
         assert_eq!(classify(&e), Code::Refused);
         assert_eq!(card_sw(&e), None);
     }

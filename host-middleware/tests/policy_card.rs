@@ -6,12 +6,12 @@
 mod support;
 
 use dmsc_host::card_model::commands::ObjectValue;
-use dmsc_host::card_model::objects::{Acl, ObjectRef};
+use dmsc_host::card_model::objects::{Acl, ObjectRef, Right};
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::policy::card::{put_policy, read_verified};
 use dmsc_host::policy::device::{accept_command, enforce, CommandState};
 use dmsc_host::policy::signing::{policy_digest, CommandStatement, SignedCommand, SignedPolicy};
-use dmsc_host::policy::{Context, DecidedBy, PolicyError, State};
+use dmsc_host::policy::{Context, DecidedBy, PolicyError, Refusal, SignatureIssue, State};
 use dmsc_host::transport::sim::SimTransport;
 use dmsc_host::{open_secure_channel, CardCommands, HostError, Session, Status};
 use jiff::Timestamp;
@@ -141,9 +141,13 @@ fn put_verify_enforce_and_refuse_tampering() {
     as_authority(&mut c);
     c.set_acl(&ObjectRef::Policy, &Acl::parse("Get=*&Replace=*").unwrap())
         .unwrap();
-    assert!(
-        matches!(read_verified(&mut c), Err(PolicyError::BadSignature(m)) if m.contains("Replace"))
-    );
+    assert!(matches!(
+        read_verified(&mut c),
+        Err(PolicyError::BadSignature(SignatureIssue::Unprotected {
+            right: Right::Replace,
+            ..
+        }))
+    ));
 }
 
 #[test]
@@ -208,7 +212,7 @@ fn signed_commands_checked_against_the_card_key() {
     // Too late.
     assert!(matches!(
         accept_command(&mut c, dir.path(), &cmd, ts("2026-11-23T11:00:01Z")),
-        Err(PolicyError::CommandRefused(m)) if m.contains("expired")
+        Err(PolicyError::CommandRefused(Refusal::Expired(_)))
     ));
     // Accepted; the camera is back on until noon.
     accept_command(&mut c, dir.path(), &cmd, now).unwrap();
@@ -230,7 +234,10 @@ fn signed_commands_checked_against_the_card_key() {
     // Replayed: refused.
     assert!(matches!(
         accept_command(&mut c, dir.path(), &cmd, now),
-        Err(PolicyError::CommandRefused(m)) if m.contains("replay")
+        Err(PolicyError::CommandRefused(Refusal::Replay {
+            counter: 5,
+            last: 5
+        }))
     ));
     // A resource the policy does not manage, and another policy: refused.
     for (resource, policy) in [

@@ -14,7 +14,7 @@ use super::format::Policy;
 use super::signing::{
     fingerprint, point, policy_digest, policy_signed_bytes, SignedPolicy, ENTERPRISE_APPROVER,
 };
-use super::PolicyError;
+use super::{KeyIssue, Malformation, MissingItem, PolicyError, SignatureIssue};
 use crate::{CardCommands, HostError, Status};
 
 fn enterprise_ref() -> ObjectRef {
@@ -65,12 +65,10 @@ pub fn put_policy(
     let key_written = match on_card {
         Some(p) if p == our_point => false,
         Some(p) if !replace_key => {
-            return Err(PolicyError::Key(format!(
-                "the card's enterprise key (fingerprint {}) is not the signing key's ({}); \
-                 to replace it, give --replace-key",
-                &fingerprint(&p)[..16],
-                &fingerprint(&our_point)[..16]
-            )))
+            return Err(PolicyError::Key(KeyIssue::NotTheSigningKey {
+                card: fingerprint(&p)[..16].to_string(),
+                signer: fingerprint(&our_point)[..16].to_string(),
+            }))
         }
         _ => {
             card.put_object(
@@ -117,13 +115,16 @@ pub struct VerifiedPolicy {
 }
 
 /// Refuses an ACL that lets the device or the user rewrite the object.
-fn check_acl(what: &str, acl: &Acl) -> Result<(), PolicyError> {
+fn check_acl(what: &'static str, acl: &Acl) -> Result<(), PolicyError> {
     for right in [Right::Replace, Right::Delete] {
         for p in [Principal::Anyone, Principal::User] {
             if acl.names(right, &p) {
-                return Err(PolicyError::BadSignature(format!(
-                    "{what} is not protected by an authority: its ACL '{acl}' grants {right:?} to {p}"
-                )));
+                return Err(PolicyError::BadSignature(SignatureIssue::Unprotected {
+                    what,
+                    acl: acl.clone(),
+                    right,
+                    principal: p,
+                }));
             }
         }
     }
@@ -149,9 +150,7 @@ pub fn card_verifies(
         Err(HostError::Card {
             status: Status::NotFound | Status::KeyReferenceNotFound,
             ..
-        }) => Err(PolicyError::Missing(
-            "the card holds no enterprise key (approver:enterprise)".into(),
-        )),
+        }) => Err(PolicyError::Missing(MissingItem::EnterpriseKey)),
         Err(e) => Err(e.into()),
     }
 }
@@ -171,17 +170,11 @@ pub fn read_verified(card: &mut impl CardCommands) -> Result<VerifiedPolicy, Pol
                 status: Status::SecurityStatusNotSatisfied,
                 ..
             },
-        ) => {
-            return Err(PolicyError::Missing(
-                "the card holds no policy the device may read".into(),
-            ))
-        }
+        ) => return Err(PolicyError::Missing(MissingItem::ReadablePolicy)),
         Err(e) => return Err(e.into()),
     };
     let ObjectValue::Policy(bytes) = data.value else {
-        return Err(PolicyError::Malformed(
-            "the policy object has another kind".into(),
-        ));
+        return Err(PolicyError::Malformed(Malformation::PolicyKind));
     };
     let key = match card.read_object(&enterprise_ref()) {
         Ok(k) => k,
@@ -194,24 +187,18 @@ pub fn read_verified(card: &mut impl CardCommands) -> Result<VerifiedPolicy, Pol
                 status: Status::SecurityStatusNotSatisfied,
                 ..
             },
-        ) => {
-            return Err(PolicyError::Missing(
-                "the card holds no enterprise key (approver:enterprise) the device may read".into(),
-            ))
-        }
+        ) => return Err(PolicyError::Missing(MissingItem::ReadableEnterpriseKey)),
         Err(e) => return Err(e.into()),
     };
     let ObjectValue::Approver(key_point) = key.value else {
-        return Err(PolicyError::Malformed(
-            "approver:enterprise has another kind".into(),
-        ));
+        return Err(PolicyError::Malformed(Malformation::EnterpriseKind));
     };
     check_acl("the policy", &data.acl)?;
     check_acl("the enterprise key", &key.acl)?;
     let signed = SignedPolicy::decode(&bytes)?;
     if !card_verifies(card, &policy_signed_bytes(&signed.text), &signed.signature)? {
         return Err(PolicyError::BadSignature(
-            "the policy's signature does not verify with the card's enterprise key".into(),
+            SignatureIssue::PolicyRefusedByCard,
         ));
     }
     let text = String::from_utf8(signed.text.clone()).map_err(|_| PolicyError::NotUtf8)?;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::card::{card_verifies, read_verified, VerifiedPolicy};
 use super::engine::{evaluate, next_change, next_reevaluation, Context, Decision, Override};
 use super::signing::SignedCommand;
-use super::PolicyError;
+use super::{Malformation, PolicyError, Refusal, SignatureIssue};
 use crate::CardCommands;
 
 /// The folder, under the device directory, of everything policy writes.
@@ -82,8 +82,12 @@ impl CommandState {
                 schema_version: 1,
                 ..CommandState::default()
             }),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| PolicyError::Malformed(format!("{POLICY_DIR}/{COMMANDS_FILE}: {e}"))),
+            Some(b) => serde_json::from_slice(&b).map_err(|source| {
+                PolicyError::Malformed(Malformation::CommandsFile {
+                    path: format!("{POLICY_DIR}/{COMMANDS_FILE}"),
+                    source,
+                })
+            }),
         }
     }
 
@@ -109,31 +113,28 @@ pub fn accept_command(
     let verified = read_verified(card)?;
     if !card_verifies(card, statement.to_text().as_bytes(), &signature)? {
         return Err(PolicyError::BadSignature(
-            "the command's signature does not verify with the card's enterprise key".into(),
+            SignatureIssue::CommandRefusedByCard,
         ));
     }
-    let refuse = |m: String| Err(PolicyError::CommandRefused(m));
+    let refuse = |r| Err(PolicyError::CommandRefused(r));
     if statement.policy != verified.digest {
-        return refuse(format!(
-            "it is for policy {}, the card holds {}",
-            statement.policy, verified.digest
-        ));
+        return refuse(Refusal::OtherPolicy {
+            command: statement.policy.clone(),
+            card: verified.digest.clone(),
+        });
     }
     if now > statement.not_after {
-        return refuse(format!("it expired at {}", statement.not_after));
+        return refuse(Refusal::Expired(statement.not_after));
     }
     if !verified.policy.manages(&statement.resource) {
-        return refuse(format!(
-            "the policy does not manage '{}'",
-            statement.resource
-        ));
+        return refuse(Refusal::Unmanaged(statement.resource.clone()));
     }
     let mut state = CommandState::load(dir)?;
     if statement.counter <= state.last_counter {
-        return refuse(format!(
-            "counter {} is not above the last accepted {} (replay)",
-            statement.counter, state.last_counter
-        ));
+        return refuse(Refusal::Replay {
+            counter: statement.counter,
+            last: state.last_counter,
+        });
     }
     let o = Override {
         resource: statement.resource.clone(),

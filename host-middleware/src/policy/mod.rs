@@ -9,23 +9,24 @@
 //!   P-256 keys as openssl writes them, and administrators' signed commands;
 //! - [`card`]: putting a policy on the card and reading it back verified by
 //!   the card's enterprise key (PSO VERIFY DIGITAL SIGNATURE);
-//! - [`device`]: applying decisions to the device and the report for the DM server;
-//! - [`watch`](mod@watch): applying the policy again when the card changes or a
-//!   decision does, driven by the caller's callbacks and clock.
+//! - [`device`]: applying decisions to the device and the report for the DM server.
 
 pub mod card;
 pub mod device;
 pub mod engine;
 pub mod format;
 pub mod geo;
+pub mod problem;
 pub mod signing;
-pub mod watch;
 
 pub use engine::{
     evaluate, next_change, next_reevaluation, Context, DecidedBy, Decision, Override,
 };
 pub use format::{Policy, State};
 pub use geo::{Position, PositionError, Site};
+pub use problem::{
+    EnvelopeFault, KeyIssue, Malformation, MissingItem, Refusal, SignatureIssue, StatementFault,
+};
 
 use crate::HostError;
 
@@ -47,21 +48,23 @@ pub enum PolicyError {
     /// The policy is not UTF-8.
     #[error("the policy is not UTF-8 text")]
     NotUtf8,
-    /// A key file could not be read as a P-256 key.
+    /// A key file could not be read as a P-256 key, or the card holds
+    /// another enterprise key.
     #[error("{0}")]
-    Key(String),
+    Key(#[source] KeyIssue),
     /// The stored policy envelope or a command is malformed.
     #[error("{0}")]
-    Malformed(String),
-    /// A signature does not verify with the card's enterprise key.
+    Malformed(#[source] Malformation),
+    /// A signature does not verify with the card's enterprise key, or the
+    /// signed objects are not protected by an authority.
     #[error("{0}")]
-    BadSignature(String),
+    BadSignature(#[source] SignatureIssue),
     /// A signed command is refused (replay, expired, other policy, unknown resource).
     #[error("command refused: {0}")]
-    CommandRefused(String),
+    CommandRefused(#[source] Refusal),
     /// The card has no policy or no enterprise key.
     #[error("{0}")]
-    Missing(String),
+    Missing(#[source] MissingItem),
     /// A card error.
     #[error("{0}")]
     Card(#[from] HostError),

@@ -16,7 +16,7 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::format::State;
-use super::PolicyError;
+use super::{EnvelopeFault, KeyIssue, Malformation, PolicyError, SignatureIssue, StatementFault};
 
 /// First line of the envelope stored in the card's `policy` object.
 pub const ENVELOPE_MAGIC: &str = "dmsc-signed-policy/1";
@@ -30,7 +30,7 @@ pub const ENTERPRISE_APPROVER: &str = "enterprise";
 /// Loads a P-256 private key in any form `openssl` writes
 /// ([`crate::p256_keys::load_private_key`]).
 pub fn load_signing_key(bytes: &[u8]) -> Result<SigningKey, PolicyError> {
-    crate::p256_keys::load_private_key(bytes).map_err(|e| PolicyError::Key(e.to_string()))
+    crate::p256_keys::load_private_key(bytes).map_err(|e| PolicyError::Key(KeyIssue::Load(e)))
 }
 
 /// Loads a P-256 public key in any form `openssl` writes, or a raw SEC1 point
@@ -38,7 +38,7 @@ pub fn load_signing_key(bytes: &[u8]) -> Result<SigningKey, PolicyError> {
 pub fn load_verifying_key(bytes: &[u8]) -> Result<VerifyingKey, PolicyError> {
     crate::p256_keys::load_public_key(bytes)
         .map(VerifyingKey::from)
-        .map_err(|e| PolicyError::Key(e.to_string()))
+        .map_err(|e| PolicyError::Key(KeyIssue::Load(e)))
 }
 
 /// The uncompressed SEC1 point (65 bytes) of a key, as the card stores it.
@@ -85,9 +85,9 @@ impl SignedPolicy {
     /// Checks the signature with `key` on the host.
     pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), PolicyError> {
         let sig = Signature::from_der(&self.signature)
-            .map_err(|_| PolicyError::BadSignature("the policy signature is not DER".into()))?;
+            .map_err(|_| PolicyError::BadSignature(SignatureIssue::PolicyNotDer))?;
         key.verify(&policy_signed_bytes(&self.text), &sig)
-            .map_err(|_| PolicyError::BadSignature("the policy signature does not verify".into()))
+            .map_err(|_| PolicyError::BadSignature(SignatureIssue::PolicyDoesNotVerify))
     }
 
     /// The envelope: three header lines, an empty line, the policy file.
@@ -103,31 +103,28 @@ impl SignedPolicy {
 
     /// Reads an envelope.
     pub fn decode(bytes: &[u8]) -> Result<SignedPolicy, PolicyError> {
-        let bad = |what: &str| {
-            PolicyError::Malformed(format!(
-                "the card's policy object is not a signed policy ({what})"
-            ))
-        };
+        let bad = |fault| PolicyError::Malformed(Malformation::Envelope(fault));
         let split = bytes
             .windows(2)
             .position(|w| w == b"\n\n")
-            .ok_or_else(|| bad("no header"))?;
-        let header = std::str::from_utf8(&bytes[..split]).map_err(|_| bad("header not UTF-8"))?;
+            .ok_or_else(|| bad(EnvelopeFault::NoHeader))?;
+        let header =
+            std::str::from_utf8(&bytes[..split]).map_err(|_| bad(EnvelopeFault::HeaderNotUtf8))?;
         let mut lines = header.split('\n');
         if lines.next() != Some(ENVELOPE_MAGIC) {
-            return Err(bad(&format!("first line is not {ENVELOPE_MAGIC}")));
+            return Err(bad(EnvelopeFault::FirstLine));
         }
         let signer = format!("signer=approver:{ENTERPRISE_APPROVER}");
         if lines.next() != Some(signer.as_str()) {
-            return Err(bad("signer is not approver:enterprise"));
+            return Err(bad(EnvelopeFault::Signer));
         }
         let sig = lines
             .next()
             .and_then(|l| l.strip_prefix("signature="))
             .and_then(|h| hex::decode(h).ok())
-            .ok_or_else(|| bad("no hex signature line"))?;
+            .ok_or_else(|| bad(EnvelopeFault::NoSignature))?;
         if lines.next().is_some() {
-            return Err(bad("extra header lines"));
+            return Err(bad(EnvelopeFault::ExtraHeaderLines));
         }
         Ok(SignedPolicy {
             text: bytes[split + 2..].to_vec(),
@@ -183,34 +180,34 @@ impl CommandStatement {
     /// Reads a statement; only the canonical text [`CommandStatement::to_text`]
     /// writes is accepted.
     pub fn from_text(text: &str) -> Result<CommandStatement, PolicyError> {
-        let bad = |what: &str| PolicyError::Malformed(format!("command statement: {what}"));
+        let bad = |fault| PolicyError::Malformed(Malformation::Statement(fault));
         let mut lines = text.split('\n');
         if lines.next() != Some(COMMAND_MAGIC) {
-            return Err(bad(&format!("the first line must be {COMMAND_MAGIC}")));
+            return Err(bad(StatementFault::FirstLine));
         }
-        let mut field = |name: &str| -> Result<String, PolicyError> {
+        let mut field = |name: &'static str| -> Result<String, PolicyError> {
             lines
                 .next()
                 .and_then(|l| l.strip_prefix(name)?.strip_prefix('='))
                 .map(str::to_string)
-                .ok_or_else(|| bad(&format!("expected the line {name}=…")))
+                .ok_or_else(|| bad(StatementFault::ExpectedLine(name)))
         };
         let action = match field("action")?.as_str() {
             "enable" => State::Enabled,
             "disable" => State::Disabled,
-            _ => return Err(bad("action is neither enable nor disable")),
+            _ => return Err(bad(StatementFault::Action)),
         };
         let resource = field("resource")?;
         let until = match field("until")?.as_str() {
             "none" => None,
-            t => Some(t.parse().map_err(|_| bad("until is not a time"))?),
+            t => Some(t.parse().map_err(|_| bad(StatementFault::Until))?),
         };
         let counter = field("counter")?
             .parse()
-            .map_err(|_| bad("counter is not a number"))?;
+            .map_err(|_| bad(StatementFault::Counter))?;
         let not_after = field("not-after")?
             .parse()
-            .map_err(|_| bad("not-after is not a time"))?;
+            .map_err(|_| bad(StatementFault::NotAfter))?;
         let policy = field("policy")?;
         let s = CommandStatement {
             action,
@@ -221,7 +218,7 @@ impl CommandStatement {
             policy,
         };
         if s.to_text() != text {
-            return Err(bad("not in canonical form"));
+            return Err(bad(StatementFault::NotCanonical));
         }
         Ok(s)
     }
@@ -253,14 +250,13 @@ impl SignedCommand {
     /// The parsed statement and the signature bytes.
     pub fn parts(&self) -> Result<(CommandStatement, Vec<u8>), PolicyError> {
         if self.schema_version != 1 {
-            return Err(PolicyError::Malformed(format!(
-                "command schema_version {} (this dmsc reads 1)",
-                self.schema_version
+            return Err(PolicyError::Malformed(Malformation::SchemaVersion(
+                self.schema_version,
             )));
         }
         let s = CommandStatement::from_text(&self.statement)?;
         let sig = hex::decode(&self.signature)
-            .map_err(|_| PolicyError::Malformed("command signature is not hex".into()))?;
+            .map_err(|_| PolicyError::Malformed(Malformation::SignatureNotHex))?;
         Ok((s, sig))
     }
 }
@@ -287,7 +283,9 @@ mod tests {
         t.text.push(b' ');
         assert!(matches!(
             t.verify_with(key().verifying_key()),
-            Err(PolicyError::BadSignature(_))
+            Err(PolicyError::BadSignature(
+                SignatureIssue::PolicyDoesNotVerify
+            ))
         ));
         assert!(SignedPolicy::decode(b"hello\n\nx").is_err());
         let other = SigningKey::from_slice(&[8u8; 32]).unwrap();

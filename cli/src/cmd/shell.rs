@@ -16,10 +16,11 @@ use anyhow::{Context as _, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 use dmsc_host::card_model::apdu::{Command as Apdu, Response};
-use dmsc_host::card_model::commands::{SelectInfo, AID};
+use dmsc_host::card_model::commands::SelectInfo;
 use dmsc_host::session::manager::{
     SessionError, SessionId, SessionLimits, SessionManager, SlotDir,
 };
+use dmsc_host::session::relay::{relay, RelayError};
 use dmsc_host::{
     AuthorityKeySet, CardCommands, ChannelInfo, ExclusiveSession, HostError, Transport,
     TransportError,
@@ -261,10 +262,6 @@ impl ShellCard for Shared {
     }
 }
 
-fn is_select_of_applet(cmd: &Apdu) -> bool {
-    cmd.cla & 0x80 == 0 && cmd.ins == 0xA4 && cmd.p1 == 0x04 && cmd.data.as_slice() == AID
-}
-
 fn host_to_transport(e: HostError) -> TransportError {
     match e {
         HostError::Transport(t) => t,
@@ -282,30 +279,21 @@ fn session_to_transport(e: SessionError) -> TransportError {
     }
 }
 
-/// One APDU inside the authority session: the applet is already selected
-/// (SELECT of it is answered from what the shell's SELECT returned, since a
-/// real one would end the secure channel); everything else is wrapped.
+/// One APDU inside the authority session ([`relay`]); a secure-messaging
+/// failure, which ends the session on the card, sets `sm_failed`.
 fn secured_apdu(
     apdu: &[u8],
     select: &SelectInfo,
     sm_failed: &mut bool,
     send: &mut dyn FnMut(&Apdu) -> Result<Response, HostError>,
 ) -> Result<Vec<u8>, TransportError> {
-    let cmd = Apdu::decode(apdu)
-        .map_err(|e| TransportError::Other(format!("not a command APDU: {e}")))?;
-    if is_select_of_applet(&cmd) {
-        let mut answer = select.encode();
-        answer.extend_from_slice(&[0x90, 0x00]);
-        return Ok(answer);
-    }
-    match send(&cmd) {
-        Ok(resp) => Ok(resp.to_bytes()),
-        Err(e) => {
-            // Any secure-messaging failure ends the session on the card.
-            *sm_failed |= matches!(e, HostError::SecureMessaging { .. });
-            Err(host_to_transport(e))
+    relay(apdu, select, send).map_err(|e| {
+        *sm_failed |= e.ends_channel();
+        match e {
+            RelayError::Card(h) => host_to_transport(h),
+            other => TransportError::Other(other.to_string()),
         }
-    }
+    })
 }
 
 impl State {

@@ -23,6 +23,7 @@
 //! [`Session`] and [`ExclusiveSession`] (inside a transaction) implement.
 
 pub mod manager;
+pub mod relay;
 pub mod scp;
 pub mod secure;
 #[cfg(test)]

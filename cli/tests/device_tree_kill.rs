@@ -78,19 +78,9 @@ fn boot_doc(tag: &str) -> String {
     )
 }
 
-const POLICY: &str = r#"format = "dmsc-policy"
-version = 1
-name = "ACME"
-timezone = "Europe/Paris"
-
-[[rules]]
-id = "work-hours"
-effect = "disable"
-resources = ["camera", "usb"]
-days = ["mon-fri"]
-from = "08:00"
-to = "18:00"
-"#;
+/// The policy enforced between the kills: the one sample (its content does
+/// not matter here, only that enforcing it writes the device's policy files).
+const POLICY: &str = dmsc_test_support::SAMPLE_POLICY;
 
 /// What a reader of the device directory finds, after the next run's
 /// recovery (opening the tree collects leftovers).

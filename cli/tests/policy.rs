@@ -26,32 +26,8 @@ fn run(dir: &Path, args: &[&str]) -> Out {
     run_env(dir, args, &[])
 }
 
-const POLICY: &str = r#"format = "dmsc-policy"
-version = 1
-name = "ACME"
-timezone = "Europe/Paris"
-declare = ["torch"]
-
-[defaults]
-torch = "enabled"
-
-[sites.lab]
-polygon = [[48.70, 2.17], [48.70, 2.19], [48.72, 2.19], [48.72, 2.17]]
-
-[[rules]]
-id = "work-hours"
-effect = "disable"
-resources = ["camera", "usb"]
-days = ["mon-fri"]
-from = "08:00"
-to = "18:00"
-
-[[rules]]
-id = "lab-radio"
-effect = "disable"
-resources = ["bluetooth", "torch"]
-inside = ["lab"]
-"#;
+/// The policy of these tests: the one sample.
+const POLICY: &str = dmsc_test_support::SAMPLE_POLICY;
 
 /// A card with the policy put by the authority, signed with an openssl PKCS#8 key.
 fn setup() -> (tempfile::TempDir, String) {

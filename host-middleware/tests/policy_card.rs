@@ -20,23 +20,8 @@ use support::*;
 
 type Card = Session<SimTransport<dmsc_sim_card::MemoryStore>>;
 
-const POLICY: &str = r#"format = "dmsc-policy"
-version = 1
-name = "ACME"
-serial = 3
-timezone = "Europe/Paris"
-
-[defaults]
-bluetooth = "enabled"
-
-[[rules]]
-id = "work"
-effect = "disable"
-resources = ["camera", "usb"]
-days = ["mon-fri"]
-from = "08:00"
-to = "18:00"
-"#;
+/// The policy of these tests: the one sample.
+const POLICY: &str = dmsc_test_support::SAMPLE_POLICY;
 
 fn card() -> Card {
     Session::new(SimTransport::in_memory(card_params(false)).unwrap())
@@ -92,11 +77,12 @@ fn put_verify_enforce_and_refuse_tampering() {
     let res = read(dir.path(), "resources.json");
     assert_eq!(res["resources"]["camera"], "disabled");
     assert_eq!(res["resources"]["bluetooth"], "enabled");
+    assert_eq!(res["resources"]["torch"], "enabled");
     let rep = read(dir.path(), "report.json");
     assert_eq!(rep["schema_version"], 1);
     assert_eq!(rep["applied"][0]["resource"], "bluetooth");
     assert_eq!(rep["applied"][1]["decided_by"]["by"], "rule");
-    assert_eq!(rep["applied"][1]["decided_by"]["id"], "work");
+    assert_eq!(rep["applied"][1]["decided_by"]["id"], "work-hours");
     assert_eq!(rep["applied"][1]["changed"], true);
 
     // Someone with write access swaps the policy text but keeps the signature.
@@ -157,8 +143,8 @@ fn invalid_policy_is_not_stored() {
     let bad = POLICY.replace("\"usb\"", "\"flashlight\"");
     match put_policy(&mut c, bad.as_bytes(), &key(1), false) {
         Err(PolicyError::Invalid { line, rule, .. }) => {
-            assert_eq!(line, 13);
-            assert_eq!(rule.as_deref(), Some("work"));
+            assert_eq!(line, 16);
+            assert_eq!(rule.as_deref(), Some("work-hours"));
         }
         other => panic!("{other:?}"),
     }

@@ -4,6 +4,7 @@
 //! - [`TEST_KEY`] / [`TEST_KEY_HEX`]: the GlobalPlatform test key the test
 //!   cards' authorities are made with;
 //! - [`openssl`]: runs the `openssl` command line tool in a directory;
+//! - [`SAMPLE_POLICY`]: the sample enterprise policy of the policy tests;
 //! - [`Counting`]: a transport that counts the APDUs that pass and can act as
 //!   a card pulled out after some;
 //! - [`pg::PrivatePostgres`]: a private PostgreSQL server on a Unix socket in
@@ -25,6 +26,39 @@ pub const TEST_KEY: [u8; 16] = *b"@ABCDEFGHIJKLMNO";
 
 /// [`TEST_KEY`] in hex, as the CLI takes keys.
 pub const TEST_KEY_HEX: &str = "404142434445464748494A4B4C4D4E4F";
+
+/// The sample enterprise policy (docs/policy.md) the policy tests use: ACME,
+/// Europe/Paris, a declared resource `torch` enabled by default, a site `lab`,
+/// camera and USB off during working hours (rule `work-hours`, Monday to
+/// Friday 08:00-18:00) and Bluetooth and the torch off inside the lab (rule
+/// `lab-radio`). A test that needs a variant derives it from this text (e.g.
+/// with `str::replace`) and says why.
+pub const SAMPLE_POLICY: &str = r#"format = "dmsc-policy"
+version = 1
+name = "ACME"
+timezone = "Europe/Paris"
+declare = ["torch"]
+
+[defaults]
+torch = "enabled"
+
+[sites.lab]
+polygon = [[48.70, 2.17], [48.70, 2.19], [48.72, 2.19], [48.72, 2.17]]
+
+[[rules]]
+id = "work-hours"
+effect = "disable"
+resources = ["camera", "usb"]
+days = ["mon-fri"]
+from = "08:00"
+to = "18:00"
+
+[[rules]]
+id = "lab-radio"
+effect = "disable"
+resources = ["bluetooth", "torch"]
+inside = ["lab"]
+"#;
 
 /// Runs `openssl ARGS` in `dir` and returns its standard output; panics with
 /// openssl's standard error when it fails.

@@ -1483,6 +1483,7 @@ mod tests {
 }
 
 #[cfg(all(test, feature = "sim"))]
+#[allow(clippy::expect_used)]
 mod card_tests {
     use super::*;
     use crate::fleet::diversify::{derive_card_keys, install_diversified_keys, SoftMasterKeys};

@@ -29,9 +29,11 @@ use super::{
     SCHEMA_VERSION,
 };
 
-/// The schema, version 1: the SQLite schema with 64-bit integers.
+/// The schema, version 1: the SQLite schema with 64-bit integers. (`IF NOT
+/// EXISTS`: a station that waited for another's migration may still read the
+/// catalog as it was before that one committed.)
 const SCHEMA_V1: &str = "
-CREATE TABLE claims (
+CREATE TABLE IF NOT EXISTS claims (
     job TEXT NOT NULL,
     card_id TEXT NOT NULL,
     station TEXT NOT NULL,
@@ -39,7 +41,7 @@ CREATE TABLE claims (
     attempt BIGINT NOT NULL,
     PRIMARY KEY (job, card_id)
 );
-CREATE TABLE attempts (
+CREATE TABLE IF NOT EXISTS attempts (
     job TEXT NOT NULL,
     card_id TEXT NOT NULL,
     attempt BIGINT NOT NULL,

@@ -200,3 +200,152 @@ fn write_lwm2m_needs_the_adm_key_from_a_file_and_checks_the_size() {
         "{out:?}"
     );
 }
+
+/// The profile with the OMA DM bootstrap encoded by `xml2wbxml`
+/// (test-vectors/syncml) and an ICCID of its own.
+fn profile_with_dm(iccid: &str, lwm2m: bool) -> String {
+    let wbxml = hex::encode_upper(include_bytes!(
+        "../../test-vectors/syncml/dm-bootstrap.wbxml"
+    ));
+    let mut p: serde_json::Value = serde_json::from_str(PROFILE).unwrap();
+    p["iccid"] = iccid.into();
+    p["dm_bootstrap_hex"] = wbxml.into();
+    if !lwm2m {
+        p.as_object_mut().unwrap().remove("lwm2m_bootstrap");
+    }
+    p.to_string()
+}
+
+const FACTORY: &str = "<MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DMAcc</NodeName>\
+    <Path>.</Path><Node><NodeName>factory</NodeName><Node><NodeName>ServerID</NodeName>\
+    <Value>factory.example.net</Value></Node></Node></Node></MgmtTree>";
+
+#[test]
+fn apply_writes_the_bootstrap_into_the_device_tree_and_a_new_card_replaces_it() {
+    let dir = dir_with(&profile_with_dm("98103254769810325476", true));
+    std::fs::write(dir.path().join("factory.xml"), FACTORY).unwrap();
+    let apply = |profile: &str| {
+        run(
+            dir.path(),
+            &[
+                "--json",
+                "uicc",
+                "--sim-uicc",
+                profile,
+                "apply",
+                "--device",
+                "dev",
+                "--init",
+                "--factory-bootstrap",
+                "factory.xml",
+            ],
+        )
+        .expect(0)
+        .json()
+    };
+    let j = apply("uicc.json");
+    assert_eq!(j["kind"], "uicc");
+    assert_eq!(j["card_id"], "89012345678901234567");
+    assert_eq!(j["added"], serde_json::json!(["./DMAcc", "./LwM2M"]));
+    assert_eq!(j["factory"], false);
+    let digest = j["bootstrap_digest"].as_str().unwrap().to_string();
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("dev/current/tree.json"))
+            .or_else(|_| std::fs::read_to_string(dir.path().join("dev/tree.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(index["mos"]["./DMAcc"]["origin"]["source"], "uicc");
+    assert_eq!(index["mos"]["./LwM2M"]["origin"]["digest"], digest.as_str());
+    // The same card again changes nothing.
+    assert_eq!(apply("uicc.json")["unchanged"], true);
+    // A card without bootstrap: what the first provided goes, the factory
+    // bootstrap comes.
+    std::fs::write(
+        dir.path().join("bare.json"),
+        r#"{"iccid": "98103254769810325486"}"#,
+    )
+    .unwrap();
+    let j = apply("bare.json");
+    assert_eq!(j["factory"], true, "{j}");
+    assert_eq!(j["removed"], serde_json::json!(["./DMAcc", "./LwM2M"]));
+    assert_eq!(j["added"], serde_json::json!(["./DMAcc"]));
+    // The device policy disables the smartcard bootstrap: the first card's
+    // bootstrap is not applied.
+    std::fs::create_dir_all(dir.path().join("dev/policy")).unwrap();
+    std::fs::write(
+        dir.path().join("dev/policy/resources.json"),
+        r#"{"schema_version": 1, "policy": "sha256:00", "at": "2026-11-23T08:00:00Z",
+            "resources": {"smartcard-bootstrap": "disabled"}}"#,
+    )
+    .unwrap();
+    let j = apply("uicc.json");
+    assert_eq!(j["smartcard_bootstrap_disabled"], true, "{j}");
+    assert_eq!(j["factory"], true, "{j}");
+    let text = run(
+        dir.path(),
+        &[
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "apply",
+            "--device",
+            "dev",
+        ],
+    )
+    .expect(0);
+    assert!(
+        text.stdout
+            .contains("smartcard bootstrap disabled by the device policy"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn apply_refuses_a_malformed_bootstrap_and_changes_nothing() {
+    let dir = dir_with(&profile_with_dm("98103254769810325476", false));
+    run(
+        dir.path(),
+        &[
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "apply",
+            "--device",
+            "dev",
+            "--init",
+        ],
+    )
+    .expect(0);
+    let before = std::fs::read_dir(dir.path().join("dev")).unwrap().count();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"iccid": "98103254769810325486", "dm_bootstrap_hex": "03016A00 45"}"#,
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &["uicc", "--sim-uicc", "bad.json", "apply", "--device", "dev"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("OMA DM bootstrap"), "{out:?}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("dev")).unwrap().count(),
+        before
+    );
+    let j = run(
+        dir.path(),
+        &[
+            "--json",
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "apply",
+            "--device",
+            "dev",
+        ],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(j["unchanged"], true, "{j}");
+}

@@ -109,6 +109,10 @@ pub struct RefreshArgs {
     /// Create the device tree if DIR is new or empty (else DIR must be one)
     #[arg(long)]
     pub init: bool,
+    /// The factory bootstrap (TNDS, or an OMA DM bootstrap message in XML or
+    /// WBXML): in force only while no card provides anything
+    #[arg(long, value_name = "FILE")]
+    pub factory_bootstrap: Option<PathBuf>,
 }
 
 /// `dmsc watch` options.
@@ -126,6 +130,10 @@ pub struct WatchArgs {
     /// Stop after this many events
     #[arg(long, value_name = "N")]
     pub events: Option<u64>,
+    /// The factory bootstrap (TNDS, or an OMA DM bootstrap message in XML or
+    /// WBXML): in force only while no card provides anything
+    #[arg(long, value_name = "FILE")]
+    pub factory_bootstrap: Option<PathBuf>,
 }
 
 /// An MO error with its exit code: an overlap is bad input (2), a node no
@@ -382,6 +390,10 @@ fn diff(ctx: &Ctx, device: &Path, uri: Option<&str>) -> Result<()> {
 
 /// Prints a refresh report.
 fn print_report(r: &RefreshReport) {
+    if r.kind == provisioning::CardKind::Uicc {
+        print_uicc_report(r);
+        return;
+    }
     if r.unchanged {
         println!(
             "card {} generation {}: unchanged since the last refresh",
@@ -407,15 +419,65 @@ fn print_report(r: &RefreshReport) {
     }
 }
 
-/// `dmsc refresh --device DIR`.
-pub fn refresh(ctx: &Ctx, args: &RefreshArgs) -> Result<Code> {
-    refresh_tree(ctx, &args.device, args.init).map(|()| Code::Ok)
+/// Prints the refresh report of a plain UICC.
+fn print_uicc_report(r: &RefreshReport) {
+    let what = if r.smartcard_bootstrap_disabled {
+        "smartcard bootstrap disabled by the device policy".to_string()
+    } else if r.bootstrap.is_empty() {
+        "no bootstrap".to_string()
+    } else {
+        format!(
+            "bootstrap {} ({})",
+            r.bootstrap.join(", "),
+            r.bootstrap_digest.as_deref().unwrap_or("-")
+        )
+    };
+    let state = if r.unchanged {
+        ": unchanged since the last refresh"
+    } else {
+        ""
+    };
+    println!("UICC {}: {what}{state}", r.card_id);
+    if r.unchanged {
+        return;
+    }
+    for (label, list) in [
+        ("added", &r.added),
+        ("updated", &r.updated),
+        ("removed", &r.removed),
+    ] {
+        for uri in list {
+            println!("  {label:8} {uri}");
+        }
+    }
+    for s in &r.skipped {
+        println!("  skipped  {} ({})", s.uri, s.reason);
+    }
+    if r.factory {
+        println!("  the factory bootstrap is in force");
+    }
 }
 
-fn refresh_tree(ctx: &Ctx, device: &Path, init: bool) -> Result<()> {
-    let mut tree = open_tree(device, init)?;
-    let (mut session, who) = open_as(ctx, false)?;
-    let report = provisioning::refresh(&mut session, &mut tree)
+/// `dmsc refresh --device DIR`.
+pub fn refresh(ctx: &Ctx, args: &RefreshArgs) -> Result<Code> {
+    refresh_tree(ctx, args).map(|()| Code::Ok)
+}
+
+fn refresh_tree(ctx: &Ctx, args: &RefreshArgs) -> Result<()> {
+    let device = args.device.as_path();
+    let mut tree = open_tree(device, args.init)?;
+    let options =
+        provisioning::RefreshOptions::for_device(device, args.factory_bootstrap.as_deref())?;
+    // Without authority keys the card is opened as it is: one SELECT tells a
+    // dmsc card from a plain UICC. An authority session needs the applet.
+    let (mut session, who) = if ctx.authority()?.is_some() {
+        open_as(ctx, false)?
+    } else {
+        let session = ctx.open_card()?;
+        let who = format!("anyone on {}", session.transport().reader_name());
+        (session, who)
+    };
+    let report = provisioning::refresh_with(&mut session, &mut tree, &options)
         .with_context(|| format!("refreshing {} from the card as {who}", device.display()))?;
     if ctx.json {
         return print_json(&report);
@@ -426,11 +488,11 @@ fn refresh_tree(ctx: &Ctx, device: &Path, init: bool) -> Result<()> {
 
 /// `dmsc watch --device DIR`.
 pub fn watch(ctx: &Ctx, args: &WatchArgs) -> Result<Code> {
-    follow(ctx, &args.device, args.init, args.interval, args.events).map(|()| Code::Ok)
+    follow(ctx, args).map(|()| Code::Ok)
 }
 
 #[cfg(feature = "pcsc")]
-fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u64>) -> Result<()> {
+fn follow(ctx: &Ctx, args: &WatchArgs) -> Result<()> {
     use std::ops::ControlFlow;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -438,6 +500,8 @@ fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u6
 
     use dmsc_host::provisioning::watch::WatchEvent;
 
+    let (device, init, interval, events) =
+        (args.device.as_path(), args.init, args.interval, args.events);
     if ctx.sim.is_some() {
         return Err(usage(
             "watch follows PC/SC reader events: attach the simulated card with \
@@ -448,6 +512,8 @@ fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u6
         return Err(usage("--interval must be a positive number of seconds"));
     }
     let mut tree = open_tree(device, init)?;
+    let options =
+        provisioning::RefreshOptions::for_device(device, args.factory_bootstrap.as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -457,11 +523,12 @@ fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u6
     let pattern = ctx.reader.clone().unwrap_or_default();
     let mut seen = 0u64;
     let json = ctx.json;
-    dmsc_host::provisioning::watch::watch(
+    dmsc_host::provisioning::watch::watch_with(
         &mut pcsc,
         &mut tree,
         &pattern,
         Duration::from_secs_f64(interval),
+        &options,
         |event| {
             let Some(event) = event else {
                 return if stop.load(Ordering::SeqCst) {
@@ -485,11 +552,17 @@ fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u6
                         print_report(refresh);
                     }
                     WatchEvent::Removed {
-                        reader, removed, ..
+                        reader,
+                        removed,
+                        factory,
+                        ..
                     } => {
                         println!("removed from {reader}");
                         for uri in removed {
                             println!("  removed  {uri}");
+                        }
+                        for uri in factory {
+                            println!("  factory  {uri}");
                         }
                     }
                     WatchEvent::Failed { reader, error } => {
@@ -512,12 +585,6 @@ fn follow(ctx: &Ctx, device: &Path, init: bool, interval: f64, events: Option<u6
 
 /// `dmsc watch` without PC/SC support.
 #[cfg(not(feature = "pcsc"))]
-fn follow(
-    _ctx: &Ctx,
-    _device: &Path,
-    _init: bool,
-    _interval: f64,
-    _events: Option<u64>,
-) -> Result<()> {
+fn follow(_ctx: &Ctx, _args: &WatchArgs) -> Result<()> {
     Err(crate::context::no_pcsc())
 }

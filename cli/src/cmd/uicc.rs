@@ -94,6 +94,25 @@ pub enum UiccCommand {
         #[arg(long, value_name = "FILE")]
         adm_key_file: Option<PathBuf>,
     },
+    /// Apply the card's smartcard bootstrap (OMA DM and LwM2M) to a device tree
+    #[command(
+        after_help = "The OMA DM bootstrap's Add/Replace items become MOs (as for the HTTP \
+        bootstrap), the LwM2M bootstrap the MO ./LwM2M; both are recorded with the ICCID and \
+        the bootstrap's digest, and what another card provided goes. A device policy with \
+        the resource smartcard-bootstrap disabled (DIR/policy/resources.json) turns it off. \
+        See docs/bootstrap.md."
+    )]
+    Apply {
+        /// The device tree directory
+        #[arg(long, value_name = "DIR")]
+        device: PathBuf,
+        /// Create the device tree if DIR is new or empty (else DIR must be one)
+        #[arg(long)]
+        init: bool,
+        /// The factory bootstrap, applied when the card has no bootstrap
+        #[arg(long, value_name = "FILE")]
+        factory_bootstrap: Option<PathBuf>,
+    },
 }
 
 /// The ADM1 key from its file or `DMSC_ADM_KEY` (hex, 8 bytes).
@@ -237,9 +256,74 @@ fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
             .ok_or_else(|| usage("uicc serve needs --sim-uicc PROFILE.json"))?;
         return serve(ctx, profile, *port);
     }
+    let options = match &args.command {
+        UiccCommand::Apply {
+            device,
+            factory_bootstrap,
+            ..
+        } => Some(
+            dmsc_host::provisioning::RefreshOptions::for_device(
+                device,
+                factory_bootstrap.as_deref(),
+            )
+            .map_err(|e| usage(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let mut session = open(ctx, args)?;
     match &args.command {
         UiccCommand::Serve { .. } => {}
+        UiccCommand::Apply { device, init, .. } => {
+            use dmsc_host::device_tree::{DirectoryTree, TreeError};
+            let opened = if *init {
+                DirectoryTree::init(device)
+            } else {
+                DirectoryTree::open_existing(device)
+            };
+            let mut tree = opened.map_err(|e| match e {
+                TreeError::NotATree { .. } => usage(format!("--device {e}")),
+                other => anyhow::Error::new(other)
+                    .context(format!("cannot open the device tree {}", device.display())),
+            })?;
+            let options = options.unwrap_or_default();
+            let r = dmsc_host::provisioning::uicc::refresh_uicc(&mut session, &mut tree, &options)
+                .with_context(|| {
+                    format!("applying the UICC's bootstrap to {}", device.display())
+                })?;
+            if ctx.json {
+                return print_json(&r);
+            }
+            let state = if r.unchanged { " (unchanged)" } else { "" };
+            match (&r.bootstrap_digest, r.smartcard_bootstrap_disabled) {
+                (_, true) => println!(
+                    "UICC {}: smartcard bootstrap disabled by the device policy",
+                    r.card_id
+                ),
+                (Some(d), _) if !r.bootstrap.is_empty() => {
+                    println!(
+                        "UICC {}: bootstrap {} ({d}){state}",
+                        r.card_id,
+                        r.bootstrap.join(", ")
+                    )
+                }
+                _ => println!("UICC {}: no bootstrap{state}", r.card_id),
+            }
+            for (label, list) in [
+                ("added", &r.added),
+                ("updated", &r.updated),
+                ("removed", &r.removed),
+            ] {
+                for uri in list {
+                    println!("  {label:8} {uri}");
+                }
+            }
+            for s in &r.skipped {
+                println!("  skipped  {} ({})", s.uri, s.reason);
+            }
+            if r.factory {
+                println!("  the factory bootstrap is in force");
+            }
+        }
         UiccCommand::WriteLwm2m { file, .. } => {
             if let Some((bootstrap, key)) = &write {
                 uicc::write_lwm2m_bootstrap(&mut session, bootstrap, Some(key.as_slice()))?;

@@ -50,6 +50,15 @@ pub enum ProvisioningError {
     /// The card has neither the dmsc applet nor an ICCID (EF(ICCID) empty).
     #[error("the card has neither the dmsc applet nor an ICCID (EF(ICCID) 2FE2 is empty)")]
     NoIccid,
+    /// The factory bootstrap file could not be read.
+    #[error("cannot read the factory bootstrap {path}: {source}")]
+    Factory {
+        /// The file.
+        path: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The device's policy state could not be read.
     #[error("{path}: {detail}")]
     Policy {

@@ -89,6 +89,36 @@ impl Default for RefreshOptions {
     }
 }
 
+impl RefreshOptions {
+    /// The options of a device: the smartcard bootstrap unless its policy
+    /// state disables it ([`smartcard_bootstrap_allowed`]), and the factory
+    /// bootstrap read from `factory` (a file), if given.
+    pub fn for_device(
+        device_dir: &Path,
+        factory: Option<&Path>,
+    ) -> Result<RefreshOptions, ProvisioningError> {
+        let factory = match factory {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|source| ProvisioningError::Factory {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Some(FactoryBootstrap::parse(&bytes).map_err(|source| {
+                    ProvisioningError::Bootstrap {
+                        what: "the factory bootstrap",
+                        source,
+                    }
+                })?)
+            }
+        };
+        Ok(RefreshOptions {
+            smartcard_bootstrap: smartcard_bootstrap_allowed(device_dir)?,
+            factory,
+        })
+    }
+}
+
 /// Whether the device's policy state allows the smartcard bootstrap: `false`
 /// when `DIR/policy/resources.json` (written by `dmsc policy enforce`) has
 /// the resource `smartcard-bootstrap` disabled; `true` when it is enabled,
@@ -338,6 +368,14 @@ pub(crate) fn settle_factory<T: DeviceTree + ?Sized>(
             continue;
         }
         kept.insert(uri.clone());
+        if let Some(at) = change.remove.iter().position(|u| u == uri) {
+            // What a card provided here goes (reported removed) and the
+            // factory MO takes its place.
+            change.remove.remove(at);
+            report.added.push(uri.clone());
+            change.put.push((uri.clone(), t.clone(), origin.clone()));
+            continue;
+        }
         match index.mos.get(uri) {
             Some(e) if e.origin == origin && tree.read_mo(uri)?.as_ref() == Some(t) => {}
             Some(_) => {

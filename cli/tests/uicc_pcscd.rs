@@ -15,8 +15,7 @@ const PROFILE: &str = r#"{"iccid": "98103254769810325476", "t0": true,
      {"id": 0, "value": {"type": "string", "value": "coaps://bs.example:5684"}},
      {"id": 1, "value": {"type": "boolean", "value": true}}]}]},
    {"id": 1, "instances": [{"id": 0, "resources": [
-     {"id": 1, "value": {"type": "integer", "value": 86400}}]}]}]},
- "dm_bootstrap_hex": "03016A00"}"#;
+     {"id": 1, "value": {"type": "integer", "value": 86400}}]}]}]}}"#;
 
 #[test]
 fn lwm2m_bootstrap_of_a_served_uicc_through_pcscd() {
@@ -58,7 +57,31 @@ fn lwm2m_bootstrap_of_a_served_uicc_through_pcscd() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // `dmsc refresh` finds a UICC (its SELECT of the dmsc applet answers
+    // 6A82) and applies its bootstrap.
+    let refresh = run(
+        d,
+        &[
+            "--reader", &reader, "--json", "refresh", "--device", "tree", "--init",
+        ],
+    );
+    let again = run(d, &["--reader", &reader, "refresh", "--device", "tree"]);
     terminate(&mut serve);
+    let r = refresh.expect(0).json();
+    assert_eq!(r["kind"], "uicc", "{r}");
+    assert_eq!(r["card_id"], "89012345678901234567");
+    assert_eq!(r["added"], serde_json::json!(["./LwM2M"]), "{r}");
+    assert_eq!(r["skipped"], serde_json::json!([]), "{r}");
+    let lwm2m = std::fs::read_to_string(d.join("tree/current/mo/LwM2M.xml")).unwrap();
+    assert!(lwm2m.contains("coaps://bs.example:5684"), "{lwm2m}");
+    let again = again.expect(0);
+    assert!(
+        again
+            .stdout
+            .contains("UICC 89012345678901234567: bootstrap")
+            && again.stdout.contains("unchanged"),
+        "{again:?}"
+    );
     let j = out.expect(0).json();
     assert_eq!(j["entries"][0]["path"], "/0/0/0");
     assert_eq!(j["entries"][0]["value"]["value"], "coaps://bs.example:5684");

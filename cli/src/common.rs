@@ -12,6 +12,7 @@ use clap::Args;
 use dmsc_host::card_model::commands::{PIN_REF_PUK, PIN_REF_USER};
 use dmsc_host::card_model::objects::{Acl, ObjectRef};
 use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::fleet::select::{select_cards, SelectError};
 use dmsc_host::fleet::{FleetCard, Profile};
 use dmsc_host::mo::MgmtTree;
 use dmsc_host::transport::sim::FileSimTransport;
@@ -385,41 +386,10 @@ pub fn selected_cards(
             ),
         ));
     }
-    let mut with_ids = Vec::new();
-    for mut m in members {
-        let s = m
-            .status()
-            .with_context(|| format!("selecting the card in {}; nothing was changed", m.reader))?;
-        with_ids.push((m, s.card_id));
-    }
-    let Some(wanted) = wanted else {
-        return Ok(with_ids.into_iter().map(|(m, _)| m).collect());
-    };
-    let present: Vec<&String> = with_ids.iter().map(|(_, id)| id).collect();
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|w| !present.contains(w))
-        .map(|s| s.as_str())
-        .collect();
-    if !missing.is_empty() {
-        return Err(coded(
-            Code::NotFound,
-            format!(
-                "no card with ID {} (cards present: {}); nothing was changed",
-                missing.join(", "),
-                present
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    Ok(with_ids
-        .into_iter()
-        .filter(|(_, id)| wanted.contains(id))
-        .map(|(m, _)| m)
-        .collect())
+    select_cards(members, wanted).map_err(|e| match e {
+        SelectError::Missing { .. } => coded(Code::NotFound, e.to_string()),
+        select => anyhow::Error::new(select),
+    })
 }
 
 /// Reads `DIR/profile.json` (`dmsc_host::fleet::Profile::load`, docs/fleet.md).

@@ -22,6 +22,7 @@ pub mod diversify;
 pub mod hsm;
 #[cfg(feature = "records")]
 pub mod records;
+pub mod select;
 
 use std::fmt;
 

@@ -19,9 +19,38 @@ pub struct FileError {
 
 /// Replaces `path` with `bytes` so that after a crash at any point the file
 /// holds either its old content or the new one: a new file next to it,
-/// written and fsynced, renamed over it, then the directory fsynced. An
-/// existing file's permissions are kept; a new file gets the default mode.
+/// written and fsynced, renamed over it, then the directory fsynced (two
+/// syncs). An existing file's permissions are kept; a new file gets the
+/// default mode.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    replace(path, bytes, true)
+}
+
+/// [`write_atomically`] without the final sync of the directory (one sync):
+/// the replacement is atomic, and becomes durable with the next
+/// [`write_atomically`] into the same directory, whose directory sync covers
+/// both renames. For a group of files written one after the other, the last
+/// one with [`write_atomically`]; a crash before it may leave this file old.
+pub fn write_atomically_deferred(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    replace(path, bytes, false)
+}
+
+thread_local! {
+    static SYNCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many syncs [`write_atomically`] and [`write_atomically_deferred`]
+/// made on this thread (tests count the syncs of a use case with it).
+#[doc(hidden)]
+pub fn syncs_on_this_thread() -> u64 {
+    SYNCS.with(|c| c.get())
+}
+
+fn synced() {
+    SYNCS.with(|c| c.set(c.get() + 1));
+}
+
+fn replace(path: &Path, bytes: &[u8], sync_dir: bool) -> Result<(), FileError> {
     fn fail<'a>(step: &'static str, p: &'a Path) -> impl FnOnce(io::Error) -> FileError + 'a {
         move |source| FileError {
             path: p.to_path_buf(),
@@ -55,10 +84,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
         }
         file.write_all(bytes).map_err(fail("write", &tmp))?;
         file.sync_all().map_err(fail("sync", &tmp))?;
+        synced();
         fs::rename(&tmp, path).map_err(fail("rename over", path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(fail("sync the directory of", path))
+        if sync_dir {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(fail("sync the directory of", path))?;
+            synced();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -219,6 +253,19 @@ mod tests {
         );
         // Nothing else is left in the directory.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_deferred_replace_is_made_durable_by_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = syncs_on_this_thread();
+        write_atomically_deferred(&dir.path().join("a.json"), b"a").unwrap();
+        write_atomically(&dir.path().join("b.json"), b"b").unwrap();
+        // Two files in three syncs: a.json, b.json, the directory once.
+        assert_eq!(syncs_on_this_thread() - start, 3);
+        assert_eq!(fs::read(dir.path().join("a.json")).unwrap(), b"a");
+        assert_eq!(fs::read(dir.path().join("b.json")).unwrap(), b"b");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

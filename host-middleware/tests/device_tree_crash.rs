@@ -329,3 +329,43 @@ fn on_the_real_file_system_a_change_costs_two_syncs() {
         1
     );
 }
+
+#[cfg(feature = "sim")]
+mod support;
+
+/// A policy enforcement replaces `policy/resources.json` and `report.json`
+/// in three syncs: both files, then their directory once.
+#[cfg(feature = "sim")]
+#[test]
+fn a_policy_enforcement_costs_three_syncs() {
+    use dmsc_host::card_model::scp03::SecurityLevel;
+    use dmsc_host::files::syncs_on_this_thread;
+    use dmsc_host::policy::card::put_policy;
+    use dmsc_host::policy::device::enforce;
+    use dmsc_host::policy::Context;
+    use dmsc_host::transport::sim::SimTransport;
+    use dmsc_host::{open_secure_channel, Session};
+    let mut c = Session::new(SimTransport::in_memory(support::card_params(false)).unwrap());
+    open_secure_channel(
+        &mut c,
+        &support::server_a(),
+        SecurityLevel::new(0x33).unwrap(),
+    )
+    .unwrap();
+    let key = p256::ecdsa::SigningKey::from_slice(&[1; 32]).unwrap();
+    put_policy(
+        &mut c,
+        dmsc_test_support::SAMPLE_POLICY.as_bytes(),
+        &key,
+        false,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for at in ["2026-11-23T10:00:00Z", "2026-11-23T20:00:00Z"] {
+        let before = syncs_on_this_thread();
+        let report = enforce(&mut c, dir.path(), &Context::at(at.parse().unwrap())).unwrap();
+        assert_eq!(report.status, "applied");
+        assert_eq!(syncs_on_this_thread() - before, 3, "{at}");
+        assert!(dir.path().join("policy/resources.json").exists());
+    }
+}

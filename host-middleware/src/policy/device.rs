@@ -29,13 +29,32 @@ pub const COMMANDS_FILE: &str = "commands.json";
 /// trees of the device tree (docs/device-tree.md), not inside them: it is not
 /// an MO, and a refresh never touches it.
 pub fn write_device_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, PolicyError> {
+    write_with(dir, name, bytes, crate::files::write_atomically)
+}
+
+/// [`write_device_file`] leaving the sync of `DIR/policy/` to the next
+/// [`write_device_file`], which makes both durable (one sync fewer).
+fn write_device_file_deferred(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, PolicyError> {
+    write_with(dir, name, bytes, crate::files::write_atomically_deferred)
+}
+
+fn write_with(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    write: fn(&Path, &[u8]) -> Result<(), crate::files::FileError>,
+) -> Result<PathBuf, PolicyError> {
     let folder = dir.join(POLICY_DIR);
     std::fs::create_dir_all(&folder).map_err(|source| PolicyError::Io {
         what: format!("creating {}", folder.display()),
         source,
     })?;
     let path = folder.join(name);
-    crate::files::write_atomically(&path, bytes).map_err(|e| PolicyError::Io {
+    write(&path, bytes).map_err(|e| PolicyError::Io {
         what: format!("writing {}", path.display()),
         source: e.source,
     })?;
@@ -291,7 +310,8 @@ pub fn enforce(
             .collect(),
     };
     let mut failures = Vec::new();
-    let written = write_device_file(dir, RESOURCES_FILE, &to_json(&states));
+    // Made durable by the report's write below (3 syncs for the two files).
+    let written = write_device_file_deferred(dir, RESOURCES_FILE, &to_json(&states));
     if let Err(e) = &written {
         failures.push(Failure {
             stage: "device",

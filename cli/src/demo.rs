@@ -37,6 +37,7 @@ use crate::secrets::{KeyTriple, TEST_KEY_VERSION};
 
 mod governance;
 mod policy;
+mod uicc;
 
 // ---- the demo's data ---------------------------------------------------------
 
@@ -432,28 +433,15 @@ fn provision(r: &mut Report, w: &mut World) -> Result<()> {
     Ok(())
 }
 
-/// 4. Device side: refresh as `dmsc refresh` does it
-///    ([`provisioning::refresh`](dmsc_host::provisioning::refresh)): one
-///    SELECT says whether anything changed, then the MOs go to a device tree;
-///    then the MO list and the MO itself as the device reads them.
+/// 4. Device side: refresh — one SELECT says whether anything changed; then the
+///    MO list and the MO itself.
 fn refresh(r: &mut Report, w: &mut World) -> Result<()> {
-    use dmsc_host::device_tree::DirectoryTree;
-    use dmsc_host::provisioning;
-
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let mut device = DirectoryTree::open(dir.path())?;
-    let report = provisioning::refresh(&mut w.card, &mut device)?;
+    let info = w.card.select().context("SELECT")?;
     r.expect(
-        "refresh: the generation at SELECT",
-        format!("{} (was {})", report.generation, w.first_generation),
-        report.generation > w.first_generation && !report.unchanged,
+        "SELECT: generation",
+        format!("{} (was {})", info.generation, w.first_generation),
+        info.generation > w.first_generation,
         "higher than at power-up: refresh needed",
-    );
-    r.expect(
-        "refresh: the MOs written to the device tree",
-        list_text(&report.added),
-        report.added.contains(&MO_URI.to_string()),
-        MO_URI,
     );
     let list = w.card.list(ObjectKind::Mo)?;
     let names: Vec<String> = list.iter().map(|e| e.object.to_string()).collect();
@@ -837,7 +825,7 @@ fn run_steps(r: &mut Report, world: Result<World>) {
         }
     };
     type StepFn = fn(&mut Report, &mut World) -> Result<()>;
-    let steps: [(&str, StepFn); 11] = [
+    let steps: [(&str, StepFn); 12] = [
         ("User PIN: tries left, a wrong PIN, the right PIN", user_pin),
         (
             "Authority (SCP03, level 33) stores an MO, the policy, a bootstrap key, \
@@ -859,6 +847,7 @@ fn run_steps(r: &mut Report, world: Result<World>) {
             "HTTP bootstrap: the card verifies the packet's MAC",
             bootstrap,
         ),
+        (uicc::TITLE, uicc::step),
         (
             "Firmware approval: two approvers, anti-rollback floor",
             firmware,

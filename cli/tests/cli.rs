@@ -761,11 +761,12 @@ fn demo_walks_every_use_case() {
         (5, "provisioning"),
         (6, "Over the air"),
         (7, "bootstrap"),
-        (8, "Firmware approval"),
-        (9, "Enterprise policy"),
-        (10, "Access control"),
-        (11, "Access governance"),
-        (12, "audit"),
+        (8, "Smartcard bootstrap"),
+        (9, "Firmware approval"),
+        (10, "Enterprise policy"),
+        (11, "Access control"),
+        (12, "Access governance"),
+        (13, "audit"),
     ] {
         let heading = out
             .stdout
@@ -780,6 +781,7 @@ fn demo_walks_every_use_case() {
         "below the anti-rollback floor",
         "SW 6982",
         "4 consecutive authorisation failures",
+        "added ./DMAcc ./LwM2M",
         "checks passed",
     ] {
         assert!(
@@ -794,7 +796,7 @@ fn demo_walks_every_use_case() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["failed"], 0);
     assert_eq!(json["kept"], false);
-    assert_eq!(json["steps"].as_array().unwrap().len(), 12);
+    assert_eq!(json["steps"].as_array().unwrap().len(), 13);
     assert!(!std::path::Path::new(json["card"].as_str().unwrap()).exists());
     // --keep leaves the temporary card, which the other commands can use.
     let kept = run(dir.path(), &["demo", "--keep", "--json"])

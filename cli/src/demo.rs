@@ -433,15 +433,28 @@ fn provision(r: &mut Report, w: &mut World) -> Result<()> {
     Ok(())
 }
 
-/// 4. Device side: refresh — one SELECT says whether anything changed; then the
-///    MO list and the MO itself.
+/// 4. Device side: refresh as `dmsc refresh` does it
+///    ([`provisioning::refresh`](dmsc_host::provisioning::refresh)): one
+///    SELECT says whether anything changed, then the MOs go to a device tree;
+///    then the MO list and the MO itself as the device reads them.
 fn refresh(r: &mut Report, w: &mut World) -> Result<()> {
-    let info = w.card.select().context("SELECT")?;
+    use dmsc_host::device_tree::DirectoryTree;
+    use dmsc_host::provisioning;
+
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut device = DirectoryTree::open(dir.path())?;
+    let report = provisioning::refresh(&mut w.card, &mut device)?;
     r.expect(
-        "SELECT: generation",
-        format!("{} (was {})", info.generation, w.first_generation),
-        info.generation > w.first_generation,
+        "refresh: the generation at SELECT",
+        format!("{} (was {})", report.generation, w.first_generation),
+        report.generation > w.first_generation && !report.unchanged,
         "higher than at power-up: refresh needed",
+    );
+    r.expect(
+        "refresh: the MOs written to the device tree",
+        list_text(&report.added),
+        report.added.contains(&MO_URI.to_string()),
+        MO_URI,
     );
     let list = w.card.list(ObjectKind::Mo)?;
     let names: Vec<String> = list.iter().map(|e| e.object.to_string()).collect();

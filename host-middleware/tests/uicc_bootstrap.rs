@@ -1,5 +1,5 @@
 //! The smartcard bootstrap applied to the device tree and the card-change
-//! rules (docs/bootstrap.md §6), against the simulated UICC and the simulated
+//! rules (docs/bootstrap.md §7), against the simulated UICC and the simulated
 //! dmsc card in-process, in the same device tree.
 #![cfg(feature = "sim")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]

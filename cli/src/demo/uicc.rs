@@ -1,5 +1,5 @@
 //! Demo step: the smartcard bootstrap of a plain UICC applied to a device
-//! tree, and forgotten when the card is swapped (docs/bootstrap.md §6).
+//! tree, and forgotten when the card is swapped (docs/bootstrap.md §7).
 
 use anyhow::{Context as _, Result};
 use dmsc_host::device_tree::{DeviceTree, DirectoryTree, Origin};

@@ -156,7 +156,7 @@ pub fn refresh<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
 }
 
 /// [`refresh`] with the factory bootstrap and the smartcard bootstrap switch
-/// (docs/bootstrap.md §6): the factory MOs leave the tree when a card provides
+/// (docs/bootstrap.md §7): the factory MOs leave the tree when a card provides
 /// anything, and come back when nothing from a card is left.
 pub fn refresh_with<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     card: &mut C,

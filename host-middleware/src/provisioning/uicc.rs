@@ -1,5 +1,5 @@
 //! The smartcard bootstrap of a plain UICC applied to the device tree
-//! (docs/uicc.md, "Applying the bootstrap"; docs/bootstrap.md §6).
+//! (docs/uicc.md, "Applying the bootstrap"; docs/bootstrap.md §7).
 //!
 //! - the OMA DM bootstrap (OID 2.23.43.7.1, a WBXML OMA DM message) goes
 //!   through the same SyncML path as the HTTP bootstrap

@@ -6,7 +6,13 @@
 //!    measured in this run on equally fresh cards, twice: CPU-bound (the
 //!    simulated card answers at once) and with a real card's per-APDU
 //!    latency (`DMSC_BENCH_LATENCY_MS`, default 15; target: ≥ 7.5×);
-//! 2. a bounded load run: 8 readers under continuous traffic, at most
+//! 2. the cost of the provisioning records per card: `provision_recorded`
+//!    (each card claimed and its attempt recorded, a new job per round) with
+//!    SQLite and with a private PostgreSQL (test-support's
+//!    `PrivatePostgres`) against `provision` without records, 8 readers with
+//!    the card latency, each on equally fresh cards in this run (target:
+//!    at most 10 % more time per card);
+//! 3. a bounded load run: 8 readers under continuous traffic, at most
 //!    `DMSC_LOAD_APDUS` APDUs per reader and `DMSC_LOAD_SECS` seconds; prints
 //!    APDUs per second, errors (target 0) and memory (target: flat — the
 //!    resident size at the end against the size after warm-up).
@@ -26,6 +32,7 @@ use std::time::{Duration, Instant};
 use dmsc_host::card_model::commands::{MoRecord, ObjectValue, Request};
 use dmsc_host::card_model::objects::{Acl, ObjectKind, ObjectRef};
 use dmsc_host::card_model::scp03::SecurityLevel;
+use dmsc_host::fleet::records::{self, provision_recorded, CardOutcome, Job, Records};
 use dmsc_host::fleet::{provision, FleetCard, Profile, ProfileObject};
 use dmsc_host::{CardCommands, PcscCard};
 use dmsc_sim_card::vpcd::WithLatency;
@@ -72,6 +79,37 @@ fn provision_rate(cards: &mut [FleetCard<PcscCard>], rounds: u64) -> f64 {
     for _ in 0..rounds {
         for r in provision(cards, &profile, &keys, level, &|_| {}) {
             assert!(r.result.is_ok(), "{}: {:?}", r.reader, r.result);
+        }
+    }
+    (rounds as f64 * cards.len() as f64) / start.elapsed().as_secs_f64()
+}
+
+/// `rounds` recorded provisions of every card (a new job each round, so that
+/// every card is claimed and provisioned again); returns cards per second.
+fn recorded_rate(cards: &mut [FleetCard<PcscCard>], rounds: u64, store: &dyn Records) -> f64 {
+    let profile = profile();
+    let keys = server_a();
+    let level = SecurityLevel::new(0x33).unwrap();
+    let now = || jiff::Timestamp::UNIX_EPOCH;
+    let start = Instant::now();
+    for round in 0..rounds {
+        let name = format!("bench-{round}");
+        let job = Job {
+            name: &name,
+            station: "bench",
+            profile: &profile,
+            keys: &keys,
+            installer: None,
+            level,
+            now: &now,
+        };
+        for r in provision_recorded(cards, &job, store, &|_| {}) {
+            assert!(
+                matches!(r.outcome, CardOutcome::Provisioned { .. }),
+                "{}: {:?}",
+                r.reader,
+                r.outcome
+            );
         }
     }
     (rounds as f64 * cards.len() as f64) / start.elapsed().as_secs_f64()
@@ -154,8 +192,14 @@ fn main() {
         } else {
             format!("{} ms card latency", latency.as_millis())
         };
-        println!("fleet provision ({label}), 1 reader:  {one:8.1} cards/s");
-        println!("fleet provision ({label}), {READERS} readers: {eight:8.1} cards/s");
+        println!(
+            "fleet provision ({label}), 1 reader:  {one:8.1} cards/s = {:8.1} cards/min per station",
+            one * 60.0
+        );
+        println!(
+            "fleet provision ({label}), {READERS} readers: {eight:8.1} cards/s = {:8.1} cards/min per station",
+            eight * 60.0
+        );
         let target = if latency.is_zero() {
             "bounded by the host's cores"
         } else {
@@ -167,10 +211,42 @@ fn main() {
         );
     }
 
+    // 2. The record store's cost per card, 8 readers, with the card latency.
+    let none = on_fresh_fleet(latency, |cards| provision_rate(cards, rounds));
+    let db_dir = tempfile::tempdir().expect("temporary directory");
+    let sqlite = records::open(&db_dir.path().join("bench.sqlite"), true).expect("SQLite");
+    let with_sqlite = on_fresh_fleet(latency, |cards| {
+        recorded_rate(cards, rounds, sqlite.as_ref())
+    });
+    let pg = dmsc_test_support::pg::PrivatePostgres::start();
+    pg.create_db("bench");
+    let postgres = records::open(std::path::Path::new(&pg.conninfo("bench", "dmsc")), true)
+        .expect("PostgreSQL");
+    let with_pg = on_fresh_fleet(latency, |cards| {
+        recorded_rate(cards, rounds, postgres.as_ref())
+    });
+    println!(
+        "records ({} ms card latency, {READERS} readers): none {:.1} cards/min, \
+         SQLite {:.1} cards/min, PostgreSQL {:.1} cards/min",
+        latency.as_millis(),
+        none * 60.0,
+        with_sqlite * 60.0,
+        with_pg * 60.0
+    );
+    for (name, rate) in [("SQLite", with_sqlite), ("PostgreSQL", with_pg)] {
+        println!(
+            "records overhead ({name}): {:+.1} % time per card ({:.1} ms per card; target <= 10 %)",
+            (none / rate - 1.0) * 100.0,
+            (1.0 / rate - 1.0 / none) * 1000.0
+        );
+    }
+    drop(postgres);
+    drop(pg);
+
     let (_dir, served, mut cards) = fresh_fleet(Duration::ZERO);
     provision_rate(&mut cards, 1);
 
-    // 2. Bounded load run.
+    // 3. Bounded load run.
     let max_apdus = env_or("DMSC_LOAD_APDUS", 20_000);
     let max_time = Duration::from_secs(env_or("DMSC_LOAD_SECS", 20));
     let sent = Arc::new(AtomicU64::new(0));

@@ -423,6 +423,36 @@ mod tests {
         assert!(e.contains("an RSA key"), "{e}");
     }
 
+    /// The algorithm and curve OIDs count only at their places in the key's
+    /// structure: the same OID bytes elsewhere name nothing.
+    #[test]
+    fn oids_count_only_at_their_places() {
+        let rsa_oid = [
+            0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
+        ];
+        // Loose bytes holding the RSA OID, and an OCTET STRING wrapping it.
+        let mut loose = vec![0xFF];
+        loose.extend_from_slice(&rsa_oid);
+        assert_eq!(identify_other_key(&loose), None);
+        let mut wrapped = vec![0x04, rsa_oid.len() as u8];
+        wrapped.extend_from_slice(&rsa_oid);
+        assert_eq!(identify_other_key(&wrapped), None);
+        // The same OID as the algorithm of a SubjectPublicKeyInfo.
+        let mut alg = vec![0x30, rsa_oid.len() as u8 + 2];
+        alg.extend_from_slice(&rsa_oid);
+        alg.extend_from_slice(&[0x05, 0x00]);
+        let mut spki = vec![0x30, alg.len() as u8 + 4];
+        spki.extend_from_slice(&alg);
+        spki.extend_from_slice(&[0x03, 0x02, 0x00, 0x00]);
+        assert_eq!(identify_other_key(&spki), Some("an RSA key"));
+        // EC PARAMETERS alone: the curve's OID.
+        let p384 = [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
+        assert_eq!(
+            identify_other_key(&p384),
+            Some("an EC key on curve secp384r1 (P-384)")
+        );
+    }
+
     /// Every form openssl writes loads, and all give the same public key.
     #[test]
     fn openssl_key_forms() {

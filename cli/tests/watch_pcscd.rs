@@ -1,6 +1,7 @@
 //! `dmsc watch` through the private pcscd of `.ci/test` (feature `e2e`): a card
 //! served with `dmsc sim serve` is refreshed into the device tree on insertion,
 //! and its MOs leave the tree when the card is removed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -13,7 +13,7 @@ use dmsc_card_model::apdu::{Command, Response};
 use dmsc_card_model::commands::{ObjectValue, Request, AID};
 use dmsc_card_model::objects::{Acl, ObjectRef};
 use dmsc_card_model::scp03::{
-    self, InitializeUpdateResponse, SMode, SecureChannel, SecurityLevel, StaticKeys,
+    self, InitializeUpdateResponse, SMode, Scp03Error, SecureChannel, SecurityLevel, StaticKeys,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,13 @@ pub enum OtaError {
     Card(#[from] HostError),
     /// SCP03 computation failed (key lengths, challenge size…).
     #[error("SCP03: {0}")]
-    Scp03(String),
+    Scp03(#[source] Scp03Error),
+    /// The operating system gave no randomness for the host challenge.
+    #[error("SCP03: no operating-system randomness for the host challenge: {0}")]
+    NoRandomness(#[source] getrandom::Error),
+    /// A command of the script cannot be encoded as an APDU.
+    #[error("SCP03: cannot encode a command APDU: {0}")]
+    Apdu(#[source] dmsc_card_model::apdu::ApduError),
     /// The request or script is not valid.
     #[error("invalid OTA {what}: {message}")]
     Invalid {
@@ -128,13 +134,11 @@ pub fn read_request<C: CardCommands + ?Sized>(
 ) -> Result<OtaRequest, OtaError> {
     let info = card.select()?;
     let mut challenge = vec![0u8; SMode::from_i(info.scp_i).size()];
-    getrandom::getrandom(&mut challenge).map_err(|e| OtaError::Scp03(e.to_string()))?;
-    let iu = scp03::initialize_update(key_version, &challenge)
-        .map_err(|e| OtaError::Scp03(e.to_string()))?;
+    getrandom::getrandom(&mut challenge).map_err(OtaError::NoRandomness)?;
+    let iu = scp03::initialize_update(key_version, &challenge).map_err(OtaError::Scp03)?;
     let rsp = card.transmit(&iu)?;
     let data = crate::error::check_status(&iu, rsp)?;
-    let parsed =
-        InitializeUpdateResponse::decode(&data).map_err(|e| OtaError::Scp03(e.to_string()))?;
+    let parsed = InitializeUpdateResponse::decode(&data).map_err(OtaError::Scp03)?;
     let counter = parsed.sequence_counter.ok_or_else(|| OtaError::Invalid {
         what: "request",
         message: "the card does not use pseudo-random challenges (no sequence counter)".into(),
@@ -195,11 +199,11 @@ pub fn build_script(
     let counter = [(next >> 16) as u8, (next >> 8) as u8, next as u8];
     let smode = SMode::from_i(request.scp_i);
     let mut host_challenge = vec![0u8; smode.size()];
-    getrandom::getrandom(&mut host_challenge).map_err(|e| OtaError::Scp03(e.to_string()))?;
+    getrandom::getrandom(&mut host_challenge).map_err(OtaError::NoRandomness)?;
     let card_challenge = scp03::pseudo_random_card_challenge(keys, counter, &AID, smode);
     let mut kdd = [0u8; 10];
     kdd.copy_from_slice(&card_id[..10]);
-    let scp = |e: scp03::Scp03Error| OtaError::Scp03(e.to_string());
+    let scp = OtaError::Scp03;
     let expected = InitializeUpdateResponse::for_card(
         keys,
         &host_challenge,
@@ -214,9 +218,7 @@ pub fn build_script(
         SecureChannel::host_authenticate(keys, &host_challenge, &expected, level).map_err(scp)?;
     let iu = scp03::initialize_update(request.key_version, &host_challenge).map_err(scp)?;
     let encode = |c: &Command| -> Result<String, OtaError> {
-        c.to_bytes()
-            .map(hex::encode_upper)
-            .map_err(|e| OtaError::Scp03(e.to_string()))
+        c.to_bytes().map(hex::encode_upper).map_err(OtaError::Apdu)
     };
     let mut apdus = vec![encode(&iu)?, encode(&external_authenticate)?];
     let mut names = Vec::new();

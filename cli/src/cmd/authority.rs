@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use dmsc_host::card_model::commands::MIN_FAILURE_LIMIT;
 use dmsc_host::card_model::scp03::StaticKeys;
 use dmsc_host::{AuthorityEntry, Governance};
 use serde_json::{json, Value};
@@ -77,7 +78,7 @@ pub struct NewKeys {
 #[derive(Debug, Args)]
 pub struct FailureLimitArgs {
     /// The new limit (4 to 255); without it, show the current one
-    #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(4..))]
+    #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(i64::from(MIN_FAILURE_LIMIT)..))]
     pub limit: Option<u8>,
 }
 

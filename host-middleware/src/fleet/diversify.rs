@@ -369,7 +369,7 @@ pub fn install_diversified_keys<T: Transport>(
     let card_id = session
         .select_info()
         .map(|i| i.card_id)
-        .ok_or_else(|| HostError::Protocol {
+        .ok_or(HostError::Protocol {
             command: "SELECT",
             fault: ProtocolFault::NoCardId,
         })?;

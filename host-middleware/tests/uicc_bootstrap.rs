@@ -406,10 +406,18 @@ fn a_dmsc_card_and_a_uicc_in_the_same_reader_in_turn() {
         smartcard_bootstrap: true,
         factory: Some(factory),
     };
+    // A dmsc card without MOs: nothing from a card, the factory bootstrap.
+    let mut blank = Session::new(SimTransport::in_memory(card_params(false)).unwrap());
+    let r = provisioning::refresh_with(&mut blank, &mut tree, &options).unwrap();
+    assert_eq!((r.kind, r.factory), (CardKind::Dmsc, true), "{r:?}");
+    assert_eq!(r.added, vec!["./DMAcc"]);
+    // A dmsc card with an MO: the factory MO goes.
     let (mut card, log) = dmsc_card_with("./Vendor");
     let r = provisioning::refresh_with(&mut card, &mut tree, &options).unwrap();
     assert_eq!(r.kind, CardKind::Dmsc);
     assert_eq!(log.applet_select_failures(), 0);
+    assert_eq!(r.removed, vec!["./DMAcc"], "{r:?}");
+    assert!(!r.factory);
     let card_id = r.card_id.clone();
     assert_eq!(uris(&tree), vec!["./Own", "./Vendor"]);
     // The UICC replaces the dmsc card: the card's MO goes, the bootstrap comes.

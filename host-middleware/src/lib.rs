@@ -37,8 +37,9 @@
 //! - [`governance`]: ACLs, authority key sets (PUT KEY), failure limit, audit filters and events;
 //! - [`fleet`]: many cards at once: listing, profiles, provisioning, all-or-nothing ACL grants;
 //!   [`fleet::diversify`] (per-card keys from master keys, SP 800-108 KDF with AES-CMAC),
-//!   [`fleet::hsm`] (master keys in a PKCS#11 token) and [`fleet::records`]
-//!   (provisioning records: one claim per card per job, every attempt recorded);
+//!   [`fleet::hsm`] (master keys in a PKCS#11 token; feature `hsm`) and
+//!   [`fleet::records`] (provisioning records: one claim per card per job, every
+//!   attempt recorded; feature `records`);
 //! - [`uicc`]: standard UICC file access, PKCS#15 and the LwM2M / OMA DM bootstrap on a SIM.
 //!
 //! ```no_run

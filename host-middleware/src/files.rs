@@ -96,8 +96,53 @@ fn replace(path: &Path, bytes: &[u8], sync_dir: bool) -> Result<(), FileError> {
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_stale_temporaries(dir, name);
     }
     result
+}
+
+/// Removes the temporary files `.NAME.<pid>.tmp` that a writer of the same
+/// file left behind when it was killed between creating and renaming its
+/// temporary file: those whose process no longer runs (Linux `/proc`; where
+/// there is no `/proc`, nothing is removed). Best effort: the replacement has
+/// already succeeded.
+fn remove_stale_temporaries(dir: &Path, name: &std::ffi::OsStr) {
+    let proc_dir = Path::new("/proc");
+    if !proc_dir.join("self").exists() {
+        return;
+    }
+    let Some(name) = name.to_str() else { return };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !proc_dir.join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Makes everything written on the file system that holds `path` durable
+/// with one `syncfs(2)`: file contents, renames and new directories alike.
+pub fn sync_file_system(path: &Path) -> Result<(), FileError> {
+    OsFiles.sync_fs(path).map_err(|source| FileError {
+        path: path.to_path_buf(),
+        step: "sync the file system of",
+        source,
+    })?;
+    synced();
+    Ok(())
 }
 
 /// What a directory entry is; a symbolic link is not followed.
@@ -237,6 +282,25 @@ fn kind_of(t: fs::FileType) -> EntryKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_writers_temporary_goes_with_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        // Above the largest pid Linux hands out (2^22): no such process.
+        let stale = dir.path().join(".report.json.99999999.tmp");
+        // Process 1 runs: its temporary may still be in use.
+        let live = dir.path().join(".report.json.1.tmp");
+        let other = dir.path().join(".other.json.99999999.tmp");
+        for p in [&stale, &live, &other] {
+            fs::write(p, b"half").unwrap();
+        }
+        write_atomically(&path, b"whole").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole");
+        assert!(!stale.exists(), "the dead writer's temporary stays");
+        assert!(live.exists(), "a running writer's temporary was removed");
+        assert!(other.exists(), "another file's temporary was removed");
+    }
 
     #[test]
     fn replaces_and_keeps_permissions() {

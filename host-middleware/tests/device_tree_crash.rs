@@ -334,7 +334,8 @@ fn on_the_real_file_system_a_change_costs_two_syncs() {
 mod support;
 
 /// A policy enforcement replaces `policy/resources.json` and `report.json`
-/// in three syncs: both files, then their directory once.
+/// in three syncs: both files, then their directory once — also the first
+/// one, which creates `policy/` (a syncfs then covers the folder's entry).
 #[cfg(feature = "sim")]
 #[test]
 fn a_policy_enforcement_costs_three_syncs() {
@@ -361,6 +362,7 @@ fn a_policy_enforcement_costs_three_syncs() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    assert!(!dir.path().join("policy").exists());
     for at in ["2026-11-23T10:00:00Z", "2026-11-23T20:00:00Z"] {
         let before = syncs_on_this_thread();
         let report = enforce(&mut c, dir.path(), &Context::at(at.parse().unwrap())).unwrap();

@@ -29,17 +29,36 @@ pub const COMMANDS_FILE: &str = "commands.json";
 /// trees of the device tree (docs/device-tree.md), not inside them: it is not
 /// an MO, and a refresh never touches it.
 pub fn write_device_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, PolicyError> {
-    write_with(dir, name, bytes, crate::files::write_atomically)
+    let created = create_policy_folder(dir)?;
+    let path = write_with(dir, name, bytes, crate::files::write_atomically)?;
+    if created {
+        sync_new_folder(dir)?;
+    }
+    Ok(path)
 }
 
-/// [`write_device_file`] leaving the sync of `DIR/policy/` to the next
-/// [`write_device_file`], which makes both durable (one sync fewer).
-fn write_device_file_deferred(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-) -> Result<PathBuf, PolicyError> {
-    write_with(dir, name, bytes, crate::files::write_atomically_deferred)
+/// Creates `DIR/policy/` if it is missing (not yet durable: the caller makes
+/// it so with [`sync_new_folder`] after writing into it); `true` if created.
+fn create_policy_folder(dir: &Path) -> Result<bool, PolicyError> {
+    let folder = dir.join(POLICY_DIR);
+    if folder.is_dir() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&folder).map_err(|source| PolicyError::Io {
+        what: format!("creating {}", folder.display()),
+        source,
+    })?;
+    Ok(true)
+}
+
+/// One `syncfs` after the first writes into a new `DIR/policy/`: the files,
+/// the folder's entries and the folder's own entry in `DIR` become durable
+/// together, so that creating the folder costs no sync more than a change.
+fn sync_new_folder(dir: &Path) -> Result<(), PolicyError> {
+    crate::files::sync_file_system(&dir.join(POLICY_DIR)).map_err(|e| PolicyError::Io {
+        what: format!("{} {}", e.step, e.path.display()),
+        source: e.source,
+    })
 }
 
 fn write_with(
@@ -48,12 +67,7 @@ fn write_with(
     bytes: &[u8],
     write: fn(&Path, &[u8]) -> Result<(), crate::files::FileError>,
 ) -> Result<PathBuf, PolicyError> {
-    let folder = dir.join(POLICY_DIR);
-    std::fs::create_dir_all(&folder).map_err(|source| PolicyError::Io {
-        what: format!("creating {}", folder.display()),
-        source,
-    })?;
-    let path = folder.join(name);
+    let path = dir.join(POLICY_DIR).join(name);
     write(&path, bytes).map_err(|e| PolicyError::Io {
         what: format!("writing {}", path.display()),
         source: e.source,
@@ -310,8 +324,16 @@ pub fn enforce(
             .collect(),
     };
     let mut failures = Vec::new();
-    // Made durable by the report's write below (3 syncs for the two files).
-    let written = write_device_file_deferred(dir, RESOURCES_FILE, &to_json(&states));
+    // Three syncs for the two files: resources.json's contents, then
+    // report.json's, then one sync of DIR/policy/ (or, when this run created
+    // the folder, one syncfs that also covers its entry in DIR).
+    let created = create_policy_folder(dir)?;
+    let written = write_with(
+        dir,
+        RESOURCES_FILE,
+        &to_json(&states),
+        crate::files::write_atomically_deferred,
+    );
     if let Err(e) = &written {
         failures.push(Failure {
             stage: "device",
@@ -352,7 +374,17 @@ pub fn enforce(
         next_change: next,
         next_reevaluation: reevaluation,
     };
-    write_device_file(dir, REPORT_FILE, &to_json(&report))?;
+    if created {
+        write_with(
+            dir,
+            REPORT_FILE,
+            &to_json(&report),
+            crate::files::write_atomically_deferred,
+        )?;
+        sync_new_folder(dir)?;
+    } else {
+        write_device_file(dir, REPORT_FILE, &to_json(&report))?;
+    }
     written?;
     Ok(report)
 }

@@ -442,11 +442,13 @@ trait Backend {
     /// The database, as messages name it.
     fn name(&self) -> &str;
     /// Runs `body` in one write transaction, committed when `commit` and
-    /// `body` succeeds, rolled back otherwise.
+    /// `body` succeeds, rolled back otherwise; `holding`: on the connection
+    /// that holds that card ([`Tx::hold`]), if any.
     fn transaction<R>(
         &self,
         what: &'static str,
         commit: bool,
+        holding: Option<&str>,
         body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
     ) -> Result<R, RecordError>;
     /// Ends this connection's hold of the card `key` ([`Tx::hold`]).
@@ -460,7 +462,7 @@ fn hold_key(job: &str, card_id: &str) -> String {
 
 fn claim_in<B: Backend>(db: &B, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
     let key = hold_key(a.job, a.card_id);
-    db.transaction("claiming the card", true, |tx| {
+    db.transaction("claiming the card", true, None, |tx| {
         let lock = tx.lock_rows();
         let inserted = tx.execute(
             "claiming the card",
@@ -578,7 +580,8 @@ fn finish_in<B: Backend>(
         Err(e) => (Status::Failed, None, Some(e)),
     };
     let kcv = |i: usize| Value::Text(keys.map(|(_, k)| hex::encode_upper(k[i])));
-    let done = db.transaction("recording the end of the attempt", true, |tx| {
+    let key = hold_key(job, card_id);
+    let done = db.transaction("recording the end of the attempt", true, Some(&key), |tx| {
         tx.execute(
             "recording the end of the attempt",
             "UPDATE attempts SET status = ?4, kcv_enc = ?5, kcv_mac = ?6, kcv_dek = ?7, \
@@ -616,13 +619,13 @@ fn finish_in<B: Backend>(
         }
         Ok(())
     });
-    db.release(&hold_key(job, card_id));
+    db.release(&key);
     done
 }
 
 fn records_in<B: Backend>(db: &B, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
     use Kind::{Int, Text};
-    let rows = db.transaction("reading the records", false, |tx| {
+    let rows = db.transaction("reading the records", false, None, |tx| {
         tx.query(
             "reading the records",
             "SELECT card_id, job, attempt, station, status, profile_digest, key_version, \
@@ -670,7 +673,7 @@ fn claim_status_in<B: Backend>(
     job: &str,
     card_id: &str,
 ) -> Result<Option<Status>, RecordError> {
-    let rows = db.transaction("reading the card's claim", false, |tx| {
+    let rows = db.transaction("reading the card's claim", false, None, |tx| {
         tx.query(
             "reading the card's claim",
             "SELECT status FROM claims WHERE job = ?1 AND card_id = ?2",
@@ -688,7 +691,7 @@ fn claim_status_in<B: Backend>(
 }
 
 fn check_writable_in<B: Backend>(db: &B) -> Result<(), RecordError> {
-    db.transaction("checking that records can be written", false, |tx| {
+    db.transaction("checking that records can be written", false, None, |tx| {
         tx.execute(
             "checking that records can be written",
             "INSERT INTO claims (job, card_id, station, status, attempt) \
@@ -828,6 +831,7 @@ impl Backend for SqliteRecords {
         &self,
         what: &'static str,
         commit: bool,
+        _holding: Option<&str>,
         body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
     ) -> Result<R, RecordError> {
         let mut conn = self.lock();

@@ -8,14 +8,14 @@
 //!   `INSERT … ON CONFLICT DO NOTHING` on the primary key (job, card ID): two
 //!   stations claiming a card are ordered by the database, and the second
 //!   sees the first's committed claim;
-//! - a station works on a card while its connection holds a session-level
-//!   advisory lock on the card (`pg_try_advisory_lock` of a hash of job and
+//! - a station works on a card while one of its connections holds a
+//!   session-level advisory lock on the card (`pg_try_advisory_lock` of a hash of job and
 //!   card ID). The server releases it when the connection ends, so a claim
 //!   `in_progress` whose lock is free was left by a station that stopped
 //!   (killed, crashed, cut off), and any station takes it over; a claim whose
 //!   lock is held is being worked on, whatever the station's name.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -64,15 +64,23 @@ CREATE TABLE IF NOT EXISTS attempts (
 const MIGRATION_LOCK: i64 = 0x646D_7363_0000_0001;
 
 /// The record store: a PostgreSQL database.
+///
+/// One connection per card being worked on (the connection that holds the
+/// card's advisory lock, from its claim to the end of the attempt), taken
+/// from a pool of idle connections: the claims and records of a station's
+/// readers commit side by side.
 pub struct PgRecords {
     name: String,
-    conn: Mutex<PgConn>,
+    config: Config,
+    pool: Mutex<Pool>,
+    /// The cards a connection of this store holds (advisory locks taken).
+    held: Mutex<HashSet<String>>,
 }
 
-struct PgConn {
-    client: Client,
-    /// The cards this connection holds (advisory locks taken).
-    held: HashSet<String>,
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Client>,
+    holding: HashMap<String, Client>,
 }
 
 impl std::fmt::Debug for PgRecords {
@@ -160,20 +168,21 @@ fn unlock(client: &mut Client, key: &str) {
 
 struct PgTx<'a, 'c> {
     tx: postgres::Transaction<'c>,
-    held: &'a mut HashSet<String>,
+    held: &'a Mutex<HashSet<String>>,
     acquired: &'a mut Vec<String>,
     name: &'a str,
 }
 
 impl PgTx<'_, '_> {
     fn try_hold(&mut self, key: &str) -> Result<bool, RecordError> {
-        if self.held.contains(key) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.contains(key) {
             // Another worker of this station is on the card.
             return Ok(false);
         }
         let got = try_lock(&mut self.tx, key).map_err(pg_err(self.name, "locking the card"))?;
         if got {
-            self.held.insert(key.to_string());
+            held.insert(key.to_string());
             self.acquired.push(key.to_string());
         }
         Ok(got)
@@ -234,6 +243,41 @@ impl Tx for PgTx<'_, '_> {
     }
 }
 
+impl PgRecords {
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection holding `holding`, or an idle one, or a new one.
+    fn take(&self, holding: Option<&str>) -> Result<(Client, bool), RecordError> {
+        {
+            let mut pool = self.pool();
+            if let Some(c) = holding.and_then(|k| pool.holding.remove(k)) {
+                return Ok((c, true));
+            }
+            if let Some(c) = pool.idle.pop() {
+                return Ok((c, false));
+            }
+        }
+        let c = self
+            .config
+            .connect(NoTls)
+            .map_err(pg_err(&self.name, "connecting"))?;
+        Ok((c, false))
+    }
+
+    fn put_back(&self, client: Client, holding: Option<String>) {
+        let mut pool = self.pool();
+        match holding {
+            Some(key) => {
+                pool.holding.insert(key, client);
+            }
+            None if !client.is_closed() => pool.idle.push(client),
+            None => {}
+        }
+    }
+}
+
 impl Backend for PgRecords {
     fn name(&self) -> &str {
         &self.name
@@ -243,17 +287,17 @@ impl Backend for PgRecords {
         &self,
         what: &'static str,
         commit: bool,
+        holding: Option<&str>,
         body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
     ) -> Result<R, RecordError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let PgConn { client, held } = &mut *guard;
+        let (mut client, was_holding) = self.take(holding)?;
         let mut acquired = Vec::new();
         let result = match client.transaction() {
             Err(e) => Err(pg_err(&self.name, what)(e)),
             Ok(tx) => {
                 let mut t = PgTx {
                     tx,
-                    held: &mut *held,
+                    held: &self.held,
                     acquired: &mut acquired,
                     name: &self.name,
                 };
@@ -264,22 +308,35 @@ impl Backend for PgRecords {
                 }
             }
         };
+        let mut keep = if was_holding {
+            holding.map(str::to_string)
+        } else {
+            None
+        };
         if result.is_err() {
             // Locks are not transactional: give back those taken in vain.
-            for key in acquired {
-                held.remove(&key);
-                unlock(client, &key);
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            for key in &acquired {
+                held.remove(key);
+                unlock(&mut client, key);
             }
+        } else if let Some(key) = acquired.into_iter().next() {
+            keep = Some(key);
         }
+        self.put_back(client, keep);
         result
     }
 
     fn release(&self, key: &str) {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let PgConn { client, held } = &mut *guard;
-        if held.remove(key) {
-            unlock(client, key);
+        let client = self.pool().holding.remove(key);
+        if let Some(mut client) = client {
+            unlock(&mut client, key);
+            self.put_back(client, None);
         }
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 
@@ -301,10 +358,12 @@ impl PgRecords {
         migrate(&mut client, &name)?;
         Ok(PgRecords {
             name,
-            conn: Mutex::new(PgConn {
-                client,
-                held: HashSet::new(),
+            config,
+            pool: Mutex::new(Pool {
+                idle: vec![client],
+                holding: HashMap::new(),
             }),
+            held: Mutex::new(HashSet::new()),
         })
     }
 }

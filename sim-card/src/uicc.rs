@@ -6,7 +6,8 @@
 //! Commands: SELECT (P1 `00` file ID, `04` AID, `08` path from the MF, `09`
 //! path from the current DF; P2 `04` FCP or `0C` none), READ BINARY, READ
 //! RECORD, UPDATE BINARY (after VERIFY of ADM1, key reference `0A`), MANAGE
-//! CHANNEL, GET RESPONSE. Anything else is answered with the ISO status word
+//! CHANNEL, GET RESPONSE, and with [`Pin1`] VERIFY of PIN1 (key reference
+//! `01`) before reading the data-object files it protects. Anything else is answered with the ISO status word
 //! and changes nothing. It plugs into the vpcd bridge as a
 //! [`VirtualCard`](crate::vpcd::VirtualCard).
 
@@ -28,6 +29,45 @@ pub const UICC_ATR: [u8; 9] = [0x3B, 0x9F, 0x96, 0x80, 0x1F, 0xC7, 0x80, 0x31, 0
 const MAX_CHANNELS: usize = 20;
 const ADM1: u8 = 0x0A;
 const ADM_TRIES: u8 = 3;
+const PIN1: u8 = 0x01;
+const PIN1_TRIES: u8 = 3;
+/// EF(AODF) of the profile when PIN1 protects a file.
+const FID_AODF: u16 = 0x6431;
+
+/// PIN1 protection of the profile's data-object files: read access
+/// condition PIN1 (TS 102 221 global key reference `01`), 3 tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin1 {
+    /// PIN1 as VERIFY carries it: 4 to 8 ASCII digits padded with `FF` to 8 bytes.
+    pub value: [u8; 8],
+    /// EF(LwM2M_Bootstrap) needs PIN1 to be read.
+    pub lwm2m: bool,
+    /// EF(DM bootstrap) needs PIN1 to be read.
+    pub dm: bool,
+}
+
+impl Pin1 {
+    /// PIN1 from its digits (4 to 8 ASCII digits), `None` otherwise.
+    pub fn from_digits(digits: &[u8], lwm2m: bool, dm: bool) -> Option<Pin1> {
+        if !(4..=8).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut value = [0xFF; 8];
+        value[..digits.len()].copy_from_slice(digits);
+        Some(Pin1 { value, lwm2m, dm })
+    }
+
+    fn protected(&self) -> Vec<u16> {
+        let mut v = Vec::new();
+        if self.lwm2m {
+            v.push(0x6432);
+        }
+        if self.dm {
+            v.push(0x6433);
+        }
+        v
+    }
+}
 
 /// What an EF holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,15 +157,49 @@ fn path(fid: u16) -> Vec<u8> {
 const OID_LWM2M: [u8; 4] = [0x67, 0x2B, 0x09, 0x01];
 const OID_DM: [u8; 4] = [0x67, 0x2B, 0x07, 0x01];
 
-fn opaque_do(label: &str, oid: &[u8], fid: u16) -> Vec<u8> {
-    let common = t(0x30, &t(0x0C, label.as_bytes()));
+/// `commonObjectAttributes` with the label (if any) and, for a PIN-protected
+/// object, flags `private` and authId `01`.
+fn common_attributes(label: Option<&str>, auth: bool) -> Vec<u8> {
+    let mut v = label.map(|l| t(0x0C, l.as_bytes())).unwrap_or_default();
+    if auth {
+        v.extend(t(0x03, &[0x07, 0x80]));
+        v.extend(t(0x04, &[PIN1]));
+    }
+    t(0x30, &v)
+}
+
+/// The AODF entry of PIN1 (ISO/IEC 7816-15 `PinAttributes`): flags
+/// initialized and needs-padding, ascii-numeric, 4 to 8 digits stored in 8
+/// bytes, reference `01`, padChar `FF`, path `3F00`.
+fn pin1_aodf_entry() -> Vec<u8> {
+    let common = t(0x30, &[t(0x0C, b"PIN1"), t(0x03, &[0x06, 0x40])].concat());
+    let class = t(0x30, &t(0x04, &[PIN1]));
+    let attrs = t(
+        0x30,
+        &[
+            t(0x03, &[0x02, 0x0C]),
+            t(0x0A, &[0x01]),
+            t(0x02, &[0x04]),
+            t(0x02, &[0x08]),
+            t(0x02, &[0x08]),
+            t(0x80, &[PIN1]),
+            t(0x04, &[0xFF]),
+            t(0x30, &t(0x04, &[0x3F, 0x00])),
+        ]
+        .concat(),
+    );
+    t(0x30, &[common, class, t(0xA1, &attrs)].concat())
+}
+
+fn opaque_do(label: &str, oid: &[u8], fid: u16, auth: bool) -> Vec<u8> {
+    let common = common_attributes(Some(label), auth);
     let class = t(0x30, &t(0x06, oid));
     let ty = t(0xA1, &path(fid));
     t(0x30, &[common, class, ty].concat())
 }
 
-fn oid_do_wrapped(label: &str, oid: &[u8], fid: u16) -> Vec<u8> {
-    let common = t(0x30, &[]);
+fn oid_do_wrapped(label: &str, oid: &[u8], fid: u16, auth: bool) -> Vec<u8> {
+    let common = common_attributes(None, auth);
     let class = t(0x30, &t(0x0C, label.as_bytes()));
     let wrapped = t(0x06, &t(0x06, oid));
     let ty = t(0xA1, &t(0x30, &[wrapped, path(fid)].concat()));
@@ -142,18 +216,30 @@ fn padded(mut v: Vec<u8>, size: usize) -> Vec<u8> {
 impl UiccProfile {
     /// The file system of the profile.
     pub fn build(&self) -> Node {
+        self.build_with(None)
+    }
+
+    /// The file system of the profile, with the data objects `pin1`
+    /// protects carrying authId `01` and an EF(AODF) (`6431`, `A8` in the
+    /// ODF) describing PIN1.
+    pub fn build_with(&self, pin1: Option<&Pin1>) -> Node {
+        let (lwm2m_auth, dm_auth) = pin1.map_or((false, false), |p| (p.lwm2m, p.dm));
         let mut dodf = Vec::new();
         if self.lwm2m_bootstrap.is_some() {
             dodf.extend(if self.lwm2m_oid_do {
-                oid_do_wrapped("LwM2M Bootstrap", &OID_LWM2M, 0x6432)
+                oid_do_wrapped("LwM2M Bootstrap", &OID_LWM2M, 0x6432, lwm2m_auth)
             } else {
-                opaque_do("LwM2M Bootstrap", &OID_LWM2M, 0x6432)
+                opaque_do("LwM2M Bootstrap", &OID_LWM2M, 0x6432, lwm2m_auth)
             });
         }
         if self.dm_bootstrap.is_some() {
-            dodf.extend(opaque_do("DM Bootstrap", &OID_DM, 0x6433));
+            dodf.extend(opaque_do("DM Bootstrap", &OID_DM, 0x6433, dm_auth));
         }
-        let odf = padded(t(0xA7, &path(0x6430)), 32);
+        let mut odf = t(0xA7, &path(0x6430));
+        if pin1.is_some() {
+            odf.extend(t(0xA8, &path(FID_AODF)));
+        }
+        let odf = padded(odf, 32);
         let token_info = t(
             0x30,
             &[
@@ -175,6 +261,9 @@ impl UiccProfile {
             ef(0x5032, padded(token_info, 64), true),
             ef(0x6430, padded(dodf, 128), true),
         ];
+        if pin1.is_some() {
+            adf.push(ef(FID_AODF, padded(pin1_aodf_entry(), 64), true));
+        }
         if let Some(b) = &self.lwm2m_bootstrap {
             adf.push(ef(0x6432, padded(b.clone(), self.lwm2m_size), true));
         }
@@ -218,6 +307,11 @@ pub struct SimUicc {
     adm1: [u8; 8],
     adm_tries: u8,
     adm_verified: bool,
+    pin1: Option<[u8; 8]>,
+    /// Files whose READ BINARY needs PIN1.
+    pin1_files: Vec<u16>,
+    pin1_tries: u8,
+    pin1_verified: bool,
     t0: bool,
 }
 
@@ -233,16 +327,30 @@ fn ok(mut data: Vec<u8>) -> Vec<u8> {
 impl SimUicc {
     /// A card with the profile's files.
     pub fn new(profile: &UiccProfile) -> SimUicc {
+        SimUicc::with_pin1(profile, None)
+    }
+
+    /// A card with the profile's files, `pin1` protecting some of them.
+    pub fn with_pin1(profile: &UiccProfile, pin1: Option<Pin1>) -> SimUicc {
         let mut channels = vec![None; MAX_CHANNELS];
         channels[0] = Some(Channel::default());
         SimUicc {
-            mf: profile.build(),
+            mf: profile.build_with(pin1.as_ref()),
             channels,
             adm1: profile.adm1,
             adm_tries: ADM_TRIES,
             adm_verified: false,
+            pin1_files: pin1.as_ref().map(Pin1::protected).unwrap_or_default(),
+            pin1: pin1.map(|p| p.value),
+            pin1_tries: PIN1_TRIES,
+            pin1_verified: false,
             t0: profile.t0,
         }
+    }
+
+    /// PIN1 tries left (3 when PIN1 is not configured).
+    pub fn pin1_tries(&self) -> u8 {
+        self.pin1_tries
     }
 
     /// The content of a transparent EF at a path of file IDs under the MF
@@ -264,13 +372,15 @@ impl SimUicc {
         }
     }
 
-    /// Power cycle: channels closed, security state lost.
+    /// Power cycle: channels closed, security state lost (ADM1 and PIN1
+    /// verified states; the try counters stay).
     pub fn reset(&mut self) {
         for c in self.channels.iter_mut().skip(1) {
             *c = None;
         }
         self.channels[0] = Some(Channel::default());
         self.adm_verified = false;
+        self.pin1_verified = false;
     }
 
     fn node(&self, idx: &[usize]) -> Option<&Node> {
@@ -534,6 +644,13 @@ impl SimUicc {
         else {
             return sw(0x6981);
         };
+        if !self.pin1_verified
+            && self
+                .node(&ef)
+                .is_some_and(|n| self.pin1_files.contains(&n.fid()))
+        {
+            return sw(0x6982);
+        }
         let offset = usize::from(u16::from_be_bytes([p1, p2]));
         if offset >= d.len() {
             return sw(0x6B00);
@@ -600,7 +717,41 @@ impl SimUicc {
         sw(0x9000)
     }
 
+    /// VERIFY of PIN1 (`01`): the verified state is card-wide (PIN1 is a
+    /// global key reference, TS 102 221 §9.5.1) and ends at reset.
+    fn verify_pin1(&mut self, data: &[u8]) -> Vec<u8> {
+        let Some(pin1) = self.pin1 else {
+            return sw(0x6A88);
+        };
+        if self.pin1_tries == 0 {
+            return sw(0x6983);
+        }
+        if data.is_empty() {
+            return if self.pin1_verified {
+                sw(0x9000)
+            } else {
+                vec![0x63, 0xC0 | self.pin1_tries]
+            };
+        }
+        if data.len() != 8 {
+            return sw(0x6700);
+        }
+        // The counter goes down before the comparison.
+        self.pin1_tries -= 1;
+        if bool::from(data.ct_eq(&pin1)) {
+            self.pin1_tries = PIN1_TRIES;
+            self.pin1_verified = true;
+            sw(0x9000)
+        } else {
+            self.pin1_verified = false;
+            vec![0x63, 0xC0 | self.pin1_tries]
+        }
+    }
+
     fn verify(&mut self, p1: u8, p2: u8, data: &[u8]) -> Vec<u8> {
+        if p1 == 0x00 && p2 == PIN1 {
+            return self.verify_pin1(data);
+        }
         if p1 != 0x00 || p2 != ADM1 {
             return sw(0x6A88);
         }
@@ -683,6 +834,60 @@ mod tests {
         assert_eq!(c.process(&[0x02, 0xB0, 0x00, 0x00, 0x10]), vec![0x68, 0x81]);
         assert_eq!(c.process(&[0x01, 0x70, 0x80, 0x01]), vec![0x90, 0x00]);
         assert_eq!(c.process(&[0x01, 0xB0, 0x00, 0x00, 0x10]), vec![0x68, 0x81]);
+    }
+
+    #[test]
+    fn pin1_guards_reads_counts_down_first_and_blocks() {
+        let profile = UiccProfile {
+            iccid: vec![0x98; 10],
+            lwm2m_bootstrap: Some(vec![0x00, 0x00, 0x00, 0x00]),
+            lwm2m_size: 16,
+            dm_bootstrap: Some(vec![0x03, 0x01]),
+            lwm2m_oid_do: false,
+            adm1: *b"12345678",
+            t0: false,
+        };
+        let pin = Pin1::from_digits(b"1234", true, false).unwrap();
+        assert!(Pin1::from_digits(b"12a4", true, false).is_none());
+        let mut c = SimUicc::with_pin1(&profile, Some(pin));
+        let sel = |f: u8| [0x00, 0xA4, 0x08, 0x0C, 0x04, 0x7F, 0x50, 0x64, f];
+        let read = [0x00, 0xB0, 0x00, 0x00, 0x04];
+        let verify = |p: &[u8; 8]| {
+            let mut v = vec![0x00, 0x20, 0x00, 0x01, 0x08];
+            v.extend_from_slice(p);
+            v
+        };
+        let right = *b"1234\xFF\xFF\xFF\xFF";
+        let wrong = *b"9999\xFF\xFF\xFF\xFF";
+        assert_eq!(c.process(&sel(0x32)), vec![0x90, 0x00]);
+        assert_eq!(c.process(&read), vec![0x69, 0x82]);
+        // The DM file is not protected.
+        assert_eq!(c.process(&sel(0x33)), vec![0x90, 0x00]);
+        assert_eq!(&c.process(&read)[2..], &[0x62, 0x82]);
+        // Status without data, then a wrong PIN: counted before the comparison.
+        assert_eq!(c.process(&[0x00, 0x20, 0x00, 0x01]), vec![0x63, 0xC3]);
+        assert_eq!(c.process(&verify(&wrong)), vec![0x63, 0xC2]);
+        assert_eq!(c.pin1_tries(), 2);
+        assert_eq!(c.process(&verify(&right)), vec![0x90, 0x00]);
+        assert_eq!(c.pin1_tries(), 3);
+        assert_eq!(c.process(&sel(0x32)), vec![0x90, 0x00]);
+        assert_eq!(&c.process(&read)[4..], &[0x90, 0x00]);
+        // Reset ends the verified state.
+        c.power(Power::Reset);
+        assert_eq!(c.process(&sel(0x32)), vec![0x90, 0x00]);
+        assert_eq!(c.process(&read), vec![0x69, 0x82]);
+        for left in [0xC2, 0xC1, 0xC0] {
+            assert_eq!(c.process(&verify(&wrong)), vec![0x63, left]);
+        }
+        // Blocked: even the right PIN is refused.
+        assert_eq!(c.process(&verify(&right)), vec![0x69, 0x83]);
+        assert_eq!(c.process(&read), vec![0x69, 0x82]);
+        // The AODF is listed in the ODF (A8 -> 6431).
+        let odf = c.file(&[0x7F50, 0x5031]).unwrap_or_default();
+        assert_eq!(
+            &odf[8..16],
+            &[0xA8, 0x06, 0x30, 0x04, 0x04, 0x02, 0x64, 0x31]
+        );
     }
 
     #[test]

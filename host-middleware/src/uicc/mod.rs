@@ -38,11 +38,12 @@ use serde::Serialize;
 use crate::error::{check_status, HostError, ProtocolFault};
 use crate::session::CardCommands;
 
+pub use dmsc_card_model::commands::Pin;
 pub use fcp::{parse_fcp, Fcp, FcpError};
 pub use lwm2m::{BootstrapFile, Lwm2mError};
 pub use pkcs15::{
-    Application, DataObject, OdfEntry, Pkcs15Error, TokenInfo, OID_DM_BOOTSTRAP,
-    OID_LWM2M_BOOTSTRAP, PKCS15_AID,
+    Application, DataObject, OdfEntry, PinObject, PinType, Pkcs15Error, TokenInfo,
+    OID_DM_BOOTSTRAP, OID_LWM2M_BOOTSTRAP, PKCS15_AID,
 };
 
 /// Errors of UICC file access and of decoding what was read.
@@ -64,13 +65,50 @@ pub enum UiccError {
         /// The OID looked for.
         oid: String,
     },
-    /// A data object or directory file needs a PIN before it can be read.
-    #[error("{file} needs a PIN (authId {auth_id}): give it with --pin")]
+    /// A data object needs the user PIN before it can be read, and none was
+    /// given.
+    #[error("{file} needs the user PIN (authId {auth_id}), and no PIN was given")]
     PinRequired {
-        /// The file.
+        /// The data object and its file.
         file: String,
         /// The authentication object ID, hex.
         auth_id: String,
+    },
+    /// VERIFY refused the PIN (`63Cx`); nothing was read. The PIN is not
+    /// tried again.
+    #[error("wrong PIN for {file} (PIN reference {reference:02X}): {tries_left} tries left")]
+    WrongPin {
+        /// The data object and its file.
+        file: String,
+        /// The key reference verified (VERIFY P2).
+        reference: u8,
+        /// What the card says is left.
+        tries_left: u8,
+    },
+    /// The PIN is blocked (`6983`, or `63C0`); nothing was read.
+    #[error("the PIN for {file} (PIN reference {reference:02X}) is blocked")]
+    PinBlocked {
+        /// The data object and its file.
+        file: String,
+        /// The key reference.
+        reference: u8,
+    },
+    /// The data object names an authId that the card's AODF does not list.
+    #[error("{file} names authId {auth_id}, which the card's AODF does not list")]
+    NoAuthObject {
+        /// The data object and its file.
+        file: String,
+        /// The authentication object ID, hex.
+        auth_id: String,
+    },
+    /// The PIN given does not fit the card's PIN object (length, type); it
+    /// was not sent.
+    #[error("the PIN for {file} cannot be used: {detail} (the PIN was not sent)")]
+    PinFormat {
+        /// The data object and its file.
+        file: String,
+        /// What is wrong (never the PIN).
+        detail: String,
     },
     /// MANAGE CHANNEL found no free channel, or the card gave a bad number.
     #[error("MANAGE CHANNEL: {0}")]
@@ -347,6 +385,12 @@ pub struct UiccInfo {
     pub pkcs15: bool,
     /// The data objects of every DODF.
     pub data_objects: Vec<FoundObject>,
+    /// The PIN objects of every AODF (`A8` in the ODF).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pin_objects: Vec<PinObject>,
+    /// Whether a PIN was given and verified (for the objects with an authId).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pin_verified: bool,
 }
 
 /// Runs `f` on a fresh logical channel and always closes it. A card (or
@@ -406,11 +450,25 @@ fn data_objects<C: CardCommands + ?Sized>(
     Ok(out)
 }
 
+/// The PIN objects of every AODF the ODF lists.
+fn pin_objects<C: CardCommands + ?Sized>(u: &mut Uicc<'_, C>) -> Result<Vec<PinObject>, UiccError> {
+    let (_, odf) = u.read_file(&pkcs15::FID_ODF.to_be_bytes())?;
+    let mut out = Vec::new();
+    for entry in pkcs15::parse_odf(&odf)? {
+        if entry.kind == pkcs15::OdfKind::AuthObjects {
+            let (_, aodf) = u.read_file(&entry.path.bytes())?;
+            out.extend(pkcs15::parse_aodf(&aodf)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the value of the first data object with `oid` (either DODF form,
 /// twice-wrapped OIDs included).
 fn read_object<C: CardCommands + ?Sized>(
     u: &mut Uicc<'_, C>,
     oid: ObjectIdentifier,
+    pin: Option<&Pin>,
 ) -> Result<Vec<u8>, UiccError> {
     let objects = data_objects(u)?;
     let found = objects
@@ -429,11 +487,17 @@ fn read_object<C: CardCommands + ?Sized>(
         .ok_or_else(|| UiccError::NoDataObject {
             oid: oid.to_string(),
         })?;
+    let file = format!("data object {oid} (file {})", path.path);
+    if let (Some(auth), Some(pin)) = (&found.object.auth_id, pin) {
+        // Once, before reading; a refusal is reported, never retried.
+        let pin_object = pin_object_for(u, auth, &file)?;
+        u.verify_pin(&pin_object, pin, &file)?;
+    }
     let result = u.read_file(&path.bytes());
     let (_, mut data) = match (result, &found.object.auth_id) {
-        (Err(UiccError::Card(e)), Some(auth)) if e.sw() == Some(0x6982) => {
+        (Err(UiccError::Card(e)), Some(auth)) if e.sw() == Some(0x6982) && pin.is_none() => {
             return Err(UiccError::PinRequired {
-                file: format!("data object {oid} (file {})", path.path),
+                file,
                 auth_id: auth.clone(),
             })
         }
@@ -449,14 +513,54 @@ fn read_object<C: CardCommands + ?Sized>(
     Ok(data)
 }
 
+/// The PIN object a data object's `authId` names: from the AODFs the ODF
+/// lists (`A8`); without an AODF, the TS 102 221 default (PIN1, global key
+/// reference `01`, 8 bytes `FF` padded).
+fn pin_object_for<C: CardCommands + ?Sized>(
+    u: &mut Uicc<'_, C>,
+    auth_id: &str,
+    file: &str,
+) -> Result<PinObject, UiccError> {
+    let (_, odf) = u.read_file(&pkcs15::FID_ODF.to_be_bytes())?;
+    let aodfs: Vec<OdfEntry> = pkcs15::parse_odf(&odf)?
+        .into_iter()
+        .filter(|e| e.kind == pkcs15::OdfKind::AuthObjects)
+        .collect();
+    if aodfs.is_empty() {
+        return Ok(PinObject::ts102221_pin1(auth_id));
+    }
+    for entry in aodfs {
+        let (_, aodf) = u.read_file(&entry.path.bytes())?;
+        if let Some(p) = pkcs15::parse_aodf(&aodf)?
+            .into_iter()
+            .find(|p| p.auth_id == auth_id)
+        {
+            return Ok(p);
+        }
+    }
+    Err(UiccError::NoAuthObject {
+        file: file.to_string(),
+        auth_id: auth_id.to_string(),
+    })
+}
+
 /// Reads the raw LwM2M bootstrap file (OID 2.23.43.9.1) from the PKCS#15
 /// application, on a logical channel that is closed afterwards.
 pub fn read_lwm2m_bootstrap_raw<C: CardCommands + ?Sized>(
     card: &mut C,
 ) -> Result<Vec<u8>, UiccError> {
+    read_lwm2m_bootstrap_raw_with_pin(card, None)
+}
+
+/// [`read_lwm2m_bootstrap_raw`], verifying `pin` first when the data object
+/// has an `authId` (see [`Uicc::verify_pin`]).
+pub fn read_lwm2m_bootstrap_raw_with_pin<C: CardCommands + ?Sized>(
+    card: &mut C,
+    pin: Option<&Pin>,
+) -> Result<Vec<u8>, UiccError> {
     on_channel(card, |u| {
         select_pkcs15(u)?;
-        read_object(u, OID_LWM2M_BOOTSTRAP)
+        read_object(u, OID_LWM2M_BOOTSTRAP, pin)
     })
 }
 
@@ -464,15 +568,31 @@ pub fn read_lwm2m_bootstrap_raw<C: CardCommands + ?Sized>(
 pub fn read_lwm2m_bootstrap<C: CardCommands + ?Sized>(
     card: &mut C,
 ) -> Result<BootstrapFile, UiccError> {
-    let raw = read_lwm2m_bootstrap_raw(card)?;
+    read_lwm2m_bootstrap_with_pin(card, None)
+}
+
+/// [`read_lwm2m_bootstrap`] with the user PIN for a protected object.
+pub fn read_lwm2m_bootstrap_with_pin<C: CardCommands + ?Sized>(
+    card: &mut C,
+    pin: Option<&Pin>,
+) -> Result<BootstrapFile, UiccError> {
+    let raw = read_lwm2m_bootstrap_raw_with_pin(card, pin)?;
     Ok(BootstrapFile::decode(&raw)?)
 }
 
 /// Reads the raw OMA DM bootstrap (OID 2.23.43.7.1): a WBXML OMA DM message.
 pub fn read_dm_bootstrap_raw<C: CardCommands + ?Sized>(card: &mut C) -> Result<Vec<u8>, UiccError> {
+    read_dm_bootstrap_raw_with_pin(card, None)
+}
+
+/// [`read_dm_bootstrap_raw`] with the user PIN for a protected object.
+pub fn read_dm_bootstrap_raw_with_pin<C: CardCommands + ?Sized>(
+    card: &mut C,
+    pin: Option<&Pin>,
+) -> Result<Vec<u8>, UiccError> {
     on_channel(card, |u| {
         select_pkcs15(u)?;
-        read_object(u, OID_DM_BOOTSTRAP)
+        read_object(u, OID_DM_BOOTSTRAP, pin)
     })
 }
 
@@ -480,6 +600,15 @@ pub fn read_dm_bootstrap_raw<C: CardCommands + ?Sized>(card: &mut C) -> Result<V
 /// PKCS#15 token info and data objects (on a logical channel). A card
 /// without EF(DIR) or without PKCS#15 gives empty lists, not an error.
 pub fn read_info<C: CardCommands + ?Sized>(card: &mut C) -> Result<UiccInfo, UiccError> {
+    read_info_with_pin(card, None)
+}
+
+/// [`read_info`]; with `pin`, the PIN of the first data object that has an
+/// `authId` is verified once (a wrong PIN is an error, not retried).
+pub fn read_info_with_pin<C: CardCommands + ?Sized>(
+    card: &mut C,
+    pin: Option<&Pin>,
+) -> Result<UiccInfo, UiccError> {
     let applications = read_dir(card)?;
     let pk = on_channel(card, |u| match select_pkcs15(u) {
         Ok(()) => {
@@ -496,20 +625,39 @@ pub fn read_info<C: CardCommands + ?Sized>(card: &mut C) -> Result<UiccInfo, Uic
                     }
                 }
             }
-            Ok(Some((token_info, objects)))
+            let pins = pin_objects(u)?;
+            let mut verified = false;
+            let protected = objects
+                .iter()
+                .find_map(|o| o.object.auth_id.clone().map(|a| (a, o)));
+            if let (Some(pin), Some((auth, o))) = (pin, protected) {
+                let file = format!(
+                    "data object {} (file {})",
+                    o.object
+                        .oid
+                        .map_or_else(|| "-".to_string(), |x| x.to_string()),
+                    o.object.path.as_ref().map_or("-", |p| p.path.as_str())
+                );
+                let pin_object = pin_object_for(u, &auth, &file)?;
+                u.verify_pin(&pin_object, pin, &file)?;
+                verified = true;
+            }
+            Ok(Some((token_info, objects, pins, verified)))
         }
         Err(UiccError::NoPkcs15Application { .. }) => Ok(None),
         Err(e) => Err(e),
     })?;
-    let (pkcs15, token_info, data_objects) = match pk {
-        Some((t, o)) => (true, t, o),
-        None => (false, None, Vec::new()),
+    let (pkcs15, token_info, data_objects, pin_objects, pin_verified) = match pk {
+        Some((t, o, p, v)) => (true, t, o, p, v),
+        None => (false, None, Vec::new(), Vec::new(), false),
     };
     Ok(UiccInfo {
         applications,
         token_info,
         pkcs15,
         data_objects,
+        pin_objects,
+        pin_verified,
     })
 }
 
@@ -591,6 +739,77 @@ impl<C: CardCommands + ?Sized> Uicc<'_, C> {
         zeroize::Zeroize::zeroize(&mut cmd.data);
         check_status(&cmd, resp?)?;
         Ok(())
+    }
+
+    /// VERIFY of a user PIN (ISO/IEC 7816-4 / TS 102 221 §11.1.9): `CLA 20 00
+    /// ref Lc data` on this channel, the PIN encoded as the PIN object says
+    /// (ASCII digits or UTF-8, padded with its pad character, `FF` for a
+    /// TS 102 221 PIN, to its stored length). Sent once: `63Cx` is
+    /// [`UiccError::WrongPin`] with the tries left, `6983` (or `63C0`)
+    /// [`UiccError::PinBlocked`]. A PIN that does not fit the object's lengths
+    /// or type is refused before anything is sent. The session's trace
+    /// redacts VERIFY data on every channel; the buffer is zeroized.
+    pub fn verify_pin(
+        &mut self,
+        object: &PinObject,
+        pin: &Pin,
+        file: &str,
+    ) -> Result<(), UiccError> {
+        let bad = |detail: String| UiccError::PinFormat {
+            file: file.to_string(),
+            detail,
+        };
+        match object.pin_type {
+            PinType::AsciiNumeric => {
+                if !pin.as_bytes().iter().all(u8::is_ascii_digit) {
+                    return Err(bad("the card's PIN object takes digits only".into()));
+                }
+            }
+            PinType::Utf8 => {
+                if std::str::from_utf8(pin.as_bytes()).is_err() {
+                    return Err(bad("the card's PIN object takes UTF-8".into()));
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "PIN type {other:?} of the card's PIN object is not supported"
+                )))
+            }
+        }
+        let len = pin.as_bytes().len();
+        let max = object
+            .max_length
+            .unwrap_or(object.stored_length)
+            .min(object.stored_length) as usize;
+        if len < object.min_length as usize || len > max {
+            return Err(bad(format!(
+                "{len} characters; the card's PIN object takes {} to {max}",
+                object.min_length
+            )));
+        }
+        let mut data = zeroize::Zeroizing::new(pin.as_bytes().to_vec());
+        data.resize(object.stored_length as usize, object.pad_char);
+        let mut cmd =
+            Command::new(self.cla(), 0x20, 0x00, object.reference).with_data(data.to_vec());
+        let resp = self.transmit(&cmd);
+        zeroize::Zeroize::zeroize(&mut cmd.data);
+        let resp = resp?;
+        match resp.sw {
+            0x9000 => Ok(()),
+            0x63C0 | 0x6983 => Err(UiccError::PinBlocked {
+                file: file.to_string(),
+                reference: object.reference,
+            }),
+            sw if sw & 0xFFF0 == 0x63C0 => Err(UiccError::WrongPin {
+                file: file.to_string(),
+                reference: object.reference,
+                tries_left: (sw & 0x0F) as u8,
+            }),
+            _ => {
+                check_status(&cmd, resp)?;
+                Ok(())
+            }
+        }
     }
 
     /// UPDATE BINARY of the current EF from `offset`, 255 bytes per command.

@@ -500,6 +500,283 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
     Ok(out)
 }
 
+/// How a PIN is encoded in VERIFY (`PinType`, ISO/IEC 7816-15 / PKCS#15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinType {
+    /// `bcd (0)`.
+    Bcd,
+    /// `ascii-numeric (1)`: the digits as ASCII (what TS 102 221 PINs are).
+    AsciiNumeric,
+    /// `utf8 (2)`.
+    Utf8,
+    /// `half-nibble-bcd (3)`.
+    HalfNibbleBcd,
+    /// `iso9564-1 (4)`.
+    Iso9564,
+    /// Any other value.
+    Other(u8),
+}
+
+/// A PIN authentication object of an AODF (`PinAttributes`, ISO/IEC 7816-15
+/// §8.8): what a VERIFY of it looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PinObject {
+    /// The object's label, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The authentication object ID that data objects name (`authId`), hex.
+    pub auth_id: String,
+    /// The key reference (VERIFY P2; `pinReference`, default 0).
+    pub reference: u8,
+    /// The encoding.
+    pub pin_type: PinType,
+    /// Shortest PIN.
+    pub min_length: u32,
+    /// Length of the VERIFY data (the PIN padded with `pad_char`).
+    pub stored_length: u32,
+    /// Longest PIN, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// The padding byte (`padChar`; `FF` when absent, as TS 102 221 pads).
+    pub pad_char: u8,
+    /// Offset of the entry in the AODF.
+    pub offset: usize,
+}
+
+impl PinObject {
+    /// The TS 102 221 default when the card has no AODF: PIN1, the global
+    /// key reference `01`, 4 to 8 ASCII digits padded with `FF` to 8 bytes.
+    pub fn ts102221_pin1(auth_id: &str) -> PinObject {
+        PinObject {
+            label: None,
+            auth_id: auth_id.to_string(),
+            reference: 0x01,
+            pin_type: PinType::AsciiNumeric,
+            min_length: 4,
+            stored_length: 8,
+            max_length: Some(8),
+            pad_char: 0xFF,
+            offset: 0,
+        }
+    }
+}
+
+fn small_unsigned(
+    file: &'static str,
+    what: &'static str,
+    at: usize,
+    bytes: &[u8],
+) -> Result<u32, Pkcs15Error> {
+    // DER INTEGER content: big-endian two's complement, non-negative here.
+    if bytes.is_empty() || bytes.len() > 5 || bytes[0] & 0x80 != 0 {
+        return Err(invalid(
+            file,
+            what,
+            at,
+            format!(
+                "{} is not a small non-negative integer",
+                hex::encode_upper(bytes)
+            ),
+        ));
+    }
+    let v = bytes.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    u32::try_from(v).map_err(|_| invalid(file, what, at, format!("{v} is too large")))
+}
+
+/// Parses EF(AODF) (listed under `[8]`, `A8`, in the ODF): its PIN objects.
+/// Other authentication objects (biometric, external) are skipped.
+pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
+    const F: &str = "EF(AODF)";
+    let mut out = Vec::new();
+    for (at, bytes) in objects(F, data)? {
+        let any = der::AnyRef::from_der(bytes).map_err(der_err(F, "entry", at))?;
+        // AuthenticationType: pin is a SEQUENCE; [0] biometric, [1] authKey,
+        // [2] external are not PINs.
+        if any.tag() != Tag::Sequence {
+            continue;
+        }
+        let parts = elements(F, "entry", at, any.value())?;
+        let [common, class, rest @ ..] = parts.as_slice() else {
+            return Err(invalid(
+                F,
+                "entry",
+                at,
+                "expected commonObjectAttributes and CommonAuthenticationObjectAttributes".into(),
+            ));
+        };
+        let mut label = None;
+        if common.tag() != Tag::Sequence {
+            return Err(invalid(
+                F,
+                "commonObjectAttributes",
+                at,
+                format!("found {}", common.tag()),
+            ));
+        }
+        for e in elements(F, "commonObjectAttributes", at, common.value())? {
+            if e.tag() == Tag::Utf8String {
+                label = Some(utf8(F, "label", at, &e)?);
+            }
+        }
+        if class.tag() != Tag::Sequence {
+            return Err(invalid(
+                F,
+                "CommonAuthenticationObjectAttributes",
+                at,
+                format!("found {}", class.tag()),
+            ));
+        }
+        let auth_id = elements(F, "CommonAuthenticationObjectAttributes", at, class.value())?
+            .into_iter()
+            .find(|e| e.tag() == Tag::OctetString)
+            .map(|e| hex::encode_upper(e.value()))
+            .ok_or_else(|| {
+                invalid(
+                    F,
+                    "CommonAuthenticationObjectAttributes",
+                    at,
+                    "no authId".into(),
+                )
+            })?;
+        // [0] subClassAttributes (optional), then [1] typeAttributes.
+        let t = rest
+            .iter()
+            .find(|e| {
+                e.tag()
+                    == Tag::ContextSpecific {
+                        constructed: true,
+                        number: TagNumber::N1,
+                    }
+            })
+            .ok_or_else(|| invalid(F, "entry", at, "no typeAttributes [1]".into()))?;
+        let attrs = der::AnyRef::from_der(t.value()).map_err(der_err(F, "PinAttributes", at))?;
+        if attrs.tag() != Tag::Sequence {
+            return Err(invalid(
+                F,
+                "PinAttributes",
+                at,
+                format!("found {}", attrs.tag()),
+            ));
+        }
+        let fields = elements(F, "PinAttributes", at, attrs.value())?;
+        // pinFlags BIT STRING, pinType ENUMERATED, minLength, storedLength,
+        // maxLength INTEGER OPTIONAL, pinReference [0] DEFAULT 0, padChar
+        // OCTET STRING OPTIONAL, lastPinChange, path.
+        let mut it = fields.iter().peekable();
+        match it.next() {
+            Some(f) if f.tag() == Tag::BitString => {}
+            other => {
+                return Err(invalid(
+                    F,
+                    "PinAttributes",
+                    at,
+                    format!(
+                        "pinFlags: found {}",
+                        other.map_or("nothing".into(), |o| o.tag().to_string())
+                    ),
+                ))
+            }
+        }
+        let pin_type = match it.next() {
+            Some(f) if f.tag() == Tag::Enumerated => {
+                match small_unsigned(F, "pinType", at, f.value())? {
+                    0 => PinType::Bcd,
+                    1 => PinType::AsciiNumeric,
+                    2 => PinType::Utf8,
+                    3 => PinType::HalfNibbleBcd,
+                    4 => PinType::Iso9564,
+                    n => PinType::Other(u8::try_from(n).unwrap_or(u8::MAX)),
+                }
+            }
+            other => {
+                return Err(invalid(
+                    F,
+                    "PinAttributes",
+                    at,
+                    format!(
+                        "pinType: found {}",
+                        other.map_or("nothing".into(), |o| o.tag().to_string())
+                    ),
+                ))
+            }
+        };
+        let mut integer = |what: &'static str| -> Result<u32, Pkcs15Error> {
+            match it.next() {
+                Some(f) if f.tag() == Tag::Integer => small_unsigned(F, what, at, f.value()),
+                other => Err(invalid(
+                    F,
+                    "PinAttributes",
+                    at,
+                    format!(
+                        "{what}: found {}",
+                        other.map_or("nothing".into(), |o| o.tag().to_string())
+                    ),
+                )),
+            }
+        };
+        let min_length = integer("minLength")?;
+        let stored_length = integer("storedLength")?;
+        let mut pin = PinObject {
+            label,
+            auth_id,
+            reference: 0,
+            pin_type,
+            min_length,
+            stored_length,
+            max_length: None,
+            pad_char: 0xFF,
+            offset: at,
+        };
+        for f in it {
+            match f.tag() {
+                Tag::Integer => {
+                    pin.max_length = Some(small_unsigned(F, "maxLength", at, f.value())?)
+                }
+                Tag::ContextSpecific {
+                    constructed: false,
+                    number,
+                } if number == TagNumber::N0 => {
+                    let r = small_unsigned(F, "pinReference", at, f.value())?;
+                    pin.reference = u8::try_from(r).map_err(|_| {
+                        invalid(
+                            F,
+                            "pinReference",
+                            at,
+                            format!("{r} is not a key reference (0-255)"),
+                        )
+                    })?;
+                }
+                Tag::OctetString => match f.value() {
+                    [c] => pin.pad_char = *c,
+                    other => {
+                        return Err(invalid(
+                            F,
+                            "padChar",
+                            at,
+                            format!("{} bytes, 1 expected", other.len()),
+                        ))
+                    }
+                },
+                _ => {}
+            }
+        }
+        if pin.stored_length == 0 || pin.stored_length > 64 || pin.min_length > pin.stored_length {
+            return Err(invalid(
+                F,
+                "PinAttributes",
+                at,
+                format!(
+                    "lengths min {} stored {} are not usable (stored 1 to 64, min at most stored)",
+                    pin.min_length, pin.stored_length
+                ),
+            ));
+        }
+        out.push(pin);
+    }
+    Ok(out)
+}
+
 /// An application template of EF(DIR) (tag `61`, ISO/IEC 7816-4 §8.2.1.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Application {
@@ -680,6 +957,47 @@ mod tests {
         assert!(e.to_string().starts_with("EF(DODF): "), "{e}");
         let e = parse_odf(&h("3006300404026430")).unwrap_err();
         assert!(e.to_string().contains("context tag"), "{e}");
+    }
+
+    #[test]
+    fn aodf_pin_attributes_give_the_verify_parameters() {
+        // PIN "PIN1", authId 01: flags, ascii-numeric, min 4, stored 8, max 8,
+        // reference [0] 01, padChar FF, path 3F00.
+        let a = parse_aodf(&h(
+            "302D 3006 0C0450494E31 3003 040101 A11E 301C 0302020C 0A0101 020104 020108 020108 \
+             800101 0401FF 30040402 3F00 FFFF",
+        ))
+        .unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].label.as_deref(), Some("PIN1"));
+        assert_eq!(a[0].auth_id, "01");
+        assert_eq!(a[0].reference, 1);
+        assert_eq!(a[0].pin_type, PinType::AsciiNumeric);
+        assert_eq!(
+            (a[0].min_length, a[0].stored_length, a[0].max_length),
+            (4, 8, Some(8))
+        );
+        assert_eq!(a[0].pad_char, 0xFF);
+        // pinReference absent: DEFAULT 0; padChar 00.
+        let b = parse_aodf(&h(
+            "301B 3000 3003 040102 A112 3010 0302020C 0A0102 020106 020110 040100",
+        ))
+        .unwrap();
+        assert_eq!(
+            (b[0].reference, b[0].pad_char, b[0].stored_length),
+            (0, 0, 16)
+        );
+        assert_eq!(b[0].pin_type, PinType::Utf8);
+        // No authId, truncated, stored shorter than min.
+        let e = parse_aodf(&h("3012 3000 3000 A10C 300A 0302020C 0A0101 020104")).unwrap_err();
+        assert!(e.to_string().contains("no authId"), "{e}");
+        let e = parse_aodf(&h("3020 3000 3003 0401")).unwrap_err();
+        assert!(e.to_string().starts_with("EF(AODF): "), "{e}");
+        let e = parse_aodf(&h(
+            "3018 3000 3003 040101 A10F 300D 0302020C 0A0101 020109 020108",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("min 9 stored 8"), "{e}");
     }
 
     #[test]

@@ -70,8 +70,12 @@ impl<C: VirtualCard> Transport for VirtualCardTransport<C> {
 /// {"iccid": "98103254769810325476",
 ///  "lwm2m_bootstrap": {"format": 1, "objects": [...]},
 ///  "lwm2m_size": 512, "lwm2m_entry": "oid-do",
-///  "dm_bootstrap_hex": "03016A00...", "adm1_hex": "3838383838383838", "t0": true}
+///  "dm_bootstrap_hex": "03016A00...", "adm1_hex": "3838383838383838", "t0": true,
+///  "pin1": {"value": "1234", "protect": ["lwm2m", "dm"]}}
 /// ```
+///
+/// `pin1` protects the named data-object files with PIN1 (read access
+/// condition PIN1, 3 tries; an EF(AODF) describes it).
 ///
 /// `lwm2m_bootstrap` is the JSON form of [`BootstrapFile`](super::BootstrapFile);
 /// `lwm2m_entry` is `oid-do` (an `oidDO` with the twice-wrapped OID, as
@@ -99,6 +103,20 @@ pub struct ProfileJson {
     /// Answer SELECT with `61xx` like a T=0 UICC.
     #[serde(default)]
     pub t0: bool,
+    /// PIN1 protection of data-object files.
+    #[serde(default)]
+    pub pin1: Option<Pin1Json>,
+}
+
+/// `"pin1": {"value": "1234", "protect": ["lwm2m", "dm"]}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin1Json {
+    /// PIN1: 4 to 8 digits.
+    pub value: String,
+    /// The files it protects: `lwm2m`, `dm` (default: both).
+    #[serde(default)]
+    pub protect: Option<Vec<String>>,
 }
 
 fn default_size() -> usize {
@@ -128,6 +146,45 @@ impl ProfileJson {
     /// Parses a profile description.
     pub fn parse(text: &str) -> Result<ProfileJson, ProfileError> {
         Ok(serde_json::from_str(text)?)
+    }
+
+    /// The PIN1 protection of the profile, if any.
+    pub fn pin1(&self) -> Result<Option<dmsc_sim_card::uicc::Pin1>, ProfileError> {
+        let Some(p) = &self.pin1 else {
+            return Ok(None);
+        };
+        let (mut lwm2m, mut dm) = (false, false);
+        match &p.protect {
+            None => (lwm2m, dm) = (true, true),
+            Some(list) => {
+                for f in list {
+                    match f.as_str() {
+                        "lwm2m" => lwm2m = true,
+                        "dm" => dm = true,
+                        other => {
+                            return Err(ProfileError::Field {
+                                field: "pin1.protect",
+                                detail: format!("'{other}' is neither 'lwm2m' nor 'dm'"),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        dmsc_sim_card::uicc::Pin1::from_digits(p.value.as_bytes(), lwm2m, dm)
+            .map(Some)
+            .ok_or_else(|| ProfileError::Field {
+                field: "pin1.value",
+                detail: "PIN1 is 4 to 8 digits".into(),
+            })
+    }
+
+    /// The simulated card of the profile, PIN1 included.
+    pub fn to_card(&self) -> Result<dmsc_sim_card::uicc::SimUicc, ProfileError> {
+        Ok(dmsc_sim_card::uicc::SimUicc::with_pin1(
+            &self.to_profile()?,
+            self.pin1()?,
+        ))
     }
 
     /// The simulator's profile.
@@ -282,6 +339,96 @@ mod tests {
         );
     }
 
+    fn pin(digits: &str) -> uicc::Pin {
+        uicc::Pin::new(digits.as_bytes()).unwrap()
+    }
+
+    fn protected_card() -> SimUicc {
+        let pin1 = dmsc_sim_card::uicc::Pin1::from_digits(b"2468", true, true).unwrap();
+        SimUicc::with_pin1(&profile(true, true), Some(pin1))
+    }
+
+    #[test]
+    fn a_protected_object_needs_the_pin_and_a_right_pin_reads_it() {
+        let mut s = Session::new(VirtualCardTransport::new(protected_card(), "UICC"));
+        let e = uicc::read_lwm2m_bootstrap(&mut s).unwrap_err();
+        assert!(
+            matches!(&e, UiccError::PinRequired { auth_id, .. } if auth_id == "01"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("data object 2.23.43.9.1 (file 6432)"),
+            "{e}"
+        );
+        let e = uicc::read_dm_bootstrap_raw(&mut s).unwrap_err();
+        assert!(e.to_string().contains("data object 2.23.43.7.1"), "{e}");
+        // info lists the objects, flags them and the PIN object of the AODF.
+        let info = uicc::read_info(&mut s).unwrap();
+        assert!(info.data_objects.iter().all(|o| o.object.auth_id.is_some()));
+        assert_eq!(info.pin_objects.len(), 1);
+        assert_eq!(info.pin_objects[0].reference, 1);
+        assert!(!info.pin_verified);
+        let f = uicc::read_lwm2m_bootstrap_with_pin(&mut s, Some(&pin("2468"))).unwrap();
+        assert_eq!(
+            f.entries()[0].1,
+            Value::String("coap://leshan.eclipseprojects.io:5783".into())
+        );
+        let dm = uicc::read_dm_bootstrap_raw_with_pin(&mut s, Some(&pin("2468"))).unwrap();
+        assert_eq!(dm, h("03016A000101"));
+        let info = uicc::read_info_with_pin(&mut s, Some(&pin("2468"))).unwrap();
+        assert!(info.pin_verified);
+        assert_eq!(s.transport().card().pin1_tries(), 3);
+    }
+
+    #[test]
+    fn a_wrong_pin_reads_nothing_counts_down_and_blocks_after_three() {
+        let mut s = Session::new(VirtualCardTransport::new(protected_card(), "UICC"));
+        let trace = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let t = trace.clone();
+        s.set_trace(Box::new(move |e| {
+            if let Ok(mut t) = t.lock() {
+                t.push_str(&e.hex);
+                t.push('\n');
+            }
+        }));
+        for left in [2u8, 1] {
+            let e =
+                uicc::read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin("1111"))).unwrap_err();
+            assert!(
+                matches!(e, UiccError::WrongPin { tries_left, reference: 1, .. } if tries_left == left),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains(&format!("{left} tries left")), "{e}");
+            // Sent once per call: the card counted exactly one try.
+            assert_eq!(s.transport().card().pin1_tries(), left);
+        }
+        let e = uicc::read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin("1111"))).unwrap_err();
+        assert!(
+            matches!(e, UiccError::PinBlocked { reference: 1, .. }),
+            "{e:?}"
+        );
+        // Blocked: the right PIN no longer opens it.
+        let e = uicc::read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin("2468"))).unwrap_err();
+        assert!(matches!(e, UiccError::PinBlocked { .. }), "{e:?}");
+        assert!(e.to_string().contains("is blocked"), "{e}");
+        let text = trace.lock().unwrap().clone();
+        // VERIFY went out on the logical channel with P2 = 01, its data redacted.
+        assert!(text.contains("01200001 08 <redacted 8 bytes>"), "{text}");
+        for secret in ["31313131", "31 31 31 31", "32343638", "32 34 36 38"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_pin_that_does_not_fit_the_pin_object_is_not_sent() {
+        let mut s = Session::new(VirtualCardTransport::new(protected_card(), "UICC"));
+        let e = uicc::read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin("12ab"))).unwrap_err();
+        assert!(matches!(e, UiccError::PinFormat { .. }), "{e:?}");
+        assert!(!e.to_string().contains("12ab"), "{e}");
+        assert_eq!(s.transport().card().pin1_tries(), 3);
+    }
+
     #[test]
     fn a_card_without_bootstrap_objects_says_so() {
         let mut p = profile(false, false);
@@ -314,5 +461,22 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("lwm2m_entry"), "{e}");
         assert!(ProfileJson::parse(r#"{"iccid": "98", "typo": 1}"#).is_err());
+        let card = ProfileJson::parse(
+            r#"{"iccid": "98103254769810325476", "dm_bootstrap_hex": "03016A00",
+                "pin1": {"value": "2468", "protect": ["dm"]}}"#,
+        )
+        .unwrap()
+        .to_card()
+        .unwrap();
+        let mut s = Session::new(VirtualCardTransport::new(card, "UICC"));
+        let e = uicc::read_dm_bootstrap_raw(&mut s).unwrap_err();
+        assert!(matches!(e, UiccError::PinRequired { .. }), "{e:?}");
+        for bad in [
+            r#"{"iccid": "98", "pin1": {"value": "12"}}"#,
+            r#"{"iccid": "98", "pin1": {"value": "1234", "protect": ["x"]}}"#,
+        ] {
+            let e = ProfileJson::parse(bad).unwrap().pin1().unwrap_err();
+            assert!(e.to_string().contains("pin1."), "{e}");
+        }
     }
 }

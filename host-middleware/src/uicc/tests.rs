@@ -116,7 +116,56 @@ fn pin_protected_bootstrap_says_so() {
     ]);
     let e = read_lwm2m_bootstrap_raw(&mut s).unwrap_err();
     assert!(matches!(e, UiccError::PinRequired { .. }), "{e:?}");
-    assert!(e.to_string().contains("--pin"), "{e}");
+    assert!(
+        e.to_string().contains("needs the user PIN (authId 01)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn without_an_aodf_the_pin_is_ts_102_221_pin1_padded_with_ff() {
+    // Same card as above, with a PIN: the ODF lists no AODF, so VERIFY goes to
+    // key reference 01 with the PIN padded with FF to 8 bytes, once, before
+    // the read; 63C1 is a wrong PIN with one try left, and nothing is read.
+    let dodf = "301D 300B 0C06425354524150 040101 3006 0604672B0901 A106 3004 04026432 FFFF 9000";
+    let head = [
+        ("0070000001", "019000"),
+        ("01A404040CA000000063504B43532D313500", "9000"),
+        ("01A40804047FFF503100", "9000"),
+        ("01B0000080", "A7063004040264309000"),
+        ("01A40804047FFF643000", "9000"),
+        ("01B0000080", dodf),
+        ("01A40804047FFF503100", "9000"),
+        ("01B0000080", "A7063004040264309000"),
+    ];
+    let mut ok = head.to_vec();
+    ok.extend([
+        ("012000010831323334FFFFFFFF", "9000"),
+        ("01A40804047FFF643200", "9000"),
+        ("01B0000080", "AABB9000"),
+        ("01708001", "9000"),
+    ]);
+    let pin = Pin::new(b"1234").unwrap();
+    let mut s = session(&ok);
+    assert_eq!(
+        read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin)).unwrap(),
+        vec![0xAA, 0xBB]
+    );
+    let mut bad = head.to_vec();
+    bad.extend([("012000010831323334FFFFFFFF", "63C1"), ("01708001", "9000")]);
+    let mut s = session(&bad);
+    let e = read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            UiccError::WrongPin {
+                tries_left: 1,
+                reference: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@
 use dmsc_card_model::tlv::{self, Fields, Tag, Tlv};
 
 use super::tree::{MgmtTree, Node, NodeType, RtProperties, MAX_DEPTH};
-use super::MoError;
+use super::{BinaryFault, MoError};
 
 /// The first byte of the binary form.
 pub const FORMAT_VERSION: u8 = 0x01;
@@ -77,32 +77,32 @@ fn encode_node(node: &Node) -> Vec<u8> {
     tlv::encode(NODE, &body)
 }
 
-fn bad(message: impl Into<String>) -> MoError {
-    MoError::Binary(message.into())
+fn bad(fault: BinaryFault) -> MoError {
+    MoError::Binary(fault)
 }
 
-fn text(bytes: &[u8], what: &str) -> Result<String, MoError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| bad(format!("{what} is not UTF-8")))
+fn text(bytes: &[u8], what: &'static str) -> Result<String, MoError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| bad(BinaryFault::NotUtf8(what)))
 }
 
-fn opt_text(f: &Fields<'_>, tag: Tag, what: &str) -> Result<Option<String>, MoError> {
+fn opt_text(f: &Fields<'_>, tag: Tag, what: &'static str) -> Result<Option<String>, MoError> {
     f.get(tag).map(|b| text(b, what)).transpose()
 }
 
 fn fields<'a>(value: &'a [u8], allowed: &[Tag], repeatable: &[Tag]) -> Result<Fields<'a>, MoError> {
-    let f = Fields::parse(value).map_err(|e| bad(e.to_string()))?;
+    let f = Fields::parse(value).map_err(|e| bad(BinaryFault::Tlv(e)))?;
     f.only(allowed, repeatable)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(BinaryFault::Tlv(e)))?;
     Ok(f)
 }
 
 fn decode_node(t: &Tlv<'_>, depth: usize) -> Result<Node, MoError> {
     if depth > MAX_DEPTH {
-        return Err(bad(format!("nodes nested deeper than {MAX_DEPTH} levels")));
+        return Err(bad(BinaryFault::TooDeep));
     }
     let f = fields(t.value, &[NAME, PATH, PROPS, VALUE, NODE], &[NODE])?;
     let name = text(
-        f.get(NAME).ok_or_else(|| bad("a node without a name"))?,
+        f.get(NAME).ok_or_else(|| bad(BinaryFault::NoName))?,
         "a node name",
     )?;
     let properties = match f.get(PROPS) {
@@ -116,7 +116,7 @@ fn decode_node(t: &Tlv<'_>, depth: usize) -> Result<Node, MoError> {
                 &[],
             )?;
             let node_type = match (p.get(MIME), p.get(DDF_NAME)) {
-                (Some(_), Some(_)) => return Err(bad("a node with both MIME and DDFName")),
+                (Some(_), Some(_)) => return Err(bad(BinaryFault::MimeAndDdfName)),
                 (Some(m), None) => Some(NodeType::Mime(text(m, "MIME")?)),
                 (None, Some(d)) => Some(NodeType::DdfName(text(d, "DDFName")?)),
                 (None, None) => None,
@@ -165,15 +165,18 @@ impl MgmtTree {
 
     /// Decodes the compact binary form and checks the TNDS rules.
     pub fn from_binary(bytes: &[u8]) -> Result<MgmtTree, MoError> {
-        let (version, rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        let (version, rest) = bytes.split_first().ok_or_else(|| bad(BinaryFault::Empty))?;
         if *version != FORMAT_VERSION {
-            return Err(bad(format!("unknown format version {version:02X}")));
+            return Err(bad(BinaryFault::UnknownVersion(*version)));
         }
         let top = fields(rest, &[TREE], &[])?;
-        let body = top.get(TREE).ok_or_else(|| bad("no tree"))?;
+        let body = top.get(TREE).ok_or_else(|| bad(BinaryFault::NoTree))?;
         let f = fields(body, &[VER_DTD, MAN, MODEL, NODE], &[NODE])?;
         let tree = MgmtTree {
-            ver_dtd: text(f.get(VER_DTD).ok_or_else(|| bad("no VerDTD"))?, "VerDTD")?,
+            ver_dtd: text(
+                f.get(VER_DTD).ok_or_else(|| bad(BinaryFault::NoVerDtd))?,
+                "VerDTD",
+            )?,
             man: opt_text(&f, MAN, "Man")?,
             model: opt_text(&f, MODEL, "Mod")?,
             nodes: f
@@ -185,5 +188,31 @@ impl MgmtTree {
         };
         tree.validate()?;
         Ok(tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary tree that does not decode says where, as a typed fault.
+    #[test]
+    fn binary_faults_are_typed() {
+        let fault = |bytes: &[u8]| match MgmtTree::from_binary(bytes) {
+            Err(MoError::Binary(f)) => f,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fault(&[]), BinaryFault::Empty);
+        assert_eq!(fault(&[0x7F]), BinaryFault::UnknownVersion(0x7F));
+        assert!(matches!(
+            fault(&[FORMAT_VERSION, 0xFF]),
+            BinaryFault::Tlv(_)
+        ));
+        let e = MgmtTree::from_binary(&[0x7F]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MO content on the card is not a valid dmsc binary tree: unknown format version 7F"
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -5,7 +5,7 @@ use dmsc_card_model::commands::{MoRecord, ObjectData, ObjectValue};
 use dmsc_card_model::objects::{check_uri, Acl, ObjectKind, ObjectRef, Principal, Right};
 
 use super::tree::{MgmtTree, Node};
-use super::MoError;
+use super::{BinaryFault, MoError};
 use crate::error::{HostError, Status};
 use crate::session::CardCommands;
 
@@ -489,7 +489,7 @@ pub fn get_mo<C: CardCommands + ?Sized>(card: &mut C, uri: &str) -> Result<CardM
     let ObjectValue::Mo(record) = data.value else {
         return Err(MoCardError::Format {
             uri: uri.to_string(),
-            source: MoError::Binary("the card answered with another kind of object".into()),
+            source: MoError::Binary(BinaryFault::OtherKind),
         });
     };
     let tree = tree_from_content(uri, &record.content)?;
@@ -590,7 +590,7 @@ pub fn read_all_mos<C: CardCommands + ?Sized>(
                 let ObjectValue::Mo(record) = r.data.value else {
                     return Err(MoCardError::Format {
                         uri,
-                        source: MoError::Binary("not an MO record".into()),
+                        source: MoError::Binary(BinaryFault::NotMoRecord),
                     });
                 };
                 Ok(CardMo {

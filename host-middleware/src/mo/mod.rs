@@ -47,5 +47,43 @@ pub enum MoError {
     },
     /// The card's binary form does not decode.
     #[error("MO content on the card is not a valid dmsc binary tree: {0}")]
-    Binary(String),
+    Binary(#[source] BinaryFault),
+}
+
+/// Where the card's binary form of an MO tree is wrong ([`MoError::Binary`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BinaryFault {
+    /// The TLV structure is broken or has unexpected fields.
+    #[error("{0}")]
+    Tlv(#[source] dmsc_card_model::tlv::TlvError),
+    /// A text field is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    /// Nodes nested deeper than [`tree::MAX_DEPTH`].
+    #[error("nodes nested deeper than {} levels", tree::MAX_DEPTH)]
+    TooDeep,
+    /// A node without a name.
+    #[error("a node without a name")]
+    NoName,
+    /// A node with both MIME and DDFName.
+    #[error("a node with both MIME and DDFName")]
+    MimeAndDdfName,
+    /// No bytes at all.
+    #[error("empty")]
+    Empty,
+    /// A format version this code does not read.
+    #[error("unknown format version {0:02X}")]
+    UnknownVersion(u8),
+    /// No tree inside.
+    #[error("no tree")]
+    NoTree,
+    /// The tree has no VerDTD.
+    #[error("no VerDTD")]
+    NoVerDtd,
+    /// The card answered with another kind of object than an MO record.
+    #[error("the card answered with another kind of object")]
+    OtherKind,
+    /// The object listed as an MO is not an MO record.
+    #[error("not an MO record")]
+    NotMoRecord,
 }

@@ -454,8 +454,108 @@ impl Records for PgRecords {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use dmsc_test_support::pg::PrivatePostgres;
+
+    /// The claim algorithm on PostgreSQL with the liveness check removed: a
+    /// claim `in_progress` is taken over as if its station had stopped.
+    struct NoLivenessCheck<'a>(&'a PgRecords);
+
+    struct Broken<'t>(&'t mut dyn Tx);
+
+    impl Tx for Broken<'_> {
+        fn execute(
+            &mut self,
+            what: &'static str,
+            sql: &str,
+            params: &[Value],
+        ) -> Result<u64, RecordError> {
+            self.0.execute(what, sql, params)
+        }
+        fn query(
+            &mut self,
+            what: &'static str,
+            sql: &str,
+            params: &[Value],
+            kinds: &[Kind],
+        ) -> Result<Vec<Vec<Value>>, RecordError> {
+            self.0.query(what, sql, params, kinds)
+        }
+        fn lock_rows(&self) -> &'static str {
+            self.0.lock_rows()
+        }
+        fn holder_stopped(&mut self, _: &str, _: &str, _: &str) -> Result<bool, RecordError> {
+            Ok(true)
+        }
+        fn hold(&mut self, key: &str) -> Result<bool, RecordError> {
+            self.0.hold(key)
+        }
+    }
+
+    impl Backend for NoLivenessCheck<'_> {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn transaction<R>(
+            &self,
+            what: &'static str,
+            commit: bool,
+            holding: Option<&str>,
+            body: impl FnOnce(&mut dyn Tx) -> Result<R, RecordError>,
+        ) -> Result<R, RecordError> {
+            self.0
+                .transaction(what, commit, holding, |tx| body(&mut Broken(tx)))
+        }
+        fn release(&self, key: &str) {
+            self.0.release(key)
+        }
+    }
+
+    /// Self-test of the takeover check: without it, a second station takes
+    /// a card that a live station is working on (two stations provision
+    /// it); with it, the card is busy until the first station's connection
+    /// ends, and then taken over.
+    #[test]
+    fn the_takeover_check_catches_a_claim_of_a_live_stations_card() {
+        let pg = PrivatePostgres::start();
+        pg.create_db("once");
+        let url = pg.conninfo("once", "dmsc");
+        let a = PgRecords::open(&url).expect("station A");
+        let b = PgRecords::open(&url).expect("station B");
+        let start = |card: &'static str, station: &'static str| AttemptStart {
+            job: "J",
+            card_id: card,
+            station,
+            profile_digest: "AB",
+            key_version: 0x30,
+            started: jiff::Timestamp::UNIX_EPOCH,
+        };
+        assert!(matches!(
+            a.claim(&start("C1", "A")).expect("claim"),
+            Claim::Claimed { attempt: 1, .. }
+        ));
+        assert!(matches!(
+            a.claim(&start("C2", "A")).expect("claim"),
+            Claim::Claimed { attempt: 1, .. }
+        ));
+        // Broken variant: B takes C1 while A works on it.
+        assert!(
+            matches!(
+                claim_in(&NoLivenessCheck(&b), &start("C1", "B")).expect("claim"),
+                Claim::Claimed { attempt: 2, .. }
+            ),
+            "without the check, the live station's card is given away"
+        );
+        // The real claim: C2 is busy while A lives.
+        assert_eq!(
+            b.claim(&start("C2", "B")).expect("claim"),
+            Claim::InProgressElsewhere {
+                station: "A".into()
+            }
+        );
+    }
 
     #[test]
     fn placeholders_and_the_printable_form() {

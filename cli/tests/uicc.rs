@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::run;
+use common::{run, run_env};
 
 const PROFILE: &str = r#"{"iccid": "98103254769810325476", "t0": true,
  "lwm2m_bootstrap": {"format": 1, "objects": [
@@ -348,4 +348,68 @@ fn apply_refuses_a_malformed_bootstrap_and_changes_nothing() {
     .expect(0)
     .json();
     assert_eq!(j["unchanged"], true, "{j}");
+}
+
+const PROTECTED: &str = r#"{"iccid": "98103254769810325476",
+ "lwm2m_bootstrap": {"format": 1, "objects": [
+   {"id": 0, "instances": [{"id": 0, "resources": [
+     {"id": 0, "value": {"type": "string", "value": "coaps://bs.example:5684"}}]}]}]},
+ "dm_bootstrap_hex": "03016A00",
+ "pin1": {"value": "2468", "protect": ["lwm2m", "dm"]}}"#;
+
+#[test]
+fn a_pin_protected_profile_reads_with_dmsc_pin_or_pin_file_and_says_how_without() {
+    let dir = dir_with(PROTECTED);
+    let args = ["uicc", "--sim-uicc", "uicc.json", "lwm2m"];
+    // No PIN, no terminal: the error names the object and how to give a PIN.
+    let none = run(dir.path(), &args).expect(2);
+    assert!(
+        none.stderr
+            .contains("data object 2.23.43.9.1 (file 6432) needs the user PIN")
+            && none.stderr.contains("--pin-file FILE or DMSC_PIN"),
+        "{none:?}"
+    );
+    assert!(!none.stderr.contains("--pin "), "{none:?}");
+    let right = run_env(dir.path(), &args, &[("DMSC_PIN", "2468")]).expect(0);
+    assert!(
+        right
+            .stdout
+            .contains("/0/0/0 = \"coaps://bs.example:5684\""),
+        "{right:?}"
+    );
+    let wrong = run_env(dir.path(), &args, &[("DMSC_PIN", "1357")]).expect(7);
+    assert!(wrong.stderr.contains("2 tries left"), "{wrong:?}");
+    assert!(!wrong.stdout.contains("coaps://"), "{wrong:?}");
+    std::fs::write(dir.path().join("pin.txt"), "2468\n").unwrap();
+    let dm = run(
+        dir.path(),
+        &[
+            "--pin-file",
+            "pin.txt",
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "dm-bootstrap",
+        ],
+    )
+    .expect(0);
+    assert_eq!(dm.stdout.trim(), "03016A00", "{dm:?}");
+    let info = run_env(
+        dir.path(),
+        &["--json", "uicc", "--sim-uicc", "uicc.json", "info"],
+        &[("DMSC_PIN", "2468")],
+    )
+    .expect(0);
+    let j = info.json();
+    assert_eq!(j["pin_verified"], true);
+    assert_eq!(j["pin_objects"][0]["reference"], 1);
+    assert_eq!(j["data_objects"][0]["auth_id"], "01");
+    for out in [&none, &right, &wrong, &dm, &info] {
+        for secret in ["2468", "1357"] {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "{out:?}"
+            );
+        }
+    }
 }

@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use dmsc_host::transport::modem::ModemTransport;
 use dmsc_host::uicc::sim::{ProfileJson, VirtualCardTransport};
-use dmsc_host::uicc::{self, lwm2m::Value};
+use dmsc_host::uicc::{self, lwm2m::Value, Pin, UiccError};
 use dmsc_host::Transport;
 use dmsc_sim_card::uicc::SimUicc;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::context::{CardSession, Ctx};
-use crate::exit::{usage, Code};
+use crate::exit::{coded, usage, Code};
 use crate::output::print_json;
 
 /// `dmsc uicc …`.
@@ -149,10 +149,44 @@ fn adm_key(file: Option<&std::path::Path>) -> Result<Zeroizing<Vec<u8>>> {
 fn sim_card(path: &std::path::Path) -> Result<SimUicc> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the UICC profile {}", path.display()))?;
-    let profile = ProfileJson::parse(&text)
-        .and_then(|p| p.to_profile())
-        .with_context(|| format!("UICC profile {}", path.display()))?;
-    Ok(SimUicc::new(&profile))
+    ProfileJson::parse(&text)
+        .and_then(|p| p.to_card())
+        .with_context(|| format!("UICC profile {}", path.display()))
+}
+
+/// The user PIN for PIN-protected data objects, when one was given
+/// (`--pin-file` or `DMSC_PIN`); never from the command line.
+fn given_pin(ctx: &Ctx) -> Result<Option<Pin>> {
+    if ctx.pin_file.is_some() || std::env::var_os("DMSC_PIN").is_some() {
+        return ctx.user_pin().map(Some);
+    }
+    Ok(None)
+}
+
+/// Runs a read with the PIN given (if any). A protected object without a
+/// PIN is asked for on a terminal (and the read done again with it, once);
+/// elsewhere the error says how to give it. A wrong or blocked PIN is
+/// reported, never tried again.
+fn with_pin<T>(ctx: &Ctx, mut read: impl FnMut(Option<&Pin>) -> Result<T, UiccError>) -> Result<T> {
+    use std::io::IsTerminal;
+    let pin = given_pin(ctx)?;
+    let result = match read(pin.as_ref()) {
+        Err(UiccError::PinRequired { .. }) if pin.is_none() && std::io::stdin().is_terminal() => {
+            let pin = ctx.user_pin()?;
+            read(Some(&pin))
+        }
+        other => other,
+    };
+    result.map_err(|e| match e {
+        UiccError::PinRequired { .. } => usage(format!(
+            "{e}: give it with --pin-file FILE or DMSC_PIN (PINs are never taken on the \
+             command line), or run on a terminal to be prompted"
+        )),
+        UiccError::WrongPin { .. } => coded(Code::WrongPin, e.to_string()),
+        UiccError::PinBlocked { .. } => coded(Code::Blocked, e.to_string()),
+        UiccError::PinFormat { .. } | UiccError::NoAuthObject { .. } => usage(e.to_string()),
+        other => other.into(),
+    })
 }
 
 /// `dmsc uicc serve`: the simulated UICC on a vpcd slot.
@@ -331,7 +365,9 @@ fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
             }
         }
         UiccCommand::DmBootstrap { out } => {
-            let raw = uicc::read_dm_bootstrap_raw(&mut session)?;
+            let raw = with_pin(ctx, |pin| {
+                uicc::read_dm_bootstrap_raw_with_pin(&mut session, pin)
+            })?;
             match out {
                 Some(path) => std::fs::write(path, &raw)
                     .with_context(|| format!("cannot write {}", path.display()))?,
@@ -350,7 +386,7 @@ fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
             }
         }
         UiccCommand::Info => {
-            let info = uicc::read_info(&mut session)?;
+            let info = with_pin(ctx, |pin| uicc::read_info_with_pin(&mut session, pin))?;
             if ctx.json {
                 return print_json(&info);
             }
@@ -392,9 +428,22 @@ fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
                     },
                 );
             }
+            for p in &info.pin_objects {
+                println!(
+                    "PIN object {:<13} authId {} reference {:02X}, {} to {} characters{}",
+                    p.label.as_deref().unwrap_or("-"),
+                    p.auth_id,
+                    p.reference,
+                    p.min_length,
+                    p.max_length.unwrap_or(p.stored_length),
+                    if info.pin_verified { " (verified)" } else { "" }
+                );
+            }
         }
         UiccCommand::Lwm2m { tree } => {
-            let read = uicc::read_lwm2m_bootstrap(&mut session)?;
+            let read = with_pin(ctx, |pin| {
+                uicc::read_lwm2m_bootstrap_with_pin(&mut session, pin)
+            })?;
             // Secret keys are never printed.
             let (file, redacted) = read.redacted();
             drop(read);

@@ -37,9 +37,18 @@ pub enum ModemError {
         /// The OS error.
         detail: String,
     },
-    /// Reading or writing the device failed.
-    #[error("modem: {0}")]
-    Io(String),
+    /// Reading, writing or polling the device failed.
+    #[error("modem: {op}: {source}")]
+    Io {
+        /// What was being done (`write`, `poll`, `read`).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: rustix::io::Errno,
+    },
+    /// The device was closed (end of file) while an answer was awaited.
+    #[error("modem: the device was closed")]
+    Closed,
     /// No final result code within the timeout.
     #[error("modem: no answer to {command} within {timeout_ms} ms")]
     Timeout {
@@ -70,6 +79,14 @@ pub enum ModemError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// An I/O error of the device as its OS error number (`EIO` if it has none).
+fn io_error(op: &'static str, e: &std::io::Error) -> ModemError {
+    ModemError::Io {
+        op,
+        source: rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
+    }
 }
 
 impl From<ModemError> for TransportError {
@@ -262,7 +279,7 @@ impl ModemTransport {
         self.file
             .write_all(format!("{command}\r").as_bytes())
             .and_then(|()| self.file.flush())
-            .map_err(|e| ModemError::Io(e.to_string()))?;
+            .map_err(|e| io_error("write", &e))?;
         let deadline = Instant::now() + self.timeout;
         let mut lines: Vec<String> = Vec::new();
         loop {
@@ -292,17 +309,15 @@ impl ModemTransport {
                 tv_nsec: i64::from(left.subsec_nanos()),
             };
             let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
-            let n = poll(&mut fds, Some(&ts)).map_err(|e| ModemError::Io(e.to_string()))?;
+            let n = poll(&mut fds, Some(&ts))
+                .map_err(|source| ModemError::Io { op: "poll", source })?;
             if n == 0 {
                 continue;
             }
             let mut buf = [0u8; 512];
-            let got = self
-                .file
-                .read(&mut buf)
-                .map_err(|e| ModemError::Io(e.to_string()))?;
+            let got = self.file.read(&mut buf).map_err(|e| io_error("read", &e))?;
             if got == 0 {
-                return Err(ModemError::Io("the device was closed".into()));
+                return Err(ModemError::Closed);
             }
             self.pending.extend_from_slice(&buf[..got]);
         }

@@ -578,12 +578,38 @@ fn firmware(r: &mut Report, w: &mut World) -> Result<()> {
         !verdict.approved && verdict.reasons == [missing_owner.clone()],
         format!("refused: {missing_owner}"),
     );
+    // The device's decision, as `dmsc firmware approve` takes it: a refusal
+    // by the card is final under a policy that never asks the user.
+    let never_ask = firmware::ConsentPolicy {
+        on_unapproved: firmware::OnUnapproved::Reject,
+        allow_below_floor: false,
+    };
+    let decision = firmware::decide(&verdict, None, &never_ask);
+    r.expect(
+        "the device's decision on it (consent policy: reject)",
+        decision.answered(false).word(),
+        matches!(
+            decision,
+            firmware::Decision::Refused {
+                cause: firmware::Final::PolicyRejects,
+                ..
+            }
+        ),
+        "refused",
+    );
     let both = [maintainer.approve(&new), owner.approve(&new)];
     let verdict = firmware::check_with_card(&mut w.card, &new, &both)?;
     r.expect(
         "CHECK APPROVAL with both approvals",
         verdict_text(&verdict.approved, &verdict.reasons),
         verdict.approved,
+        "approved",
+    );
+    let decision = firmware::decide(&verdict, None, &never_ask);
+    r.expect(
+        "the device's decision: install",
+        decision.answered(false).word(),
+        decision.answered(false).install(),
         "approved",
     );
     let confirmed = w.card.confirm_installed(&new);

@@ -890,6 +890,68 @@ mod tests {
         );
     }
 
+    /// The safety checks of PIN1 on any card behaviour: a protected file is
+    /// not read without PIN1, and three wrong PINs block it (the right one is
+    /// then refused too). `Err` names the first check that fails.
+    fn pin1_safety(card: &mut dyn FnMut(&[u8]) -> Vec<u8>) -> Result<(), &'static str> {
+        let sel = [0x00, 0xA4, 0x08, 0x0C, 0x04, 0x7F, 0x50, 0x64, 0x32];
+        let read = [0x00, 0xB0, 0x00, 0x00, 0x04];
+        let mut verify = |pin: &[u8; 4], card: &mut dyn FnMut(&[u8]) -> Vec<u8>| {
+            let mut v = vec![0x00, 0x20, 0x00, 0x01, 0x08];
+            v.extend_from_slice(pin);
+            v.extend_from_slice(&[0xFF; 4]);
+            card(&v)
+        };
+        card(&sel);
+        if card(&read) != [0x69, 0x82] {
+            return Err("a protected file was read without PIN1");
+        }
+        for _ in 0..3 {
+            verify(b"9999", card);
+        }
+        if verify(b"1234", card) != [0x69, 0x83] {
+            return Err("three wrong PINs did not block PIN1");
+        }
+        card(&sel);
+        if card(&read) != [0x69, 0x82] {
+            return Err("a protected file was read with PIN1 blocked");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pin1_safety_checks_hold_and_catch_broken_variants() {
+        let profile = UiccProfile {
+            iccid: vec![0x98; 10],
+            lwm2m_bootstrap: Some(vec![0x00; 4]),
+            lwm2m_size: 16,
+            dm_bootstrap: None,
+            lwm2m_oid_do: true,
+            adm1: *b"12345678",
+            t0: false,
+        };
+        let new = || SimUicc::with_pin1(&profile, Pin1::from_digits(b"1234", true, true));
+        let mut c = new();
+        assert_eq!(pin1_safety(&mut |a| c.process(a)), Ok(()));
+        // Broken: no read access condition on the file.
+        let mut c = new();
+        c.pin1_files.clear();
+        assert_eq!(
+            pin1_safety(&mut |a| c.process(a)),
+            Err("a protected file was read without PIN1")
+        );
+        // Broken: the try counter is never committed (restored after each command).
+        let mut c = new();
+        assert_eq!(
+            pin1_safety(&mut |a| {
+                let r = c.process(a);
+                c.pin1_tries = PIN1_TRIES;
+                r
+            }),
+            Err("three wrong PINs did not block PIN1")
+        );
+    }
+
     #[test]
     fn t0_answers_61xx_and_update_needs_adm() {
         let mut c = card(true);

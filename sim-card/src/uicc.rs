@@ -896,7 +896,7 @@ mod tests {
     fn pin1_safety(card: &mut dyn FnMut(&[u8]) -> Vec<u8>) -> Result<(), &'static str> {
         let sel = [0x00, 0xA4, 0x08, 0x0C, 0x04, 0x7F, 0x50, 0x64, 0x32];
         let read = [0x00, 0xB0, 0x00, 0x00, 0x04];
-        let mut verify = |pin: &[u8; 4], card: &mut dyn FnMut(&[u8]) -> Vec<u8>| {
+        let verify = |pin: &[u8; 4], card: &mut dyn FnMut(&[u8]) -> Vec<u8>| {
             let mut v = vec![0x00, 0x20, 0x00, 0x01, 0x08];
             v.extend_from_slice(pin);
             v.extend_from_slice(&[0xFF; 4]);

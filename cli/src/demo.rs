@@ -15,14 +15,14 @@ use dmsc_host::bootstrap::{
     self, content_type, parse_content_type, BootstrapOutcome, MediaType, SecMethod,
 };
 use dmsc_host::card_model::commands::{
-    AuditEntry, AuditEvent, MoRecord, ObjectValue, PackageId, Pin, RefusalReason, AID,
-    APPLET_VERSION,
+    AuditEntry, AuditEvent, ObjectValue, PackageId, Pin, RefusalReason, AID, APPLET_VERSION,
 };
 use dmsc_host::card_model::objects::{
     MacAlgorithm, ObjectKind, ObjectRef, Principal, Right, Version,
 };
 use dmsc_host::card_model::scp03::SecurityLevel;
 use dmsc_host::firmware::{self, ApprovalFile};
+use dmsc_host::mo::{self, MgmtTree};
 use dmsc_host::transport::sim::FileSimTransport;
 use dmsc_host::{AuthorityKeySet, CardCommands, HostError, PinStatus, Status};
 use p256::ecdsa::SigningKey;
@@ -47,10 +47,12 @@ const WRONG_PIN: &[u8] = b"000000";
 const AUTHORITY: &str = "admin";
 const MO_URI: &str = "./DMAcc/DemoServer";
 const MO_TYPE: &str = "urn:oma:mo:oma-dm-dmacc:1.0";
-/// A small TNDS (OMA DM Tree and Description Serialization) subtree.
+/// A small TNDS (OMA DM Tree and Description Serialization) document: one
+/// MO, rooted at [`MO_URI`], of type [`MO_TYPE`].
 const MO_TNDS: &str = r#"<MgmtTree xmlns="syncml:dmddf1.2">
   <VerDTD>1.2</VerDTD>
-  <Node><NodeName>DemoServer</NodeName>
+  <Node><NodeName>DemoServer</NodeName><Path>./DMAcc</Path>
+    <RTProperties><Type><DDFName>urn:oma:mo:oma-dm-dmacc:1.0</DDFName></Type></RTProperties>
     <Node><NodeName>ServerID</NodeName><Value>dm.example.com</Value></Node>
     <Node><NodeName>AppAddr</NodeName><Value>https://dm.example.com/dm</Value></Node>
     <Node><NodeName>AAuthPref</NodeName><Value>HMAC</Value></Node>
@@ -376,15 +378,17 @@ fn user_pin(r: &mut Report, w: &mut World) -> Result<()> {
 ///    approvers and the approval rule, over SCP03.
 fn provision(r: &mut Report, w: &mut World) -> Result<()> {
     w.as_authority(r)?;
-    let mo = ObjectValue::Mo(MoRecord {
-        mo_type: MO_TYPE.into(),
-        version: 0, // the card numbers versions itself
-        content: MO_TNDS.as_bytes().to_vec(),
-    });
-    let put = w.card.put_object(&ObjectRef::Mo(MO_URI.into()), &mo, None);
-    r.expect_ok(
+    // As `dmsc mo put` does it (mo::put_mo): validated, checked against the
+    // MOs already on the card and the free memory, then stored.
+    let tree = MgmtTree::parse_any(MO_TNDS)?;
+    let put = mo::put_mo(&mut w.card, &tree, None);
+    r.expect(
         &format!("store the MO record {MO_URI}"),
-        put,
+        match &put {
+            Ok(stored) => format!("stored {}", stored.join(", ")),
+            Err(e) => format!("error: {e}"),
+        },
+        matches!(&put, Ok(stored) if stored == &[MO_URI.to_string()]),
         format!("{MO_TYPE}, {} bytes of TNDS", MO_TNDS.len()),
     );
     // The enterprise policy in its signed envelope (the enterprise key goes
@@ -465,8 +469,9 @@ fn refresh(r: &mut Report, w: &mut World) -> Result<()> {
         format!("mo:{MO_URI}"),
     );
     let data = w.card.read_object(&ObjectRef::Mo(MO_URI.into()))?;
+    let stored = MgmtTree::parse_any(MO_TNDS)?;
     let ok = matches!(&data.value, ObjectValue::Mo(m)
-        if m.content == MO_TNDS.as_bytes() && m.version == 1 && m.mo_type == MO_TYPE);
+        if m.content == mo::record_for(&stored).content && m.version == 1 && m.mo_type == MO_TYPE);
     r.expect(
         "read the MO back",
         format!("version {}, ACL {}", mo_version(&data.value), data.acl),
@@ -657,13 +662,9 @@ fn floor_text(v: &ObjectValue) -> String {
 ///    repeated failures raise an alarm in the audit log.
 fn access_control(r: &mut Report, w: &mut World) -> Result<()> {
     let mo = ObjectRef::Mo(MO_URI.into());
-    let update = ObjectValue::Mo(MoRecord {
-        mo_type: MO_TYPE.into(),
-        version: 0,
-        content: MO_TNDS
-            .replace("dm.example.com", "dm2.example.com")
-            .into_bytes(),
-    });
+    let update = ObjectValue::Mo(mo::record_for(&MgmtTree::parse_any(
+        &MO_TNDS.replace("dm.example.com", "dm2.example.com"),
+    )?));
     w.as_device()?;
     let result = w.card.put_object(&mo, &update, None);
     r.expect(

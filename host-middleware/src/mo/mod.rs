@@ -17,7 +17,7 @@ pub mod xml;
 
 pub use card::{
     delete_mo, enclosing, find_overlap, get_mo, get_node, list_mos, put_mo, read_all_mos,
-    rooted_at, within, CardMo, MoCardError, Overlap,
+    record_for, rooted_at, within, CardMo, MoCardError, Overlap,
 };
 pub use tree::{MgmtTree, Node, NodeType, RtProperties};
 

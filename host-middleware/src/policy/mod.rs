@@ -9,7 +9,9 @@
 //!   P-256 keys as openssl writes them, and administrators' signed commands;
 //! - [`card`]: putting a policy on the card and reading it back verified by
 //!   the card's enterprise key (PSO VERIFY DIGITAL SIGNATURE);
-//! - [`device`]: applying decisions to the device and the report for the DM server.
+//! - [`device`]: applying decisions to the device and the report for the DM server;
+//! - [`watch`](mod@watch): applying the policy again when the card changes or a
+//!   decision does, driven by the caller's callbacks and clock.
 
 pub mod card;
 pub mod device;
@@ -18,6 +20,7 @@ pub mod format;
 pub mod geo;
 pub mod problem;
 pub mod signing;
+pub mod watch;
 
 pub use engine::{
     evaluate, next_change, next_reevaluation, Context, DecidedBy, Decision, Override,

@@ -16,9 +16,8 @@ use crate::exit::{usage, Code};
 use crate::output::print_json;
 
 // `fleet provision --job` and `fleet records` (the provisioning records)
-// are the fleet's: a submodule (cmd/records.rs) that imports no other
+// are the fleet's: a submodule (cmd/fleet/records.rs) that imports no other
 // command module.
-#[path = "records.rs"]
 pub mod records;
 
 #[derive(Debug, Subcommand)]

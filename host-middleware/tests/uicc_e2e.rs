@@ -81,3 +81,36 @@ fn opensc_lists_and_reads_the_data_objects() {
     let flat: String = read.split_whitespace().collect::<String>().to_uppercase();
     assert!(flat.contains(&VENDOR[..40]), "{read}");
 }
+
+#[test]
+fn opensc_lists_pin_protected_data_objects_and_the_aodf_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("opensc.conf");
+    std::fs::write(
+        &conf,
+        "app default {\n  enable_default_driver = true;\n  card_drivers = default;\n}\n",
+    )
+    .unwrap();
+    let pin1 = dmsc_sim_card::uicc::Pin1::from_digits(b"2468", true, true);
+    let served = Served::start(
+        9,
+        Box::new(SimUicc::with_pin1(&profile(false, false), pin1)),
+    );
+    let list = pkcs15_tool(&conf, &served.reader, &["--list-data-objects"]);
+    assert!(
+        list.contains("2.23.43.9.1") && list.contains("2.23.43.7.1"),
+        "{list}"
+    );
+    let pins = pkcs15_tool(&conf, &served.reader, &["--list-pins"]);
+    assert!(pins.contains("PIN1"), "{pins}");
+    // The host: no PIN, then the PIN, through PC/SC.
+    let mut s = session(&served.reader);
+    let e = uicc::read_lwm2m_bootstrap(&mut s).unwrap_err();
+    assert!(matches!(e, uicc::UiccError::PinRequired { .. }), "{e:?}");
+    let pin = uicc::Pin::new(b"2468").unwrap();
+    let f = uicc::read_lwm2m_bootstrap_with_pin(&mut s, Some(&pin)).unwrap();
+    assert_eq!(
+        f.entries()[0].1,
+        Value::String("coap://leshan.eclipseprojects.io:5783".into())
+    );
+}

@@ -93,12 +93,13 @@ pub enum OtaError {
     #[error("SCP03: cannot encode a command APDU: {0}")]
     Apdu(#[source] dmsc_card_model::apdu::ApduError),
     /// The request or script is not valid.
-    #[error("invalid OTA {what}: {message}")]
+    #[error("invalid OTA {what}: {problem}")]
     Invalid {
         /// `request` or `script`.
         what: &'static str,
         /// What is wrong.
-        message: String,
+        #[source]
+        problem: OtaProblem,
     },
     /// The script is for another card (checked before anything is sent).
     #[error(
@@ -123,6 +124,69 @@ pub enum OtaError {
     },
 }
 
+/// What is wrong with an OTA request or script ([`OtaError::Invalid`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OtaProblem {
+    /// The card offers no sequence counter to precompute its challenge from.
+    #[error("the card does not use pseudo-random challenges (no sequence counter)")]
+    NoSequenceCounter,
+    /// The card ID is not hex.
+    #[error("card_id '{card_id}': {reason}")]
+    CardIdNotHex {
+        /// The card ID as given.
+        card_id: String,
+        /// Why (`hex`'s error, which is not a `std` error without its `std` feature).
+        reason: hex::FromHexError,
+    },
+    /// The card ID is not 16 bytes.
+    #[error("card_id '{card_id}' is not 16 bytes")]
+    CardIdLength {
+        /// The card ID as given.
+        card_id: String,
+    },
+    /// The card's keys cannot be derived for this card ID.
+    #[error("card_id '{card_id}': {source}")]
+    CardKeys {
+        /// The card ID as given.
+        card_id: String,
+        /// Why.
+        #[source]
+        source: crate::fleet::diversify::DiversifyError,
+    },
+    /// A request of another schema version.
+    #[error("schema_version {0}")]
+    SchemaVersion(u32),
+    /// The security level does not protect the script's commands.
+    #[error("security level {0:02X} lacks C-MAC + C-DECRYPTION")]
+    LevelLacksEncryption(u8),
+    /// The card's sequence counter cannot be advanced.
+    #[error("the card's sequence counter is exhausted")]
+    CounterExhausted,
+    /// The MO tree to put breaks a TNDS rule.
+    #[error("MO tree: {0}")]
+    MoTree(#[source] mo::MoError),
+    /// A script of another schema version, or without the handshake.
+    #[error("unknown schema_version or fewer than two APDUs")]
+    ScriptShape,
+    /// An APDU of the script is not hex.
+    #[error("APDU {index}: {reason}")]
+    ApduNotHex {
+        /// 1-based position in the script.
+        index: usize,
+        /// Why (`hex`'s error, not a `std` error here).
+        reason: hex::FromHexError,
+    },
+    /// An APDU of the script does not decode.
+    #[error("APDU {index}: {source}")]
+    ApduMalformed {
+        /// 1-based position in the script.
+        index: usize,
+        /// Why.
+        #[source]
+        source: dmsc_card_model::apdu::ApduError,
+    },
+}
+
 /// Device side: SELECT and a plain INITIALIZE UPDATE to learn the card ID and
 /// sequence counter (the handshake is abandoned). The card offers the value
 /// after its current counter and spends it only at a successful EXTERNAL
@@ -141,7 +205,7 @@ pub fn read_request<C: CardCommands + ?Sized>(
     let parsed = InitializeUpdateResponse::decode(&data).map_err(OtaError::Scp03)?;
     let counter = parsed.sequence_counter.ok_or_else(|| OtaError::Invalid {
         what: "request",
-        message: "the card does not use pseudo-random challenges (no sequence counter)".into(),
+        problem: OtaProblem::NoSequenceCounter,
     })?;
     // Leave the card without a pending handshake.
     card.select()?;
@@ -156,13 +220,18 @@ pub fn read_request<C: CardCommands + ?Sized>(
 }
 
 fn card_id_bytes(hex_id: &str, what: &'static str) -> Result<[u8; 16], OtaError> {
-    let bytes = hex::decode(hex_id).map_err(|e| OtaError::Invalid {
+    let bytes = hex::decode(hex_id).map_err(|reason| OtaError::Invalid {
         what,
-        message: format!("card_id '{hex_id}': {e}"),
+        problem: OtaProblem::CardIdNotHex {
+            card_id: hex_id.to_string(),
+            reason,
+        },
     })?;
     bytes.try_into().map_err(|_| OtaError::Invalid {
         what,
-        message: format!("card_id '{hex_id}' is not 16 bytes"),
+        problem: OtaProblem::CardIdLength {
+            card_id: hex_id.to_string(),
+        },
     })
 }
 
@@ -175,26 +244,20 @@ pub fn build_script(
     level: SecurityLevel,
     operations: &[OtaOperation],
 ) -> Result<OtaScript, OtaError> {
-    let invalid = |message: String| OtaError::Invalid {
+    let invalid = |problem| OtaError::Invalid {
         what: "request",
-        message,
+        problem,
     };
     if request.schema_version != OTA_SCHEMA_VERSION {
-        return Err(invalid(format!(
-            "schema_version {}",
-            request.schema_version
-        )));
+        return Err(invalid(OtaProblem::SchemaVersion(request.schema_version)));
     }
     if !level.contains(SecurityLevel::C_MAC) || !level.contains(SecurityLevel::C_DECRYPTION) {
-        return Err(invalid(format!(
-            "security level {:02X} lacks C-MAC + C-DECRYPTION",
-            level.bits()
-        )));
+        return Err(invalid(OtaProblem::LevelLacksEncryption(level.bits())));
     }
     let card_id = card_id_bytes(&request.card_id, "request")?;
     let next = request.sequence_counter + 1;
     if next > MAX_SEQUENCE_COUNTER {
-        return Err(invalid("the card's sequence counter is exhausted".into()));
+        return Err(invalid(OtaProblem::CounterExhausted));
     }
     let counter = [(next >> 16) as u8, (next >> 8) as u8, next as u8];
     let smode = SMode::from_i(request.scp_i);
@@ -226,7 +289,7 @@ pub fn build_script(
         let requests: Vec<(String, Request)> = match op {
             OtaOperation::PutMo(tree, acl) => {
                 tree.validate()
-                    .map_err(|e| invalid(format!("MO tree: {e}")))?;
+                    .map_err(|e| invalid(OtaProblem::MoTree(e)))?;
                 tree.split()
                     .into_iter()
                     .map(|(uri, one)| {
@@ -311,7 +374,7 @@ pub fn relay<C: CardCommands + ?Sized>(
     if script.schema_version != OTA_SCHEMA_VERSION || script.apdus.len() < 2 {
         return Err(OtaError::Invalid {
             what: "script",
-            message: "unknown schema_version or fewer than two APDUs".into(),
+            problem: OtaProblem::ScriptShape,
         });
     }
     let commands = script
@@ -319,13 +382,19 @@ pub fn relay<C: CardCommands + ?Sized>(
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let bytes = hex::decode(h).map_err(|e| OtaError::Invalid {
+            let bytes = hex::decode(h).map_err(|reason| OtaError::Invalid {
                 what: "script",
-                message: format!("APDU {}: {e}", i + 1),
+                problem: OtaProblem::ApduNotHex {
+                    index: i + 1,
+                    reason,
+                },
             })?;
-            Command::decode(&bytes).map_err(|e| OtaError::Invalid {
+            Command::decode(&bytes).map_err(|source| OtaError::Invalid {
                 what: "script",
-                message: format!("APDU {}: {e}", i + 1),
+                problem: OtaProblem::ApduMalformed {
+                    index: i + 1,
+                    source,
+                },
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

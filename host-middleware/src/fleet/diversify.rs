@@ -339,15 +339,23 @@ pub fn build_ota_script(
     level: SecurityLevel,
     operations: &[crate::ota::OtaOperation],
 ) -> Result<crate::ota::OtaScript, crate::ota::OtaError> {
-    let invalid = |message: String| crate::ota::OtaError::Invalid {
+    use crate::ota::{OtaError, OtaProblem};
+    let invalid = |problem| OtaError::Invalid {
         what: "request",
-        message,
+        problem,
     };
-    let card_id = hex::decode(&request.card_id)
-        .map_err(|e| invalid(format!("card_id '{}': {e}", request.card_id)))?;
-    let card_keys = keys
-        .for_card(&card_id)
-        .map_err(|e| invalid(format!("card_id '{}': {e}", request.card_id)))?;
+    let card_id = hex::decode(&request.card_id).map_err(|reason| {
+        invalid(OtaProblem::CardIdNotHex {
+            card_id: request.card_id.clone(),
+            reason,
+        })
+    })?;
+    let card_keys = keys.for_card(&card_id).map_err(|source| {
+        invalid(OtaProblem::CardKeys {
+            card_id: request.card_id.clone(),
+            source,
+        })
+    })?;
     crate::ota::build_script(&card_keys.keys, request, level, operations)
 }
 

@@ -203,7 +203,7 @@ pub fn read_request<C: CardCommands + ?Sized>(
     let rsp = card.transmit(&iu)?;
     let data = crate::error::check_status(&iu, rsp)?;
     let parsed = InitializeUpdateResponse::decode(&data).map_err(OtaError::Scp03)?;
-    let counter = parsed.sequence_counter.ok_or_else(|| OtaError::Invalid {
+    let counter = parsed.sequence_counter.ok_or(OtaError::Invalid {
         what: "request",
         problem: OtaProblem::NoSequenceCounter,
     })?;

@@ -413,3 +413,42 @@ fn a_pin_protected_profile_reads_with_dmsc_pin_or_pin_file_and_says_how_without(
         }
     }
 }
+
+#[test]
+fn apply_reads_a_pin_protected_bootstrap_with_dmsc_pin_and_says_how_without() {
+    let mut p: serde_json::Value =
+        serde_json::from_str(&profile_with_dm("98103254769810325476", true)).unwrap();
+    p["pin1"] = serde_json::json!({"value": "2468"});
+    let dir = dir_with(&p.to_string());
+    let args = [
+        "--json",
+        "uicc",
+        "--sim-uicc",
+        "uicc.json",
+        "apply",
+        "--device",
+        "dev",
+        "--init",
+    ];
+    let none = run(dir.path(), &args).expect(2);
+    assert!(
+        none.stderr.contains("needs the user PIN")
+            && none.stderr.contains("--pin-file FILE or DMSC_PIN"),
+        "{none:?}"
+    );
+    let wrong = run_env(dir.path(), &args, &[("DMSC_PIN", "1357")]).expect(7);
+    assert!(wrong.stderr.contains("2 tries left"), "{wrong:?}");
+    let right = run_env(dir.path(), &args, &[("DMSC_PIN", "2468")]).expect(0);
+    let j = right.json();
+    assert_eq!(
+        j["bootstrap"],
+        serde_json::json!(["dm", "lwm2m"]),
+        "{right:?}"
+    );
+    for out in [&none, &wrong, &right] {
+        assert!(
+            !out.stdout.contains("2468") && !out.stderr.contains("2468"),
+            "{out:?}"
+        );
+    }
+}

@@ -307,6 +307,7 @@ fn a_card_without_bootstrap_falls_back_to_the_factory_bootstrap() {
     let options = RefreshOptions {
         smartcard_bootstrap: true,
         factory: Some(factory.clone()),
+        uicc_pin: None,
     };
     let forigin = Origin::Factory {
         digest: factory.digest.clone(),
@@ -367,6 +368,7 @@ fn the_device_policy_can_disable_the_smartcard_bootstrap() {
     let options = RefreshOptions {
         smartcard_bootstrap: smartcard_bootstrap_allowed(dir.path()).unwrap(),
         factory: Some(FactoryBootstrap::parse(FACTORY.as_bytes()).unwrap()),
+        uicc_pin: None,
     };
     let (mut a, log) = uicc(&profile(ICCID_RAW, Some(WBXML), Some(VENDOR)));
     let r = provisioning::refresh_with(&mut a, &mut tree, &options).unwrap();
@@ -405,6 +407,7 @@ fn a_dmsc_card_and_a_uicc_in_the_same_reader_in_turn() {
     let options = RefreshOptions {
         smartcard_bootstrap: true,
         factory: Some(factory),
+        uicc_pin: None,
     };
     // A dmsc card without MOs: nothing from a card, the factory bootstrap.
     let mut blank = Session::new(SimTransport::in_memory(card_params(false)).unwrap());

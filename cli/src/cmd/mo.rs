@@ -466,8 +466,9 @@ pub fn refresh(ctx: &Ctx, args: &RefreshArgs) -> Result<Code> {
 fn refresh_tree(ctx: &Ctx, args: &RefreshArgs) -> Result<()> {
     let device = args.device.as_path();
     let mut tree = open_tree(device, args.init)?;
-    let options =
+    let mut options =
         provisioning::RefreshOptions::for_device(device, args.factory_bootstrap.as_deref())?;
+    options.uicc_pin = crate::cmd::uicc::given_pin(ctx)?;
     // Without authority keys the card is opened as it is: one SELECT tells a
     // dmsc card from a plain UICC. An authority session needs the applet.
     let (mut session, who) = if ctx.authority()?.is_some() {
@@ -478,7 +479,8 @@ fn refresh_tree(ctx: &Ctx, args: &RefreshArgs) -> Result<()> {
         (session, who)
     };
     let report = provisioning::refresh_with(&mut session, &mut tree, &options)
-        .with_context(|| format!("refreshing {} from the card as {who}", device.display()))?;
+        .with_context(|| format!("refreshing {} from the card as {who}", device.display()))
+        .map_err(crate::cmd::uicc::pin_hint)?;
     if ctx.json {
         return print_json(&report);
     }
@@ -512,8 +514,9 @@ fn follow(ctx: &Ctx, args: &WatchArgs) -> Result<()> {
         return Err(usage("--interval must be a positive number of seconds"));
     }
     let mut tree = open_tree(device, init)?;
-    let options =
+    let mut options =
         provisioning::RefreshOptions::for_device(device, args.factory_bootstrap.as_deref())?;
+    options.uicc_pin = crate::cmd::uicc::given_pin(ctx)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())

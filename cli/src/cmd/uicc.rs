@@ -156,11 +156,34 @@ fn sim_card(path: &std::path::Path) -> Result<SimUicc> {
 
 /// The user PIN for PIN-protected data objects, when one was given
 /// (`--pin-file` or `DMSC_PIN`); never from the command line.
-fn given_pin(ctx: &Ctx) -> Result<Option<Pin>> {
+pub(crate) fn given_pin(ctx: &Ctx) -> Result<Option<Pin>> {
     if ctx.pin_file.is_some() || std::env::var_os("DMSC_PIN").is_some() {
         return ctx.user_pin().map(Some);
     }
     Ok(None)
+}
+
+const PIN_HINT: &str = "give it with --pin-file FILE or DMSC_PIN (PINs are never taken on the \
+                        command line), or run on a terminal to be prompted";
+
+/// The PIN errors of a UICC read inside refresh, watch or apply: a PIN
+/// required and not given says how to give it (exit 2), a wrong PIN exits 7,
+/// a blocked one 5; other errors are unchanged.
+pub(crate) fn pin_hint(err: anyhow::Error) -> anyhow::Error {
+    let uicc_error = err.chain().find_map(|c| {
+        c.downcast_ref::<UiccError>().or_else(|| {
+            match c.downcast_ref::<dmsc_host::provisioning::ProvisioningError>() {
+                Some(dmsc_host::provisioning::ProvisioningError::Uicc(u)) => Some(u),
+                _ => None,
+            }
+        })
+    });
+    match uicc_error {
+        Some(UiccError::PinRequired { .. }) => usage(format!("{err:#}: {PIN_HINT}")),
+        Some(UiccError::WrongPin { .. }) => coded(Code::WrongPin, format!("{err:#}")),
+        Some(UiccError::PinBlocked { .. }) => coded(Code::Blocked, format!("{err:#}")),
+        _ => err,
+    }
 }
 
 /// Runs a read with the PIN given (if any). A protected object without a
@@ -178,10 +201,7 @@ fn with_pin<T>(ctx: &Ctx, mut read: impl FnMut(Option<&Pin>) -> Result<T, UiccEr
         other => other,
     };
     result.map_err(|e| match e {
-        UiccError::PinRequired { .. } => usage(format!(
-            "{e}: give it with --pin-file FILE or DMSC_PIN (PINs are never taken on the \
-             command line), or run on a terminal to be prompted"
-        )),
+        UiccError::PinRequired { .. } => usage(format!("{e}: {PIN_HINT}")),
         UiccError::WrongPin { .. } => coded(Code::WrongPin, e.to_string()),
         UiccError::PinBlocked { .. } => coded(Code::Blocked, e.to_string()),
         UiccError::PinFormat { .. } | UiccError::NoAuthObject { .. } => usage(e.to_string()),
@@ -295,13 +315,15 @@ fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
             device,
             factory_bootstrap,
             ..
-        } => Some(
-            dmsc_host::provisioning::RefreshOptions::for_device(
+        } => {
+            let mut o = dmsc_host::provisioning::RefreshOptions::for_device(
                 device,
                 factory_bootstrap.as_deref(),
             )
-            .map_err(|e| usage(e.to_string()))?,
-        ),
+            .map_err(|e| usage(e.to_string()))?;
+            o.uicc_pin = given_pin(ctx)?;
+            Some(o)
+        }
         _ => None,
     };
     let mut session = open(ctx, args)?;
@@ -321,9 +343,8 @@ fn execute(ctx: &Ctx, args: &UiccArgs) -> Result<()> {
             })?;
             let options = options.unwrap_or_default();
             let r = dmsc_host::provisioning::uicc::refresh_uicc(&mut session, &mut tree, &options)
-                .with_context(|| {
-                    format!("applying the UICC's bootstrap to {}", device.display())
-                })?;
+                .with_context(|| format!("applying the UICC's bootstrap to {}", device.display()))
+                .map_err(pin_hint)?;
             if ctx.json {
                 return print_json(&r);
             }

@@ -83,6 +83,7 @@ pub fn step(r: &mut Report, _w: &mut World) -> Result<()> {
     let options = RefreshOptions {
         smartcard_bootstrap: true,
         factory: Some(FactoryBootstrap::parse(FACTORY.as_bytes())?),
+        uicc_pin: None,
     };
 
     let mut card = uicc("98103254769810325476", true)?;

@@ -78,6 +78,9 @@ pub struct RefreshOptions {
     pub smartcard_bootstrap: bool,
     /// The factory bootstrap, applied when no card provides anything.
     pub factory: Option<FactoryBootstrap>,
+    /// The user PIN for a UICC whose bootstrap data objects are PIN-protected
+    /// (verified once per object read; a wrong PIN is an error, not retried).
+    pub uicc_pin: Option<uicc::Pin>,
 }
 
 impl Default for RefreshOptions {
@@ -85,6 +88,7 @@ impl Default for RefreshOptions {
         RefreshOptions {
             smartcard_bootstrap: true,
             factory: None,
+            uicc_pin: None,
         }
     }
 }
@@ -115,6 +119,7 @@ impl RefreshOptions {
         Ok(RefreshOptions {
             smartcard_bootstrap: smartcard_bootstrap_allowed(device_dir)?,
             factory,
+            uicc_pin: None,
         })
     }
 }
@@ -238,14 +243,22 @@ impl UiccBootstrap {
 pub fn read_uicc_bootstrap<C: CardCommands + ?Sized>(
     card: &mut C,
 ) -> Result<UiccBootstrap, ProvisioningError> {
+    read_uicc_bootstrap_with_pin(card, None)
+}
+
+/// [`read_uicc_bootstrap`] with the user PIN for PIN-protected data objects.
+pub fn read_uicc_bootstrap_with_pin<C: CardCommands + ?Sized>(
+    card: &mut C,
+    pin: Option<&uicc::Pin>,
+) -> Result<UiccBootstrap, ProvisioningError> {
     let iccid = read_iccid(card)?;
     let absent = |r: Result<Vec<u8>, UiccError>| match r {
         Ok(v) => Ok(Some(v)),
         Err(UiccError::NoPkcs15Application { .. } | UiccError::NoDataObject { .. }) => Ok(None),
         Err(e) => Err(e),
     };
-    let dm = absent(uicc::read_dm_bootstrap_raw(card))?;
-    let lwm2m = absent(uicc::read_lwm2m_bootstrap_raw(card))?;
+    let dm = absent(uicc::read_dm_bootstrap_raw_with_pin(card, pin))?;
+    let lwm2m = absent(uicc::read_lwm2m_bootstrap_raw_with_pin(card, pin))?;
     Ok(UiccBootstrap { iccid, dm, lwm2m })
 }
 
@@ -411,7 +424,7 @@ pub fn refresh_uicc<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     options: &RefreshOptions,
 ) -> Result<RefreshReport, ProvisioningError> {
     let data = if options.smartcard_bootstrap {
-        read_uicc_bootstrap(card)?
+        read_uicc_bootstrap_with_pin(card, options.uicc_pin.as_ref())?
     } else {
         UiccBootstrap {
             iccid: read_iccid(card)?,

@@ -3,7 +3,7 @@
 use dmsc_card_model::apdu::{ApduError, Command, Response, CLA_CHAINING};
 use dmsc_card_model::commands::{ins, DecodeError, CLA_SECURE_MESSAGING};
 
-use crate::fleet::diversify::DiversifyError;
+use crate::card_keys::DiversifyError;
 use crate::session::secure::SmError;
 use crate::transport::TransportError;
 use dmsc_card_model::scp03::Scp03Error;

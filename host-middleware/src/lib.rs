@@ -17,7 +17,9 @@
 //!   [`session::manager`] (authority sessions ended after an idle time, with a
 //!   concurrency limit counted across processes; used by `dmsc shell`);
 //! - [`error`]: [`HostError`], the card's refusal as one [`Status`], and the one
-//!   table of status-word meanings.
+//!   table of status-word meanings;
+//! - [`card_keys`]: the static keys of a card's key set and why a card's keys
+//!   could not be derived (the vocabulary [`fleet::diversify`] and [`error`] share).
 //!
 //! **What the device keeps**
 //! - [`files`]: atomic replacement of the files a device writes;
@@ -68,6 +70,7 @@
 pub use dmsc_card_model as card_model;
 
 pub mod bootstrap;
+pub mod card_keys;
 pub mod device_tree;
 pub mod error;
 pub mod files;

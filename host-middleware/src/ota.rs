@@ -18,6 +18,7 @@ use dmsc_card_model::scp03::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::HostError;
+use crate::fleet::diversify::CardAuthorityKeys;
 use crate::mo::{self, MgmtTree};
 use crate::session::CardCommands;
 
@@ -429,4 +430,31 @@ pub fn relay<C: CardCommands + ?Sized>(
         apdus: commands.len(),
         operations: done,
     })
+}
+/// Builds an OTA script ([`build_script`]) for the card of
+/// `request` with `keys`: with master keys, the card's own keys are derived
+/// from the request's card ID, so the script opens that card only.
+pub fn build_ota_script(
+    keys: &dyn CardAuthorityKeys,
+    request: &OtaRequest,
+    level: SecurityLevel,
+    operations: &[OtaOperation],
+) -> Result<OtaScript, OtaError> {
+    let invalid = |problem| OtaError::Invalid {
+        what: "request",
+        problem,
+    };
+    let card_id = hex::decode(&request.card_id).map_err(|reason| {
+        invalid(OtaProblem::CardIdNotHex {
+            card_id: request.card_id.clone(),
+            reason,
+        })
+    })?;
+    let card_keys = keys.for_card(&card_id).map_err(|source| {
+        invalid(OtaProblem::CardKeys {
+            card_id: request.card_id.clone(),
+            source,
+        })
+    })?;
+    build_script(&card_keys.keys, request, level, operations)
 }

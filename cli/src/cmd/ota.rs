@@ -160,16 +160,12 @@ fn build(
         ops.push(OtaOperation::PutPolicy(envelope));
     }
     let authority = ctx.card_authority("building an OTA script")?;
-    let script = dmsc_host::fleet::diversify::build_ota_script(
-        authority.as_ref(),
-        &req,
-        ctx.security_level(),
-        &ops,
-    )
-    .map_err(|e| match e {
-        OtaError::Invalid { .. } => usage(e.to_string()),
-        other => anyhow::Error::new(other),
-    })?;
+    let script =
+        dmsc_host::ota::build_ota_script(authority.as_ref(), &req, ctx.security_level(), &ops)
+            .map_err(|e| match e {
+                OtaError::Invalid { .. } => usage(e.to_string()),
+                other => anyhow::Error::new(other),
+            })?;
     let text = serde_json::to_string_pretty(&script)? + "\n";
     write_atomically(out, text.as_bytes())?;
     if ctx.json {

@@ -23,7 +23,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use dmsc_card_model::scp03::{self, Scp03Error, SecurityLevel, StaticKeys};
+use dmsc_card_model::scp03::{self, SecurityLevel, StaticKeys};
 use zeroize::Zeroizing;
 
 use crate::error::{HostError, ProtocolFault};
@@ -32,89 +32,9 @@ use crate::session::scp::{open_secure_channel, AuthorityKeySet, ChannelInfo};
 use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 
-/// The length of a card ID (the KDF context), in bytes.
-pub const CARD_ID_LEN: usize = 16;
-
-/// Derivation constant of the card's static ENC key.
-pub const DERIVE_CARD_ENC: u8 = 0x41;
-/// Derivation constant of the card's static MAC key.
-pub const DERIVE_CARD_MAC: u8 = 0x42;
-/// Derivation constant of the card's static DEK.
-pub const DERIVE_CARD_DEK: u8 = 0x43;
-
-/// One of the three static keys of a key set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// Key-ENC.
-    Enc,
-    /// Key-MAC.
-    Mac,
-    /// Key-DEK.
-    Dek,
-}
-
-impl KeyKind {
-    /// ENC, MAC, DEK in that order.
-    pub const ALL: [KeyKind; 3] = [KeyKind::Enc, KeyKind::Mac, KeyKind::Dek];
-
-    /// The KDF derivation constant of this key.
-    pub fn constant(self) -> u8 {
-        match self {
-            KeyKind::Enc => DERIVE_CARD_ENC,
-            KeyKind::Mac => DERIVE_CARD_MAC,
-            KeyKind::Dek => DERIVE_CARD_DEK,
-        }
-    }
-
-    /// `enc`, `mac` or `dek` (the suffix of the key's label in a token).
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyKind::Enc => "enc",
-            KeyKind::Mac => "mac",
-            KeyKind::Dek => "dek",
-        }
-    }
-
-    /// The label of the master key in a PKCS#11 token:
-    /// `dmsc-master-<kvn, two hex digits>-<enc|mac|dek>`.
-    pub fn master_label(self, key_version: u8) -> String {
-        format!("dmsc-master-{key_version:02x}-{}", self.name())
-    }
-}
-
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Why a card's keys could not be derived.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DiversifyError {
-    /// The card ID is not 16 bytes.
-    #[error("a card ID is {CARD_ID_LEN} bytes, not {0}")]
-    CardIdLength(usize),
-    /// A master key or a derived key was refused by the SCP03 primitives.
-    #[error("{kind} master key: {source}")]
-    Key {
-        /// Which key.
-        kind: KeyKind,
-        /// Why.
-        #[source]
-        source: Scp03Error,
-    },
-    /// The derived keys do not form a key set.
-    #[error("derived keys: {0}")]
-    KeySet(#[source] Scp03Error),
-    /// The key store (e.g. a PKCS#11 token) failed.
-    #[error("{what}: {detail}")]
-    Store {
-        /// What was being done (names the key label where there is one).
-        what: String,
-        /// Why.
-        detail: String,
-    },
-}
+pub use crate::card_keys::{
+    DiversifyError, KeyKind, CARD_ID_LEN, DERIVE_CARD_DEK, DERIVE_CARD_ENC, DERIVE_CARD_MAC,
+};
 
 /// The first input block layout of the KDF, for block `counter` (from 1):
 /// `00×11 || constant || 00 || L || counter || context`, with `L` the output
@@ -330,35 +250,6 @@ fn derive_failed(card_id: &[u8], e: DiversifyError) -> HostError {
     }
 }
 
-/// Builds an OTA script ([`crate::ota::build_script`]) for the card of
-/// `request` with `keys`: with master keys, the card's own keys are derived
-/// from the request's card ID, so the script opens that card only.
-pub fn build_ota_script(
-    keys: &dyn CardAuthorityKeys,
-    request: &crate::ota::OtaRequest,
-    level: SecurityLevel,
-    operations: &[crate::ota::OtaOperation],
-) -> Result<crate::ota::OtaScript, crate::ota::OtaError> {
-    use crate::ota::{OtaError, OtaProblem};
-    let invalid = |problem| OtaError::Invalid {
-        what: "request",
-        problem,
-    };
-    let card_id = hex::decode(&request.card_id).map_err(|reason| {
-        invalid(OtaProblem::CardIdNotHex {
-            card_id: request.card_id.clone(),
-            reason,
-        })
-    })?;
-    let card_keys = keys.for_card(&card_id).map_err(|source| {
-        invalid(OtaProblem::CardKeys {
-            card_id: request.card_id.clone(),
-            source,
-        })
-    })?;
-    crate::ota::build_script(&card_keys.keys, request, level, operations)
-}
-
 /// Puts the card's diversified key set on it: opens an authority session with
 /// `installer` (the key set the card holds now, e.g. its transport keys),
 /// derives the card's keys from `master` and sends them with PUT KEY at the
@@ -393,177 +284,6 @@ pub fn install_diversified_keys<T: Transport>(
         session.add_authority(installer, name, kvn, &keys.authority.keys)?;
     }
     Ok(keys)
-}
-
-#[cfg(test)]
-#[cfg(feature = "sim")]
-mod card_tests {
-    use super::*;
-    use crate::transport::sim::SimTransport;
-    use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
-    use zeroize::Zeroizing;
-
-    const TRANSPORT_KEY: [u8; 16] = [0x4B; 16];
-
-    fn card() -> Session<SimTransport<MemoryStore>> {
-        let params = InitParams::with_authorities(vec![AuthorityKeys {
-            key_version: 0x01,
-            name: "Transport".into(),
-            enc: Zeroizing::new(TRANSPORT_KEY.to_vec()),
-            mac: Zeroizing::new(TRANSPORT_KEY.to_vec()),
-            dek: Zeroizing::new(TRANSPORT_KEY.to_vec()),
-        }]);
-        Session::new(SimTransport::in_memory(params).expect("card"))
-    }
-
-    fn transport() -> AuthorityKeySet {
-        AuthorityKeySet {
-            key_version: 0x01,
-            keys: StaticKeys::new(&TRANSPORT_KEY, &TRANSPORT_KEY, &TRANSPORT_KEY).expect("k"),
-        }
-    }
-
-    fn master(byte: u8) -> SoftMasterKeys {
-        SoftMasterKeys::new(
-            0x30,
-            StaticKeys::new(&[byte; 16], &[byte + 1; 16], &[byte + 2; 16]).expect("keys"),
-        )
-    }
-
-    fn level() -> SecurityLevel {
-        SecurityLevel::new(0x33).expect("level")
-    }
-
-    #[test]
-    fn a_station_with_only_the_master_keys_authenticates_to_every_card() {
-        let m = master(0x70);
-        let mut cards = [card(), card()];
-        let mut installed = Vec::new();
-        for c in &mut cards {
-            installed.push(
-                install_diversified_keys(c, &transport(), &m, "Line", level()).expect("install"),
-            );
-        }
-        // Two cards, two key sets.
-        assert_ne!(installed[0].kcvs, installed[1].kcvs);
-        for (c, keys) in cards.iter_mut().zip(&installed) {
-            // The card lists the derived keys' KCVs under the master key version.
-            let entry = c
-                .authorities()
-                .expect("authorities")
-                .into_iter()
-                .find(|a| a.key_version == 0x30)
-                .expect("key set 30");
-            assert_eq!(entry.key_check_values, keys.kcvs);
-            assert_eq!(entry.name, "Line");
-            // A fresh master key source (nothing per card) opens a session.
-            let (info, again) =
-                open_diversified_channel(c, &master(0x70), level()).expect("diversified session");
-            assert_eq!(info.key_version, 0x30);
-            assert_eq!(again.kcvs, keys.kcvs);
-            assert!(c.is_secured());
-        }
-        // One card's keys do not open the other card.
-        let e = open_secure_channel(&mut cards[1], &installed[0].authority, level())
-            .expect_err("other card's keys");
-        assert!(e.to_string().contains("wrong key set"), "{e}");
-        // Other master keys do not open any card.
-        let e = open_diversified_channel(&mut cards[0], &master(0x10), level())
-            .expect_err("other master keys");
-        assert!(e.to_string().contains("wrong key set"), "{e}");
-    }
-
-    #[test]
-    fn fleet_grant_and_provision_with_master_keys_only() {
-        use crate::fleet::{acl_grant, provision, FleetCard, GrantOutcome, GrantRequest, Profile};
-        use dmsc_card_model::commands::ObjectValue;
-        use dmsc_card_model::objects::{Acl, ObjectRef, Principal, Right};
-        let m = master(0x70);
-        let mut cards: Vec<_> = (0..3)
-            .map(|i| {
-                let mut c = card();
-                install_diversified_keys(&mut c, &transport(), &m, "Line", level())
-                    .expect("install");
-                // The transport authority (the card's administrator) sets the ACL.
-                c.put_object(
-                    &ObjectRef::Policy,
-                    &ObjectValue::Policy(b"p".to_vec()),
-                    Some(&Acl::parse("Get=*&Replace=Line").expect("acl")),
-                )
-                .expect("policy");
-                FleetCard::new(format!("card {i}"), c)
-            })
-            .collect();
-        let report = acl_grant(
-            &mut cards,
-            &GrantRequest {
-                object: ObjectRef::Policy,
-                right: Right::Get,
-                to: Principal::Authority("Audit".into()),
-                as_authority: "Line",
-                keys: &m,
-                level: level(),
-            },
-            |_| {},
-        );
-        assert_eq!(report.outcome, GrantOutcome::Applied, "{:?}", report.failed);
-        let results = provision(&mut cards, &Profile::default(), &m, level(), &|_| {});
-        assert!(results.iter().all(|r| r.result.is_ok()), "{results:?}");
-        // The same grant with the transport keys of another key version fails
-        // the check on every card: nothing is changed.
-        let report = acl_grant(
-            &mut cards,
-            &GrantRequest {
-                object: ObjectRef::Policy,
-                right: Right::Get,
-                to: Principal::Authority("Other".into()),
-                as_authority: "Line",
-                keys: &SoftMasterKeys::new(0x30, master(0x10).keys),
-                level: level(),
-            },
-            |_| {},
-        );
-        assert_eq!(report.outcome, GrantOutcome::Refused);
-        assert_eq!(report.failed.len(), 3);
-    }
-
-    #[test]
-    fn an_ota_script_built_from_master_keys_opens_its_card_only() {
-        use crate::ota::{read_request, relay, OtaOperation};
-        let m = master(0x70);
-        let mut a = card();
-        let mut b = card();
-        for c in [&mut a, &mut b] {
-            install_diversified_keys(c, &transport(), &m, "Line", level()).expect("install");
-        }
-        let request = read_request(&mut a, 0x30).expect("request");
-        let ops = [OtaOperation::DeleteMo("./Nothing".into())];
-        let script = build_ota_script(&m, &request, level(), &ops).expect("script");
-        // The other card (same master keys, other card keys) refuses it.
-        let mut forged = script.clone();
-        forged.card_id = hex::encode_upper(b.select().expect("select").card_id);
-        let e = relay(&mut b, &forged).map(|_| ()).unwrap_err().to_string();
-        assert!(
-            e.contains("APDU 2 of the script (EXTERNAL AUTHENTICATE)"),
-            "{e}"
-        );
-        // Its own card accepts the handshake (APDUs 1 and 2); the delete
-        // itself is then refused (Line holds no Delete right).
-        let e = relay(&mut a, &script).map(|_| ()).unwrap_err().to_string();
-        assert!(
-            e.contains("APDU 3 of the script (delete mo:./Nothing)"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn the_transport_key_set_can_be_replaced_by_the_diversified_one() {
-        let m = SoftMasterKeys::new(0x01, master(0x70).keys.clone());
-        let mut c = card();
-        install_diversified_keys(&mut c, &transport(), &m, "Line", level()).expect("rotate");
-        assert!(open_secure_channel(&mut c, &transport(), level()).is_err());
-        open_diversified_channel(&mut c, &m, level()).expect("diversified session");
-    }
 }
 
 #[cfg(test)]

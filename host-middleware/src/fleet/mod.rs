@@ -17,6 +17,9 @@
 //!    card named in [`GrantReport::uncertain`] (its last known ACL, the ACL
 //!    it may hold, and what to do).
 
+#[cfg(test)]
+#[cfg(feature = "sim")]
+mod diversified_cards_tests;
 pub mod diversify;
 #[cfg(feature = "hsm")]
 pub mod hsm;

@@ -355,7 +355,7 @@ pub enum Command {
     /// of an authority with an idle timeout (docs/shell.md)
     Shell(cmd::shell::ShellArgs),
 
-    /// The standard bootstrap data on a SIM/UICC: PKCS#15 objects, LwM2M bootstrap (docs/uicc.md)
+    /// The standard bootstrap data on a SIM/UICC: PKCS#15 objects, LwM2M bootstrap (docs/standard-cards.md)
     Uicc(cmd::uicc::UiccArgs),
 }
 

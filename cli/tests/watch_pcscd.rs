@@ -97,7 +97,7 @@ fn watch_refreshes_on_insertion_and_forgets_on_removal() {
 }
 
 /// A UICC with the OMA DM bootstrap encoded by `xml2wbxml` and a LwM2M
-/// bootstrap (docs/uicc.md).
+/// bootstrap (docs/standard-cards.md).
 fn uicc_profile() -> String {
     let wbxml = hex::encode_upper(include_bytes!(
         "../../test-vectors/syncml/dm-bootstrap.wbxml"

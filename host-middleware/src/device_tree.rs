@@ -47,7 +47,7 @@ pub enum Origin {
         /// The MO record's version on the card.
         version: u32,
     },
-    /// Applied from a UICC's smartcard bootstrap (OMA DM or LwM2M, docs/uicc.md):
+    /// Applied from a UICC's smartcard bootstrap (OMA DM or LwM2M, docs/standard-cards.md):
     /// it goes when that UICC goes or its bootstrap changes.
     Uicc {
         /// The UICC's ICCID (digits).

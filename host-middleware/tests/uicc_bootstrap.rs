@@ -26,7 +26,7 @@ use support::*;
 
 const WBXML: &[u8] = include_bytes!("../../test-vectors/syncml/dm-bootstrap.wbxml");
 const XML: &str = include_str!("../../test-vectors/syncml/dm-bootstrap.xml");
-/// The modem vendor's LwM2M bootstrap file (docs/uicc.md, sources).
+/// The modem vendor's LwM2M bootstrap file (docs/standard-cards.md, sources).
 const VENDOR: &str = "00010036000000003108002EC80025636F61703A2F2F6C657368616E2E65636C697073\
                       6570726F6A656374732E696F3A35373833C10101C10203FFFF";
 /// EF(ICCID) as stored (BCD, nibbles swapped) and as read.

@@ -1,4 +1,4 @@
-//! `dmsc uicc`: the standard bootstrap data on a SIM/UICC (docs/uicc.md).
+//! `dmsc uicc`: the standard bootstrap data on a SIM/UICC (docs/standard-cards.md).
 //! The use cases live in `dmsc_host::uicc`; this module parses, asks and prints.
 
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use crate::output::print_json;
 /// `dmsc uicc …`.
 #[derive(Debug, Args)]
 pub struct UiccArgs {
-    /// Use a simulated UICC built from this JSON profile (docs/uicc.md) instead
+    /// Use a simulated UICC built from this JSON profile (docs/standard-cards.md) instead
     /// of --reader / --sim
     #[arg(long, value_name = "PROFILE.json", env = "DMSC_SIM_UICC")]
     pub sim_uicc: Option<PathBuf>,
@@ -55,7 +55,7 @@ pub enum UiccCommand {
     #[command(
         after_help = "Text output lists one resource per line (/object/instance/resource = value); \
         --tree prints the same as the configuration a LwM2M client consumes; --json gives \
-        the documented JSON form (docs/uicc.md)."
+        the documented JSON form (docs/standard-cards.md)."
     )]
     Lwm2m {
         /// One `path = value` line per resource, names omitted
@@ -87,7 +87,7 @@ pub enum UiccCommand {
         the EF's size (its FCP) before anything is sent."
     )]
     WriteLwm2m {
-        /// The bootstrap in the JSON form of docs/uicc.md
+        /// The bootstrap in the JSON form of docs/standard-cards.md
         #[arg(value_name = "FILE.json")]
         file: PathBuf,
         /// File holding the ADM1 key in hex

@@ -19,7 +19,7 @@ pub const TITLE: &str = "Smartcard bootstrap: a plain UICC's OMA DM and LwM2M bo
 /// The OMA DM bootstrap message as `xml2wbxml` encodes it (test-vectors/syncml).
 const DM_BOOTSTRAP: &[u8] = include_bytes!("../../../test-vectors/syncml/dm-bootstrap.wbxml");
 
-/// The LwM2M bootstrap (the JSON form of docs/uicc.md).
+/// The LwM2M bootstrap (the JSON form of docs/standard-cards.md).
 const LWM2M: &str = r#"{"format": 1, "objects": [
   {"id": 0, "instances": [{"id": 0, "resources": [
     {"id": 0, "value": {"type": "string", "value": "coaps://bs.example.com:5684"}},

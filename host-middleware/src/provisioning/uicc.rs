@@ -1,5 +1,5 @@
 //! The smartcard bootstrap of a plain UICC applied to the device tree
-//! (docs/uicc.md, "Applying the bootstrap"; docs/bootstrap.md §7).
+//! (docs/standard-cards.md, "Applying the bootstrap"; docs/bootstrap.md §7).
 //!
 //! - the OMA DM bootstrap (OID 2.23.43.7.1, a WBXML OMA DM message) goes
 //!   through the same SyncML path as the HTTP bootstrap
@@ -284,7 +284,7 @@ fn leaf(name: String, value: &Value) -> Node {
     }
 }
 
-/// The device-tree form of a LwM2M bootstrap (docs/uicc.md): the MO
+/// The device-tree form of a LwM2M bootstrap (docs/standard-cards.md): the MO
 /// `./LwM2M` with one node per object, instance and resource
 /// (`./LwM2M/0/0/0`), and per resource instance of a multiple resource
 /// (`./LwM2M/0/0/8/1`). Leaves carry the value with its Format: `chr`

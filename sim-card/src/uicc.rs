@@ -10,6 +10,20 @@
 //! `01`) before reading the data-object files it protects. Anything else is answered with the ISO status word
 //! and changes nothing. It plugs into the vpcd bridge as a
 //! [`VirtualCard`](crate::vpcd::VirtualCard).
+//!
+//! # Persistence
+//!
+//! The card's persistent content (file tree, keys, try counters) is a
+//! [`UiccState`]. [`SimUicc::process_saving`] hands it to a [`UiccStore`] at
+//! each change, before the answer: after UPDATE BINARY, and for VERIFY
+//! once the try counter has gone down and before the comparison decides
+//! (then again when a right value restores the counter). A save that fails
+//! is answered `6581` (memory failure): an update is undone, and a VERIFY
+//! whose counter could not be saved compares nothing. [`PersistentUicc`]
+//! is the card with its store, as a [`VirtualCard`]; [`StateFile`] keeps
+//! a state document in one owner-only file, locked while in use and
+//! replaced atomically at each save, as the applet's
+//! [`FileStore`](crate::file_store::FileStore) does.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -31,6 +45,10 @@ const ADM1: u8 = 0x0A;
 const ADM_TRIES: u8 = 3;
 const PIN1: u8 = 0x01;
 const PIN1_TRIES: u8 = 3;
+/// The ADM1 try limit.
+pub const ADM1_MAX_TRIES: u8 = ADM_TRIES;
+/// The PIN1 try limit.
+pub const PIN1_MAX_TRIES: u8 = PIN1_TRIES;
 /// EF(AODF) of the profile when PIN1 protects a file.
 const FID_AODF: u16 = 0x6431;
 
@@ -353,6 +371,44 @@ impl SimUicc {
         self.pin1_tries
     }
 
+    /// ADM1 tries left.
+    pub fn adm1_tries(&self) -> u8 {
+        self.adm_tries
+    }
+
+    /// The card's persistent content, as a state file keeps it.
+    pub fn state(&self) -> UiccState {
+        UiccState {
+            mf: self.mf.clone(),
+            adm1: self.adm1,
+            adm1_tries: self.adm_tries,
+            pin1: self.pin1,
+            pin1_files: self.pin1_files.clone(),
+            pin1_tries: self.pin1_tries,
+            t0: self.t0,
+        }
+    }
+
+    /// A card with a saved content (powered off: no channel but the basic
+    /// one, nothing verified), after checking it is one this card can run.
+    pub fn from_state(state: UiccState) -> Result<SimUicc, UiccStateError> {
+        state.check()?;
+        let mut channels = vec![None; MAX_CHANNELS];
+        channels[0] = Some(Channel::default());
+        Ok(SimUicc {
+            mf: state.mf,
+            channels,
+            adm1: state.adm1,
+            adm_tries: state.adm1_tries,
+            adm_verified: false,
+            pin1: state.pin1,
+            pin1_files: state.pin1_files,
+            pin1_tries: state.pin1_tries,
+            pin1_verified: false,
+            t0: state.t0,
+        })
+    }
+
     /// The content of a transparent EF at a path of file IDs under the MF
     /// (for tests).
     pub fn file(&self, fids: &[u16]) -> Option<&[u8]> {
@@ -412,8 +468,14 @@ impl SimUicc {
         }
     }
 
-    /// Processes one command APDU.
+    /// Processes one command APDU; changes live in memory only.
     pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        self.process_saving(apdu, &mut InMemory)
+    }
+
+    /// Processes one command APDU, saving every change to `store` before
+    /// answering (see the module documentation).
+    pub fn process_saving(&mut self, apdu: &[u8], store: &mut dyn UiccStore) -> Vec<u8> {
         let Ok(cmd) = dmsc_card_model::apdu::Command::decode(apdu) else {
             return sw(0x6700);
         };
@@ -433,8 +495,8 @@ impl SimUicc {
             0xC0 => self.get_response(ch, le),
             0xB0 => self.read_binary(ch, cmd.p1, cmd.p2, le),
             0xB2 => self.read_record(ch, cmd.p1, cmd.p2, le),
-            0xD6 => self.update_binary(ch, cmd.p1, cmd.p2, &cmd.data),
-            0x20 => self.verify(cmd.p1, cmd.p2, &cmd.data),
+            0xD6 => self.update_binary(ch, cmd.p1, cmd.p2, &cmd.data, store),
+            0x20 => self.verify(cmd.p1, cmd.p2, &cmd.data, store),
             _ => sw(0x6D00),
         }
     }
@@ -690,7 +752,14 @@ impl SimUicc {
         ok(rec.clone())
     }
 
-    fn update_binary(&mut self, ch: usize, p1: u8, p2: u8, data: &[u8]) -> Vec<u8> {
+    fn update_binary(
+        &mut self,
+        ch: usize,
+        p1: u8,
+        p2: u8,
+        data: &[u8],
+        store: &mut dyn UiccStore,
+    ) -> Vec<u8> {
         if p1 & 0x80 != 0 {
             return sw(0x6A81);
         }
@@ -713,13 +782,30 @@ impl SimUicc {
         let Some(end) = offset.checked_add(data.len()).filter(|e| *e <= d.len()) else {
             return sw(0x6B00);
         };
+        let old = d[offset..end].to_vec();
         d[offset..end].copy_from_slice(data);
-        sw(0x9000)
+        if self.save(store) {
+            return sw(0x9000);
+        }
+        // Not saved: the update did not happen.
+        if let Some(Node::Ef {
+            body: EfBody::Transparent(d),
+            ..
+        }) = self.node_mut(&ef)
+        {
+            d[offset..end].copy_from_slice(&old);
+        }
+        sw(0x6581)
+    }
+
+    /// Saves the persistent content; `false` if the store failed.
+    fn save(&self, store: &mut dyn UiccStore) -> bool {
+        store.save(&self.state()).is_ok()
     }
 
     /// VERIFY of PIN1 (`01`): the verified state is card-wide (PIN1 is a
     /// global key reference, TS 102 221 §9.5.1) and ends at reset.
-    fn verify_pin1(&mut self, data: &[u8]) -> Vec<u8> {
+    fn verify_pin1(&mut self, data: &[u8], store: &mut dyn UiccStore) -> Vec<u8> {
         let Some(pin1) = self.pin1 else {
             return sw(0x6A88);
         };
@@ -736,10 +822,20 @@ impl SimUicc {
         if data.len() != 8 {
             return sw(0x6700);
         }
-        // The counter goes down before the comparison.
+        // The counter goes down, and is saved, before the comparison.
+        let before = self.pin1_tries;
         self.pin1_tries -= 1;
+        self.pin1_verified = false;
+        if !self.save(store) {
+            return sw(0x6581);
+        }
         if bool::from(data.ct_eq(&pin1)) {
             self.pin1_tries = PIN1_TRIES;
+            if !self.save(store) {
+                // The saved counter stays one lower; so does this one.
+                self.pin1_tries = before - 1;
+                return sw(0x6581);
+            }
             self.pin1_verified = true;
             sw(0x9000)
         } else {
@@ -748,9 +844,9 @@ impl SimUicc {
         }
     }
 
-    fn verify(&mut self, p1: u8, p2: u8, data: &[u8]) -> Vec<u8> {
+    fn verify(&mut self, p1: u8, p2: u8, data: &[u8], store: &mut dyn UiccStore) -> Vec<u8> {
         if p1 == 0x00 && p2 == PIN1 {
-            return self.verify_pin1(data);
+            return self.verify_pin1(data, store);
         }
         if p1 != 0x00 || p2 != ADM1 {
             return sw(0x6A88);
@@ -765,16 +861,438 @@ impl SimUicc {
                 vec![0x63, 0xC0 | self.adm_tries]
             };
         }
-        // The counter goes down before the comparison.
+        // The counter goes down, and is saved, before the comparison.
+        let before = self.adm_tries;
         self.adm_tries -= 1;
+        self.adm_verified = false;
+        if !self.save(store) {
+            return sw(0x6581);
+        }
         if data.len() == 8 && bool::from(data.ct_eq(&self.adm1)) {
             self.adm_tries = ADM_TRIES;
+            if !self.save(store) {
+                self.adm_tries = before - 1;
+                return sw(0x6581);
+            }
             self.adm_verified = true;
             sw(0x9000)
         } else {
             self.adm_verified = false;
             vec![0x63, 0xC0 | self.adm_tries]
         }
+    }
+}
+
+/// The persistent content of a [`SimUicc`]: what survives a power cycle
+/// and what a state file keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiccState {
+    /// The file tree from the MF.
+    pub mf: Node,
+    /// The ADM1 key (key reference `0A`).
+    pub adm1: [u8; 8],
+    /// ADM1 tries left (0: blocked).
+    pub adm1_tries: u8,
+    /// PIN1 (key reference `01`) as VERIFY carries it, if the card has one.
+    pub pin1: Option<[u8; 8]>,
+    /// The EFs (by file ID) whose READ BINARY needs PIN1.
+    pub pin1_files: Vec<u16>,
+    /// PIN1 tries left (0: blocked).
+    pub pin1_tries: u8,
+    /// Answer SELECT with `61xx` (T=0 style).
+    pub t0: bool,
+}
+
+/// A saved content the card cannot run; names where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct UiccStateError {
+    /// Where: a file path such as `3F00/7F50/6432`, or a field name.
+    pub at: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn invalid(at: impl Into<String>, problem: impl Into<String>) -> UiccStateError {
+    UiccStateError {
+        at: at.into(),
+        problem: problem.into(),
+    }
+}
+
+impl UiccState {
+    /// The content of the EF at a path of file IDs under the MF.
+    pub fn file(&self, fids: &[u16]) -> Option<&EfBody> {
+        let mut node = &self.mf;
+        for f in fids {
+            let Node::Df { children, .. } = node else {
+                return None;
+            };
+            node = children.iter().find(|c| c.fid() == *f)?;
+        }
+        match node {
+            Node::Ef { body, .. } => Some(body),
+            Node::Df { .. } => None,
+        }
+    }
+
+    /// Checks that the card can run this content: an MF `3F00`, file IDs
+    /// unique in each DF, AIDs of 1 to 16 bytes, transparent EFs of 1 to
+    /// 65535 bytes, 1 to 254 records of one length (1 to 255) in a linear
+    /// fixed EF, try counters within their limits, PIN1 of 4 to 8 digits.
+    pub fn check(&self) -> Result<(), UiccStateError> {
+        fn walk(node: &Node, at: &str, depth: usize) -> Result<(), UiccStateError> {
+            if depth > 8 {
+                return Err(invalid(at, "DFs nested deeper than 8 levels"));
+            }
+            match node {
+                Node::Df { aid, children, .. } => {
+                    if let Some(a) = aid {
+                        if a.is_empty() || a.len() > 16 {
+                            return Err(invalid(
+                                at,
+                                format!("an AID of {} bytes (1 to 16)", a.len()),
+                            ));
+                        }
+                    }
+                    let mut seen = Vec::new();
+                    for c in children {
+                        let here = alloc::format!("{at}/{:04X}", c.fid());
+                        if seen.contains(&c.fid()) {
+                            return Err(invalid(here, "file ID used twice in one DF"));
+                        }
+                        if matches!(c.fid(), 0x3F00 | 0x7FFF | 0xFFFF) {
+                            return Err(invalid(here, "a reserved file ID"));
+                        }
+                        seen.push(c.fid());
+                        walk(c, &here, depth + 1)?;
+                    }
+                    Ok(())
+                }
+                Node::Ef { body, .. } => match body {
+                    EfBody::Transparent(d) if d.is_empty() || d.len() > 0xFFFF => Err(invalid(
+                        at,
+                        format!("a transparent EF of {} bytes (1 to 65535)", d.len()),
+                    )),
+                    EfBody::Transparent(_) => Ok(()),
+                    EfBody::LinearFixed {
+                        record_len,
+                        records,
+                    } => {
+                        if !(1..=255).contains(record_len) {
+                            return Err(invalid(
+                                at,
+                                format!("record length {record_len} (1 to 255)"),
+                            ));
+                        }
+                        if records.is_empty() || records.len() > 254 {
+                            return Err(invalid(
+                                at,
+                                format!("{} records (1 to 254)", records.len()),
+                            ));
+                        }
+                        match records.iter().position(|r| r.len() != *record_len) {
+                            Some(i) => Err(invalid(
+                                at,
+                                format!(
+                                    "record {} has {} bytes, not the record length {record_len}",
+                                    i + 1,
+                                    records[i].len()
+                                ),
+                            )),
+                            None => Ok(()),
+                        }
+                    }
+                },
+            }
+        }
+        match &self.mf {
+            Node::Df {
+                fid: 0x3F00,
+                aid: None,
+                ..
+            } => walk(&self.mf, "3F00", 0)?,
+            _ => {
+                return Err(invalid(
+                    "mf",
+                    "the root is not the MF (a DF 3F00 without AID)",
+                ))
+            }
+        }
+        if self.adm1_tries > ADM_TRIES {
+            return Err(invalid(
+                "adm1.tries_left",
+                format!("{} is more than the limit {ADM_TRIES}", self.adm1_tries),
+            ));
+        }
+        if self.pin1_tries > PIN1_TRIES {
+            return Err(invalid(
+                "pin1.tries_left",
+                format!("{} is more than the limit {PIN1_TRIES}", self.pin1_tries),
+            ));
+        }
+        if let Some(p) = &self.pin1 {
+            let digits = p.iter().take_while(|b| **b != 0xFF).count();
+            if !(4..=8).contains(&digits)
+                || !p[..digits].iter().all(u8::is_ascii_digit)
+                || p[digits..].iter().any(|b| *b != 0xFF)
+            {
+                return Err(invalid("pin1.value", "PIN1 is 4 to 8 digits"));
+            }
+        } else if !self.pin1_files.is_empty() {
+            return Err(invalid("pin1", "files need PIN1 but the card has none"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a [`SimUicc`] saves its persistent content.
+pub trait UiccStore {
+    /// Makes `state` durable; the card answers only once this returned
+    /// `Ok` (an `Err` is answered `6581`).
+    fn save(&mut self, state: &UiccState) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// No store: the content lives as long as the card object.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl UiccStore for InMemory {
+    fn save(&mut self, _: &UiccState) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
+/// A [`SimUicc`] saving each change to its store before it answers.
+#[derive(Debug)]
+pub struct PersistentUicc<S> {
+    card: SimUicc,
+    store: S,
+}
+
+impl<S: UiccStore> PersistentUicc<S> {
+    /// The card and where it saves.
+    pub fn new(card: SimUicc, store: S) -> Self {
+        PersistentUicc { card, store }
+    }
+
+    /// The card.
+    pub fn card(&self) -> &SimUicc {
+        &self.card
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: UiccStore + Send> VirtualCard for PersistentUicc<S> {
+    fn atr(&self) -> Vec<u8> {
+        UICC_ATR.to_vec()
+    }
+
+    fn power(&mut self, _event: Power) {
+        self.card.reset();
+    }
+
+    fn transmit(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        Some(self.card.process_saving(apdu, &mut self.store))
+    }
+}
+
+/// Why a UICC state file cannot be opened, created or saved; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// Another process (or handle) holds the file's lock.
+    #[error("{}: in use by another process (it holds the state file's lock); stop it first", .path.display())]
+    InUse {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The file was replaced or linked by someone else while held.
+    #[error("{}: the state file was replaced or linked by another process; nothing was written", .path.display())]
+    Replaced {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// A file-system operation failed.
+    #[error("{}: cannot {step}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was being done.
+        step: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One state document in one file: owner-only (0600), locked exclusively
+/// while this handle lives (the lock on the file itself, as
+/// [`FileStore`](crate::file_store::FileStore) does), and replaced at each
+/// save by a new file that is written, synced and locked before it is
+/// renamed over the old one (then the directory is synced), so the file
+/// holds the old document or the new one after a crash at any point.
+#[derive(Debug)]
+pub struct StateFile {
+    disk: crate::disk::OsDisk,
+    path: std::path::PathBuf,
+    real: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+const STATE_LOCK_ATTEMPTS: usize = 3;
+
+impl StateFile {
+    fn at(path: &std::path::Path) -> Result<StateFile, StateFileError> {
+        use crate::disk::Disk;
+        let mut disk = crate::disk::OsDisk::default();
+        let real = disk.resolve(path).map_err(|source| StateFileError::Io {
+            path: path.to_path_buf(),
+            step: "resolve the path of",
+            source,
+        })?;
+        let dir = match real.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let mut tmp = real.clone().into_os_string();
+        tmp.push(".tmp");
+        Ok(StateFile {
+            disk,
+            path: path.to_path_buf(),
+            real,
+            tmp: tmp.into(),
+            dir,
+        })
+    }
+
+    fn io(&self, step: &'static str) -> impl FnOnce(std::io::Error) -> StateFileError + '_ {
+        move |source| StateFileError::Io {
+            path: self.path.clone(),
+            step,
+            source,
+        }
+    }
+
+    /// Locks the existing file (its content is not read).
+    fn lock(&mut self) -> Result<(), StateFileError> {
+        use crate::disk::Disk;
+        for _ in 0..STATE_LOCK_ATTEMPTS {
+            let held = match self.disk.lock(&self.real) {
+                Ok(h) => h,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(StateFileError::InUse {
+                        path: self.path.clone(),
+                    })
+                }
+                Err(source) => {
+                    return Err(StateFileError::Io {
+                        path: self.path.clone(),
+                        step: "open and lock",
+                        source,
+                    })
+                }
+            };
+            // Replaced between the open and the lock: lock the new one.
+            if self.disk.identity(&self.real).ok() == Some(held.id) {
+                if held.links != 1 {
+                    return Err(StateFileError::Replaced {
+                        path: self.path.clone(),
+                    });
+                }
+                let _ = self.disk.remove(&self.tmp);
+                return Ok(());
+            }
+        }
+        Err(StateFileError::InUse {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Opens and locks an existing state file and reads it.
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<(StateFile, Vec<u8>), StateFileError> {
+        use crate::disk::Disk;
+        let mut file = StateFile::at(path.as_ref())?;
+        file.lock()?;
+        let bytes = file.disk.read(&file.real).map_err(file.io("read"))?;
+        Ok((file, bytes))
+    }
+
+    /// Writes a new state file with `bytes`. An existing file is refused
+    /// unless `replace`; then it is locked first (refused while in use) and
+    /// replaced atomically, whatever it held.
+    pub fn create(
+        path: impl AsRef<std::path::Path>,
+        bytes: &[u8],
+        replace: bool,
+    ) -> Result<StateFile, StateFileError> {
+        use crate::disk::Disk;
+        let mut file = StateFile::at(path.as_ref())?;
+        let exists = file.disk.exists(&file.real).map_err(file.io("check"))?;
+        if exists {
+            if !replace {
+                return Err(StateFileError::Io {
+                    path: file.path.clone(),
+                    step: "create",
+                    source: std::io::ErrorKind::AlreadyExists.into(),
+                });
+            }
+            file.lock()?;
+        }
+        file.write(bytes, exists)?;
+        Ok(file)
+    }
+
+    /// Replaces the held file's content with `bytes` (see [`StateFile`]).
+    pub fn save(&mut self, bytes: &[u8]) -> Result<(), StateFileError> {
+        self.write(bytes, true)
+    }
+
+    fn write(&mut self, bytes: &[u8], held: bool) -> Result<(), StateFileError> {
+        use crate::disk::Disk;
+        let _ = self.disk.remove(&self.tmp);
+        let tmp = self.tmp.clone();
+        let result = (|| {
+            self.disk
+                .create_new(&tmp)
+                .map_err(self.io("create the temporary file of"))?;
+            self.disk.write_all(&tmp, bytes).map_err(self.io("write"))?;
+            self.disk.sync_file(&tmp).map_err(self.io("sync"))?;
+            if held {
+                let now = self.disk.held().map_err(self.io("check"))?;
+                if self.disk.identity(&self.real).ok() != Some(now.id) || now.links != 1 {
+                    return Err(StateFileError::Replaced {
+                        path: self.path.clone(),
+                    });
+                }
+            } else if self.disk.exists(&self.real).map_err(self.io("check"))? {
+                return Err(StateFileError::Io {
+                    path: self.path.clone(),
+                    step: "create",
+                    source: std::io::ErrorKind::AlreadyExists.into(),
+                });
+            }
+            self.disk
+                .rename(&tmp, &self.real)
+                .map_err(self.io("rename the new state over"))?;
+            self.disk
+                .sync_dir(&self.dir)
+                .map_err(self.io("sync the directory of"))?;
+            self.disk.hold_new().map_err(self.io("hold"))
+        })();
+        if result.is_err() {
+            let _ = self.disk.remove(&tmp);
+        }
+        result
+    }
+
+    /// The file as named when opened.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 }
 
@@ -975,5 +1493,208 @@ mod tests {
             &c.file(&[0x7F50, 0x6432]).unwrap_or_default()[..2],
             &[0xAA, 0xBB]
         );
+    }
+
+    /// Records every saved state; fails every save while `fail`.
+    #[derive(Default)]
+    struct Log {
+        saved: Vec<UiccState>,
+        fail: bool,
+    }
+
+    impl UiccStore for Log {
+        fn save(
+            &mut self,
+            state: &UiccState,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            if self.fail {
+                return Err("disk full".into());
+            }
+            self.saved.push(state.clone());
+            Ok(())
+        }
+    }
+
+    fn protected() -> SimUicc {
+        let profile = UiccProfile {
+            iccid: vec![0x98; 10],
+            lwm2m_bootstrap: Some(vec![0x00; 4]),
+            lwm2m_size: 16,
+            dm_bootstrap: None,
+            lwm2m_oid_do: true,
+            adm1: *b"12345678",
+            t0: false,
+        };
+        SimUicc::with_pin1(&profile, Pin1::from_digits(b"1234", true, true))
+    }
+
+    /// The persistence checks on any card behaviour: what the card answers
+    /// is already in the store (a wrong PIN's lower counter, an update's
+    /// data), and a VERIFY whose counter cannot be saved decides nothing.
+    /// `Err` names the first check that fails.
+    fn saved_before_answer(
+        card: &mut dyn FnMut(&[u8], &mut Log) -> Vec<u8>,
+    ) -> Result<(), &'static str> {
+        let mut log = Log::default();
+        let mut pin = vec![0x00, 0x20, 0x00, 0x01, 0x08];
+        pin.extend_from_slice(b"9999\xFF\xFF\xFF\xFF");
+        if card(&pin, &mut log) != [0x63, 0xC2] {
+            return Err("a wrong PIN was not counted");
+        }
+        if log.saved.last().map(|s| s.pin1_tries) != Some(2) {
+            return Err("a wrong PIN was answered before its counter was saved");
+        }
+        let mut adm = vec![0x00, 0x20, 0x00, 0x0A, 0x08];
+        adm.extend_from_slice(b"12345678");
+        card(&adm, &mut log);
+        card(
+            &[0x00, 0xA4, 0x08, 0x0C, 0x04, 0x7F, 0x50, 0x64, 0x32],
+            &mut log,
+        );
+        if card(&[0x00, 0xD6, 0x00, 0x00, 0x02, 0xAA, 0xBB], &mut log) != [0x90, 0x00] {
+            return Err("the update was refused");
+        }
+        let saved = log
+            .saved
+            .last()
+            .and_then(|s| match s.file(&[0x7F50, 0x6432]) {
+                Some(EfBody::Transparent(d)) => Some(d[..2].to_vec()),
+                _ => None,
+            });
+        if saved != Some(vec![0xAA, 0xBB]) {
+            return Err("an update was answered before it was saved");
+        }
+        log.fail = true;
+        pin[5..9].copy_from_slice(b"1234");
+        if card(&pin, &mut log) == [0x90, 0x00] {
+            return Err("a VERIFY was decided although its counter could not be saved");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn changes_are_saved_before_the_answer_and_broken_variants_are_caught() {
+        let mut c = protected();
+        assert_eq!(
+            saved_before_answer(&mut |a, log| c.process_saving(a, log)),
+            Ok(())
+        );
+        // Broken: write-back, the store gets a change only with the next command.
+        let mut c = protected();
+        let mut pending: Option<UiccState> = None;
+        assert_eq!(
+            saved_before_answer(&mut |a, log| {
+                if let Some(s) = pending.take() {
+                    let _ = log.save(&s);
+                }
+                let r = c.process(a);
+                pending = Some(c.state());
+                r
+            }),
+            Err("a wrong PIN was answered before its counter was saved")
+        );
+        // Broken: saved after processing, a failed save ignored.
+        let mut c = protected();
+        assert_eq!(
+            saved_before_answer(&mut |a, log| {
+                let r = c.process(a);
+                let _ = log.save(&c.state());
+                r
+            }),
+            Err("a VERIFY was decided although its counter could not be saved")
+        );
+    }
+
+    #[test]
+    fn a_failed_save_undoes_the_update_and_keeps_the_lower_counter() {
+        let mut c = protected();
+        let mut log = Log::default();
+        let mut adm = vec![0x00, 0x20, 0x00, 0x0A, 0x08];
+        adm.extend_from_slice(b"12345678");
+        assert_eq!(c.process_saving(&adm, &mut log), vec![0x90, 0x00]);
+        c.process(&[0x00, 0xA4, 0x08, 0x0C, 0x04, 0x7F, 0x50, 0x64, 0x32]);
+        log.fail = true;
+        let upd = [0x00, 0xD6, 0x00, 0x00, 0x02, 0xAA, 0xBB];
+        assert_eq!(c.process_saving(&upd, &mut log), vec![0x65, 0x81]);
+        assert_eq!(&c.file(&[0x7F50, 0x6432]).unwrap()[..2], &[0x00, 0x00]);
+        // A right ADM1 whose counter cannot be saved is not verified.
+        c.reset();
+        assert_eq!(c.process_saving(&adm, &mut log), vec![0x65, 0x81]);
+        assert_eq!(c.adm1_tries(), 2);
+        c.process(&[0x00, 0xA4, 0x08, 0x0C, 0x04, 0x7F, 0x50, 0x64, 0x32]);
+        assert_eq!(c.process(&upd), vec![0x69, 0x82]);
+    }
+
+    #[test]
+    fn a_state_round_trips_and_bad_states_are_named() {
+        let mut c = protected();
+        let mut wrong = vec![0x00, 0x20, 0x00, 0x01, 0x08];
+        wrong.extend_from_slice(b"9999\xFF\xFF\xFF\xFF");
+        c.process(&wrong);
+        let again = SimUicc::from_state(c.state()).unwrap();
+        assert_eq!(again.state(), c.state());
+        assert_eq!(again.pin1_tries(), 2);
+        let mut s = c.state();
+        s.pin1_tries = 4;
+        assert_eq!(
+            SimUicc::from_state(s).unwrap_err().to_string(),
+            "pin1.tries_left: 4 is more than the limit 3"
+        );
+        let mut s = c.state();
+        if let Node::Df { children, .. } = &mut s.mf {
+            children.push(children[0].clone());
+        }
+        assert_eq!(
+            SimUicc::from_state(s).unwrap_err().to_string(),
+            "3F00/2FE2: file ID used twice in one DF"
+        );
+        let mut s = c.state();
+        s.mf = Node::Df {
+            fid: 0x7F10,
+            aid: None,
+            children: vec![],
+        };
+        assert!(SimUicc::from_state(s)
+            .unwrap_err()
+            .to_string()
+            .starts_with("mf: "));
+        let mut s = c.state();
+        s.pin1 = None;
+        assert!(SimUicc::from_state(s).is_err());
+    }
+
+    #[test]
+    fn a_state_file_is_owner_only_locked_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uicc.state");
+        let mut f = StateFile::create(&path, b"one", false).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(matches!(
+            StateFile::open(&path),
+            Err(StateFileError::InUse { .. })
+        ));
+        assert!(StateFile::create(&path, b"x", false).is_err());
+        assert!(matches!(
+            StateFile::create(&path, b"x", true),
+            Err(StateFileError::InUse { .. })
+        ));
+        f.save(b"two").unwrap();
+        // Still held after the save replaced the file.
+        assert!(matches!(
+            StateFile::open(&path),
+            Err(StateFileError::InUse { .. })
+        ));
+        drop(f);
+        let (_g, bytes) = StateFile::open(&path).unwrap();
+        assert_eq!(bytes, b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left");
+        let e = StateFile::open(dir.path().join("missing")).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
     }
 }

@@ -941,33 +941,46 @@ impl SqliteRecords {
     }
 }
 
-impl Records for SqliteRecords {
-    fn location(&self) -> &str {
-        &self.name
-    }
-    fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
-        claim_in(self, a)
-    }
-    fn finish(
-        &self,
-        job: &str,
-        card_id: &str,
-        attempt: i64,
-        outcome: Result<Option<UsedKeys>, String>,
-        finished: jiff::Timestamp,
-    ) -> Result<(), RecordError> {
-        finish_in(self, job, card_id, attempt, outcome, finished)
-    }
-    fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
-        records_in(self, job)
-    }
-    fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
-        claim_status_in(self, job, card_id)
-    }
-    fn check_writable(&self) -> Result<(), RecordError> {
-        check_writable_in(self)
-    }
+/// `Records` for a [`Backend`]: every operation is the one claim algorithm
+/// above, run on that database.
+macro_rules! records_on_backend {
+    ($store:ty) => {
+        impl Records for $store {
+            fn location(&self) -> &str {
+                Backend::name(self)
+            }
+            fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
+                claim_in(self, a)
+            }
+            fn finish(
+                &self,
+                job: &str,
+                card_id: &str,
+                attempt: i64,
+                outcome: Result<Option<UsedKeys>, String>,
+                finished: jiff::Timestamp,
+            ) -> Result<(), RecordError> {
+                finish_in(self, job, card_id, attempt, outcome, finished)
+            }
+            fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
+                records_in(self, job)
+            }
+            fn claim_status(
+                &self,
+                job: &str,
+                card_id: &str,
+            ) -> Result<Option<Status>, RecordError> {
+                claim_status_in(self, job, card_id)
+            }
+            fn check_writable(&self) -> Result<(), RecordError> {
+                check_writable_in(self)
+            }
+        }
+    };
 }
+pub(crate) use records_on_backend;
+
+records_on_backend!(SqliteRecords);
 
 /// The digest of a profile: SHA-256 over, for every object in order, its
 /// reference, its ACL (empty when none) and its value (an MO's type and

@@ -425,33 +425,7 @@ fn migrate(client: &mut Client, name: &str) -> Result<(), RecordError> {
         .map_err(pg_err(name, "committing the schema migration"))
 }
 
-impl Records for PgRecords {
-    fn location(&self) -> &str {
-        &self.name
-    }
-    fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
-        claim_in(self, a)
-    }
-    fn finish(
-        &self,
-        job: &str,
-        card_id: &str,
-        attempt: i64,
-        outcome: Result<Option<UsedKeys>, String>,
-        finished: jiff::Timestamp,
-    ) -> Result<(), RecordError> {
-        finish_in(self, job, card_id, attempt, outcome, finished)
-    }
-    fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
-        records_in(self, job)
-    }
-    fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
-        claim_status_in(self, job, card_id)
-    }
-    fn check_writable(&self) -> Result<(), RecordError> {
-        check_writable_in(self)
-    }
-}
+super::records_on_backend!(PgRecords);
 
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::unwrap_used)]

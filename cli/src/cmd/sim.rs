@@ -31,12 +31,23 @@ pub enum SimCommand {
         well-known GlobalPlatform test keys 404142…4F (key version 0x30) and a warning is \
         printed. --pin/--puk take values on the command line ONLY because this \
         personalises a test card; every other command reads PINs from a file, the \
-        environment or a prompt."
+        environment or a prompt.\n\nWith --uicc PROFILE.json the state file is a simulated \
+        UICC instead (a JSON document, docs/standard-cards.md): `dmsc uicc --sim-uicc PATH` \
+        and `dmsc uicc serve` use it and save every change (UPDATE BINARY, try counters) to \
+        it before the card answers."
     )]
     Init {
         /// The new state file
         #[arg(value_name = "PATH")]
         path: PathBuf,
+        /// Make a simulated UICC from this JSON profile (docs/standard-cards.md) instead
+        /// of a dmsc applet card
+        #[arg(
+            long,
+            value_name = "PROFILE.json",
+            conflicts_with_all = ["authority", "pin", "puk", "capacity", "failure_limit"]
+        )]
+        uicc: Option<PathBuf>,
         /// Name of the card's first authority (its administrator)
         #[arg(long, default_value = "admin", value_name = "NAME")]
         authority: String,
@@ -90,6 +101,13 @@ pub fn run(ctx: &Ctx, cmd: &SimCommand, port_on_command_line: bool) -> Result<Co
     match cmd {
         SimCommand::Init {
             path,
+            uicc: Some(profile),
+            force,
+            ..
+        } => init_uicc(ctx, profile, path, *force)?,
+        SimCommand::Init {
+            path,
+            uicc: None,
             authority,
             pin,
             puk,
@@ -247,6 +265,29 @@ fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
     println!(
         "memory       {} bytes, failure limit {}",
         out.capacity, out.failure_limit
+    );
+    Ok(())
+}
+
+/// `dmsc sim init --uicc PROFILE PATH`.
+fn init_uicc(ctx: &Ctx, profile: &Path, path: &Path, force: bool) -> Result<()> {
+    let out = crate::cmd::uicc::init_state_file(profile, path, force)?;
+    if ctx.json {
+        return print_json(&out);
+    }
+    println!(
+        "{} simulated UICC {}",
+        if out.replaced { "replaced" } else { "created" },
+        out.path
+    );
+    println!("ICCID        {}", out.iccid.as_deref().unwrap_or("-"));
+    println!(
+        "keys         ADM1{} (3 tries each; saved with every change)",
+        if out.pin1 { ", PIN1" } else { "" }
+    );
+    println!(
+        "format       {} schema {}",
+        out.format, out.state_schema_version
     );
     Ok(())
 }

@@ -452,3 +452,208 @@ fn apply_reads_a_pin_protected_bootstrap_with_dmsc_pin_and_says_how_without() {
         );
     }
 }
+
+/// `dmsc sim init --uicc PROFILE FILE` in the test's directory.
+fn init_state(dir: &std::path::Path, profile: &str) {
+    std::fs::write(dir.join("profile.json"), profile).unwrap();
+    run(dir, &["sim", "init", "--uicc", "profile.json", "card.uicc"]).expect(0);
+}
+
+fn state_json(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("card.uicc")).unwrap()).unwrap()
+}
+
+fn write_new_lifetime(dir: &std::path::Path, card: &str, key: &str) -> common::Out {
+    std::fs::write(
+        dir.join("new.json"),
+        r#"{"objects": [{"id": 1, "instances": [{"id": 0, "resources": [
+        {"id": 1, "value": {"type": "integer", "value": 600}}]}]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("adm.key"), key).unwrap();
+    run(
+        dir,
+        &[
+            "uicc",
+            "--sim-uicc",
+            card,
+            "write-lwm2m",
+            "new.json",
+            "--adm-key-file",
+            "adm.key",
+        ],
+    )
+}
+
+#[test]
+fn sim_init_uicc_writes_an_owner_only_state_file_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    init_state(dir.path(), PROTECTED);
+    let j = state_json(dir.path());
+    assert_eq!(j["format"], "dmsc-uicc-state");
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["iccid"], "98103254769810325476");
+    assert_eq!(j["pin1"]["tries_left"], 3);
+    assert_eq!(j["adm1"]["tries_left"], 3);
+    assert_eq!(j["files"]["fid"], "3F00");
+    assert_eq!(j["files"]["children"][0]["fid"], "2FE2");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("card.uicc"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let before = std::fs::read(dir.path().join("card.uicc")).unwrap();
+    let again = run(
+        dir.path(),
+        &["sim", "init", "--uicc", "profile.json", "card.uicc"],
+    );
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("--force"), "{again:?}");
+    assert_eq!(std::fs::read(dir.path().join("card.uicc")).unwrap(), before);
+    let j = run(
+        dir.path(),
+        &[
+            "--json",
+            "sim",
+            "init",
+            "--uicc",
+            "profile.json",
+            "card.uicc",
+            "--force",
+        ],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(j["replaced"], true);
+    assert_eq!(j["format"], "dmsc-uicc-state");
+    // The applet's options do not go with --uicc.
+    let out = run(
+        dir.path(),
+        &[
+            "sim",
+            "init",
+            "--uicc",
+            "profile.json",
+            "x",
+            "--pin",
+            "1234",
+        ],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
+fn an_update_stays_in_the_state_file_and_a_bare_profile_forgets_it() {
+    let dir = dir_with(PROFILE);
+    init_state(dir.path(), PROFILE);
+    write_new_lifetime(dir.path(), "card.uicc", "3838383838383838\n").expect(0);
+    let tree = run(
+        dir.path(),
+        &["uicc", "--sim-uicc", "card.uicc", "lwm2m", "--tree"],
+    )
+    .expect(0);
+    assert_eq!(tree.stdout, "/1/0/1 = 600\n", "{tree:?}");
+    // A bare profile keeps its changes in memory only.
+    write_new_lifetime(dir.path(), "uicc.json", "3838383838383838\n").expect(0);
+    let tree = run(
+        dir.path(),
+        &["uicc", "--sim-uicc", "uicc.json", "lwm2m", "--tree"],
+    )
+    .expect(0);
+    assert!(tree.stdout.contains("/1/0/1 = 86400\n"), "{tree:?}");
+}
+
+#[test]
+fn wrong_pins_across_runs_block_pin1_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    init_state(dir.path(), PROTECTED);
+    let args = ["uicc", "--sim-uicc", "card.uicc", "lwm2m"];
+    let first = run_env(dir.path(), &args, &[("DMSC_PIN", "1357")]).expect(7);
+    assert!(first.stderr.contains("2 tries left"), "{first:?}");
+    // The lower counter is in the file once the command has answered.
+    assert_eq!(state_json(dir.path())["pin1"]["tries_left"], 2);
+    let second = run_env(dir.path(), &args, &[("DMSC_PIN", "1357")]).expect(7);
+    assert!(second.stderr.contains("1 tries left"), "{second:?}");
+    let third = run_env(dir.path(), &args, &[("DMSC_PIN", "1357")]).expect(5);
+    assert!(third.stderr.contains("is blocked"), "{third:?}");
+    let right = run_env(dir.path(), &args, &[("DMSC_PIN", "2468")]).expect(5);
+    assert!(right.stderr.contains("is blocked"), "{right:?}");
+    assert!(!right.stdout.contains("coaps://"), "{right:?}");
+    assert_eq!(state_json(dir.path())["pin1"]["tries_left"], 0);
+}
+
+#[test]
+fn wrong_adm_keys_across_runs_block_adm1_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    init_state(dir.path(), PROFILE);
+    for left in ["63C2", "63C1", "63C0"] {
+        let out = write_new_lifetime(dir.path(), "card.uicc", "3030303030303030\n");
+        assert_ne!(out.code, 0);
+        assert!(out.stderr.contains(left), "{out:?}");
+    }
+    assert_eq!(state_json(dir.path())["adm1"]["tries_left"], 0);
+    let out = write_new_lifetime(dir.path(), "card.uicc", "3838383838383838\n");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("6983"), "{out:?}");
+    let tree = run(
+        dir.path(),
+        &["uicc", "--sim-uicc", "card.uicc", "lwm2m", "--tree"],
+    )
+    .expect(0);
+    assert!(tree.stdout.contains("/1/0/1 = 86400\n"), "{tree:?}");
+}
+
+#[test]
+fn a_bad_state_file_is_named_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    init_state(dir.path(), PROFILE);
+    let good = std::fs::read_to_string(dir.path().join("card.uicc")).unwrap();
+    let cases = [
+        (good[..good.len() / 2].to_string(), "truncated"),
+        (
+            good.replacen("dmsc-uicc-state", "dmsc-card-state", 1),
+            "format 'dmsc-card-state' is not a UICC state file",
+        ),
+        (
+            good.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
+            "schema_version 2 is newer than this dmsc reads (1)",
+        ),
+        (
+            good.replacen("\"size\": 10,", "\"size\": 12,", 1),
+            "3F00/2FE2: data_hex has 10 bytes, size says 12",
+        ),
+        (
+            good.replacen("\"tries_left\": 3", "\"tries_left\": 9", 1),
+            "adm1.tries_left: 9 is more than the limit 3",
+        ),
+    ];
+    for (text, problem) in cases {
+        std::fs::write(dir.path().join("bad.uicc"), &text).unwrap();
+        for args in [
+            &["uicc", "--sim-uicc", "bad.uicc", "info"][..],
+            &["uicc", "--sim-uicc", "bad.uicc", "lwm2m"][..],
+        ] {
+            let out = run(dir.path(), args);
+            assert_ne!(out.code, 0, "{out:?}");
+            assert!(
+                out.stderr.contains("UICC state file bad.uicc") && out.stderr.contains(problem),
+                "{problem}: {out:?}"
+            );
+        }
+        let out = write_new_lifetime(dir.path(), "bad.uicc", "3838383838383838\n");
+        assert_ne!(out.code, 0, "{out:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("bad.uicc")).unwrap(),
+            text
+        );
+    }
+    // An applet card state is not a UICC.
+    run(dir.path(), &["sim", "init", "applet.state"]).expect(0);
+    let out = run(dir.path(), &["uicc", "--sim-uicc", "applet.state", "info"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("applet card state"), "{out:?}");
+}

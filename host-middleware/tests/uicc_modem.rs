@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dmsc_host::transport::modem::ModemTransport;
+use dmsc_host::transport::modem::{ModemError, ModemTransport};
 use dmsc_host::uicc::{self, lwm2m::Value, UiccError};
 use dmsc_host::{HostError, Session, TransportError};
 use dmsc_sim_card::uicc::{SimUicc, UiccProfile};
@@ -150,8 +150,10 @@ fn cme_error_is_a_clear_error() {
     let mut s = Session::new(ModemTransport::open(&path, Duration::from_secs(10)).unwrap());
     let e = uicc::read_lwm2m_bootstrap(&mut s).unwrap_err();
     match &e {
-        UiccError::Card(HostError::Transport(TransportError::Other(text))) => {
-            assert!(text.contains("+CME ERROR: 10"), "{text}")
+        UiccError::Card(HostError::Transport(TransportError::Modem(m)))
+            if matches!(**m, ModemError::Cme { .. }) =>
+        {
+            assert!(m.to_string().contains("+CME ERROR: 10"), "{m}")
         }
         other => panic!("{other:?}"),
     }

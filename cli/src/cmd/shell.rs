@@ -21,6 +21,7 @@ use dmsc_host::session::manager::{
     SessionError, SessionId, SessionLimits, SessionManager, SlotDir,
 };
 use dmsc_host::session::relay::{relay, RelayError};
+use dmsc_host::transport::{NoReset, SessionFailure};
 use dmsc_host::{
     AuthorityKeySet, CardCommands, ChannelInfo, ExclusiveSession, HostError, Transport,
     TransportError,
@@ -265,17 +266,22 @@ impl ShellCard for Shared {
 fn host_to_transport(e: HostError) -> TransportError {
     match e {
         HostError::Transport(t) => t,
-        other => TransportError::Other(format!("in the authority session: {other}")),
+        other => TransportError::AuthoritySession(SessionFailure::new(other)),
     }
 }
 
+/// What [`SessionManager::with`] refuses with: the session expired or is gone
+/// (`TooMany`, `WrongAuthority` and `Slots` are refusals to open one).
 fn session_to_transport(e: SessionError) -> TransportError {
     match e {
         SessionError::Host(h) => host_to_transport(h),
-        SessionError::Expired { idle, .. } => {
-            TransportError::Other(format!("authority session ended after {} idle", show(idle)))
+        SessionError::Expired { idle, .. } => TransportError::SessionExpired { idle },
+        other @ (SessionError::Unknown(_)
+        | SessionError::TooMany { .. }
+        | SessionError::WrongAuthority { .. }
+        | SessionError::Slots { .. }) => {
+            TransportError::AuthoritySession(SessionFailure::new(other))
         }
-        other => TransportError::Other(other.to_string()),
     }
 }
 
@@ -291,7 +297,7 @@ fn secured_apdu(
         *sm_failed |= e.ends_channel();
         match e {
             RelayError::Card(h) => host_to_transport(h),
-            other => TransportError::Other(other.to_string()),
+            RelayError::NotACommand(e) => TransportError::NotACommand(e),
         }
     })
 }
@@ -349,7 +355,7 @@ struct Handle {
 }
 
 fn no_card() -> TransportError {
-    TransportError::Other("the shell's card is not available".into())
+    TransportError::CardUnavailable
 }
 
 impl Transport for Handle {
@@ -462,9 +468,7 @@ impl Transport for InTransaction<'_, '_> {
     }
 
     fn reset(&mut self) -> Result<(), TransportError> {
-        Err(TransportError::Other(
-            "a reset would end the authority session: log out first".into(),
-        ))
+        Err(TransportError::NoReset(NoReset::AuthoritySession))
     }
 
     fn reader_name(&self) -> &str {

@@ -80,9 +80,112 @@ pub enum TransportError {
     /// The card's answer is not a response APDU (shorter than its status word).
     #[error("malformed response from the card: {0} bytes, shorter than a status word")]
     MalformedResponse(usize),
-    /// Any other failure, with the PC/SC (or backend) error text.
+    /// The card in the reader does not respond (mute or unpowered).
+    #[error("the card in '{reader}' does not respond (mute or unpowered)")]
+    Unresponsive {
+        /// The reader's name.
+        reader: String,
+    },
+    /// The reader could not exchange the APDU with the card
+    /// (`SCARD_E_NOT_TRANSACTED`), typically because the card was removed.
+    #[error(
+        "the reader '{reader}' could not exchange the APDU with the card \
+         (SCARD_E_NOT_TRANSACTED); the card may have been removed"
+    )]
+    NotTransacted {
+        /// The reader's name.
+        reader: String,
+    },
+    /// Any other PC/SC failure.
+    #[cfg(feature = "pcsc")]
+    #[error("PC/SC error {source:?} (0x{:08X}): {source}", *.source as u32)]
+    Pcsc {
+        /// The PC/SC error.
+        #[source]
+        source: ::pcsc::Error,
+    },
+    /// The modem behind the transport failed (other than by a timeout, which
+    /// is [`TransportError::Timeout`]).
+    #[cfg(unix)]
     #[error("{0}")]
-    Other(String),
+    Modem(#[source] Box<modem::ModemError>),
+    /// The transport cannot reset the card.
+    #[error("{0}")]
+    NoReset(NoReset),
+    /// The card is not available to this transport (a shell that lost it).
+    #[error("the card is not available")]
+    CardUnavailable,
+    /// The bytes given to a relaying transport are not a command APDU.
+    #[error("not a command APDU: {0}")]
+    NotACommand(#[source] dmsc_card_model::apdu::ApduError),
+    /// The authority session a relaying transport sends through failed (the
+    /// session's error, e.g. a `HostError`, is in [`SessionFailure::get`]).
+    #[error("in the authority session: {0}")]
+    AuthoritySession(#[source] SessionFailure),
+    /// The authority session a relaying transport sends through was ended
+    /// after `idle` without use.
+    #[error("authority session ended after {} idle", whole_duration(*.idle))]
+    SessionExpired {
+        /// How long it had been idle.
+        idle: core::time::Duration,
+    },
+}
+
+/// Why a transport cannot reset its card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoReset {
+    /// A modem's SIM: `AT+CSIM` has no reset.
+    #[error("a modem's SIM cannot be reset through AT+CSIM")]
+    ModemSim,
+    /// A reset would end the authority session the transport sends through.
+    #[error("a reset would end the authority session: log out first")]
+    AuthoritySession,
+}
+
+/// The error of the session layer above a transport that relays through an
+/// authority session, kept whole (compared by identity).
+#[derive(Debug, Clone)]
+pub struct SessionFailure(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SessionFailure {
+    /// Keeps `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> SessionFailure {
+        SessionFailure(std::sync::Arc::new(e))
+    }
+
+    /// The session's error (downcast it to its type).
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl PartialEq for SessionFailure {
+    fn eq(&self, other: &SessionFailure) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SessionFailure {}
+
+impl fmt::Display for SessionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A duration in whole seconds, as people write it (`6m`, `1h 5s`).
+fn whole_duration(d: core::time::Duration) -> String {
+    let whole = core::time::Duration::from_secs(d.as_secs());
+    match jiff::SignedDuration::try_from(whole) {
+        Ok(d) => format!("{d:#}"),
+        Err(_) => format!("{}s", whole.as_secs()),
+    }
 }
 
 fn no_reader_message(pattern: &Option<String>, available: &[String]) -> String {
@@ -289,6 +392,48 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed causes read as the messages did, and keep their sources.
+    #[test]
+    fn typed_causes_read_well_and_keep_their_sources() {
+        use std::error::Error as _;
+        let e = TransportError::SessionExpired {
+            idle: core::time::Duration::from_millis(365_500),
+        };
+        assert_eq!(e.to_string(), "authority session ended after 6m 5s idle");
+        assert_eq!(
+            TransportError::NoReset(NoReset::AuthoritySession).to_string(),
+            "a reset would end the authority session: log out first"
+        );
+        let inner = TransportError::CardRemoved;
+        let e = TransportError::AuthoritySession(SessionFailure::new(inner.clone()));
+        assert_eq!(
+            e.to_string(),
+            "in the authority session: the card was removed"
+        );
+        assert!(e.source().is_some());
+        let TransportError::AuthoritySession(f) = &e else {
+            unreachable!()
+        };
+        assert_eq!(f.get().downcast_ref::<TransportError>(), Some(&inner));
+        assert_eq!(e.clone(), e);
+        #[cfg(unix)]
+        {
+            let m = TransportError::Modem(Box::new(modem::ModemError::Closed));
+            assert_eq!(m.to_string(), "modem: the device was closed");
+            assert!(m.source().is_some());
+        }
+        #[cfg(feature = "pcsc")]
+        {
+            let p = TransportError::Pcsc {
+                source: ::pcsc::Error::CardUnsupported,
+            };
+            assert!(p
+                .to_string()
+                .starts_with("PC/SC error CardUnsupported (0x8010001C): "));
+            assert!(p.source().is_some());
+        }
+    }
 
     fn readers(names: &[&str]) -> Vec<ReaderInfo> {
         names

@@ -10,7 +10,7 @@
 //!   answer) arriving between lines are skipped.
 //! - `ERROR` and `+CME ERROR: <n>` are [`ModemError`]s; a modem that stops
 //!   answering is a timeout. Both reach the session as
-//!   [`TransportError`]s (`Timeout`, or `Other` with the modem's words).
+//!   [`TransportError`]s (`Timeout`, or `Modem` with the modem's error).
 //!
 //! Logical channels are opened with MANAGE CHANNEL inside `AT+CSIM`, as
 //! modem libraries do; `AT+CCHO`/`AT+CGLA` are not used.
@@ -93,7 +93,7 @@ impl From<ModemError> for TransportError {
     fn from(e: ModemError) -> TransportError {
         match e {
             ModemError::Timeout { .. } => TransportError::Timeout,
-            other => TransportError::Other(other.to_string()),
+            other => TransportError::Modem(Box::new(other)),
         }
     }
 }
@@ -432,9 +432,7 @@ impl Transport for ModemTransport {
     }
 
     fn reset(&mut self) -> Result<(), TransportError> {
-        Err(TransportError::Other(
-            "a modem's SIM cannot be reset through AT+CSIM".into(),
-        ))
+        Err(TransportError::NoReset(crate::transport::NoReset::ModemSim))
     }
 
     fn reader_name(&self) -> &str {

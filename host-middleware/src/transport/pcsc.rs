@@ -106,17 +106,13 @@ fn map_error(e: pcsc::Error, reader: &str) -> TransportError {
         E::SharingViolation => TransportError::SharingViolation,
         E::Timeout => TransportError::Timeout,
         E::Cancelled => TransportError::Cancelled,
-        E::UnresponsiveCard | E::UnpoweredCard => TransportError::Other(format!(
-            "the card in '{reader}' does not respond (mute or unpowered): {e}"
-        )),
-        E::NotTransacted => TransportError::Other(format!(
-            "the reader '{reader}' could not exchange the APDU with the card \
-             (SCARD_E_NOT_TRANSACTED); the card may have been removed"
-        )),
-        other => TransportError::Other(format!(
-            "PC/SC error {other:?} (0x{:08X}): {other}",
-            other as u32
-        )),
+        E::UnresponsiveCard | E::UnpoweredCard => TransportError::Unresponsive {
+            reader: reader.to_string(),
+        },
+        E::NotTransacted => TransportError::NotTransacted {
+            reader: reader.to_string(),
+        },
+        source => TransportError::Pcsc { source },
     }
 }
 

@@ -110,9 +110,16 @@ pub enum UiccError {
         /// What is wrong (never the PIN).
         detail: String,
     },
-    /// MANAGE CHANNEL found no free channel, or the card gave a bad number.
-    #[error("MANAGE CHANNEL: {0}")]
-    Channel(String),
+    /// MANAGE CHANNEL open answered with something other than a channel
+    /// number from 1 to 19.
+    #[error(
+        "MANAGE CHANNEL: the card assigned channel {} (1 to 19 expected)",
+        hex::encode_upper(.assigned)
+    )]
+    BadChannel {
+        /// The card's answer (the data of its response).
+        assigned: Vec<u8>,
+    },
     /// A path that cannot be selected.
     #[error("bad path {path}: {detail}")]
     BadPath {
@@ -205,10 +212,9 @@ impl<'c, C: CardCommands + ?Sized> Uicc<'c, C> {
                 self.channel = *n;
                 Ok(*n)
             }
-            other => Err(UiccError::Channel(format!(
-                "the card assigned channel {} (1 to 19 expected)",
-                hex::encode_upper(other)
-            ))),
+            other => Err(UiccError::BadChannel {
+                assigned: other.to_vec(),
+            }),
         }
     }
 

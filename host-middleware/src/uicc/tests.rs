@@ -33,6 +33,20 @@ fn further_channel_uses_4x_class_and_closes() {
 }
 
 #[test]
+fn a_channel_number_out_of_range_is_refused_with_the_answer() {
+    let mut s = session(&[("0070000001", "149000")]);
+    let e = Uicc::new(&mut s).open_channel().unwrap_err();
+    assert!(
+        matches!(&e, UiccError::BadChannel { assigned } if assigned == &[0x14]),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "MANAGE CHANNEL: the card assigned channel 14 (1 to 19 expected)"
+    );
+}
+
+#[test]
 fn t0_style_61xx_after_select_fetches_on_the_same_channel() {
     // A T=0 UICC answers SELECT with 61xx; GET RESPONSE must carry the
     // channel's class byte (02), not 00 (which would read the basic channel).

@@ -176,7 +176,7 @@ struct StateDoc {
 }
 
 /// A key reference: its value (ADM1 in hex, PIN1 as its digits) and counter.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 struct KeyDoc {
     value: String,
@@ -288,7 +288,7 @@ fn file_doc(node: &Node, pin1_files: &[u16]) -> FileDoc {
 }
 
 /// The state file document of a card.
-pub(crate) fn state_document(card: &SimUicc) -> Result<Vec<u8>> {
+pub(crate) fn state_document(card: &SimUicc) -> Result<Zeroizing<Vec<u8>>> {
     let state = card.state();
     let doc = StateDoc {
         format: STATE_FORMAT.into(),
@@ -314,7 +314,8 @@ pub(crate) fn state_document(card: &SimUicc) -> Result<Vec<u8>> {
         }),
         files: file_doc(&state.mf, &state.pin1_files),
     };
-    let mut text = serde_json::to_vec_pretty(&doc).context("cannot encode the UICC state")?;
+    let mut text =
+        Zeroizing::new(serde_json::to_vec_pretty(&doc).context("cannot encode the UICC state")?);
     text.push(b'\n');
     Ok(text)
 }
@@ -575,8 +576,10 @@ fn looks_like_state(bytes: &[u8]) -> bool {
 /// The simulated UICC of `--sim-uicc FILE`: a state file (locked while in
 /// use, saved at each change) or a bare profile.
 fn sim_card(path: &std::path::Path) -> Result<SimCard> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the simulated UICC {}", path.display()))?;
+    let bytes = Zeroizing::new(
+        std::fs::read(path)
+            .with_context(|| format!("cannot read the simulated UICC {}", path.display()))?,
+    );
     if bytes.starts_with(&dmsc_sim_card::file_store::MAGIC) {
         return Err(anyhow::anyhow!(
             "{} is a dmsc applet card state (for --sim), not a UICC state file",
@@ -584,14 +587,17 @@ fn sim_card(path: &std::path::Path) -> Result<SimCard> {
         ));
     }
     if !looks_like_state(&bytes) {
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("UICC profile {}: not UTF-8 text", path.display()))?;
+        let text = Zeroizing::new(
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| anyhow::anyhow!("UICC profile {}: not UTF-8 text", path.display()))?,
+        );
         return ProfileJson::parse(&text)
             .and_then(|p| p.to_card())
             .map(|c| SimCard::Memory(Box::new(c)))
             .with_context(|| format!("UICC profile {}", path.display()));
     }
     let (file, bytes) = StateFile::open(path)?;
+    let bytes = Zeroizing::new(bytes);
     let card = state_of(&bytes).with_context(|| format!("UICC state file {}", path.display()))?;
     Ok(SimCard::Saved(Box::new(PersistentUicc::new(
         card,

@@ -154,7 +154,7 @@ pub enum TreeError {
         source: std::io::Error,
     },
     /// The index is not valid JSON or not an index.
-    #[error("{path}: line {line}, column {column}: {message}")]
+    #[error("{path}: line {line}, column {column}: {}", without_position(.source))]
     CorruptIndex {
         /// The index file.
         path: PathBuf,
@@ -163,7 +163,8 @@ pub enum TreeError {
         /// 1-based column.
         column: usize,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// A TNDS file of the tree does not parse.
     #[error("{path}: {source}")]
@@ -174,17 +175,85 @@ pub enum TreeError {
         #[source]
         source: MoError,
     },
-    /// The index names an MO whose file is missing, or other inconsistencies.
+    /// The tree's files contradict each other; [`Inconsistency`] says how.
     #[error("{0}")]
-    Inconsistent(String),
+    Inconsistent(#[source] Inconsistency),
     /// The directory is not a device tree (and was not to be created).
     #[error("{}: {reason}", path.display())]
     NotATree {
         /// The directory.
         path: PathBuf,
-        /// Why it is not taken for one, and what to do.
-        reason: String,
+        /// Why it is not taken for one (the message says what to do).
+        reason: NotATree,
     },
+    /// The index could not be serialized.
+    #[error("cannot write the index: {0}")]
+    IndexNotWritten(#[source] serde_json::Error),
+    /// [`DirectoryTree::apply_crashing_at`] stopped at its crash point.
+    #[error("simulated crash ({0:?})")]
+    SimulatedCrash(CrashPoint),
+}
+
+/// serde_json's message without its " at line L column C" (the error names them).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((head, _)) => head.to_string(),
+        None => text,
+    }
+}
+
+/// How the files of a device tree contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// `current` points to something that is not a tree directory.
+    #[error("{}: `current` points to {}, which is not a tree directory", .root.display(), .target.display())]
+    CurrentNotATree {
+        /// The device tree.
+        root: PathBuf,
+        /// Where `current` points.
+        target: PathBuf,
+    },
+    /// The index names an MO, but there is no current tree to hold it.
+    #[error("the index names {uri} but there is no current tree")]
+    NoCurrentTree {
+        /// The MO's root URI.
+        uri: String,
+    },
+    /// The index has a schema version this version does not read.
+    #[error("{}: schema_version {found} is not {expected}", .path.display())]
+    SchemaVersion {
+        /// The index file.
+        path: PathBuf,
+        /// Its schema version.
+        found: u32,
+        /// The one read here.
+        expected: u32,
+    },
+}
+
+/// Why a directory is not taken for a device tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotATree {
+    /// The directory does not exist.
+    #[error("no such directory: check the path, or create a device tree there (--init)")]
+    Missing,
+    /// The path is not a directory.
+    #[error("not a directory")]
+    NotADirectory,
+    /// A directory without the marker, `trees/` or `current`.
+    #[error(
+        "not a device tree (it has no {MARKER_FILE}, trees/ or current): check the path, or \
+         create a device tree there (--init, which takes only an empty or new directory)"
+    )]
+    NoMarker,
+    /// A directory that holds other files (a tree is created only in a new or
+    /// empty directory).
+    #[error(
+        "not empty and not a device tree: a device tree is created only in a new or empty \
+         directory"
+    )]
+    NotEmpty,
 }
 
 /// The file that marks a directory as a device tree (docs/device-tree.md).
@@ -392,28 +461,20 @@ impl DirectoryTree {
     /// `current`, and then gets the marker. Anything else is
     /// [`TreeError::NotATree`].
     pub fn open_existing(root: &Path) -> Result<DirectoryTree, TreeError> {
-        let not = |reason: String| TreeError::NotATree {
+        let not = |reason: NotATree| TreeError::NotATree {
             path: root.to_path_buf(),
             reason,
         };
         match fs::metadata(root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not(
-                    "no such directory: check the path, or create a device tree there \
-                     (--init)"
-                        .into(),
-                ))
+                return Err(not(NotATree::Missing))
             }
             Err(e) => return Err(io(root)(e)),
-            Ok(m) if !m.is_dir() => return Err(not("not a directory".into())),
+            Ok(m) if !m.is_dir() => return Err(not(NotATree::NotADirectory)),
             Ok(_) => {}
         }
         if !Self::is_device_tree(root)? {
-            return Err(not(format!(
-                "not a device tree (it has no {MARKER_FILE}, trees/ or current): check the \
-                 path, or create a device tree there (--init, which takes only an empty or \
-                 new directory)"
-            )));
+            return Err(not(NotATree::NoMarker));
         }
         Self::finish_open(root, Arc::new(OsFiles))
     }
@@ -433,7 +494,7 @@ impl DirectoryTree {
         if root.exists() && !root.is_dir() {
             return Err(TreeError::NotATree {
                 path: root.to_path_buf(),
-                reason: "not a directory".into(),
+                reason: NotATree::NotADirectory,
             });
         }
         if root.is_dir() && !Self::is_device_tree(root)? {
@@ -441,9 +502,7 @@ impl DirectoryTree {
             if entries.next().is_some() {
                 return Err(TreeError::NotATree {
                     path: root.to_path_buf(),
-                    reason: "not empty and not a device tree: a device tree is created only \
-                             in a new or empty directory"
-                        .into(),
+                    reason: NotATree::NotEmpty,
                 });
             }
         }
@@ -609,11 +668,10 @@ impl DirectoryTree {
         let current = self.current_dir()?;
         if let Some(dir) = &current {
             if self.files.kind(dir).map_err(io(dir))? != Some(EntryKind::Dir) {
-                return Err(TreeError::Inconsistent(format!(
-                    "{}: `current` points to {}, which is not a tree directory",
-                    self.root.display(),
-                    dir.display()
-                )));
+                return Err(TreeError::Inconsistent(Inconsistency::CurrentNotATree {
+                    root: self.root.clone(),
+                    target: dir.clone(),
+                }));
             }
         }
         let trees = self.root.join("trees");
@@ -665,7 +723,6 @@ impl DirectoryTree {
         change: &TreeChange,
         crash: Option<CrashPoint>,
     ) -> Result<(), TreeError> {
-        let crashed = || TreeError::Inconsistent("simulated crash".into());
         let mut index = self.index()?;
         let current = self.current_dir()?;
         let number = self.next_number()?;
@@ -697,9 +754,9 @@ impl DirectoryTree {
                 continue;
             }
             let Some(dir) = &current else {
-                return Err(TreeError::Inconsistent(format!(
-                    "the index names {uri} but there is no current tree"
-                )));
+                return Err(TreeError::Inconsistent(Inconsistency::NoCurrentTree {
+                    uri: uri.clone(),
+                }));
             };
             let file = format!("mo/{}", file_name_for(uri));
             self.carry_file(&dir.join(&entry.file), &staging.join(&file))?;
@@ -716,7 +773,7 @@ impl DirectoryTree {
                 },
             );
             if i == 0 && crash == Some(CrashPoint::MidStaging) {
-                return Err(crashed());
+                return Err(TreeError::SimulatedCrash(CrashPoint::MidStaging));
             }
         }
         match &change.last_card {
@@ -725,8 +782,7 @@ impl DirectoryTree {
             LastCard::Clear => index.last_card = None,
         }
         index.schema_version = INDEX_SCHEMA_VERSION;
-        let text = serde_json::to_string_pretty(&index)
-            .map_err(|e| TreeError::Inconsistent(format!("cannot write the index: {e}")))?;
+        let text = serde_json::to_string_pretty(&index).map_err(TreeError::IndexNotWritten)?;
         self.write(&staging.join("tree.json"), text.as_bytes())?;
         if self.regression == Some(Regression::RenameBeforeSync) {
             // The broken order: the switch is made durable before the new
@@ -739,14 +795,14 @@ impl DirectoryTree {
             //    directories and its entry in `trees/` are on the medium.
             self.sync_fs(&staging)?;
             if crash == Some(CrashPoint::BeforeSwitch) {
-                return Err(crashed());
+                return Err(TreeError::SimulatedCrash(CrashPoint::BeforeSwitch));
             }
             // 3. The switch, then DIR synced: the change is durable.
             self.switch_to(&rel)?;
             self.sync_dir(&self.root)?;
         }
         if crash == Some(CrashPoint::AfterSwitch) {
-            return Err(crashed());
+            return Err(TreeError::SimulatedCrash(CrashPoint::AfterSwitch));
         }
         // 4. The old generation goes (a crash before leaves it to the next
         //    open).
@@ -768,24 +824,19 @@ impl DeviceTree for DirectoryTree {
             path: path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
-        let index: TreeIndex = serde_json::from_str(&text).map_err(|e| {
-            let text = e.to_string();
-            TreeError::CorruptIndex {
+        let index: TreeIndex =
+            serde_json::from_str(&text).map_err(|source| TreeError::CorruptIndex {
                 path: path.clone(),
-                line: e.line(),
-                column: e.column(),
-                message: text
-                    .rsplit_once(" at line ")
-                    .map(|(h, _)| h.to_string())
-                    .unwrap_or(text.clone()),
-            }
-        })?;
+                line: source.line(),
+                column: source.column(),
+                source,
+            })?;
         if index.schema_version != INDEX_SCHEMA_VERSION {
-            return Err(TreeError::Inconsistent(format!(
-                "{}: schema_version {} is not {INDEX_SCHEMA_VERSION}",
-                path.display(),
-                index.schema_version
-            )));
+            return Err(TreeError::Inconsistent(Inconsistency::SchemaVersion {
+                path,
+                found: index.schema_version,
+                expected: INDEX_SCHEMA_VERSION,
+            }));
         }
         Ok(index)
     }
@@ -808,5 +859,49 @@ impl DeviceTree for DirectoryTree {
 
     fn apply(&mut self, change: &TreeChange) -> Result<(), TreeError> {
         self.apply_crashing_at(change, None)
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The typed causes read as the messages did; a corrupt index keeps
+    /// serde_json's error as its source.
+    #[test]
+    fn typed_causes_read_well_and_keep_their_sources() {
+        let e = TreeError::NotATree {
+            path: PathBuf::from("/d"),
+            reason: NotATree::Missing,
+        };
+        assert_eq!(
+            e.to_string(),
+            "/d: no such directory: check the path, or create a device tree there (--init)"
+        );
+        let e = TreeError::Inconsistent(Inconsistency::SchemaVersion {
+            path: PathBuf::from("/d/tree.json"),
+            found: 9,
+            expected: INDEX_SCHEMA_VERSION,
+        });
+        assert_eq!(
+            e.to_string(),
+            format!("/d/tree.json: schema_version 9 is not {INDEX_SCHEMA_VERSION}")
+        );
+        assert!(e.source().is_some());
+        let Err(source) = serde_json::from_str::<TreeIndex>("{\n  \"mos\": 5\n}") else {
+            panic!("not an index")
+        };
+        let e = TreeError::CorruptIndex {
+            path: PathBuf::from("/d/tree.json"),
+            line: source.line(),
+            column: source.column(),
+            source,
+        };
+        assert_eq!(
+            e.to_string(),
+            "/d/tree.json: line 2, column 10: invalid type: integer `5`, expected a map"
+        );
+        assert!(e.source().is_some());
     }
 }

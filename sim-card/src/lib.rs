@@ -12,6 +12,8 @@ pub mod disk;
 pub mod fault;
 #[cfg(feature = "std")]
 pub mod file_store;
+#[cfg(all(feature = "std", unix))]
+pub mod modem;
 #[cfg(feature = "std")]
 pub mod sim;
 pub mod state;

@@ -2,7 +2,9 @@
 //! record's content (compact binary form).
 
 use dmsc_card_model::commands::{MoRecord, ObjectData, ObjectValue};
-use dmsc_card_model::objects::{check_uri, Acl, ObjectKind, ObjectRef, Principal, Right};
+use dmsc_card_model::objects::{
+    check_uri, Acl, ModelError, ObjectKind, ObjectRef, Principal, Right,
+};
 
 use super::tree::{MgmtTree, Node};
 use super::{BinaryFault, MoError};
@@ -48,9 +50,10 @@ pub enum MoCardError {
         #[source]
         source: MoError,
     },
-    /// The options do not fit the tree (e.g. `--uri` with several top-level nodes).
+    /// The options do not fit the tree (e.g. `--uri` with several top-level
+    /// nodes); [`MoUsage`] says how.
     #[error("{0}")]
-    Usage(String),
+    Usage(#[source] MoUsage),
     /// The MO's root lies inside or above another MO record: one node would
     /// be held by two records (docs/provisioning.md, "One record per node").
     #[error("{}", overlap_message(uri, existing, *relation))]
@@ -114,7 +117,7 @@ pub enum MoCardError {
     /// card in their new form. Rerunning the same put completes it (storing an
     /// MO again is idempotent); deleting them undoes it.
     #[error(
-        "{uri}: {source}; the rollback failed as well ({rollback_error}): the card now holds \
+        "{uri}: {source}; the rollback failed as well ({rollback}): the card now holds \
          these MO(s) from this run: {}. Run the same put again to complete it, or delete them",
         left.join(", ")
     )]
@@ -124,11 +127,86 @@ pub enum MoCardError {
         /// Why.
         #[source]
         source: Box<HostError>,
-        /// What the rollback could not undo.
-        rollback_error: String,
+        /// The first MO the rollback could not undo, and why.
+        rollback: Box<RollbackFailure>,
         /// The MOs of this run left on the card, in their new form.
         left: Vec<String>,
     },
+}
+
+/// How the caller's options or the card's listing do not fit an MO operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoUsage {
+    /// The MO URI given is not valid.
+    #[error("invalid MO URI '{uri}': {source}")]
+    InvalidUri {
+        /// The URI.
+        uri: String,
+        /// What is wrong with it.
+        #[source]
+        source: ModelError,
+    },
+    /// The node path given is not valid.
+    #[error("invalid MO path '{path}': {source}")]
+    InvalidPath {
+        /// The path.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: ModelError,
+    },
+    /// The MO URI has no parent (`./DMAcc`, not `DMAcc`).
+    #[error("MO URI '{uri}' has no '/' (e.g. ./DMAcc)")]
+    NoParent {
+        /// The URI.
+        uri: String,
+    },
+    /// A URI was given for a tree with several (or no) top-level nodes.
+    #[error("a URI can be given only for a tree with one top-level node (this one has {nodes})")]
+    NotOneTopNode {
+        /// How many top-level nodes the tree has.
+        nodes: usize,
+    },
+    /// The card's list of MO records holds another kind of object.
+    #[error("the card listed a non-MO object")]
+    NonMoListed,
+    /// An ACL was given for a node that goes into an existing record, which
+    /// keeps its own ACL.
+    #[error(
+        "{node} goes into the card's MO record {record}, which keeps its ACL: copy without an \
+         ACL and set it with `dmsc acl set mo:{record}`"
+    )]
+    AclInsideRecord {
+        /// The node's URI.
+        node: String,
+        /// The record that holds it.
+        record: String,
+    },
+}
+
+/// The first MO that a rollback could not undo.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{uri}: {cause}")]
+pub struct RollbackFailure {
+    /// The MO.
+    pub uri: String,
+    /// Why it stays.
+    #[source]
+    pub cause: RollbackFault,
+}
+
+/// Why a rollback left an MO as stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackFault {
+    /// Restoring, reading or deleting it failed on the card.
+    #[error("{0}")]
+    Card(#[source] HostError),
+    /// The caller cannot read it, so it may have existed before.
+    #[error("not readable by this caller, so it may have existed before: left as stored")]
+    NotReadable,
+    /// It existed before without being readable by the caller.
+    #[error("it existed before without being readable by this caller: left as stored")]
+    ExistedUnreadable,
 }
 
 /// Where an MO root lies relative to an existing record.
@@ -208,16 +286,22 @@ pub fn enclosing<'a>(
 /// Places a one-node tree at `uri`: the root node's name and path are set
 /// from it.
 pub fn rooted_at(tree: &MgmtTree, uri: &str) -> Result<MgmtTree, MoCardError> {
-    check_uri(uri).map_err(|e| MoCardError::Usage(format!("invalid MO URI '{uri}': {e}")))?;
+    check_uri(uri).map_err(|source| {
+        MoCardError::Usage(MoUsage::InvalidUri {
+            uri: uri.to_string(),
+            source,
+        })
+    })?;
     let [node] = tree.nodes.as_slice() else {
-        return Err(MoCardError::Usage(format!(
-            "a URI can be given only for a tree with one top-level node (this one has {})",
-            tree.nodes.len()
-        )));
+        return Err(MoCardError::Usage(MoUsage::NotOneTopNode {
+            nodes: tree.nodes.len(),
+        }));
     };
-    let (parent, name) = uri
-        .rsplit_once('/')
-        .ok_or_else(|| MoCardError::Usage(format!("MO URI '{uri}' has no '/' (e.g. ./DMAcc)")))?;
+    let (parent, name) = uri.rsplit_once('/').ok_or_else(|| {
+        MoCardError::Usage(MoUsage::NoParent {
+            uri: uri.to_string(),
+        })
+    })?;
     let mut node: Node = node.clone();
     node.name = name.to_string();
     node.path = Some(parent.to_string());
@@ -334,34 +418,28 @@ fn roll_back<C: CardCommands + ?Sized>(
 ) -> MoCardError {
     let mut undone = Vec::new();
     let mut left = Vec::new();
-    let mut first_error: Option<String> = None;
+    let mut first_error: Option<RollbackFailure> = None;
     let now = list_mos(card).ok();
     for (uri, old) in stored.iter().rev() {
         let object = ObjectRef::Mo(uri.clone());
         let result = match old {
             Some(data) => card
                 .put_object(&object, &data.value, Some(&data.acl))
-                .map_err(|e| e.to_string()),
+                .map_err(RollbackFault::Card),
             None => {
                 let readable = now
                     .as_ref()
                     .is_some_and(|l| l.iter().any(|(u, _)| u == uri));
                 if !readable {
-                    Err(
-                        "not readable by this caller, so it may have existed before: left as \
-                         stored"
-                            .to_string(),
-                    )
+                    Err(RollbackFault::NotReadable)
                 } else {
                     match card.read_object(&object) {
                         Ok(ObjectData {
                             value: ObjectValue::Mo(m),
                             ..
-                        }) if m.version == 1 => card.delete(&object).map_err(|e| e.to_string()),
-                        Ok(_) => Err("it existed before without being readable by this \
-                                      caller: left as stored"
-                            .to_string()),
-                        Err(e) => Err(e.to_string()),
+                        }) if m.version == 1 => card.delete(&object).map_err(RollbackFault::Card),
+                        Ok(_) => Err(RollbackFault::ExistedUnreadable),
+                        Err(e) => Err(RollbackFault::Card(e)),
                     }
                 }
             }
@@ -369,7 +447,10 @@ fn roll_back<C: CardCommands + ?Sized>(
         match result {
             Ok(()) => undone.push(uri.clone()),
             Err(e) => {
-                first_error.get_or_insert(format!("{uri}: {e}"));
+                first_error.get_or_insert(RollbackFailure {
+                    uri: uri.clone(),
+                    cause: e,
+                });
                 left.push(uri.clone());
             }
         }
@@ -382,10 +463,10 @@ fn roll_back<C: CardCommands + ?Sized>(
             source: Box::new(source),
             undone,
         },
-        Some(rollback_error) => MoCardError::PartlyStored {
+        Some(rollback) => MoCardError::PartlyStored {
             uri: failed.to_string(),
             source: Box::new(source),
-            rollback_error,
+            rollback: Box::new(rollback),
             left,
         },
     }
@@ -513,7 +594,12 @@ pub fn get_node<C: CardCommands + ?Sized>(
     card: &mut C,
     path: &str,
 ) -> Result<(CardMo, String), MoCardError> {
-    check_uri(path).map_err(|e| MoCardError::Usage(format!("invalid MO path '{path}': {e}")))?;
+    check_uri(path).map_err(|source| {
+        MoCardError::Usage(MoUsage::InvalidPath {
+            path: path.to_string(),
+            source,
+        })
+    })?;
     let listed = list_mos(card)?;
     let Some((record, rel)) = enclosing(listed.iter().map(|(u, _)| u.as_str()), path) else {
         return Err(MoCardError::NotFoundOrNotPermitted {
@@ -585,7 +671,7 @@ pub fn read_all_mos<C: CardCommands + ?Sized>(
             .into_iter()
             .map(|r| {
                 let ObjectRef::Mo(uri) = r.object else {
-                    return Err(MoCardError::Usage("the card listed a non-MO object".into()));
+                    return Err(MoCardError::Usage(MoUsage::NonMoListed));
                 };
                 let ObjectValue::Mo(record) = r.data.value else {
                     return Err(MoCardError::Format {
@@ -632,4 +718,50 @@ pub fn delete_mo<C: CardCommands + ?Sized>(card: &mut C, uri: &str) -> Result<()
             uri: uri.to_string(),
             source,
         })
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The typed causes read as the messages did, and keep their sources.
+    #[test]
+    fn typed_causes_read_well_and_keep_their_sources() {
+        let Err(source) = check_uri("") else {
+            panic!("an empty URI is not valid")
+        };
+        let e = MoCardError::Usage(MoUsage::InvalidUri {
+            uri: String::new(),
+            source,
+        });
+        assert!(e.to_string().starts_with("invalid MO URI '': "), "{e}");
+        assert!(e.source().and_then(|u| u.source()).is_some());
+        assert_eq!(
+            MoUsage::NotOneTopNode { nodes: 2 }.to_string(),
+            "a URI can be given only for a tree with one top-level node (this one has 2)"
+        );
+        let e = MoCardError::PartlyStored {
+            uri: "./A".into(),
+            source: Box::new(HostError::card("PUT DATA", 0x6A84)),
+            rollback: Box::new(RollbackFailure {
+                uri: "./B".into(),
+                cause: RollbackFault::NotReadable,
+            }),
+            left: vec!["./B".into()],
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "the rollback failed as well (./B: not readable by this caller, so it may \
+                 have existed before: left as stored)"
+            ),
+            "{text}"
+        );
+        let failure = RollbackFailure {
+            uri: "./B".into(),
+            cause: RollbackFault::Card(HostError::card("DELETE", 0x6982)),
+        };
+        assert!(failure.source().and_then(|c| c.source()).is_some());
+    }
 }

@@ -17,7 +17,8 @@ pub mod xml;
 
 pub use card::{
     delete_mo, enclosing, find_overlap, get_mo, get_node, list_mos, put_mo, read_all_mos,
-    record_for, rooted_at, within, CardMo, MoCardError, Overlap,
+    record_for, rooted_at, within, CardMo, MoCardError, MoUsage, Overlap, RollbackFailure,
+    RollbackFault,
 };
 pub use tree::{MgmtTree, Node, NodeType, RtProperties};
 

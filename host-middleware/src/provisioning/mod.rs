@@ -371,10 +371,10 @@ pub fn copy_to_card<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     let card_uri = match mo::enclosing(records.iter().copied(), &node_uri) {
         Some((record, inner)) if !inner.is_empty() => {
             if acl.is_some() {
-                return Err(MoCardError::Usage(format!(
-                    "{node_uri} goes into the card's MO record {record}, which keeps its ACL: \
-                     copy without an ACL and set it with `dmsc acl set mo:{record}`"
-                ))
+                return Err(MoCardError::Usage(mo::MoUsage::AclInsideRecord {
+                    node: node_uri,
+                    record: record.to_string(),
+                })
                 .into());
             }
             let record = record.to_string();

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::cmd;
 use crate::common::{parse_key_version, security_level_parser};
-use crate::context::{Clock, Ctx};
+use crate::context::{Clock, Ctx, ModemOptions};
 use crate::exit::usage;
 use crate::secrets::KeySource;
 
@@ -82,6 +82,34 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub sim: Option<PathBuf>,
+
+    /// Reach the card (a SIM/UICC) through a cellular modem's AT+CSIM on this serial
+    /// device (opened raw, 115200 8N1, `ATE0` first) instead of PC/SC; --sim takes
+    /// precedence
+    #[arg(
+        long,
+        global = true,
+        env = "DMSC_MODEM",
+        hide_env_values = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
+    pub modem: Option<PathBuf>,
+
+    /// With --modem: logical channels through AT+CCHO / AT+CGLA / AT+CCHC instead of
+    /// MANAGE CHANNEL inside AT+CSIM
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub modem_cgla: bool,
+
+    /// With --modem: seconds to wait for each modem answer
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        help_heading = "Global options"
+    )]
+    pub modem_timeout: u64,
 
     /// Machine-readable output on stdout (documented schemas, with "schema_version": 1)
     #[arg(long, global = true, help_heading = "Global options")]
@@ -235,6 +263,11 @@ impl Global {
             reader: g.reader,
             sim,
             sim_on_command_line: sim_cli,
+            modem: g.modem.map(|path| ModemOptions {
+                path,
+                cgla: g.modem_cgla,
+                timeout: std::time::Duration::from_secs(g.modem_timeout.max(1)),
+            }),
             json: g.json,
             trace: g.trace,
             verbose: g.verbose,

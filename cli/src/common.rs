@@ -397,6 +397,46 @@ pub fn load_profile(dir: &Path) -> Result<Profile> {
     Profile::load(dir).map_err(|e| usage(e.to_string()))
 }
 
+// ---- PINs of a UICC's data objects ---------------------------------------------
+
+/// The user PIN for PIN-protected data objects, when one was given
+/// (`--pin-file` or `DMSC_PIN`); never from the command line.
+pub fn given_pin(ctx: &Ctx) -> Result<Option<dmsc_host::card_model::commands::Pin>> {
+    if ctx.pin_file.is_some() || std::env::var_os("DMSC_PIN").is_some() {
+        return ctx.user_pin().map(Some);
+    }
+    Ok(None)
+}
+
+pub const PIN_HINT: &str = "give it with --pin-file FILE or DMSC_PIN (PINs are never taken on the \
+                        command line), or run on a terminal to be prompted";
+
+/// The PIN errors of a UICC read inside refresh, watch or apply: a PIN
+/// required and not given says how to give it (exit 2), a wrong PIN exits 7,
+/// a blocked one 5; other errors are unchanged.
+pub fn pin_hint(err: anyhow::Error) -> anyhow::Error {
+    let uicc_error = err.chain().find_map(|c| {
+        c.downcast_ref::<dmsc_host::uicc::UiccError>().or_else(|| {
+            match c.downcast_ref::<dmsc_host::provisioning::ProvisioningError>() {
+                Some(dmsc_host::provisioning::ProvisioningError::Uicc(u)) => Some(u),
+                _ => None,
+            }
+        })
+    });
+    match uicc_error {
+        Some(dmsc_host::uicc::UiccError::PinRequired { .. }) => {
+            usage(format!("{err:#}: {PIN_HINT}"))
+        }
+        Some(dmsc_host::uicc::UiccError::WrongPin { .. }) => {
+            coded(Code::WrongPin, format!("{err:#}"))
+        }
+        Some(dmsc_host::uicc::UiccError::PinBlocked { .. }) => {
+            coded(Code::Blocked, format!("{err:#}"))
+        }
+        _ => err,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_latency;

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub sim: Option<PathBuf>,
     /// Whether `--sim` was given on the command line (not from `DMSC_SIM`).
     pub sim_on_command_line: bool,
+    /// `--modem`: the card behind a cellular modem.
+    pub modem: Option<ModemOptions>,
     pub json: bool,
     pub trace: bool,
     /// `-v` count: from 2 (`-vv`) on, each APDU is logged at debug level.
@@ -44,6 +46,17 @@ pub struct Ctx {
     pub clock: Clock,
     /// The card `dmsc shell` opened once for all its commands.
     pub shell: Option<std::sync::Arc<dyn ShellCard>>,
+}
+
+/// `--modem PATH [--modem-cgla] [--modem-timeout S]`.
+#[derive(Debug, Clone)]
+pub struct ModemOptions {
+    /// The modem's serial device.
+    pub path: PathBuf,
+    /// Logical channels through AT+CCHO / AT+CGLA / AT+CCHC.
+    pub cgla: bool,
+    /// How long to wait for each answer.
+    pub timeout: std::time::Duration,
 }
 
 /// The whole command line, as `dmsc shell` runs it line by line: the shell
@@ -94,6 +107,21 @@ impl Clock {
     }
 }
 
+#[cfg(unix)]
+fn open_modem(modem: &ModemOptions) -> Result<Box<dyn Transport>> {
+    let t = dmsc_host::transport::modem::ModemTransport::open(&modem.path, modem.timeout)?
+        .with_cgla(modem.cgla);
+    Ok(Box::new(t))
+}
+
+#[cfg(not(unix))]
+fn open_modem(modem: &ModemOptions) -> Result<Box<dyn Transport>> {
+    Err(anyhow::anyhow!(
+        "--modem {}: serial modems are supported on Unix only",
+        modem.path.display()
+    ))
+}
+
 impl Ctx {
     /// A note on stderr, unless `-q`.
     pub fn note(&self, text: &str) {
@@ -107,17 +135,19 @@ impl Ctx {
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
     }
 
-    /// Opens the card: the simulated card of `--sim`, else a PC/SC reader.
+    /// Opens the card: the simulated card of `--sim`, else the card behind
+    /// the modem of `--modem`, else a PC/SC reader.
     pub fn open_card(&self) -> Result<CardSession> {
         if let Some(card) = &self.shell {
             return Ok(self.session(card.transport()));
         }
         let transport: Box<dyn Transport> =
-            match &self.sim {
-                Some(path) => Box::new(FileSimTransport::open(path).with_context(|| {
+            match (&self.sim, &self.modem) {
+                (Some(path), _) => Box::new(FileSimTransport::open(path).with_context(|| {
                     format!("cannot open the simulated card {}", path.display())
                 })?),
-                None => self.open_pcsc()?,
+                (None, Some(modem)) => open_modem(modem)?,
+                (None, None) => self.open_pcsc()?,
             };
         Ok(self.session(transport))
     }

@@ -13,6 +13,7 @@ mod demo;
 mod exit;
 mod output;
 mod secrets;
+mod sim_uicc;
 
 use std::process::ExitCode;
 

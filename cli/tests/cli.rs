@@ -517,9 +517,9 @@ fn objects_as_device_and_as_authority() {
         ],
     )
     .expect(0);
-    assert!(fs::read_to_string(d.join("mo.xml"))
-        .unwrap()
-        .starts_with("<MgmtTree"));
+    // The raw record: the compact binary form `dmsc mo put` stores.
+    let raw = dmsc_host::mo::MgmtTree::from_binary(&fs::read(d.join("mo.xml")).unwrap()).unwrap();
+    assert!(raw.to_tnds().contains("<NodeName>DemoServer</NodeName>"));
     let rule = run(d, &["--sim", "c.state", "object", "get", "approval-rule"]).expect(0);
     assert!(rule.stdout.contains("maintainer, owner"), "{rule:?}");
     let key = run(d, &["--sim", "c.state", "object", "get", "bootstrap-key:1"]).expect(4);

@@ -9,7 +9,7 @@
 //! CHANNEL, GET RESPONSE, and with [`Pin1`] VERIFY of PIN1 (key reference
 //! `01`) before reading the data-object files it protects. Anything else is answered with the ISO status word
 //! and changes nothing. It plugs into the vpcd bridge as a
-//! [`VirtualCard`](crate::vpcd::VirtualCard).
+//! [`VirtualCard`].
 //!
 //! # Persistence
 //!

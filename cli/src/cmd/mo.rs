@@ -468,7 +468,7 @@ fn refresh_tree(ctx: &Ctx, args: &RefreshArgs) -> Result<()> {
     let mut tree = open_tree(device, args.init)?;
     let mut options =
         provisioning::RefreshOptions::for_device(device, args.factory_bootstrap.as_deref())?;
-    options.uicc_pin = crate::cmd::uicc::given_pin(ctx)?;
+    options.uicc_pin = crate::common::given_pin(ctx)?;
     // Without authority keys the card is opened as it is: one SELECT tells a
     // dmsc card from a plain UICC. An authority session needs the applet.
     let (mut session, who) = if ctx.authority()?.is_some() {
@@ -480,7 +480,7 @@ fn refresh_tree(ctx: &Ctx, args: &RefreshArgs) -> Result<()> {
     };
     let report = provisioning::refresh_with(&mut session, &mut tree, &options)
         .with_context(|| format!("refreshing {} from the card as {who}", device.display()))
-        .map_err(crate::cmd::uicc::pin_hint)?;
+        .map_err(crate::common::pin_hint)?;
     if ctx.json {
         return print_json(&report);
     }
@@ -516,7 +516,7 @@ fn follow(ctx: &Ctx, args: &WatchArgs) -> Result<()> {
     let mut tree = open_tree(device, init)?;
     let mut options =
         provisioning::RefreshOptions::for_device(device, args.factory_bootstrap.as_deref())?;
-    options.uicc_pin = crate::cmd::uicc::given_pin(ctx)?;
+    options.uicc_pin = crate::common::given_pin(ctx)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())

@@ -44,6 +44,31 @@ fn info_lists_the_pkcs15_objects() {
 }
 
 #[test]
+fn the_standard_names_of_the_bootstrap_commands_are_aliases() {
+    let dir = dir_with(PROFILE);
+    let short = run(
+        dir.path(),
+        &["--json", "uicc", "--sim-uicc", "uicc.json", "lwm2m"],
+    )
+    .expect(0);
+    let long = run(
+        dir.path(),
+        &[
+            "--json",
+            "uicc",
+            "--sim-uicc",
+            "uicc.json",
+            "lwm2m-bootstrap",
+        ],
+    )
+    .expect(0);
+    assert_eq!(short.stdout, long.stdout);
+    assert!(long.stdout.contains("/0/0/0"), "{long:?}");
+    let write = run(dir.path(), &["uicc", "write-lwm2m-bootstrap", "--help"]).expect(0);
+    assert!(write.stdout.contains("ADM1"), "{write:?}");
+}
+
+#[test]
 fn lwm2m_text_tree_and_json_never_show_the_secret_key() {
     let dir = dir_with(PROFILE);
     let text = run(dir.path(), &["uicc", "--sim-uicc", "uicc.json", "lwm2m"]).expect(0);

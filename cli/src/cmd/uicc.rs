@@ -39,6 +39,7 @@ pub enum UiccCommand {
     Info,
     /// Read and decode the LwM2M bootstrap (OID 2.23.43.9.1) from the PKCS#15 application
     #[command(
+        visible_alias = "lwm2m-bootstrap",
         after_help = "Text output lists one resource per line (/object/instance/resource = value); \
         --tree prints the same as the configuration a LwM2M client consumes; --json gives \
         the documented JSON form (docs/standard-cards.md)."
@@ -69,6 +70,7 @@ pub enum UiccCommand {
     },
     /// Encode a bootstrap (the JSON form) and write it to EF(LwM2M_Bootstrap) after VERIFY ADM1
     #[command(
+        visible_alias = "write-lwm2m-bootstrap",
         after_help = "The ADM1 key (8 bytes, 16 hex digits) comes from --adm-key-file or \
         DMSC_ADM_KEY, never from the command line. The file is encoded and checked against \
         the EF's size (its FCP) before anything is sent."

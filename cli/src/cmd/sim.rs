@@ -1,4 +1,4 @@
-//! `dmsc sim init` and `dmsc sim serve`: simulated cards.
+//! `dmsc sim init`, `dmsc sim serve` and `dmsc sim modem`: simulated cards.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -12,6 +12,7 @@ use clap::Subcommand;
 use dmsc_host::card_model::commands::{Pin, MIN_FAILURE_LIMIT};
 use dmsc_host::card_model::objects::check_name;
 use dmsc_sim_card::file_store::StateLock;
+use dmsc_sim_card::modem::{Faults, ModemEmulator};
 use dmsc_sim_card::sim::{self, FileCard};
 use dmsc_sim_card::vpcd::{self, BridgeEvent, Endpoint, VirtualCard, WithLatency};
 use dmsc_sim_card::{InitParams, StoreError};
@@ -92,6 +93,39 @@ pub enum SimCommand {
         #[arg(long, value_name = "DURATION", value_parser = parse_latency)]
         latency: Option<std::time::Duration>,
     },
+    /// Serve a simulated UICC behind an emulated cellular modem on a pseudo-terminal
+    /// until SIGINT/SIGTERM
+    #[command(after_help = "Prints the pty's path on one line, then \
+        `ready: modem emulator on PTY (simulated UICC FILE)` (with --json: one JSON line \
+        with the path instead of both). Point `dmsc uicc --modem PTY` at it. The modem \
+        answers AT, ATE0/ATE1, AT+CSIM, AT+CCHO/AT+CGLA/AT+CCHC (3GPP TS 27.007) and \
+        ERROR to anything else. With a state file (`dmsc sim init --uicc`) every change is \
+        saved to it before the card answers; with a bare profile changes last until the \
+        command ends. APDUs (AT+CSIM and AT+CGLA) are counted from 1.")]
+    Modem {
+        /// The simulated UICC: a state file made by `dmsc sim init --uicc`, or a bare
+        /// JSON profile
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        /// An unsolicited result code (alternately RING and +CREG: 1,1) before the
+        /// answer to every N-th command
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        urc_every: Option<u64>,
+        /// Answer `+CME ERROR: <code>` from the K-th APDU on
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        cme_error_after: Option<u64>,
+        /// The code of --cme-error-after (13: SIM failure)
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 13,
+            requires = "cme_error_after"
+        )]
+        cme_error_code: u16,
+        /// Answer nothing at all from the K-th APDU on
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        silent_after: Option<u64>,
+    },
 }
 
 /// Runs a `sim` subcommand. `port_on_command_line`: whether `--port` was
@@ -144,8 +178,79 @@ pub fn run(ctx: &Ctx, cmd: &SimCommand, port_on_command_line: bool) -> Result<Co
                 ctx.verbose > 0,
             )?
         }
+        SimCommand::Modem {
+            state,
+            urc_every,
+            cme_error_after,
+            cme_error_code,
+            silent_after,
+        } => {
+            let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+            let faults = Faults {
+                urc_every: urc_every.map(count),
+                cme_error_after: cme_error_after.map(|k| (count(k), *cme_error_code)),
+                silent_after: silent_after.map(count),
+            };
+            modem(ctx, state, faults)?
+        }
     }
     Ok(Code::Ok)
+}
+
+#[derive(Serialize)]
+struct ModemReadyJson {
+    schema_version: u32,
+    ready: bool,
+    pty: String,
+    state: String,
+    urc_every: Option<usize>,
+    cme_error_after: Option<usize>,
+    cme_error_code: Option<u16>,
+    silent_after: Option<usize>,
+}
+
+/// `dmsc sim modem --state FILE [faults]`.
+fn modem(ctx: &Ctx, state: &Path, faults: Faults) -> Result<()> {
+    let card = crate::sim_uicc::sim_card(state)?;
+    let emulator = ModemEmulator::new(card, faults).context("cannot start the modem emulator")?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is being handled ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(sig, shutdown.clone()))
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+    let pty = emulator.path().display().to_string();
+    let name = state.display().to_string();
+    {
+        let mut out = std::io::stdout().lock();
+        if ctx.json {
+            let doc = ModemReadyJson {
+                schema_version: crate::output::SCHEMA_VERSION,
+                ready: true,
+                pty,
+                state: name,
+                urc_every: faults.urc_every,
+                cme_error_after: faults.cme_error_after.map(|f| f.0),
+                cme_error_code: faults.cme_error_after.map(|f| f.1),
+                silent_after: faults.silent_after,
+            };
+            writeln!(out, "{}", serde_json::to_string(&doc)?)?;
+        } else {
+            writeln!(out, "{pty}")?;
+            writeln!(
+                out,
+                "ready: modem emulator on {pty} (simulated UICC {name})"
+            )?;
+        }
+        out.flush()?;
+    }
+    emulator.serve(&shutdown).map(drop).map_err(|e| {
+        coded(
+            Code::Error,
+            format!("modem emulator: {:#}", anyhow::Error::new(e)),
+        )
+    })
 }
 
 /// What `sim init` personalises.
@@ -271,7 +376,7 @@ fn init(ctx: &Ctx, args: &InitArgs<'_>) -> Result<()> {
 
 /// `dmsc sim init --uicc PROFILE PATH`.
 fn init_uicc(ctx: &Ctx, profile: &Path, path: &Path, force: bool) -> Result<()> {
-    let out = crate::cmd::uicc::init_state_file(profile, path, force)?;
+    let out = crate::sim_uicc::init_state_file(profile, path, force)?;
     if ctx.json {
         return print_json(&out);
     }

@@ -30,12 +30,15 @@ use crate::transport::{Transport, TransportError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModemError {
     /// The device cannot be opened or configured.
-    #[error("modem {path}: {detail}")]
+    #[error("modem {path}: {op}: {source}")]
     Open {
         /// The device path.
         path: String,
+        /// What was being done (`open`, `tcgetattr`, `set speed`, `tcsetattr`).
+        op: &'static str,
         /// The OS error.
-        detail: String,
+        #[source]
+        source: rustix::io::Errno,
     },
     /// Reading, writing or polling the device failed.
     #[error("modem: {op}: {source}")]
@@ -72,13 +75,65 @@ pub enum ModemError {
         code: String,
     },
     /// An answer that is not what 27.007 specifies.
-    #[error("modem: bad answer to {command}: {detail}")]
+    #[error("modem: bad answer to {command}: {fault}")]
     BadAnswer {
         /// The AT command.
         command: String,
         /// What is wrong.
-        detail: String,
+        #[source]
+        fault: AnswerFault,
     },
+}
+
+/// What `hex` says about `data`.
+fn not_hex(data: &str) -> String {
+    match hex::decode(data) {
+        Err(e) => e.to_string(),
+        Ok(_) => "valid hex".into(),
+    }
+}
+
+/// How a modem's answer breaks 27.007.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerFault {
+    /// `OK` came without the answer line.
+    #[error("OK without a {prefix} line")]
+    OkWithout {
+        /// The answer's prefix (`+CSIM:`, `+CGLA:`).
+        prefix: String,
+    },
+    /// The answer has no comma between length and data.
+    #[error("+CSIM: {line} has no comma")]
+    NoComma {
+        /// The answer after its prefix.
+        line: String,
+    },
+    /// The length is not a number.
+    #[error("+CSIM length '{length}' is not a number")]
+    LengthNotNumber {
+        /// The length field as received.
+        length: String,
+    },
+    /// The length does not count the hex characters that follow.
+    #[error("+CSIM length {length} but {hex_chars} hex characters")]
+    LengthMismatch {
+        /// The length the modem gave.
+        length: usize,
+        /// The hex characters it sent.
+        hex_chars: usize,
+    },
+    /// The data is not hex.
+    #[error("+CSIM data is not hex: {}", not_hex(.data))]
+    NotHex {
+        /// The data as received (between its quotes).
+        data: String,
+    },
+    /// The response is shorter than a status word.
+    #[error("+CSIM response shorter than a status word")]
+    NoStatusWord,
+    /// `AT+CCHO` answered `OK` without a session ID.
+    #[error("no session ID before OK")]
+    NoSessionId,
 }
 
 /// An I/O error of the device as its OS error number (`EIO` if it has none).
@@ -120,7 +175,9 @@ fn parse_apdu_reply(
             return Some(answer.unwrap_or_else(|| {
                 Err(ModemError::BadAnswer {
                     command: command.into(),
-                    detail: format!("OK without a {prefix} line"),
+                    fault: AnswerFault::OkWithout {
+                        prefix: prefix.into(),
+                    },
                 })
             }));
         } else if line == "ERROR" {
@@ -138,31 +195,35 @@ fn parse_apdu_reply(
 }
 
 fn parse_csim_line(command: &str, rest: &str) -> Result<Vec<u8>, ModemError> {
-    let bad = |detail: String| ModemError::BadAnswer {
+    let bad = |fault: AnswerFault| ModemError::BadAnswer {
         command: command.into(),
-        detail,
+        fault,
     };
     let (len, data) = rest
         .split_once(',')
-        .ok_or_else(|| bad(format!("+CSIM: {rest} has no comma")))?;
+        .ok_or_else(|| bad(AnswerFault::NoComma { line: rest.into() }))?;
     let len: usize = len
         .trim()
         .parse()
-        .map_err(|_| bad(format!("+CSIM length '{len}' is not a number")))?;
+        .map_err(|_| bad(AnswerFault::LengthNotNumber { length: len.into() }))?;
     let data = data.trim();
     let hex_text = data
         .strip_prefix('"')
         .and_then(|d| d.strip_suffix('"'))
         .unwrap_or(data);
     if hex_text.len() != len {
-        return Err(bad(format!(
-            "+CSIM length {len} but {} hex characters",
-            hex_text.len()
-        )));
+        return Err(bad(AnswerFault::LengthMismatch {
+            length: len,
+            hex_chars: hex_text.len(),
+        }));
     }
-    let bytes = hex::decode(hex_text).map_err(|e| bad(format!("+CSIM data is not hex: {e}")))?;
+    let bytes = hex::decode(hex_text).map_err(|_| {
+        bad(AnswerFault::NotHex {
+            data: hex_text.into(),
+        })
+    })?;
     if bytes.len() < 2 {
-        return Err(bad("+CSIM response shorter than a status word".into()));
+        return Err(bad(AnswerFault::NoStatusWord));
     }
     Ok(bytes)
 }
@@ -200,7 +261,7 @@ fn parse_ccho(command: &str, lines: &[String]) -> Option<Result<u32, ModemError>
             })
             .ok_or_else(|| ModemError::BadAnswer {
                 command: command.into(),
-                detail: "no session ID before OK".into(),
+                fault: AnswerFault::NoSessionId,
             })
     }))
 }
@@ -225,18 +286,25 @@ impl ModemTransport {
     /// Opens the device raw at 115200 8N1 (when it is a terminal), sends
     /// `ATE0` and waits for its `OK`.
     pub fn open(path: &Path, timeout: Duration) -> Result<ModemTransport, ModemError> {
-        let open_err = |detail: String| ModemError::Open {
-            path: path.display().to_string(),
-            detail,
+        let open_err = |op: &'static str| {
+            move |source: rustix::io::Errno| ModemError::Open {
+                path: path.display().to_string(),
+                op,
+                source,
+            }
         };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
             .open(path)
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| {
+                open_err("open")(
+                    rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+                )
+            })?;
         if termios::isatty(&file) {
-            let mut t = termios::tcgetattr(&file).map_err(|e| open_err(e.to_string()))?;
+            let mut t = termios::tcgetattr(&file).map_err(open_err("tcgetattr"))?;
             t.make_raw();
             // 8N1, receiver on, modem control lines ignored.
             t.control_modes &= !(termios::ControlModes::CSIZE
@@ -245,9 +313,8 @@ impl ModemTransport {
             t.control_modes |= termios::ControlModes::CS8
                 | termios::ControlModes::CREAD
                 | termios::ControlModes::CLOCAL;
-            t.set_speed(115_200).map_err(|e| open_err(e.to_string()))?;
-            termios::tcsetattr(&file, OptionalActions::Now, &t)
-                .map_err(|e| open_err(e.to_string()))?;
+            t.set_speed(115_200).map_err(open_err("set speed"))?;
+            termios::tcsetattr(&file, OptionalActions::Now, &t).map_err(open_err("tcsetattr"))?;
         }
         let mut m = ModemTransport {
             file,
@@ -476,6 +543,34 @@ mod tests {
         assert_eq!(parse_csim_reply("c", &lines(&["+CSIM: 4,\"9000\""])), None);
     }
 
+    /// The typed causes read as the messages did, and keep their sources.
+    #[test]
+    fn causes_are_typed_and_read_well() {
+        use std::error::Error as _;
+        let e = parse_csim_reply("AT+CSIM", &lines(&["+CSIM: 4,\"90zz\"", "OK"]));
+        let Some(Err(e)) = e else { panic!("{e:?}") };
+        assert_eq!(
+            e.to_string(),
+            "modem: bad answer to AT+CSIM: +CSIM data is not hex: Invalid character 'z' at \
+             position 2"
+        );
+        assert!(e.source().is_some());
+        let dir = std::env::temp_dir().join("dmsc-no-such-dir-for-a-modem");
+        let Err(e) = ModemTransport::open(&dir.join("tty"), Duration::from_millis(1)) else {
+            panic!("a missing device opens")
+        };
+        assert!(
+            matches!(&e, ModemError::Open { op: "open", source, .. } if *source == rustix::io::Errno::NOENT),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .ends_with(": open: No such file or directory (os error 2)"),
+            "{e}"
+        );
+        assert!(e.source().is_some());
+    }
+
     #[test]
     fn csim_errors_are_typed() {
         assert_eq!(
@@ -491,7 +586,16 @@ mod tests {
         ));
         let e = parse_csim_reply("c", &lines(&["+CSIM: 6,\"9000\"", "OK"]));
         assert!(
-            matches!(&e, Some(Err(ModemError::BadAnswer { detail, .. })) if detail.contains("length 6 but 4")),
+            matches!(
+                &e,
+                Some(Err(ModemError::BadAnswer {
+                    fault: AnswerFault::LengthMismatch {
+                        length: 6,
+                        hex_chars: 4
+                    },
+                    ..
+                }))
+            ),
             "{e:?}"
         );
         assert!(matches!(

@@ -211,3 +211,43 @@ fn a_bad_state_file_is_named_and_nothing_served() {
     assert!(out.stderr.contains("bad.uicc"), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
 }
+
+#[test]
+fn refresh_through_the_modem_applies_the_sims_bootstrap() {
+    // The global --modem: `dmsc refresh` reaches the SIM behind the modem,
+    // finds no dmsc applet (one SELECT failure) and applies its LwM2M
+    // bootstrap; a second refresh sees the same card and content.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = PROFILE.replace(",\n \"dm_bootstrap_hex\": \"03016A00\"", "");
+    assert_ne!(profile, PROFILE, "the profile without its DM bootstrap");
+    std::fs::write(dir.path().join("lwm2m-only.json"), profile).unwrap();
+    let d = dir.path();
+    run(
+        d,
+        &[
+            "-q",
+            "sim",
+            "init",
+            "--uicc",
+            "lwm2m-only.json",
+            "card.uicc",
+        ],
+    )
+    .expect(0);
+    let mut m = modem(d, "card.uicc", &[]);
+    let modem_args = ["--modem", m.pty.as_str(), "--modem-timeout", "5"];
+    let mut first = modem_args.to_vec();
+    first.extend(["--json", "refresh", "--device", "tree", "--init"]);
+    let r = run(d, &first).expect(0).json();
+    assert_eq!(r["kind"], "uicc", "{r}");
+    // EF(ICCID) 98103254769810325476: BCD with swapped nibbles.
+    assert_eq!(r["card_id"], "89012345678901234567", "{r}");
+    assert_eq!(r["added"], serde_json::json!(["./LwM2M"]), "{r}");
+    let lwm2m = std::fs::read_to_string(d.join("tree/current/mo/LwM2M.xml")).unwrap();
+    assert!(lwm2m.contains("coaps://bs.example:5684"), "{lwm2m}");
+    let mut again = modem_args.to_vec();
+    again.extend(["--json", "refresh", "--device", "tree"]);
+    let r = run(d, &again).expect(0).json();
+    assert_eq!(r["unchanged"], true, "{r}");
+    assert_eq!(terminate(&mut m.child), 0);
+}

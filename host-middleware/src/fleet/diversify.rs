@@ -33,7 +33,8 @@ use crate::session::{CardCommands, Session};
 use crate::transport::Transport;
 
 pub use crate::card_keys::{
-    DiversifyError, KeyKind, CARD_ID_LEN, DERIVE_CARD_DEK, DERIVE_CARD_ENC, DERIVE_CARD_MAC,
+    DiversifyError, KeyKind, StoreFault, StoreStep, CARD_ID_LEN, DERIVE_CARD_DEK, DERIVE_CARD_ENC,
+    DERIVE_CARD_MAC,
 };
 
 /// The first input block layout of the KDF, for block `counter` (from 1):

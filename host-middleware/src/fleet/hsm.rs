@@ -18,7 +18,9 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
-use crate::fleet::diversify::{kdf_block_input, DiversifyError, KeyKind, MasterKeySource};
+use crate::fleet::diversify::{
+    kdf_block_input, DiversifyError, KeyKind, MasterKeySource, StoreFault, StoreStep,
+};
 
 /// An open, logged-in session with the token holding one key version's master keys.
 pub struct HsmMasterKeys {
@@ -40,11 +42,19 @@ impl std::fmt::Debug for HsmMasterKeys {
     }
 }
 
-fn store(what: impl Into<String>) -> impl FnOnce(cryptoki::error::Error) -> DiversifyError {
-    let what = what.into();
-    move |e| DiversifyError::Store {
-        what,
-        detail: e.to_string(),
+fn store(step: StoreStep) -> impl FnOnce(cryptoki::error::Error) -> DiversifyError {
+    move |e| {
+        DiversifyError::from(match e {
+            cryptoki::error::Error::Pkcs11(rv, function) => StoreFault::Pkcs11 {
+                step,
+                function: function.to_string(),
+                rv: rv.to_string(),
+            },
+            other => StoreFault::Library {
+                step,
+                cause: other.to_string(),
+            },
+        })
     }
 }
 
@@ -59,22 +69,23 @@ impl HsmMasterKeys {
         pin: &str,
         key_version: u8,
     ) -> Result<HsmMasterKeys, DiversifyError> {
-        let pkcs11 = Pkcs11::new(module).map_err(store(format!(
-            "loading the PKCS#11 module {}",
-            module.display()
-        )))?;
+        let pkcs11 = Pkcs11::new(module).map_err(store(StoreStep::LoadModule {
+            module: module.to_path_buf(),
+        }))?;
         pkcs11
             .initialize(CInitializeArgs::OsThreads)
-            .map_err(store(format!("initializing {}", module.display())))?;
+            .map_err(store(StoreStep::Initialize {
+                module: module.to_path_buf(),
+            }))?;
         let slots = pkcs11
             .get_slots_with_token()
-            .map_err(store("listing the token slots"))?;
+            .map_err(store(StoreStep::ListSlots))?;
         let mut found = None;
         let mut labels = Vec::new();
         for slot in slots {
             let info = pkcs11
                 .get_token_info(slot)
-                .map_err(store("reading a token's information"))?;
+                .map_err(store(StoreStep::TokenInfo))?;
             let label = info.label().trim_end().to_string();
             if label == token {
                 found = Some(slot);
@@ -82,18 +93,22 @@ impl HsmMasterKeys {
             }
             labels.push(label);
         }
-        let slot = found.ok_or_else(|| DiversifyError::Store {
-            what: format!("finding the token '{token}'"),
-            detail: format!("no such token (tokens: {})", labels.join(", ")),
+        let slot = found.ok_or_else(|| {
+            DiversifyError::from(StoreFault::NoToken {
+                token: token.to_string(),
+                available: labels,
+            })
         })?;
         let session = pkcs11
             .open_ro_session(slot)
-            .map_err(store(format!("opening a session with token '{token}'")))?;
+            .map_err(store(StoreStep::OpenSession {
+                token: token.to_string(),
+            }))?;
         session
             .login(UserType::User, Some(&AuthPin::new(pin.to_string())))
-            .map_err(store(format!(
-                "logging in to token '{token}' with the user PIN"
-            )))?;
+            .map_err(store(StoreStep::Login {
+                token: token.to_string(),
+            }))?;
         let mut keys = Vec::with_capacity(3);
         let mut key_len = None;
         for kind in KeyKind::ALL {
@@ -104,53 +119,51 @@ impl HsmMasterKeys {
                     Attribute::KeyType(KeyType::AES),
                     Attribute::Label(label.as_bytes().to_vec()),
                 ])
-                .map_err(store(format!(
-                    "finding the key '{label}' in token '{token}'"
-                )))?;
+                .map_err(store(StoreStep::FindKey {
+                    label: label.clone(),
+                    token: token.to_string(),
+                }))?;
             let handle = match handles.as_slice() {
                 [one] => *one,
                 [] => {
-                    return Err(DiversifyError::Store {
-                        what: format!("finding the key '{label}' in token '{token}'"),
-                        detail: "no AES secret key with this label".into(),
-                    })
+                    return Err(DiversifyError::from(StoreFault::KeyNotFound {
+                        label,
+                        token: token.to_string(),
+                    }))
                 }
                 _ => {
-                    return Err(DiversifyError::Store {
-                        what: format!("finding the key '{label}' in token '{token}'"),
-                        detail: format!("{} keys carry this label; keep one", handles.len()),
-                    })
+                    return Err(DiversifyError::from(StoreFault::DuplicateKey {
+                        label,
+                        token: token.to_string(),
+                        count: handles.len(),
+                    }))
                 }
             };
             let len = session
                 .get_attributes(handle, &[AttributeType::ValueLen])
-                .map_err(store(format!("reading the length of '{label}'")))?
+                .map_err(store(StoreStep::ReadLength {
+                    label: label.clone(),
+                }))?
                 .into_iter()
                 .find_map(|a| match a {
                     Attribute::ValueLen(l) => Some(usize::from(l)),
                     _ => None,
                 })
-                .ok_or_else(|| DiversifyError::Store {
-                    what: format!("reading the length of '{label}'"),
-                    detail: "the token does not report CKA_VALUE_LEN".into(),
+                .ok_or_else(|| {
+                    DiversifyError::from(StoreFault::NoKeyLength {
+                        label: label.clone(),
+                    })
                 })?;
             if ![16, 24, 32].contains(&len) || key_len.is_some_and(|l| l != len) {
-                return Err(DiversifyError::Store {
-                    what: format!("checking the key '{label}'"),
-                    detail: format!(
-                        "{len} bytes; the three master keys must be AES keys of one length \
-                         (16, 24 or 32 bytes)"
-                    ),
-                });
+                return Err(DiversifyError::from(StoreFault::KeyLength { label, len }));
             }
             key_len = Some(len);
             keys.push(handle);
         }
         let (Some(key_len), [enc, mac, dek]) = (key_len, keys.as_slice()) else {
-            return Err(DiversifyError::Store {
-                what: format!("finding the master keys in token '{token}'"),
-                detail: "not three keys".into(),
-            });
+            return Err(DiversifyError::from(StoreFault::NotThreeKeys {
+                token: token.to_string(),
+            }));
         };
         Ok(HsmMasterKeys {
             key_version,
@@ -178,27 +191,30 @@ impl MasterKeySource for HsmMasterKeys {
             KeyKind::Dek => self.keys[2],
         };
         let label = kind.master_label(self.key_version);
-        let bits = u16::try_from(self.key_len * 8).map_err(|_| DiversifyError::Store {
-            what: label.clone(),
-            detail: "key length".into(),
+        let bits = u16::try_from(self.key_len * 8).map_err(|_| {
+            DiversifyError::from(StoreFault::KdfLength {
+                label: label.clone(),
+                len: self.key_len,
+            })
         })?;
-        let session = self.session.lock().map_err(|_| DiversifyError::Store {
-            what: label.clone(),
-            detail: "the token session was poisoned by a panic".into(),
+        let session = self.session.lock().map_err(|_| {
+            DiversifyError::from(StoreFault::Poisoned {
+                label: label.clone(),
+            })
         })?;
         let mut out = Zeroizing::new(Vec::with_capacity(self.key_len.div_ceil(16) * 16));
         for counter in 1..=self.key_len.div_ceil(16) {
             let input = kdf_block_input(kind.constant(), bits, counter as u8, context);
-            let block = Zeroizing::new(
-                session
-                    .sign(&Mechanism::AesCMac, key, &input)
-                    .map_err(store(format!("CKM_AES_CMAC with '{label}'")))?,
-            );
+            let block = Zeroizing::new(session.sign(&Mechanism::AesCMac, key, &input).map_err(
+                store(StoreStep::Cmac {
+                    label: label.clone(),
+                }),
+            )?);
             if block.len() != 16 {
-                return Err(DiversifyError::Store {
-                    what: format!("CKM_AES_CMAC with '{label}'"),
-                    detail: format!("{} bytes instead of 16", block.len()),
-                });
+                return Err(DiversifyError::from(StoreFault::CmacLength {
+                    label,
+                    len: block.len(),
+                }));
             }
             out.extend_from_slice(&block);
         }

@@ -103,12 +103,12 @@ pub enum UiccError {
     },
     /// The PIN given does not fit the card's PIN object (length, type); it
     /// was not sent.
-    #[error("the PIN for {file} cannot be used: {detail} (the PIN was not sent)")]
+    #[error("the PIN for {file} cannot be used: {problem} (the PIN was not sent)")]
     PinFormat {
         /// The data object and its file.
         file: String,
         /// What is wrong (never the PIN).
-        detail: String,
+        problem: PinProblem,
     },
     /// MANAGE CHANNEL open answered with something other than a channel
     /// number from 1 to 19.
@@ -121,12 +121,10 @@ pub enum UiccError {
         assigned: Vec<u8>,
     },
     /// A path that cannot be selected.
-    #[error("bad path {path}: {detail}")]
+    #[error("bad path {path}: a path is a non-empty sequence of 2-byte file IDs")]
     BadPath {
         /// The path, hex.
         path: String,
-        /// What is wrong.
-        detail: String,
     },
     /// An FCP that does not parse.
     #[error("SELECT {path}: {source}")]
@@ -143,6 +141,30 @@ pub enum UiccError {
     /// An LwM2M bootstrap file that does not parse.
     #[error(transparent)]
     Lwm2m(#[from] Lwm2mError),
+}
+
+/// Why a PIN cannot be used with the card's PIN object ([`UiccError::PinFormat`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinProblem {
+    /// The object takes digits only (`asciiNumeric`).
+    #[error("the card's PIN object takes digits only")]
+    DigitsOnly,
+    /// The object takes UTF-8.
+    #[error("the card's PIN object takes UTF-8")]
+    Utf8Only,
+    /// A PIN type this host does not encode (e.g. BCD).
+    #[error("PIN type {0:?} of the card's PIN object is not supported")]
+    UnsupportedType(PinType),
+    /// Too short or too long.
+    #[error("{given} characters; the card's PIN object takes {min} to {max}")]
+    Length {
+        /// The PIN's length.
+        given: usize,
+        /// The object's minimum.
+        min: usize,
+        /// The object's maximum (at most its stored length).
+        max: usize,
+    },
 }
 
 /// The class byte of interindustry commands on logical channel `channel`
@@ -272,7 +294,6 @@ impl<'c, C: CardCommands + ?Sized> Uicc<'c, C> {
         if path.is_empty() || !path.len().is_multiple_of(2) {
             return Err(UiccError::BadPath {
                 path: hex::encode_upper(path),
-                detail: "a path is a non-empty sequence of 2-byte file IDs".into(),
             });
         }
         let full: Vec<u8> = if path.starts_with(&[0x3F, 0x00]) {
@@ -761,26 +782,22 @@ impl<C: CardCommands + ?Sized> Uicc<'_, C> {
         pin: &Pin,
         file: &str,
     ) -> Result<(), UiccError> {
-        let bad = |detail: String| UiccError::PinFormat {
+        let bad = |problem: PinProblem| UiccError::PinFormat {
             file: file.to_string(),
-            detail,
+            problem,
         };
         match object.pin_type {
             PinType::AsciiNumeric => {
                 if !pin.as_bytes().iter().all(u8::is_ascii_digit) {
-                    return Err(bad("the card's PIN object takes digits only".into()));
+                    return Err(bad(PinProblem::DigitsOnly));
                 }
             }
             PinType::Utf8 => {
                 if std::str::from_utf8(pin.as_bytes()).is_err() {
-                    return Err(bad("the card's PIN object takes UTF-8".into()));
+                    return Err(bad(PinProblem::Utf8Only));
                 }
             }
-            other => {
-                return Err(bad(format!(
-                    "PIN type {other:?} of the card's PIN object is not supported"
-                )))
-            }
+            other => return Err(bad(PinProblem::UnsupportedType(other))),
         }
         let len = pin.as_bytes().len();
         let max = object
@@ -788,10 +805,11 @@ impl<C: CardCommands + ?Sized> Uicc<'_, C> {
             .unwrap_or(object.stored_length)
             .min(object.stored_length) as usize;
         if len < object.min_length as usize || len > max {
-            return Err(bad(format!(
-                "{len} characters; the card's PIN object takes {} to {max}",
-                object.min_length
-            )));
+            return Err(bad(PinProblem::Length {
+                given: len,
+                min: object.min_length as usize,
+                max,
+            }));
         }
         let mut data = zeroize::Zeroizing::new(pin.as_bytes().to_vec());
         data.resize(object.stored_length as usize, object.pad_char);

@@ -424,8 +424,18 @@ mod tests {
     fn a_pin_that_does_not_fit_the_pin_object_is_not_sent() {
         let mut s = Session::new(VirtualCardTransport::new(protected_card(), "UICC"));
         let e = uicc::read_lwm2m_bootstrap_raw_with_pin(&mut s, Some(&pin("12ab"))).unwrap_err();
-        assert!(matches!(e, UiccError::PinFormat { .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                UiccError::PinFormat {
+                    problem: uicc::PinProblem::DigitsOnly,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(!e.to_string().contains("12ab"), "{e}");
+        assert!(e.to_string().contains("takes digits only"), "{e}");
         assert_eq!(s.transport().card().pin1_tries(), 3);
     }
 

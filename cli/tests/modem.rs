@@ -160,6 +160,11 @@ fn a_silent_modem_times_out() {
     );
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("timed out"), "{out:?}");
+    // The command that got no answer is named, without its APDU's data.
+    assert!(
+        out.stderr.contains("no answer to AT+CSIM=") && out.stderr.contains(",…"),
+        "{out:?}"
+    );
     assert_eq!(terminate(&mut m.child), 0);
 }
 

@@ -95,10 +95,16 @@ fn a_silent_modem_times_out() {
     let e = uicc::read_lwm2m_bootstrap(&mut s).unwrap_err();
     assert!(
         matches!(
-            e,
-            UiccError::Card(HostError::Transport(TransportError::Timeout))
+            &e,
+            UiccError::Card(HostError::Transport(TransportError::Modem(m)))
+                if matches!(**m, ModemError::Timeout { timeout_ms: 300, .. })
         ),
         "{e:?}"
+    );
+    // The command that got no answer is named, its data left out.
+    assert!(
+        e.to_string().contains("no answer to AT+CSIM=") && e.to_string().contains(",…"),
+        "{e}"
     );
 }
 

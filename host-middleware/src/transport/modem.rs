@@ -10,7 +10,8 @@
 //!   answer) arriving between lines are skipped.
 //! - `ERROR` and `+CME ERROR: <n>` are [`ModemError`]s; a modem that stops
 //!   answering is a timeout. Both reach the session as
-//!   [`TransportError`]s (`Timeout`, or `Modem` with the modem's error).
+//!   [`TransportError::Modem`] with the modem's error (a timeout names the
+//!   AT command that got no answer).
 //!
 //! Logical channels are opened with MANAGE CHANNEL inside `AT+CSIM`, as
 //! modem libraries do; `AT+CCHO`/`AT+CGLA` are not used.
@@ -53,7 +54,7 @@ pub enum ModemError {
     #[error("modem: the device was closed")]
     Closed,
     /// No final result code within the timeout.
-    #[error("modem: no answer to {command} within {timeout_ms} ms")]
+    #[error("modem: timed out: no answer to {command} within {timeout_ms} ms")]
     Timeout {
         /// The AT command.
         command: String,
@@ -145,11 +146,10 @@ fn io_error(op: &'static str, e: &std::io::Error) -> ModemError {
 }
 
 impl From<ModemError> for TransportError {
+    /// Every modem error, a timeout included (it names the AT command that
+    /// got no answer), is [`TransportError::Modem`].
     fn from(e: ModemError) -> TransportError {
-        match e {
-            ModemError::Timeout { .. } => TransportError::Timeout,
-            other => TransportError::Modem(Box::new(other)),
-        }
+        TransportError::Modem(Box::new(e))
     }
 }
 
@@ -325,7 +325,7 @@ impl ModemTransport {
             sessions: [None; 20],
             opening: None,
         };
-        m.command("ATE0", |lines| {
+        m.command("ATE0", "ATE0", |lines| {
             lines.iter().find_map(|l| match l.trim() {
                 "OK" => Some(Ok(())),
                 "ERROR" => Some(Err(ModemError::Error {
@@ -337,10 +337,12 @@ impl ModemTransport {
         Ok(m)
     }
 
-    /// Sends one AT command and reads lines until `done` decides.
+    /// Sends one AT command and reads lines until `done` decides; errors
+    /// name the command as `shown` (an APDU's data, a PIN's say, left out).
     fn command<R>(
         &mut self,
         command: &str,
+        shown: &str,
         done: impl Fn(&[String]) -> Option<Result<R, ModemError>>,
     ) -> Result<R, ModemError> {
         self.file
@@ -367,7 +369,7 @@ impl ModemTransport {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ModemError::Timeout {
-                    command: command.into(),
+                    command: shown.into(),
                     timeout_ms: self.timeout.as_millis(),
                 });
             }
@@ -433,7 +435,7 @@ impl ModemTransport {
                 return Ok(Some(vec![0x6A, 0x86]));
             };
             let command = format!("AT+CCHC={sid}");
-            self.command(&command, |lines| ok_or_error(&command, lines))?;
+            self.command(&command, &command, |lines| ok_or_error(&command, lines))?;
             self.sessions[n] = None;
             return Ok(Some(vec![0x90, 0x00]));
         }
@@ -445,7 +447,7 @@ impl ModemTransport {
                 .get(5..5 + usize::from(*apdu.get(4).unwrap_or(&0)))
                 .unwrap_or(&[]);
             let command = format!("AT+CCHO=\"{}\"", hex::encode_upper(aid));
-            let sid = self.command(&command, |lines| parse_ccho(&command, lines));
+            let sid = self.command(&command, &command, |lines| parse_ccho(&command, lines));
             return Ok(Some(match sid {
                 Ok(sid) => {
                     self.opening = None;
@@ -471,8 +473,10 @@ impl ModemTransport {
         let hex_cmd = hex::encode_upper(&wire);
         let command = format!("AT+CGLA={sid},{},\"{hex_cmd}\"", hex_cmd.len());
         let shown = format!("AT+CGLA={sid},{},…", hex_cmd.len());
-        self.command(&command, |lines| parse_apdu_reply("+CGLA:", &shown, lines))
-            .map(Some)
+        self.command(&command, &shown, |lines| {
+            parse_apdu_reply("+CGLA:", &shown, lines)
+        })
+        .map(Some)
     }
 
     /// One APDU through `AT+CSIM`.
@@ -480,7 +484,7 @@ impl ModemTransport {
         let hex_cmd = hex::encode_upper(apdu);
         let command = format!("AT+CSIM={},\"{}\"", hex_cmd.len(), hex_cmd);
         let shown = format!("AT+CSIM={},…", hex_cmd.len());
-        self.command(&command, |lines| parse_csim_reply(&shown, lines))
+        self.command(&command, &shown, |lines| parse_csim_reply(&shown, lines))
     }
 }
 

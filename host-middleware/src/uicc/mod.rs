@@ -42,7 +42,7 @@ pub use dmsc_card_model::commands::Pin;
 pub use fcp::{parse_fcp, Fcp, FcpError};
 pub use lwm2m::{BootstrapFile, Lwm2mError};
 pub use pkcs15::{
-    Application, DataObject, OdfEntry, PinObject, PinType, Pkcs15Error, TokenInfo,
+    Application, DataObject, OdfEntry, PinObject, PinType, Pkcs15Error, Pkcs15Problem, TokenInfo,
     OID_DM_BOOTSTRAP, OID_LWM2M_BOOTSTRAP, PKCS15_AID,
 };
 

@@ -42,7 +42,7 @@ pub enum Pkcs15Error {
         source: der::Error,
     },
     /// Well-formed DER that is not what the file should hold.
-    #[error("{file}: {what} at offset {offset}: {detail}")]
+    #[error("{file}: {what} at offset {offset}: {problem}")]
     Invalid {
         /// The file.
         file: &'static str,
@@ -51,7 +51,104 @@ pub enum Pkcs15Error {
         /// Offset of the structure in the file.
         offset: usize,
         /// What is wrong.
-        detail: String,
+        problem: Pkcs15Problem,
+    },
+}
+
+/// What is wrong with well-formed DER ([`Pkcs15Error::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Pkcs15Problem {
+    /// A header or length that does not fit this machine's `usize`.
+    #[error("length overflow")]
+    LengthOverflow,
+    /// An object longer than what is left of the file.
+    #[error("{declared} bytes declared, {left} left in the file (truncated)")]
+    Truncated {
+        /// The length the object declares.
+        declared: usize,
+        /// The bytes left after its header.
+        left: usize,
+    },
+    /// The file holds no object.
+    #[error("the file is empty")]
+    Empty,
+    /// Not a constructed context-specific tag (an ODF entry).
+    #[error("expected a constructed context tag, found {0}")]
+    NotContextTag(Tag),
+    /// A DODF entry that is none of the three forms.
+    #[error("expected SEQUENCE, [0] or [1], found {0}")]
+    NotDataObjectEntry(Tag),
+    /// Something else where a SEQUENCE belongs.
+    #[error("found {0}")]
+    NotSequence(Tag),
+    /// Something else where the `[1]` typeAttributes belong.
+    #[error("expected [1], found {0}")]
+    NotTypeAttributes(Tag),
+    /// An `ObjectValue` that is neither a Path nor a direct `[0]` value.
+    #[error("expected a Path or a direct [0] value, found {0}")]
+    NotObjectValue(Tag),
+    /// An EF(DIR) record that is not an application template.
+    #[error("expected tag 61, found {0}")]
+    NotApplicationTemplate(Tag),
+    /// An entry without its commonObjectAttributes.
+    #[error("no commonObjectAttributes")]
+    NoCommonAttributes,
+    /// A DODF entry without its CommonDataObjectAttributes.
+    #[error("no data object attributes")]
+    NoDataObjectAttributes,
+    /// An AODF entry without both its common and authentication attributes.
+    #[error("expected commonObjectAttributes and CommonAuthenticationObjectAttributes")]
+    NoAuthenticationAttributes,
+    /// An entry without its `[1]` typeAttributes.
+    #[error("no typeAttributes [1]")]
+    NoTypeAttributes,
+    /// Authentication attributes without an `authId`.
+    #[error("no authId")]
+    NoAuthId,
+    /// An application template without an AID.
+    #[error("no AID (tag 4F)")]
+    NoAid,
+    /// A TokenInfo without its version.
+    #[error("no version")]
+    NoVersion,
+    /// An `oidDO` whose type attribute is not `id` and `value`.
+    #[error("{0} fields, expected id and value")]
+    OidDoFields(usize),
+    /// An `oidDO` whose `id` is not an OBJECT IDENTIFIER.
+    #[error("id is {0}, not an OID")]
+    OidDoId(Tag),
+    /// OBJECT IDENTIFIER content that is not an OID.
+    #[error("not a valid OID: {0}")]
+    BadOid(der::oid::Error),
+    /// A PinAttributes field missing or of another type.
+    #[error("{field}: found {}", .found.map_or("nothing".to_string(), |t| t.to_string()))]
+    PinField {
+        /// The field (`pinFlags`, `pinType`, `minLength`, `storedLength`).
+        field: &'static str,
+        /// The tag found in its place, if any.
+        found: Option<Tag>,
+    },
+    /// INTEGER or ENUMERATED content that is empty, negative or over 5 bytes.
+    #[error("{} is not a small non-negative integer", hex::encode_upper(.0))]
+    NotSmallUnsigned(Vec<u8>),
+    /// A value over `u32::MAX`.
+    #[error("{0} is too large")]
+    TooLarge(u64),
+    /// A `pinReference` over 255.
+    #[error("{0} is not a key reference (0-255)")]
+    NotKeyReference(u32),
+    /// A `padChar` that is not one byte.
+    #[error("{0} bytes, 1 expected")]
+    PadCharLength(usize),
+    /// PIN lengths a VERIFY cannot be built from.
+    #[error(
+        "lengths min {min} stored {stored} are not usable (stored 1 to 64, min at most stored)"
+    )]
+    UnusableLengths {
+        /// `minLength`.
+        min: u32,
+        /// `storedLength`.
+        stored: u32,
     },
 }
 
@@ -68,12 +165,17 @@ fn der_err(
     }
 }
 
-fn invalid(file: &'static str, what: &'static str, offset: usize, detail: String) -> Pkcs15Error {
+fn invalid(
+    file: &'static str,
+    what: &'static str,
+    offset: usize,
+    problem: Pkcs15Problem,
+) -> Pkcs15Error {
     Pkcs15Error::Invalid {
         file,
         what,
         offset,
-        detail,
+        problem,
     }
 }
 
@@ -135,9 +237,9 @@ fn objects<'a>(file: &'static str, data: &'a [u8]) -> Result<Vec<(usize, &'a [u8
         let mut reader = SliceReader::new(rest).map_err(der_err(file, "object", pos))?;
         let header = der::Header::decode(&mut reader).map_err(der_err(file, "object", pos))?;
         let head_len = usize::try_from(reader.position())
-            .map_err(|_| invalid(file, "object", pos, "length overflow".into()))?;
+            .map_err(|_| invalid(file, "object", pos, Pkcs15Problem::LengthOverflow))?;
         let body = usize::try_from(header.length)
-            .map_err(|_| invalid(file, "object", pos, "length overflow".into()))?;
+            .map_err(|_| invalid(file, "object", pos, Pkcs15Problem::LengthOverflow))?;
         let end = head_len
             .checked_add(body)
             .filter(|end| *end <= rest.len())
@@ -146,11 +248,10 @@ fn objects<'a>(file: &'static str, data: &'a [u8]) -> Result<Vec<(usize, &'a [u8
                     file,
                     "object",
                     pos,
-                    format!(
-                        "{} bytes declared, {} left in the file (truncated)",
-                        body,
-                        rest.len() - head_len.min(rest.len())
-                    ),
+                    Pkcs15Problem::Truncated {
+                        declared: body,
+                        left: rest.len() - head_len.min(rest.len()),
+                    },
                 )
             })?;
         out.push((pos, &rest[..end]));
@@ -205,12 +306,7 @@ fn context_number(
             constructed: true,
             number,
         } => Ok(number.value()),
-        other => Err(invalid(
-            file,
-            what,
-            at,
-            format!("expected a constructed context tag, found {other}"),
-        )),
+        other => Err(invalid(file, what, at, Pkcs15Problem::NotContextTag(other))),
     }
 }
 
@@ -321,14 +417,8 @@ fn oid_of(
             return Ok((inner, true));
         }
     }
-    let oid = ObjectIdentifier::from_bytes(v).map_err(|e| {
-        invalid(
-            file,
-            "OBJECT IDENTIFIER",
-            at,
-            format!("not a valid OID: {e}"),
-        )
-    })?;
+    let oid = ObjectIdentifier::from_bytes(v)
+        .map_err(|e| invalid(file, "OBJECT IDENTIFIER", at, Pkcs15Problem::BadOid(e)))?;
     Ok((oid, false))
 }
 
@@ -363,7 +453,7 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
                     F,
                     "entry",
                     at,
-                    format!("expected SEQUENCE, [0] or [1], found {other}"),
+                    Pkcs15Problem::NotDataObjectEntry(other),
                 ))
             }
         };
@@ -383,13 +473,13 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
         // commonObjectAttributes
         let common = it
             .next()
-            .ok_or_else(|| invalid(F, "entry", at, "no commonObjectAttributes".into()))?;
+            .ok_or_else(|| invalid(F, "entry", at, Pkcs15Problem::NoCommonAttributes))?;
         if common.tag() != Tag::Sequence {
             return Err(invalid(
                 F,
                 "commonObjectAttributes",
                 at,
-                format!("found {}", common.tag()),
+                Pkcs15Problem::NotSequence(common.tag()),
             ));
         }
         for e in elements(F, "commonObjectAttributes", at, common.value())? {
@@ -402,13 +492,13 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
         // classAttributes: CommonDataObjectAttributes
         let class = it
             .next()
-            .ok_or_else(|| invalid(F, "entry", at, "no data object attributes".into()))?;
+            .ok_or_else(|| invalid(F, "entry", at, Pkcs15Problem::NoDataObjectAttributes))?;
         if class.tag() != Tag::Sequence {
             return Err(invalid(
                 F,
                 "CommonDataObjectAttributes",
                 at,
-                format!("found {}", class.tag()),
+                Pkcs15Problem::NotSequence(class.tag()),
             ));
         }
         for e in elements(F, "CommonDataObjectAttributes", at, class.value())? {
@@ -434,7 +524,8 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
                 type_attr = it.next();
             }
         }
-        let t = type_attr.ok_or_else(|| invalid(F, "entry", at, "no typeAttributes [1]".into()))?;
+        let t =
+            type_attr.ok_or_else(|| invalid(F, "entry", at, Pkcs15Problem::NoTypeAttributes))?;
         if t.tag()
             != (Tag::ContextSpecific {
                 constructed: true,
@@ -445,7 +536,7 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
                 F,
                 "typeAttributes",
                 at,
-                format!("expected [1], found {}", t.tag()),
+                Pkcs15Problem::NotTypeAttributes(t.tag()),
             ));
         }
         let inner = der::AnyRef::from_der(t.value()).map_err(der_err(F, "typeAttributes", at))?;
@@ -458,16 +549,11 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
                         F,
                         "OidDO",
                         at,
-                        format!("{} fields, expected id and value", fields.len()),
+                        Pkcs15Problem::OidDoFields(fields.len()),
                     ));
                 };
                 if id.tag() != Tag::ObjectIdentifier {
-                    return Err(invalid(
-                        F,
-                        "OidDO",
-                        at,
-                        format!("id is {}, not an OID", id.tag()),
-                    ));
+                    return Err(invalid(F, "OidDO", at, Pkcs15Problem::OidDoId(id.tag())));
                 }
                 let (oid, wrapped) = oid_of(F, at, id)?;
                 obj.oid = Some(oid);
@@ -491,7 +577,7 @@ pub fn parse_dodf(data: &[u8]) -> Result<Vec<DataObject>, Pkcs15Error> {
                     F,
                     "ObjectValue",
                     at,
-                    format!("expected a Path or a direct [0] value, found {other}"),
+                    Pkcs15Problem::NotObjectValue(other),
                 ))
             }
         }
@@ -574,14 +660,11 @@ fn small_unsigned(
             file,
             what,
             at,
-            format!(
-                "{} is not a small non-negative integer",
-                hex::encode_upper(bytes)
-            ),
+            Pkcs15Problem::NotSmallUnsigned(bytes.to_vec()),
         ));
     }
     let v = bytes.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
-    u32::try_from(v).map_err(|_| invalid(file, what, at, format!("{v} is too large")))
+    u32::try_from(v).map_err(|_| invalid(file, what, at, Pkcs15Problem::TooLarge(v)))
 }
 
 /// Parses EF(AODF) (listed under `[8]`, `A8`, in the ODF): its PIN objects.
@@ -602,7 +685,7 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                 F,
                 "entry",
                 at,
-                "expected commonObjectAttributes and CommonAuthenticationObjectAttributes".into(),
+                Pkcs15Problem::NoAuthenticationAttributes,
             ));
         };
         let mut label = None;
@@ -611,7 +694,7 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                 F,
                 "commonObjectAttributes",
                 at,
-                format!("found {}", common.tag()),
+                Pkcs15Problem::NotSequence(common.tag()),
             ));
         }
         for e in elements(F, "commonObjectAttributes", at, common.value())? {
@@ -624,7 +707,7 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                 F,
                 "CommonAuthenticationObjectAttributes",
                 at,
-                format!("found {}", class.tag()),
+                Pkcs15Problem::NotSequence(class.tag()),
             ));
         }
         let auth_id = elements(F, "CommonAuthenticationObjectAttributes", at, class.value())?
@@ -636,7 +719,7 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                     F,
                     "CommonAuthenticationObjectAttributes",
                     at,
-                    "no authId".into(),
+                    Pkcs15Problem::NoAuthId,
                 )
             })?;
         // [0] subClassAttributes (optional), then [1] typeAttributes.
@@ -649,14 +732,14 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                         number: TagNumber::N1,
                     }
             })
-            .ok_or_else(|| invalid(F, "entry", at, "no typeAttributes [1]".into()))?;
+            .ok_or_else(|| invalid(F, "entry", at, Pkcs15Problem::NoTypeAttributes))?;
         let attrs = der::AnyRef::from_der(t.value()).map_err(der_err(F, "PinAttributes", at))?;
         if attrs.tag() != Tag::Sequence {
             return Err(invalid(
                 F,
                 "PinAttributes",
                 at,
-                format!("found {}", attrs.tag()),
+                Pkcs15Problem::NotSequence(attrs.tag()),
             ));
         }
         let fields = elements(F, "PinAttributes", at, attrs.value())?;
@@ -671,10 +754,10 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                     F,
                     "PinAttributes",
                     at,
-                    format!(
-                        "pinFlags: found {}",
-                        other.map_or("nothing".into(), |o| o.tag().to_string())
-                    ),
+                    Pkcs15Problem::PinField {
+                        field: "pinFlags",
+                        found: other.map(|o| o.tag()),
+                    },
                 ))
             }
         }
@@ -694,10 +777,10 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                     F,
                     "PinAttributes",
                     at,
-                    format!(
-                        "pinType: found {}",
-                        other.map_or("nothing".into(), |o| o.tag().to_string())
-                    ),
+                    Pkcs15Problem::PinField {
+                        field: "pinType",
+                        found: other.map(|o| o.tag()),
+                    },
                 ))
             }
         };
@@ -708,10 +791,10 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                     F,
                     "PinAttributes",
                     at,
-                    format!(
-                        "{what}: found {}",
-                        other.map_or("nothing".into(), |o| o.tag().to_string())
-                    ),
+                    Pkcs15Problem::PinField {
+                        field: what,
+                        found: other.map(|o| o.tag()),
+                    },
                 )),
             }
         };
@@ -739,12 +822,7 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                 } if number == TagNumber::N0 => {
                     let r = small_unsigned(F, "pinReference", at, f.value())?;
                     pin.reference = u8::try_from(r).map_err(|_| {
-                        invalid(
-                            F,
-                            "pinReference",
-                            at,
-                            format!("{r} is not a key reference (0-255)"),
-                        )
+                        invalid(F, "pinReference", at, Pkcs15Problem::NotKeyReference(r))
                     })?;
                 }
                 Tag::OctetString => match f.value() {
@@ -754,7 +832,7 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                             F,
                             "padChar",
                             at,
-                            format!("{} bytes, 1 expected", other.len()),
+                            Pkcs15Problem::PadCharLength(other.len()),
                         ))
                     }
                 },
@@ -766,10 +844,10 @@ pub fn parse_aodf(data: &[u8]) -> Result<Vec<PinObject>, Pkcs15Error> {
                 F,
                 "PinAttributes",
                 at,
-                format!(
-                    "lengths min {} stored {} are not usable (stored 1 to 64, min at most stored)",
-                    pin.min_length, pin.stored_length
-                ),
+                Pkcs15Problem::UnusableLengths {
+                    min: pin.min_length,
+                    stored: pin.stored_length,
+                },
             ));
         }
         out.push(pin);
@@ -812,7 +890,7 @@ pub fn parse_dir_record(record: &[u8]) -> Result<Option<Application>, Pkcs15Erro
             F,
             "record",
             *at,
-            format!("expected tag 61, found {}", any.tag()),
+            Pkcs15Problem::NotApplicationTemplate(any.tag()),
         ));
     }
     let mut app = Application {
@@ -835,7 +913,7 @@ pub fn parse_dir_record(record: &[u8]) -> Result<Option<Application>, Pkcs15Erro
             F,
             "application template",
             *at,
-            "no AID (tag 4F)".into(),
+            Pkcs15Problem::NoAid,
         ));
     }
     Ok(Some(app))
@@ -862,16 +940,21 @@ pub fn parse_token_info(data: &[u8]) -> Result<TokenInfo, Pkcs15Error> {
     const F: &str = "EF(TokenInfo)";
     let objs = objects(F, data)?;
     let Some((at, bytes)) = objs.first() else {
-        return Err(invalid(F, "TokenInfo", 0, "the file is empty".into()));
+        return Err(invalid(F, "TokenInfo", 0, Pkcs15Problem::Empty));
     };
     let seq = der::AnyRef::from_der(bytes).map_err(der_err(F, "TokenInfo", *at))?;
     if seq.tag() != Tag::Sequence {
-        return Err(invalid(F, "TokenInfo", *at, format!("found {}", seq.tag())));
+        return Err(invalid(
+            F,
+            "TokenInfo",
+            *at,
+            Pkcs15Problem::NotSequence(seq.tag()),
+        ));
     }
     let fields = elements(F, "TokenInfo", *at, seq.value())?;
     let version = fields
         .first()
-        .ok_or_else(|| invalid(F, "TokenInfo", *at, "no version".into()))
+        .ok_or_else(|| invalid(F, "TokenInfo", *at, Pkcs15Problem::NoVersion))
         .and_then(|v| u32::try_from(*v).map_err(der_err(F, "version", *at)))?;
     let mut info = TokenInfo {
         version,
@@ -1014,5 +1097,67 @@ mod tests {
         assert_eq!(ti.version, 0);
         assert_eq!(ti.serial_number.as_deref(), Some("010203"));
         assert_eq!(ti.manufacturer.as_deref(), Some("dmsc"));
+    }
+
+    #[test]
+    fn problems_carry_their_data_and_read_as_before() {
+        // A 5-byte object declared where 2 bytes are left.
+        let e = parse_odf(&h("A805 3003")).unwrap_err();
+        assert_eq!(
+            e,
+            Pkcs15Error::Invalid {
+                file: "EF(ODF)",
+                what: "object",
+                offset: 0,
+                problem: Pkcs15Problem::Truncated {
+                    declared: 5,
+                    left: 2
+                },
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "EF(ODF): object at offset 0: 5 bytes declared, 2 left in the file (truncated)"
+        );
+        // pinType missing after pinFlags.
+        let e = parse_aodf(&h("3011 3000 3003 040101 A108 3006 0302020C 0C00")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "EF(AODF): PinAttributes at offset 0: pinType: found UTF8String"
+        );
+        let Pkcs15Error::Invalid { problem, .. } = e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(
+            problem,
+            Pkcs15Problem::PinField {
+                field: "pinType",
+                found: Some(Tag::Utf8String)
+            }
+        );
+        let texts = [
+            (
+                Pkcs15Problem::PinField {
+                    field: "minLength",
+                    found: None,
+                },
+                "minLength: found nothing",
+            ),
+            (
+                Pkcs15Problem::NotSmallUnsigned(vec![0x80, 0x01]),
+                "8001 is not a small non-negative integer",
+            ),
+            (Pkcs15Problem::TooLarge(1 << 32), "4294967296 is too large"),
+            (Pkcs15Problem::NotSequence(Tag::Integer), "found INTEGER"),
+            (Pkcs15Problem::NoTypeAttributes, "no typeAttributes [1]"),
+            (Pkcs15Problem::Empty, "the file is empty"),
+            (
+                Pkcs15Problem::UnusableLengths { min: 9, stored: 8 },
+                "lengths min 9 stored 8 are not usable (stored 1 to 64, min at most stored)",
+            ),
+        ];
+        for (problem, text) in texts {
+            assert_eq!(problem.to_string(), text);
+        }
     }
 }

@@ -130,16 +130,44 @@ pub enum ProfileError {
     #[error("UICC profile: {0}")]
     Json(#[from] serde_json::Error),
     /// A field with a bad value.
-    #[error("UICC profile: {field}: {detail}")]
+    #[error("UICC profile: {field}: {problem}")]
     Field {
         /// The field.
         field: &'static str,
         /// What is wrong.
-        detail: String,
+        problem: ProfileProblem,
     },
     /// The bootstrap does not encode or fit.
     #[error("UICC profile: lwm2m_bootstrap: {0}")]
     Lwm2m(#[from] super::Lwm2mError),
+}
+
+/// What is wrong with a profile field ([`ProfileError::Field`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProfileProblem {
+    /// A `pin1.protect` entry that names no protectable file.
+    #[error("'{0}' is neither 'lwm2m' nor 'dm'")]
+    NotProtectable(String),
+    /// A PIN1 that is not 4 to 8 digits (the PIN itself is not kept).
+    #[error("PIN1 is 4 to 8 digits")]
+    Pin1Format,
+    /// A hex field that does not decode.
+    #[error("not hex: {0}")]
+    NotHex(hex::FromHexError),
+    /// A file size out of range.
+    #[error("{0} is not between 1 and {max}", max = super::lwm2m::MAX_FILE_SIZE)]
+    SizeOutOfRange(usize),
+    /// An `lwm2m_entry` form that does not exist.
+    #[error("'{0}' is neither 'oid-do' nor 'opaque'")]
+    NotAnEntryForm(String),
+    /// A key of the wrong length.
+    #[error("{given} bytes, {expected} expected")]
+    KeyLength {
+        /// The length given.
+        given: usize,
+        /// The length the key has.
+        expected: usize,
+    },
 }
 
 impl ProfileJson {
@@ -164,7 +192,7 @@ impl ProfileJson {
                         other => {
                             return Err(ProfileError::Field {
                                 field: "pin1.protect",
-                                detail: format!("'{other}' is neither 'lwm2m' nor 'dm'"),
+                                problem: ProfileProblem::NotProtectable(other.to_string()),
                             })
                         }
                     }
@@ -173,9 +201,9 @@ impl ProfileJson {
         }
         dmsc_sim_card::uicc::Pin1::from_digits(p.value.as_bytes(), lwm2m, dm)
             .map(Some)
-            .ok_or_else(|| ProfileError::Field {
+            .ok_or(ProfileError::Field {
                 field: "pin1.value",
-                detail: "PIN1 is 4 to 8 digits".into(),
+                problem: ProfileProblem::Pin1Format,
             })
     }
 
@@ -192,13 +220,13 @@ impl ProfileJson {
         let hexfield = |field: &'static str, v: &str| {
             hex::decode(v.replace(' ', "")).map_err(|e| ProfileError::Field {
                 field,
-                detail: format!("not hex: {e}"),
+                problem: ProfileProblem::NotHex(e),
             })
         };
         if self.lwm2m_size == 0 || self.lwm2m_size > super::lwm2m::MAX_FILE_SIZE {
             return Err(ProfileError::Field {
                 field: "lwm2m_size",
-                detail: format!("{} is not between 1 and 32768", self.lwm2m_size),
+                problem: ProfileProblem::SizeOutOfRange(self.lwm2m_size),
             });
         }
         let lwm2m_oid_do = match self.lwm2m_entry.as_deref() {
@@ -207,7 +235,7 @@ impl ProfileJson {
             Some(other) => {
                 return Err(ProfileError::Field {
                     field: "lwm2m_entry",
-                    detail: format!("'{other}' is neither 'oid-do' nor 'opaque'"),
+                    problem: ProfileProblem::NotAnEntryForm(other.to_string()),
                 })
             }
         };
@@ -215,7 +243,10 @@ impl ProfileJson {
             Some(h) => {
                 <[u8; 8]>::try_from(hexfield("adm1_hex", h)?).map_err(|v| ProfileError::Field {
                     field: "adm1_hex",
-                    detail: format!("{} bytes, 8 expected", v.len()),
+                    problem: ProfileProblem::KeyLength {
+                        given: v.len(),
+                        expected: 8,
+                    },
                 })?
             }
             None => *b"88888888",
@@ -488,5 +519,59 @@ mod tests {
             let e = ProfileJson::parse(bad).unwrap().pin1().unwrap_err();
             assert!(e.to_string().contains("pin1."), "{e}");
         }
+    }
+
+    #[test]
+    fn profile_problems_carry_their_data_and_read_as_before() {
+        let field = |json: &str| match ProfileJson::parse(json).and_then(|p| p.to_card()) {
+            Err(ProfileError::Field { field, problem }) => (field, problem),
+            other => panic!("{other:?}"),
+        };
+        let (f, p) = field(r#"{"iccid": "98", "adm1_hex": "0102"}"#);
+        assert_eq!(
+            (f, &p),
+            (
+                "adm1_hex",
+                &ProfileProblem::KeyLength {
+                    given: 2,
+                    expected: 8
+                }
+            )
+        );
+        assert_eq!(p.to_string(), "2 bytes, 8 expected");
+        let (f, p) = field(r#"{"iccid": "9G"}"#);
+        assert_eq!(f, "iccid");
+        assert_eq!(
+            p,
+            ProfileProblem::NotHex(hex::FromHexError::InvalidHexCharacter { c: 'G', index: 1 })
+        );
+        assert_eq!(
+            p.to_string(),
+            "not hex: Invalid character 'G' at position 1"
+        );
+        let (f, p) = field(r#"{"iccid": "98", "lwm2m_size": 40000}"#);
+        assert_eq!(
+            (f, &p),
+            ("lwm2m_size", &ProfileProblem::SizeOutOfRange(40000))
+        );
+        let e = ProfileError::Field {
+            field: f,
+            problem: p,
+        };
+        assert_eq!(
+            e.to_string(),
+            "UICC profile: lwm2m_size: 40000 is not between 1 and 32768"
+        );
+        let (f, p) = field(r#"{"iccid": "98", "pin1": {"value": "1234", "protect": ["x"]}}"#);
+        assert_eq!(f, "pin1.protect");
+        assert_eq!(p.to_string(), "'x' is neither 'lwm2m' nor 'dm'");
+        assert_eq!(
+            ProfileProblem::NotAnEntryForm("x".into()).to_string(),
+            "'x' is neither 'oid-do' nor 'opaque'"
+        );
+        assert_eq!(
+            ProfileProblem::Pin1Format.to_string(),
+            "PIN1 is 4 to 8 digits"
+        );
     }
 }

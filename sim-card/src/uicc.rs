@@ -33,6 +33,8 @@ use subtle::ConstantTimeEq;
 
 use crate::vpcd::{Power, VirtualCard};
 
+pub mod state_file;
+
 /// The PKCS#15 application identifier.
 pub const PKCS15_AID: [u8; 12] = [
     0xA0, 0x00, 0x00, 0x00, 0x63, 0x50, 0x4B, 0x43, 0x53, 0x2D, 0x31, 0x35,

@@ -32,15 +32,15 @@ pub enum Lwm2mError {
         what: String,
     },
     /// A structural error.
-    #[error("LwM2M bootstrap: at offset {offset}: {detail}")]
+    #[error("LwM2M bootstrap: at offset {offset}: {problem}")]
     Invalid {
         /// Offset of the offending field.
         offset: usize,
         /// What is wrong.
-        detail: String,
+        problem: LayoutProblem,
     },
     /// A resource value that does not fit its registry type.
-    #[error("LwM2M bootstrap: /{object}/{instance}/{resource} at offset {offset}: {detail}")]
+    #[error("LwM2M bootstrap: /{object}/{instance}/{resource} at offset {offset}: {problem}")]
     BadValue {
         /// Object ID.
         object: u16,
@@ -51,17 +51,165 @@ pub enum Lwm2mError {
         /// Offset of the value.
         offset: usize,
         /// What is wrong.
-        detail: String,
+        problem: ValueProblem,
     },
     /// A description (JSON) that cannot be encoded.
-    #[error("LwM2M bootstrap: cannot encode {path}: {detail}")]
+    #[error("LwM2M bootstrap: cannot encode {path}: {problem}")]
     Encode {
         /// The object/instance/resource path.
         path: String,
         /// What is wrong.
-        detail: String,
+        problem: EncodeProblem,
     },
 }
+
+/// What is wrong with the layout of a bootstrap file ([`Lwm2mError::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutProblem {
+    /// The header's size goes beyond [`MAX_FILE_SIZE`].
+    #[error("the header declares {size} bytes of objects, more than the 32 KiB file allows")]
+    SizeTooLarge {
+        /// The size the header declares.
+        size: usize,
+    },
+    /// The objects do not end where the header's size says.
+    #[error("{count} objects end at offset {end}, the header's size says {declared_end}")]
+    SizeMismatch {
+        /// The number of objects the header declares.
+        count: u16,
+        /// Where the objects end.
+        end: usize,
+        /// Where the header's size says they end.
+        declared_end: usize,
+    },
+    /// A byte other than `FF` after the objects.
+    #[error("byte {byte:02X} after the objects (only FF padding may follow)")]
+    NotPadding {
+        /// The byte found.
+        byte: u8,
+    },
+    /// An object's TLV that is not an object instance.
+    #[error("object {object}: expected an object instance TLV, found kind {kind}")]
+    NotAnObjectInstance {
+        /// Object ID.
+        object: u16,
+        /// The TLV kind found (the type byte's b8-b7).
+        kind: u8,
+    },
+    /// An object instance's TLV that is not a resource.
+    #[error("/{object}/{instance}: expected a resource TLV, found kind {kind}")]
+    NotAResource {
+        /// Object ID.
+        object: u16,
+        /// Instance ID.
+        instance: u16,
+        /// The TLV kind found (the type byte's b8-b7).
+        kind: u8,
+    },
+    /// A multiple resource's TLV that is not a resource instance.
+    #[error("/{object}/{instance}/{resource}: expected a resource instance TLV")]
+    NotAResourceInstance {
+        /// Object ID.
+        object: u16,
+        /// Instance ID.
+        instance: u16,
+        /// Resource ID.
+        resource: u16,
+    },
+}
+
+/// What is wrong with a resource value ([`Lwm2mError::BadValue`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueProblem {
+    /// A string that is not UTF-8.
+    #[error("not UTF-8: {0}")]
+    NotUtf8(std::string::FromUtf8Error),
+    /// An integer (or time) of a length other than 1, 2, 4 or 8 bytes.
+    #[error("an integer of {len} bytes (1, 2, 4 or 8 expected)")]
+    IntegerLength {
+        /// The value's length.
+        len: usize,
+    },
+    /// An unsigned integer of a length other than 1, 2, 4 or 8 bytes.
+    #[error("an unsigned integer of {len} bytes (1, 2, 4 or 8 expected)")]
+    UnsignedIntegerLength {
+        /// The value's length.
+        len: usize,
+    },
+    /// A float of a length other than 4 or 8 bytes.
+    #[error("a float of {len} bytes (4 or 8 expected)")]
+    FloatLength {
+        /// The value's length.
+        len: usize,
+    },
+    /// A boolean other than one byte `00` or `01`.
+    #[error("boolean {} (one byte 00 or 01 expected)", hex::encode_upper(.value))]
+    Boolean {
+        /// The value's bytes.
+        value: Vec<u8>,
+    },
+    /// An object link of a length other than 4 bytes.
+    #[error("an object link of {len} bytes (4 expected)")]
+    ObjlnkLength {
+        /// The value's length.
+        len: usize,
+    },
+}
+
+/// Why a description cannot be encoded ([`Lwm2mError::Encode`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EncodeProblem {
+    /// A resource with both or neither of a value and instances.
+    #[error("a resource has either a value or instances")]
+    ValueOrInstances,
+    /// An object whose instances do not fit its 2-byte length.
+    #[error("{len} bytes of instances exceed 65535")]
+    InstancesTooLong {
+        /// The instances' encoded length.
+        len: usize,
+    },
+    /// More objects than the 2-byte count holds.
+    #[error("more than 65535 objects")]
+    TooManyObjects {
+        /// The number of objects.
+        count: usize,
+    },
+    /// An encoding larger than [`MAX_FILE_SIZE`].
+    #[error("{len} bytes exceed the 32 KiB file")]
+    FileTooLarge {
+        /// The encoding's length.
+        len: usize,
+    },
+    /// An encoding larger than the EF.
+    #[error("{len} bytes do not fit the {file_size}-byte file")]
+    DoesNotFit {
+        /// The encoding's length.
+        len: usize,
+        /// The EF's size.
+        file_size: usize,
+    },
+    /// A value whose type is not the resource's registry type.
+    #[error("the registry type is {expected:?}, the value is {actual:?}")]
+    WrongType {
+        /// The registry type.
+        expected: DataType,
+        /// The value's type.
+        actual: DataType,
+    },
+    /// A typed value for a resource the registry does not type.
+    #[error("a resource without a registry type must be opaque (hex)")]
+    NotOpaque {
+        /// The value's type.
+        actual: DataType,
+    },
+    /// An opaque value that is not hex.
+    #[error("opaque value is not hex: {0}")]
+    NotHex(hex::FromHexError),
+}
+
+// `hex::FromHexError` holds only a `char` and `usize`s, so its `PartialEq` is
+// an equivalence; it just does not declare `Eq`.
+impl Eq for EncodeProblem {}
 
 /// A registry data type (OMA-TS-LightweightM2M_Core appendix C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,12 +479,12 @@ fn decode_value(
     resource: u16,
     t: &Tlv<'_>,
 ) -> Result<Value, Lwm2mError> {
-    let bad = |detail: String| Lwm2mError::BadValue {
+    let bad = |problem: ValueProblem| Lwm2mError::BadValue {
         object,
         instance,
         resource,
         offset: t.offset,
-        detail,
+        problem,
     };
     let v = t.value;
     let ty = registry(object, resource).map_or(DataType::Opaque, |(_, ty)| ty);
@@ -350,23 +498,18 @@ fn decode_value(
                 b.copy_from_slice(v);
                 Ok(i64::from_be_bytes(b))
             }
-            n => Err(bad(format!(
-                "an integer of {n} bytes (1, 2, 4 or 8 expected)"
-            ))),
+            len => Err(bad(ValueProblem::IntegerLength { len })),
         }
     };
     Ok(match ty {
-        DataType::String => Value::String(
-            String::from_utf8(v.to_vec()).map_err(|e| bad(format!("not UTF-8: {e}")))?,
-        ),
+        DataType::String => {
+            Value::String(String::from_utf8(v.to_vec()).map_err(|e| bad(ValueProblem::NotUtf8(e)))?)
+        }
         DataType::Integer => Value::Integer(int(v)?),
         DataType::Time => Value::Time(int(v)?),
         DataType::UnsignedInteger => {
             if !matches!(v.len(), 1 | 2 | 4 | 8) {
-                return Err(bad(format!(
-                    "an unsigned integer of {} bytes (1, 2, 4 or 8 expected)",
-                    v.len()
-                )));
+                return Err(bad(ValueProblem::UnsignedIntegerLength { len: v.len() }));
             }
             Value::UnsignedInteger(v.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)))
         }
@@ -377,29 +520,19 @@ fn decode_value(
                 b.copy_from_slice(v);
                 Value::Float(f64::from_be_bytes(b))
             }
-            n => return Err(bad(format!("a float of {n} bytes (4 or 8 expected)"))),
+            len => return Err(bad(ValueProblem::FloatLength { len })),
         },
         DataType::Boolean => match v {
             [0] => Value::Boolean(false),
             [1] => Value::Boolean(true),
-            _ => {
-                return Err(bad(format!(
-                    "boolean {} (one byte 00 or 01 expected)",
-                    hex::encode_upper(v)
-                )))
-            }
+            _ => return Err(bad(ValueProblem::Boolean { value: v.to_vec() })),
         },
         DataType::Objlnk => match v {
             [a, b, c, d] => Value::Objlnk {
                 object: u16::from_be_bytes([*a, *b]),
                 instance: u16::from_be_bytes([*c, *d]),
             },
-            _ => {
-                return Err(bad(format!(
-                    "an object link of {} bytes (4 expected)",
-                    v.len()
-                )))
-            }
+            _ => return Err(bad(ValueProblem::ObjlnkLength { len: v.len() })),
         },
         DataType::Opaque => Value::Opaque(hex::encode_upper(v)),
     })
@@ -411,10 +544,10 @@ fn decode_object(id: u16, payload: &[u8], base: usize) -> Result<Vec<Instance>, 
         if inst.kind != OBJECT_INSTANCE {
             return Err(Lwm2mError::Invalid {
                 offset: inst.offset,
-                detail: format!(
-                    "object {id}: expected an object instance TLV, found kind {}",
-                    inst.kind
-                ),
+                problem: LayoutProblem::NotAnObjectInstance {
+                    object: id,
+                    kind: inst.kind,
+                },
             });
         }
         let mut resources = Vec::new();
@@ -433,10 +566,11 @@ fn decode_object(id: u16, payload: &[u8], base: usize) -> Result<Vec<Instance>, 
                         if ri.kind != RESOURCE_INSTANCE {
                             return Err(Lwm2mError::Invalid {
                                 offset: ri.offset,
-                                detail: format!(
-                                    "/{id}/{}/{}: expected a resource instance TLV",
-                                    inst.id, r.id
-                                ),
+                                problem: LayoutProblem::NotAResourceInstance {
+                                    object: id,
+                                    instance: inst.id,
+                                    resource: r.id,
+                                },
                             });
                         }
                         items.push(ResourceInstance {
@@ -454,10 +588,11 @@ fn decode_object(id: u16, payload: &[u8], base: usize) -> Result<Vec<Instance>, 
                 k => {
                     return Err(Lwm2mError::Invalid {
                         offset: r.offset,
-                        detail: format!(
-                            "/{id}/{}: expected a resource TLV, found kind {k}",
-                            inst.id
-                        ),
+                        problem: LayoutProblem::NotAResource {
+                            object: id,
+                            instance: inst.id,
+                            kind: k,
+                        },
                     })
                 }
             }
@@ -480,9 +615,7 @@ impl BootstrapFile {
         if body_end > MAX_FILE_SIZE {
             return Err(Lwm2mError::Invalid {
                 offset: 2,
-                detail: format!(
-                    "the header declares {size} bytes of objects, more than the 32 KiB file allows"
-                ),
+                problem: LayoutProblem::SizeTooLarge { size },
             });
         }
         if body_end > data.len() {
@@ -514,19 +647,19 @@ impl BootstrapFile {
         if body.pos != body_end {
             return Err(Lwm2mError::Invalid {
                 offset: body.pos,
-                detail: format!(
-                    "{count} objects end at offset {}, the header's size says {body_end}",
-                    body.pos
-                ),
+                problem: LayoutProblem::SizeMismatch {
+                    count,
+                    end: body.pos,
+                    declared_end: body_end,
+                },
             });
         }
         if let Some(i) = data[body_end..].iter().position(|b| *b != 0xFF) {
             return Err(Lwm2mError::Invalid {
                 offset: body_end + i,
-                detail: format!(
-                    "byte {:02X} after the objects (only FF padding may follow)",
-                    data[body_end + i]
-                ),
+                problem: LayoutProblem::NotPadding {
+                    byte: data[body_end + i],
+                },
             });
         }
         Ok(BootstrapFile { format: 1, objects })
@@ -560,7 +693,7 @@ impl BootstrapFile {
                         _ => {
                             return Err(Lwm2mError::Encode {
                                 path,
-                                detail: "a resource has either a value or instances".into(),
+                                problem: EncodeProblem::ValueOrInstances,
                             })
                         }
                     }
@@ -569,7 +702,7 @@ impl BootstrapFile {
             }
             let len = u16::try_from(tlv.len()).map_err(|_| Lwm2mError::Encode {
                 path: format!("/{}", o.id),
-                detail: format!("{} bytes of instances exceed 65535", tlv.len()),
+                problem: EncodeProblem::InstancesTooLong { len: tlv.len() },
             })?;
             body.extend_from_slice(&o.id.to_be_bytes());
             body.push(o.version);
@@ -578,14 +711,18 @@ impl BootstrapFile {
         }
         let count = u16::try_from(self.objects.len()).map_err(|_| Lwm2mError::Encode {
             path: "/".into(),
-            detail: "more than 65535 objects".into(),
+            problem: EncodeProblem::TooManyObjects {
+                count: self.objects.len(),
+            },
         })?;
         let size = u16::try_from(body.len())
             .ok()
             .filter(|s| usize::from(*s) + 4 <= MAX_FILE_SIZE)
             .ok_or_else(|| Lwm2mError::Encode {
                 path: "/".into(),
-                detail: format!("{} bytes exceed the 32 KiB file", body.len() + 4),
+                problem: EncodeProblem::FileTooLarge {
+                    len: body.len() + 4,
+                },
             })?;
         let mut out = Vec::with_capacity(body.len() + 4);
         out.extend_from_slice(&count.to_be_bytes());
@@ -601,7 +738,10 @@ impl BootstrapFile {
         if out.len() > file_size {
             return Err(Lwm2mError::Encode {
                 path: "/".into(),
-                detail: format!("{} bytes do not fit the {file_size}-byte file", out.len()),
+                problem: EncodeProblem::DoesNotFit {
+                    len: out.len(),
+                    file_size,
+                },
             });
         }
         out.resize(file_size, 0xFF);
@@ -694,13 +834,16 @@ fn encode_value(object: u16, resource: u16, v: &Value, path: &str) -> Result<Vec
         if t != actual {
             return Err(Lwm2mError::Encode {
                 path: path.into(),
-                detail: format!("the registry type is {t:?}, the value is {actual:?}"),
+                problem: EncodeProblem::WrongType {
+                    expected: t,
+                    actual,
+                },
             });
         }
     } else if actual != DataType::Opaque {
         return Err(Lwm2mError::Encode {
             path: path.into(),
-            detail: "a resource without a registry type must be opaque (hex)".into(),
+            problem: EncodeProblem::NotOpaque { actual },
         });
     }
     Ok(match v {
@@ -745,7 +888,7 @@ fn encode_value(object: u16, resource: u16, v: &Value, path: &str) -> Result<Vec
         }
         Value::Opaque(h) => hex::decode(h).map_err(|e| Lwm2mError::Encode {
             path: path.into(),
-            detail: format!("opaque value is not hex: {e}"),
+            problem: EncodeProblem::NotHex(e),
         })?,
     })
 }
@@ -877,5 +1020,94 @@ mod tests {
         let e = BootstrapFile::decode(&h("0001FFFF")).unwrap_err();
         assert!(e.to_string().contains("32 KiB"), "{e}");
         assert!(BootstrapFile::decode(&h("00")).is_err());
+    }
+
+    #[test]
+    fn layout_problems_read_as_before() {
+        // The instance TLV's kind changed to a resource instance (01).
+        let mut g = h(VENDOR);
+        g[9] = 0x48;
+        let e = BootstrapFile::decode(&g).unwrap_err();
+        assert!(matches!(
+            e,
+            Lwm2mError::Invalid {
+                problem: LayoutProblem::NotAnObjectInstance { object: 0, kind: 1 },
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "LwM2M bootstrap: at offset 12: object 0: expected an object instance TLV, found kind 1"
+        );
+        assert_eq!(
+            BootstrapFile::decode(&h("0001FFFF"))
+                .unwrap_err()
+                .to_string(),
+            "LwM2M bootstrap: at offset 2: the header declares 65535 bytes of objects, \
+             more than the 32 KiB file allows"
+        );
+    }
+
+    #[test]
+    fn value_problems_read_as_before() {
+        // A string starting with byte FF.
+        let mut g = h(VENDOR);
+        g[15] = 0xFF;
+        let e = BootstrapFile::decode(&g).unwrap_err();
+        assert!(matches!(
+            e,
+            Lwm2mError::BadValue {
+                problem: ValueProblem::NotUtf8(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "LwM2M bootstrap: /0/0/0 at offset 15: not UTF-8: \
+             invalid utf-8 sequence of 1 bytes from index 0"
+        );
+        // /0/0/2 (Security Mode, an integer) of 3 bytes.
+        let e = BootstrapFile::decode(&h("0001000C00000000070500C302010203")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "LwM2M bootstrap: /0/0/2 at offset 13: an integer of 3 bytes (1, 2, 4 or 8 expected)"
+        );
+    }
+
+    #[test]
+    fn encode_problems_read_as_before() {
+        let f = BootstrapFile::decode(&h(VENDOR)).unwrap();
+        let e = f.encode_padded(57).unwrap_err();
+        assert_eq!(
+            e,
+            Lwm2mError::Encode {
+                path: "/".into(),
+                problem: EncodeProblem::DoesNotFit {
+                    len: 58,
+                    file_size: 57
+                },
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "LwM2M bootstrap: cannot encode /: 58 bytes do not fit the 57-byte file"
+        );
+        let json = r#"{"format":1,"objects":[{"id":0,"instances":[{"id":1,"resources":[
+            {"id":3,"value":{"type":"opaque","value":"6G"}}]}]}]}"#;
+        let f: BootstrapFile = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            f.encode().unwrap_err().to_string(),
+            "LwM2M bootstrap: cannot encode /0/1/3: opaque value is not hex: \
+             Invalid character 'G' at position 1"
+        );
+        let json = json.replace(
+            r#"{"type":"opaque","value":"6G"}"#,
+            r#"{"type":"integer","value":7}"#,
+        );
+        let f: BootstrapFile = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            f.encode().unwrap_err().to_string(),
+            "LwM2M bootstrap: cannot encode /0/1/3: the registry type is Opaque, the value is Integer"
+        );
     }
 }

@@ -24,12 +24,12 @@ pub const MAX_FILE_SIZE: usize = 32 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Lwm2mError {
     /// The file ends inside a field.
-    #[error("LwM2M bootstrap: truncated at offset {offset}: {what}")]
+    #[error("LwM2M bootstrap: truncated at offset {offset}: {shortfall}")]
     Truncated {
         /// Offset where the missing bytes should start.
         offset: usize,
-        /// What was being read.
-        what: String,
+        /// What is missing.
+        shortfall: Shortfall,
     },
     /// A structural error.
     #[error("LwM2M bootstrap: at offset {offset}: {problem}")]
@@ -61,6 +61,51 @@ pub enum Lwm2mError {
         /// What is wrong.
         problem: EncodeProblem,
     },
+}
+
+/// What a truncated bootstrap file lacks ([`Lwm2mError::Truncated`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shortfall {
+    /// A field is cut short.
+    Field {
+        /// The field being read (e.g. `object length`, `value`).
+        field: &'static str,
+        /// Bytes the field needs.
+        needed: usize,
+        /// Bytes left in the file.
+        left: usize,
+        /// The file offset of the OMA-TLV element the field belongs to, if any.
+        element: Option<usize>,
+    },
+    /// The header declares more bytes of objects than the file holds.
+    Declared {
+        /// The declared size.
+        size: usize,
+        /// The bytes after the header.
+        available: usize,
+    },
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shortfall::Field {
+                field,
+                needed,
+                left,
+                element,
+            } => {
+                if let Some(at) = element {
+                    write!(f, "OMA-TLV element at offset {at}: ")?;
+                }
+                write!(f, "{field}: {needed} bytes needed, {left} left")
+            }
+            Shortfall::Declared { size, available } => write!(
+                f,
+                "the header declares {size} bytes of objects, the file has {available}"
+            ),
+        }
+    }
 }
 
 /// What is wrong with the layout of a bootstrap file ([`Lwm2mError::Invalid`]).
@@ -397,7 +442,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], Lwm2mError> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Lwm2mError> {
         let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len());
         match end {
             Some(end) => {
@@ -407,14 +452,16 @@ impl<'a> Cursor<'a> {
             }
             None => Err(Lwm2mError::Truncated {
                 offset: self.pos,
-                what: format!(
-                    "{what}: {n} bytes needed, {} left",
-                    self.data.len() - self.pos
-                ),
+                shortfall: Shortfall::Field {
+                    field: what,
+                    needed: n,
+                    left: self.data.len() - self.pos,
+                    element: None,
+                },
             }),
         }
     }
-    fn u16(&mut self, what: &str) -> Result<u16, Lwm2mError> {
+    fn u16(&mut self, what: &'static str) -> Result<u16, Lwm2mError> {
         let b = self.take(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
@@ -442,9 +489,23 @@ fn parse_tlvs(data: &[u8], base: usize) -> Result<Vec<Tlv<'_>>, Lwm2mError> {
     while c.pos < data.len() {
         let start = c.pos;
         let trunc = |e: Lwm2mError| match e {
-            Lwm2mError::Truncated { offset, what } => Lwm2mError::Truncated {
+            Lwm2mError::Truncated {
+                offset,
+                shortfall:
+                    Shortfall::Field {
+                        field,
+                        needed,
+                        left,
+                        ..
+                    },
+            } => Lwm2mError::Truncated {
                 offset: offset + base,
-                what: format!("OMA-TLV element at offset {}: {what}", start + base),
+                shortfall: Shortfall::Field {
+                    field,
+                    needed,
+                    left,
+                    element: Some(start + base),
+                },
             },
             other => other,
         };
@@ -621,10 +682,10 @@ impl BootstrapFile {
         if body_end > data.len() {
             return Err(Lwm2mError::Truncated {
                 offset: data.len(),
-                what: format!(
-                    "the header declares {size} bytes of objects, the file has {}",
-                    data.len() - 4
-                ),
+                shortfall: Shortfall::Declared {
+                    size,
+                    available: data.len() - 4,
+                },
             });
         }
         let mut body = Cursor {
@@ -1045,6 +1106,34 @@ mod tests {
                 .to_string(),
             "LwM2M bootstrap: at offset 2: the header declares 65535 bytes of objects, \
              more than the 32 KiB file allows"
+        );
+    }
+
+    #[test]
+    fn shortfalls_name_the_field_and_the_element() {
+        let good = h(VENDOR);
+        // The header declares more than the 30 bytes hold.
+        let e = BootstrapFile::decode(&good[..30]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Lwm2mError::Truncated {
+                    shortfall: Shortfall::Declared { available: 26, .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().ends_with("bytes of objects, the file has 26"),
+            "{e}"
+        );
+        // An OMA-TLV resource whose 1-byte value is missing.
+        let tlv = parse_tlvs(&[0xC1, 0x00], 100).unwrap_err();
+        assert_eq!(
+            tlv.to_string(),
+            "LwM2M bootstrap: truncated at offset 102: OMA-TLV element at offset 100: \
+             value: 1 bytes needed, 0 left"
         );
     }
 

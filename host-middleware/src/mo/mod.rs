@@ -39,16 +39,93 @@ pub enum MoError {
         message: String,
     },
     /// A well-formed tree that breaks a TNDS rule (bad ACL, unknown format…).
-    #[error("node {path}: {message}")]
+    #[error("node {path}: {rule}")]
     Invalid {
         /// The node's URI.
         path: String,
-        /// What is wrong.
-        message: String,
+        /// The rule it breaks.
+        #[source]
+        rule: Box<TreeRule>,
     },
     /// The card's binary form does not decode.
     #[error("MO content on the card is not a valid dmsc binary tree: {0}")]
     Binary(#[source] BinaryFault),
+}
+
+/// The TNDS rule a tree breaks ([`MoError::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeRule {
+    /// Nested deeper than the limit.
+    #[error("nested deeper than {max} levels")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// An empty node name, one with a `/`, or with surrounding spaces.
+    #[error("NodeName '{name}' must be non-empty, without '/' or surrounding spaces")]
+    NodeName {
+        /// The name.
+        name: String,
+    },
+    /// A property (ACL, Format, Size, TStamp, VerNo) with surrounding white space.
+    #[error("{property} has surrounding white space")]
+    PropertySpaces {
+        /// The property.
+        property: &'static str,
+    },
+    /// An empty Type, or one with surrounding white space.
+    #[error("Type is empty or has surrounding white space")]
+    NodeType,
+    /// An ACL that does not parse.
+    #[error("ACL '{acl}': {source}")]
+    Acl {
+        /// The ACL text.
+        acl: String,
+        /// Why.
+        source: dmsc_card_model::objects::ModelError,
+    },
+    /// A Format outside the TNDS list.
+    #[error("unknown Format '{format}' (use one of {})", tree::FORMATS.join(", "))]
+    UnknownFormat {
+        /// The format given.
+        format: String,
+    },
+    /// An interior node (`Format node`) with a Value.
+    #[error("an interior node (Format node) has a Value")]
+    InteriorWithValue,
+    /// A node with children and a Value.
+    #[error("a node with children has a Value")]
+    ChildrenWithValue,
+    /// Two siblings with one name.
+    #[error("two children named '{name}'")]
+    DuplicateChild {
+        /// The name.
+        name: String,
+    },
+    /// An empty VerDTD or one with surrounding white space.
+    #[error("VerDTD '{ver_dtd}' is empty or has surrounding white space")]
+    VerDtd {
+        /// The VerDTD given.
+        ver_dtd: String,
+    },
+    /// A Path with surrounding white space.
+    #[error("Path has surrounding white space")]
+    PathSpaces,
+    /// A top-level node whose URI is not a valid MO root.
+    #[error("not a valid MO root URI: {source}")]
+    RootUri {
+        /// Why.
+        source: dmsc_card_model::objects::ModelError,
+    },
+    /// Two top-level nodes with one URI.
+    #[error("two top-level nodes with this URI")]
+    DuplicateRoot,
+    /// A tree without any node.
+    #[error("the tree has no node")]
+    Empty,
+    /// A subtree path that names no node.
+    #[error("no such node in the tree")]
+    NoSuchNode,
 }
 
 /// Where the card's binary form of an MO tree is wrong ([`MoError::Binary`]).

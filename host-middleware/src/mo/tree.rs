@@ -3,7 +3,7 @@
 use dmsc_card_model::objects::{check_uri, Acl};
 use serde::{Deserialize, Serialize};
 
-use super::MoError;
+use super::{MoError, TreeRule};
 
 /// The DTD version this crate writes when a tree has none.
 pub const VER_DTD: &str = "1.2";
@@ -145,18 +145,17 @@ impl Node {
 
     fn validate(&self, parent: &str, depth: usize) -> Result<(), MoError> {
         let uri = self.uri_under(parent);
-        let invalid = |message: String| MoError::Invalid {
+        let invalid = |rule: TreeRule| MoError::Invalid {
             path: uri.clone(),
-            message,
+            rule: Box::new(rule),
         };
         if depth > MAX_DEPTH {
-            return Err(invalid(format!("nested deeper than {MAX_DEPTH} levels")));
+            return Err(invalid(TreeRule::TooDeep { max: MAX_DEPTH }));
         }
         if self.name.is_empty() || self.name.contains('/') || self.name.trim() != self.name {
-            return Err(invalid(format!(
-                "NodeName '{}' must be non-empty, without '/' or surrounding spaces",
-                self.name
-            )));
+            return Err(invalid(TreeRule::NodeName {
+                name: self.name.clone(),
+            }));
         }
         if let Some(p) = &self.properties {
             let tokens = [
@@ -168,37 +167,39 @@ impl Node {
             ];
             for (what, v) in tokens {
                 if v.as_deref().is_some_and(|v| v.trim() != v) {
-                    return Err(invalid(format!("{what} has surrounding white space")));
+                    return Err(invalid(TreeRule::PropertySpaces { property: what }));
                 }
             }
             if let Some(t) = &p.node_type {
                 if t.text().trim() != t.text() || t.text().is_empty() {
-                    return Err(invalid(
-                        "Type is empty or has surrounding white space".into(),
-                    ));
+                    return Err(invalid(TreeRule::NodeType));
                 }
             }
             if let Some(acl) = &p.acl {
-                Acl::parse(acl).map_err(|e| invalid(format!("ACL '{acl}': {e}")))?;
+                Acl::parse(acl).map_err(|source| {
+                    invalid(TreeRule::Acl {
+                        acl: acl.clone(),
+                        source,
+                    })
+                })?;
             }
             if let Some(f) = &p.format {
                 if !FORMATS.contains(&f.as_str()) {
-                    return Err(invalid(format!(
-                        "unknown Format '{f}' (use one of {})",
-                        FORMATS.join(", ")
-                    )));
+                    return Err(invalid(TreeRule::UnknownFormat { format: f.clone() }));
                 }
                 if f == "node" && self.value.is_some() {
-                    return Err(invalid("an interior node (Format node) has a Value".into()));
+                    return Err(invalid(TreeRule::InteriorWithValue));
                 }
             }
         }
         if !self.children.is_empty() && self.value.is_some() {
-            return Err(invalid("a node with children has a Value".into()));
+            return Err(invalid(TreeRule::ChildrenWithValue));
         }
         for (i, c) in self.children.iter().enumerate() {
             if self.children[..i].iter().any(|o| o.name == c.name) {
-                return Err(invalid(format!("two children named '{}'", c.name)));
+                return Err(invalid(TreeRule::DuplicateChild {
+                    name: c.name.clone(),
+                }));
             }
             c.validate(&uri, depth + 1)?;
         }
@@ -223,10 +224,9 @@ impl MgmtTree {
         if self.ver_dtd.is_empty() || self.ver_dtd.trim() != self.ver_dtd {
             return Err(MoError::Invalid {
                 path: ".".into(),
-                message: format!(
-                    "VerDTD '{}' is empty or has surrounding white space",
-                    self.ver_dtd
-                ),
+                rule: Box::new(TreeRule::VerDtd {
+                    ver_dtd: self.ver_dtd.clone(),
+                }),
             });
         }
         for (i, n) in self.nodes.iter().enumerate() {
@@ -234,21 +234,21 @@ impl MgmtTree {
                 if p.trim() != p {
                     return Err(MoError::Invalid {
                         path: n.root_uri(),
-                        message: "Path has surrounding white space".into(),
+                        rule: Box::new(TreeRule::PathSpaces),
                     });
                 }
             }
             let parent = n.path.as_deref().unwrap_or(".").trim_end_matches('/');
             n.validate(parent, 1)?;
             let uri = n.root_uri();
-            check_uri(&uri).map_err(|e| MoError::Invalid {
+            check_uri(&uri).map_err(|source| MoError::Invalid {
                 path: uri.clone(),
-                message: format!("not a valid MO root URI: {e}"),
+                rule: Box::new(TreeRule::RootUri { source }),
             })?;
             if self.nodes[..i].iter().any(|o| o.root_uri() == uri) {
                 return Err(MoError::Invalid {
                     path: uri,
-                    message: "two top-level nodes with this URI".into(),
+                    rule: Box::new(TreeRule::DuplicateRoot),
                 });
             }
         }
@@ -278,7 +278,7 @@ impl MgmtTree {
     pub fn subtree(&self, subtree: &str) -> Result<MgmtTree, MoError> {
         let root = self.nodes.first().ok_or_else(|| MoError::Invalid {
             path: ".".into(),
-            message: "the tree has no node".into(),
+            rule: Box::new(TreeRule::Empty),
         })?;
         let root_uri = root.root_uri();
         let rel = subtree.trim_matches('/');
@@ -287,7 +287,7 @@ impl MgmtTree {
         }
         let node = root.find(rel).ok_or_else(|| MoError::Invalid {
             path: format!("{root_uri}/{rel}"),
-            message: "no such node in the tree".into(),
+            rule: Box::new(TreeRule::NoSuchNode),
         })?;
         let full = format!("{root_uri}/{rel}");
         let parent = full.rsplit_once('/').map(|(p, _)| p).unwrap_or(".");
@@ -299,5 +299,56 @@ impl MgmtTree {
             model: self.model.clone(),
             nodes: vec![node],
         })
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    fn rule_of(tnds: &str) -> (String, TreeRule) {
+        match MgmtTree::from_tnds(tnds) {
+            Err(MoError::Invalid { path, rule }) => (path, *rule),
+            other => panic!("expected a broken TNDS rule, got {other:?}"),
+        }
+    }
+
+    /// Each broken rule comes back as its own variant, at the node that breaks it.
+    #[test]
+    fn broken_rules_are_typed_and_placed() {
+        let head = r#"<MgmtTree xmlns="syncml:dmddf1.2"><VerDTD>1.2</VerDTD>"#;
+        let (path, rule) = rule_of(&format!(
+            "{head}<Node><NodeName>A</NodeName><Path>.</Path><RTProperties>\
+             <Format><bogus/></Format></RTProperties></Node></MgmtTree>"
+        ));
+        assert_eq!(path, "./A");
+        assert_eq!(
+            rule,
+            TreeRule::UnknownFormat {
+                format: "bogus".into()
+            }
+        );
+        assert!(rule
+            .to_string()
+            .starts_with("unknown Format 'bogus' (use one of b64, bin,"));
+
+        let (path, rule) = rule_of(&format!(
+            "{head}<Node><NodeName>A</NodeName><Path>.</Path>\
+             <Node><NodeName>B</NodeName><Value>1</Value></Node>\
+             <Node><NodeName>B</NodeName><Value>2</Value></Node></Node></MgmtTree>"
+        ));
+        assert_eq!(path, "./A");
+        assert_eq!(rule, TreeRule::DuplicateChild { name: "B".into() });
+        assert_eq!(rule.to_string(), "two children named 'B'");
+
+        let (_, rule) = rule_of(&format!(
+            "{head}<Node><NodeName>A</NodeName><Path>.</Path><RTProperties>\
+             <ACL>Get=*;</ACL></RTProperties></Node></MgmtTree>"
+        ));
+        assert!(
+            matches!(rule, TreeRule::Acl { ref acl, .. } if acl == "Get=*;"),
+            "{rule:?}"
+        );
+        assert!(std::error::Error::source(&rule).is_some());
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::geo::{Position, Site};
-use super::PolicyError;
+use super::{PolicyError, PolicyProblem};
 
 /// The value of `format` in every policy file.
 pub const FORMAT: &str = "dmsc-policy";
@@ -227,14 +227,14 @@ impl Ctx<'_> {
         &self,
         span: std::ops::Range<usize>,
         rule: Option<&str>,
-        message: impl Into<String>,
+        problem: PolicyProblem,
     ) -> Result<T, PolicyError> {
         let (line, column) = line_column(self.text, span.start);
         Err(PolicyError::Invalid {
             line,
             column,
             rule: rule.map(str::to_string),
-            message: message.into(),
+            problem,
         })
     }
 }
@@ -318,10 +318,9 @@ fn time_zone(c: &Ctx, name: &Spanned<String>, rule: Option<&str>) -> Result<Time
         Err(_) => c.err(
             name.span(),
             rule,
-            format!(
-                "unknown time zone '{}' (use an IANA name such as Europe/Paris)",
-                name.get_ref()
-            ),
+            PolicyProblem::UnknownTimeZone {
+                name: name.get_ref().clone(),
+            },
         ),
     }
 }
@@ -338,26 +337,21 @@ impl Policy {
                     .map(|s| line_column(text, s.start))
                     .unwrap_or((1, 1));
                 let rule = e.span().and_then(|s| rule_at(text, s.start));
-                let mut message = e.message().trim().to_string();
+                let message = e.message().trim().to_string();
                 // An unquoted 06:00 or 2026-01-01 is a TOML date-time, not a string.
-                let bare_time = e.span().and_then(|s| text.get(s)).is_some_and(|v| {
+                let bare_value = e.span().and_then(|s| text.get(s)).is_some_and(|v| {
                     let v = v.trim();
                     !v.is_empty()
                         && v.chars().next().is_some_and(|c| c.is_ascii_digit())
                         && v.chars()
                             .all(|c| c.is_ascii_digit() || ":-T .+Z".contains(c))
                 });
-                if bare_time && message.contains("expected a string") {
-                    message = format!(
-                        "{message}: times and dates are quoted strings in a policy, \
-                         e.g. to = \"06:00\""
-                    );
-                }
+                let bare_time = bare_value && message.contains("expected a string");
                 return Err(PolicyError::Invalid {
                     line,
                     column,
                     rule,
-                    message,
+                    problem: PolicyProblem::Toml { message, bare_time },
                 });
             }
         };
@@ -365,22 +359,29 @@ impl Policy {
             return c.err(
                 raw.format.span(),
                 None,
-                format!("format must be \"{FORMAT}\""),
+                PolicyProblem::Format {
+                    found: raw.format.get_ref().clone(),
+                },
             );
         }
         if *raw.version.get_ref() != i64::from(VERSION) {
             return c.err(
                 raw.version.span(),
                 None,
-                format!(
-                    "unsupported policy version {} (this dmsc reads version {VERSION})",
-                    raw.version.get_ref()
-                ),
+                PolicyProblem::Version {
+                    found: *raw.version.get_ref(),
+                },
             );
         }
         let serial = match &raw.serial {
             Some(s) if *s.get_ref() < 0 => {
-                return c.err(s.span(), None, "serial must be 0 or more")
+                return c.err(
+                    s.span(),
+                    None,
+                    PolicyProblem::NegativeSerial {
+                        found: *s.get_ref(),
+                    },
+                )
             }
             Some(s) => *s.get_ref() as u64,
             None => 0,
@@ -394,18 +395,22 @@ impl Policy {
                 return c.err(
                     d.span(),
                     None,
-                    format!("'{name}' is built in; declare only other resources"),
+                    PolicyProblem::DeclaredBuiltIn { name: name.clone() },
                 );
             }
             if !valid_name(name) || name.bytes().any(|b| b.is_ascii_uppercase()) {
                 return c.err(
                     d.span(),
                     None,
-                    format!("declared resource '{name}': use 1-64 of a-z 0-9 . _ -"),
+                    PolicyProblem::DeclaredName { name: name.clone() },
                 );
             }
             if !declared.insert(name.clone()) {
-                return c.err(d.span(), None, format!("'{name}' is declared twice"));
+                return c.err(
+                    d.span(),
+                    None,
+                    PolicyProblem::DeclaredTwice { name: name.clone() },
+                );
             }
         }
         let check_resource = |r: &Spanned<String>, rule: Option<&str>| {
@@ -415,11 +420,9 @@ impl Policy {
                 c.err(
                     r.span(),
                     rule,
-                    format!(
-                        "unknown resource '{}' (built in: {}, app:<id>; others must be listed in `declare`)",
-                        r.get_ref(),
-                        BUILTIN_RESOURCES.join(", ")
-                    ),
+                    PolicyProblem::UnknownResource {
+                        name: r.get_ref().clone(),
+                    },
                 )
             }
         };
@@ -432,7 +435,9 @@ impl Policy {
                 return c.err(
                     v.span(),
                     Some("defaults"),
-                    format!("'{}' is not enabled or disabled", v.get_ref()),
+                    PolicyProblem::DefaultState {
+                        value: v.get_ref().clone(),
+                    },
                 );
             };
             resources.insert(name.clone());
@@ -442,7 +447,13 @@ impl Policy {
         let mut sites = BTreeMap::new();
         for (k, v) in &raw.sites {
             if !valid_name(k.get_ref()) {
-                return c.err(k.span(), None, "site name: use 1-64 of A-Z a-z 0-9 . _ -");
+                return c.err(
+                    k.span(),
+                    None,
+                    PolicyProblem::SiteName {
+                        name: k.get_ref().clone(),
+                    },
+                );
             }
             let site = site(&c, k.get_ref(), v)?;
             sites.insert(k.get_ref().clone(), site);
@@ -456,7 +467,9 @@ impl Policy {
                 return c.err(
                     r.get_ref().id.span(),
                     Some(&rule.id),
-                    "a rule with this id comes earlier",
+                    PolicyProblem::DuplicateRuleId {
+                        id: rule.id.clone(),
+                    },
                 );
             }
             resources.extend(rule.resources.iter().cloned());
@@ -466,7 +479,7 @@ impl Policy {
             defaults.entry(r.clone()).or_insert(State::Enabled);
         }
         if raw.name.get_ref().trim().is_empty() {
-            return c.err(raw.name.span(), None, "name must not be empty");
+            return c.err(raw.name.span(), None, PolicyProblem::EmptyName);
         }
         Ok(Policy {
             name: raw.name.into_inner(),
@@ -514,7 +527,10 @@ fn site(c: &Ctx, name: &str, raw: &Spanned<RawSite>) -> Result<Site, PolicyError
         None => c.err(
             span,
             rule,
-            "a position is [latitude, longitude] in degrees: latitude -90..90, longitude -180..180",
+            PolicyProblem::Position {
+                latitude: p[0],
+                longitude: p[1],
+            },
         ),
     };
     match (&r.center, &r.radius_m, &r.polygon) {
@@ -522,14 +538,21 @@ fn site(c: &Ctx, name: &str, raw: &Spanned<RawSite>) -> Result<Site, PolicyError
             let center = pos(center.get_ref(), center.span())?;
             let m = *radius.get_ref();
             if !(m.is_finite() && m > 0.0 && m <= 1.0e6) {
-                return c.err(radius.span(), rule, "radius_m must be more than 0 and at most 1000000");
+                return c.err(radius.span(), rule, PolicyProblem::Radius { radius_m: m });
             }
-            Ok(Site::Circle { center, radius_m: m })
+            Ok(Site::Circle {
+                center,
+                radius_m: m,
+            })
         }
         (None, None, Some(poly)) => {
             let pts = poly.get_ref();
             if pts.len() < 3 {
-                return c.err(poly.span(), rule, "a polygon needs at least 3 points");
+                return c.err(
+                    poly.span(),
+                    rule,
+                    PolicyProblem::TooFewPoints { points: pts.len() },
+                );
             }
             let mut vertices = Vec::with_capacity(pts.len());
             for p in pts {
@@ -537,18 +560,10 @@ fn site(c: &Ctx, name: &str, raw: &Spanned<RawSite>) -> Result<Site, PolicyError
             }
             match Site::polygon(vertices) {
                 Some(s) => Ok(s),
-                None => c.err(
-                    poly.span(),
-                    rule,
-                    "a polygon must span less than 180 degrees of longitude and have a non-zero area",
-                ),
+                None => c.err(poly.span(), rule, PolicyProblem::PolygonShape),
             }
         }
-        _ => c.err(
-            raw.span(),
-            rule,
-            "a site is either a circle (center = [lat, lon], radius_m = M) or a polygon (polygon = [[lat, lon], ...])",
-        ),
+        _ => c.err(raw.span(), rule, PolicyProblem::SiteShape),
     }
 }
 
@@ -566,7 +581,7 @@ where
     let r = raw.get_ref();
     let id = r.id.get_ref().clone();
     if !valid_name(&id) {
-        return c.err(r.id.span(), None, "rule id: use 1-64 of A-Z a-z 0-9 . _ -");
+        return c.err(r.id.span(), None, PolicyProblem::RuleId { id });
     }
     let rid = Some(id.as_str());
     let effect = match r.effect.get_ref().as_str() {
@@ -576,22 +591,20 @@ where
             return c.err(
                 r.effect.span(),
                 rid,
-                format!("effect '{other}' is neither enable nor disable"),
+                PolicyProblem::Effect {
+                    effect: other.to_string(),
+                },
             )
         }
     };
     if r.resources.get_ref().is_empty() {
-        return c.err(
-            r.resources.span(),
-            rid,
-            "a rule names at least one resource",
-        );
+        return c.err(r.resources.span(), rid, PolicyProblem::NoResources);
     }
     let mut resources = Vec::new();
     for res in r.resources.get_ref() {
         let name = check_resource(res, rid)?;
         if resources.contains(&name) {
-            return c.err(res.span(), rid, format!("'{name}' is listed twice"));
+            return c.err(res.span(), rid, PolicyProblem::ResourceTwice { name });
         }
         resources.push(name);
     }
@@ -607,17 +620,16 @@ where
         match &r.days {
             Some(list) => {
                 if list.get_ref().is_empty() {
-                    return c.err(list.span(), rid, "days must name at least one day");
+                    return c.err(list.span(), rid, PolicyProblem::NoDays);
                 }
                 for d in list.get_ref() {
                     if !parse_days(d.get_ref(), &mut days) {
                         return c.err(
                             d.span(),
                             rid,
-                            format!(
-                                "'{}' is not a day: use mon, tue, wed, thu, fri, sat, sun, a range such as mon-fri, or all",
-                                d.get_ref()
-                            ),
+                            PolicyProblem::Day {
+                                day: d.get_ref().clone(),
+                            },
                         );
                     }
                 }
@@ -630,10 +642,9 @@ where
                 None => c.err(
                     s.span(),
                     rid,
-                    format!(
-                        "'{}' is not a time of day HH:MM (00:00 to 24:00)",
-                        s.get_ref()
-                    ),
+                    PolicyProblem::TimeOfDay {
+                        time: s.get_ref().clone(),
+                    },
                 ),
             },
             None => Ok((default, None)),
@@ -644,21 +655,21 @@ where
             return c.err(
                 from_span.unwrap_or(raw.span()),
                 rid,
-                "from must be before 24:00",
+                PolicyProblem::FromEndOfDay,
             );
         }
         if to == 0 && to_span.is_some() && from == 0 {
             return c.err(
                 to_span.unwrap_or(raw.span()),
                 rid,
-                "from and to are equal: for the whole day, leave both out",
+                PolicyProblem::FromEqualsTo { minutes: from },
             );
         }
         if from == to {
             return c.err(
                 to_span.unwrap_or(raw.span()),
                 rid,
-                "from and to are equal: for the whole day, leave both out",
+                PolicyProblem::FromEqualsTo { minutes: from },
             );
         }
         let (tz, tz_name) = match &r.timezone {
@@ -672,13 +683,19 @@ where
                     Err(_) => c.err(
                         s.span(),
                         rid,
-                        format!("'{}' is not a date YYYY-MM-DD", s.get_ref()),
+                        PolicyProblem::Date {
+                            date: s.get_ref().clone(),
+                        },
                     ),
                 };
                 let a = parse(&d.get_ref().from)?;
                 let b = parse(&d.get_ref().to)?;
                 if b < a {
-                    return c.err(d.span(), rid, "dates: to comes before from");
+                    return c.err(
+                        d.span(),
+                        rid,
+                        PolicyProblem::DatesReversed { from: a, to: b },
+                    );
                 }
                 Some((a, b))
             }
@@ -705,7 +722,9 @@ where
                     c.err(
                         s.span(),
                         rid,
-                        format!("no site named '{}' in [sites]", s.get_ref()),
+                        PolicyProblem::UnknownSite {
+                            name: s.get_ref().clone(),
+                        },
                     )
                 }
             })
@@ -715,7 +734,7 @@ where
     let outside = site_list(&r.outside)?;
     let networks: Vec<String> = r.networks.iter().map(|n| n.get_ref().clone()).collect();
     if let Some(n) = r.networks.iter().find(|n| n.get_ref().is_empty()) {
-        return c.err(n.span(), rid, "a network name must not be empty");
+        return c.err(n.span(), rid, PolicyProblem::EmptyNetwork);
     }
     let when_unknown = match &r.when_unknown {
         None => WhenUnknown::Skip,
@@ -726,18 +745,16 @@ where
                 return c.err(
                     w.span(),
                     rid,
-                    format!("when_unknown '{other}' is neither skip nor apply"),
+                    PolicyProblem::WhenUnknown {
+                        value: other.to_string(),
+                    },
                 )
             }
         },
     };
     if r.when_unknown.is_some() && inside.is_empty() && outside.is_empty() && networks.is_empty() {
         if let Some(w) = &r.when_unknown {
-            return c.err(
-                w.span(),
-                rid,
-                "when_unknown needs a location (inside/outside) or network condition",
-            );
+            return c.err(w.span(), rid, PolicyProblem::WhenUnknownWithoutCondition);
         }
     }
     let (line, _) = line_column(c.text, raw.span().start);
@@ -811,8 +828,8 @@ inside = ["lab"]
                 line,
                 column,
                 rule,
-                message,
-            }) => (line, column, rule, message),
+                problem,
+            }) => (line, column, rule, problem.to_string()),
             other => panic!("expected an error, got {other:?}"),
         }
     }
@@ -900,6 +917,82 @@ inside = ["lab"]
             let (_, _, _, msg) = err(&text);
             assert!(msg.contains(needle), "{to}: {msg}");
         }
+    }
+
+    #[test]
+    fn problems_are_typed_and_read_as_the_messages_did() {
+        let text = SAMPLE.replace("[\"camera\", \"usb\"]", "[\"camera\", \"flashlight\"]");
+        let e = Policy::parse(&text).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                PolicyError::Invalid {
+                    problem: PolicyProblem::UnknownResource { name },
+                    ..
+                } if name == "flashlight"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "line 22, column 24 (rule work): unknown resource 'flashlight' (built in: camera, \
+             bluetooth, wifi, usb, ir, nfc, microphone, screen-capture, app:<id>; others must be \
+             listed in `declare`)"
+        );
+
+        let e = Policy::parse(&SAMPLE.replace("version = 1", "version = 2")).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                PolicyError::Invalid {
+                    problem: PolicyProblem::Version { found: 2 },
+                    rule: None,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "line 3, column 11: unsupported policy version 2 (this dmsc reads version 1)"
+        );
+
+        let text = SAMPLE.replace(
+            "to = \"18:00\"",
+            "to = \"18:00\"\ndates = { from = \"2026-03-01\", to = \"2026-02-01\" }",
+        );
+        let e = Policy::parse(&text).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                PolicyError::Invalid {
+                    problem: PolicyProblem::DatesReversed { from, to },
+                    ..
+                } if *from == jiff::civil::date(2026, 3, 1) && *to == jiff::civil::date(2026, 2, 1)
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "line 26, column 9 (rule work): dates: to comes before from"
+        );
+
+        let e = Policy::parse(&SAMPLE.replace("to = \"18:00\"", "to = 18:00")).unwrap_err();
+        let PolicyError::Invalid {
+            problem: PolicyProblem::Toml { message, bare_time },
+            ..
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        assert!(*bare_time, "{e:?}");
+        assert!(
+            e.to_string().ends_with(&format!(
+                "(rule work): {message}: times and dates are quoted strings in a policy, \
+                 e.g. to = \"06:00\""
+            )),
+            "{e}"
+        );
     }
 
     #[test]

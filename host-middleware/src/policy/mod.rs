@@ -28,7 +28,8 @@ pub use engine::{
 pub use format::{Policy, State};
 pub use geo::{Position, PositionError, Site};
 pub use problem::{
-    EnvelopeFault, KeyIssue, Malformation, MissingItem, Refusal, SignatureIssue, StatementFault,
+    EnvelopeFault, KeyIssue, Malformation, MissingItem, PolicyProblem, Refusal, SignatureIssue,
+    StatementFault,
 };
 
 use crate::HostError;
@@ -37,7 +38,7 @@ use crate::HostError;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The policy file does not parse or does not validate.
-    #[error("line {line}, column {column}{}: {message}", rule.as_ref().map(|r| format!(" (rule {r})")).unwrap_or_default())]
+    #[error("line {line}, column {column}{}: {problem}", rule.as_ref().map(|r| format!(" (rule {r})")).unwrap_or_default())]
     Invalid {
         /// 1-based line.
         line: usize,
@@ -46,7 +47,8 @@ pub enum PolicyError {
         /// The rule or section concerned, if any.
         rule: Option<String>,
         /// What is wrong.
-        message: String,
+        #[source]
+        problem: PolicyProblem,
     },
     /// The policy is not UTF-8.
     #[error("the policy is not UTF-8 text")]

@@ -2,8 +2,10 @@
 //! by [`PolicyError`](super::PolicyError)'s variants.
 
 use dmsc_card_model::objects::{Acl, Principal, Right};
+use jiff::civil::Date;
 use jiff::Timestamp;
 
+use super::format::{BUILTIN_RESOURCES, FORMAT, VERSION};
 use super::signing::{COMMAND_MAGIC, ENVELOPE_MAGIC};
 use crate::p256_keys::KeyError;
 
@@ -182,4 +184,208 @@ pub enum MissingItem {
     /// No enterprise key the device may read.
     #[error("the card holds no enterprise key (approver:enterprise) the device may read")]
     ReadableEnterpriseKey,
+}
+
+/// Why a policy file does not parse or does not validate
+/// ([`PolicyError::Invalid`](super::PolicyError::Invalid)).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyProblem {
+    /// The text is not TOML, or not of the policy's shape (a missing,
+    /// unknown or mistyped field).
+    #[error(
+        "{message}{}",
+        if *bare_time {
+            ": times and dates are quoted strings in a policy, e.g. to = \"06:00\""
+        } else {
+            ""
+        }
+    )]
+    Toml {
+        /// The TOML parser's description.
+        message: String,
+        /// The value is an unquoted time or date where a string is expected
+        /// (`to = 06:00` instead of `to = "06:00"`).
+        bare_time: bool,
+    },
+    /// `format` is not [`FORMAT`].
+    #[error("format must be \"{FORMAT}\"")]
+    Format {
+        /// The value given.
+        found: String,
+    },
+    /// `version` is not [`VERSION`].
+    #[error("unsupported policy version {found} (this dmsc reads version {VERSION})")]
+    Version {
+        /// The version given.
+        found: i64,
+    },
+    /// `serial` is negative.
+    #[error("serial must be 0 or more")]
+    NegativeSerial {
+        /// The serial given.
+        found: i64,
+    },
+    /// `name` is empty or only blanks.
+    #[error("name must not be empty")]
+    EmptyName,
+    /// A time zone (of the policy or of a rule) is not an IANA name.
+    #[error("unknown time zone '{name}' (use an IANA name such as Europe/Paris)")]
+    UnknownTimeZone {
+        /// The name given.
+        name: String,
+    },
+    /// `declare` lists a built-in resource or an `app:` one.
+    #[error("'{name}' is built in; declare only other resources")]
+    DeclaredBuiltIn {
+        /// The resource.
+        name: String,
+    },
+    /// `declare` lists a name that is not 1-64 of `a-z 0-9 . _ -`.
+    #[error("declared resource '{name}': use 1-64 of a-z 0-9 . _ -")]
+    DeclaredName {
+        /// The name given.
+        name: String,
+    },
+    /// `declare` lists a resource twice.
+    #[error("'{name}' is declared twice")]
+    DeclaredTwice {
+        /// The resource.
+        name: String,
+    },
+    /// A resource is neither built in, nor `app:<id>`, nor declared.
+    #[error(
+        "unknown resource '{name}' (built in: {}, app:<id>; others must be listed in `declare`)",
+        BUILTIN_RESOURCES.join(", ")
+    )]
+    UnknownResource {
+        /// The resource named.
+        name: String,
+    },
+    /// A `[defaults]` value is neither `enabled` nor `disabled`.
+    #[error("'{value}' is not enabled or disabled")]
+    DefaultState {
+        /// The value given.
+        value: String,
+    },
+    /// A site's name is not 1-64 of `A-Z a-z 0-9 . _ -`.
+    #[error("site name: use 1-64 of A-Z a-z 0-9 . _ -")]
+    SiteName {
+        /// The name given.
+        name: String,
+    },
+    /// A site is neither exactly a circle nor exactly a polygon.
+    #[error(
+        "a site is either a circle (center = [lat, lon], radius_m = M) or a polygon (polygon = [[lat, lon], ...])"
+    )]
+    SiteShape,
+    /// A position is out of the WGS84 range (or not a number).
+    #[error(
+        "a position is [latitude, longitude] in degrees: latitude -90..90, longitude -180..180"
+    )]
+    Position {
+        /// The latitude given, in degrees.
+        latitude: f64,
+        /// The longitude given, in degrees.
+        longitude: f64,
+    },
+    /// A circle's radius is not more than 0 and at most 1000000 metres.
+    #[error("radius_m must be more than 0 and at most 1000000")]
+    Radius {
+        /// The radius given, in metres.
+        radius_m: f64,
+    },
+    /// A polygon has fewer than 3 points.
+    #[error("a polygon needs at least 3 points")]
+    TooFewPoints {
+        /// The number of points given.
+        points: usize,
+    },
+    /// A polygon spans 180 degrees of longitude or more, or has no area.
+    #[error("a polygon must span less than 180 degrees of longitude and have a non-zero area")]
+    PolygonShape,
+    /// A rule's id is not 1-64 of `A-Z a-z 0-9 . _ -`.
+    #[error("rule id: use 1-64 of A-Z a-z 0-9 . _ -")]
+    RuleId {
+        /// The id given.
+        id: String,
+    },
+    /// Another rule with the same id comes earlier in the file.
+    #[error("a rule with this id comes earlier")]
+    DuplicateRuleId {
+        /// The id.
+        id: String,
+    },
+    /// A rule's `effect` is neither `enable` nor `disable`.
+    #[error("effect '{effect}' is neither enable nor disable")]
+    Effect {
+        /// The effect given.
+        effect: String,
+    },
+    /// A rule's `resources` is empty.
+    #[error("a rule names at least one resource")]
+    NoResources,
+    /// A rule lists a resource twice.
+    #[error("'{name}' is listed twice")]
+    ResourceTwice {
+        /// The resource.
+        name: String,
+    },
+    /// A rule's `days` is empty.
+    #[error("days must name at least one day")]
+    NoDays,
+    /// An entry of `days` is not a day, a range of days or `all`.
+    #[error(
+        "'{day}' is not a day: use mon, tue, wed, thu, fri, sat, sun, a range such as mon-fri, or all"
+    )]
+    Day {
+        /// The entry given.
+        day: String,
+    },
+    /// `from` or `to` is not a time of day `HH:MM` (00:00 to 24:00).
+    #[error("'{time}' is not a time of day HH:MM (00:00 to 24:00)")]
+    TimeOfDay {
+        /// The value given.
+        time: String,
+    },
+    /// `from` is 24:00.
+    #[error("from must be before 24:00")]
+    FromEndOfDay,
+    /// `from` and `to` are the same time of day (or both midnight).
+    #[error("from and to are equal: for the whole day, leave both out")]
+    FromEqualsTo {
+        /// The time of day, in minutes after local midnight.
+        minutes: u16,
+    },
+    /// A bound of `dates` is not a date `YYYY-MM-DD`.
+    #[error("'{date}' is not a date YYYY-MM-DD")]
+    Date {
+        /// The value given.
+        date: String,
+    },
+    /// `dates.to` is before `dates.from`.
+    #[error("dates: to comes before from")]
+    DatesReversed {
+        /// The first date given.
+        from: Date,
+        /// The last date given.
+        to: Date,
+    },
+    /// `inside` or `outside` names a site that `[sites]` does not define.
+    #[error("no site named '{name}' in [sites]")]
+    UnknownSite {
+        /// The site named.
+        name: String,
+    },
+    /// An entry of `networks` is empty.
+    #[error("a network name must not be empty")]
+    EmptyNetwork,
+    /// `when_unknown` is neither `skip` nor `apply`.
+    #[error("when_unknown '{value}' is neither skip nor apply")]
+    WhenUnknown {
+        /// The value given.
+        value: String,
+    },
+    /// `when_unknown` is given on a rule without a location or network condition.
+    #[error("when_unknown needs a location (inside/outside) or network condition")]
+    WhenUnknownWithoutCondition,
 }

@@ -166,10 +166,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn position(&self, el: &Element) -> (usize, usize) {
-        match crate::mo::xml::syntax_in(self.format, self.text, el.at, "") {
-            MoError::Syntax { line, column, .. } => (line, column),
-            _ => (0, 0),
-        }
+        crate::mo::xml::line_column(self.text, el.at)
     }
 
     fn element(&self, el: &Element, message: &str) -> SyncmlError {

@@ -2,7 +2,7 @@
 //! field names (see docs/provisioning.md). Errors name line and column.
 
 use super::tree::MgmtTree;
-use super::MoError;
+use super::{MoError, SyntaxProblem};
 
 impl MgmtTree {
     /// Parses the JSON form and checks the TNDS rules.
@@ -11,13 +11,7 @@ impl MgmtTree {
             format: "JSON",
             line: e.line(),
             column: e.column(),
-            message: {
-                let text = e.to_string();
-                match text.rsplit_once(" at line ") {
-                    Some((head, _)) => head.to_string(),
-                    None => text,
-                }
-            },
+            problem: Box::new(SyntaxProblem::Json(e)),
         })?;
         tree.validate()?;
         Ok(tree)
@@ -35,5 +29,40 @@ impl MgmtTree {
             Some('{') => MgmtTree::from_json(text),
             _ => MgmtTree::from_tnds(text),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_syntax_keeps_the_parser_error_without_its_position() {
+        let text = "{\n  \"ver_dtd\": \"1.2\",\n  \"nodes\": [ { \"nam\": 1 } ]\n}";
+        let e = match MgmtTree::from_json(text) {
+            Err(e) => e,
+            Ok(tree) => panic!("parsed: {tree:?}"),
+        };
+        let MoError::Syntax {
+            format: "JSON",
+            line: 3,
+            problem,
+            ..
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        let SyntaxProblem::Json(source) = problem.as_ref() else {
+            panic!("{problem:?}");
+        };
+        assert!(
+            source.to_string().contains(" at line 3 column "),
+            "{source}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "JSON line 3, column 20: unknown field `nam`, expected one of `name`, `path`, \
+             `properties`, `value`, `children`"
+        );
     }
 }

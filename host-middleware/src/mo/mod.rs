@@ -27,7 +27,7 @@ pub use tree::{MgmtTree, Node, NodeType, RtProperties};
 pub enum MoError {
     /// Malformed XML or JSON, or a document that is not a TNDS tree, at a line
     /// and column (both from 1).
-    #[error("{format} line {line}, column {column}: {message}")]
+    #[error("{format} line {line}, column {column}: {problem}")]
     Syntax {
         /// `TNDS XML` or `JSON`.
         format: &'static str,
@@ -36,7 +36,8 @@ pub enum MoError {
         /// 1-based column (in characters).
         column: usize,
         /// What is wrong.
-        message: String,
+        #[source]
+        problem: Box<SyntaxProblem>,
     },
     /// A well-formed tree that breaks a TNDS rule (bad ACL, unknown format…).
     #[error("node {path}: {rule}")]
@@ -50,6 +51,140 @@ pub enum MoError {
     /// The card's binary form does not decode.
     #[error("MO content on the card is not a valid dmsc binary tree: {0}")]
     Binary(#[source] BinaryFault),
+}
+
+/// What is wrong at the line and column of an [`MoError::Syntax`]: malformed
+/// XML or JSON, or XML elements that do not form the expected document.
+#[derive(Debug, thiserror::Error)]
+pub enum SyntaxProblem {
+    /// The XML reader refused the document (malformed markup, a bad escape…).
+    #[error("{0}")]
+    Xml(#[source] quick_xml::Error),
+    /// An attribute of an element does not parse.
+    #[error("{0}")]
+    Attribute(#[source] quick_xml::events::attributes::AttrError),
+    /// The JSON form does not parse or does not describe a tree (the text of
+    /// serde_json without its position, which the error gives apart).
+    #[error("{}", json_message(.0))]
+    Json(#[source] serde_json::Error),
+    /// An element after the end of the root element.
+    #[error("content after the root element")]
+    ContentAfterRoot,
+    /// More open elements than the reader accepts.
+    #[error("elements nested too deeply")]
+    ElementsTooDeep {
+        /// How many elements may be open at once.
+        limit: usize,
+    },
+    /// A closing tag with no element open.
+    #[error("closing tag without an opening tag")]
+    UnmatchedClose {
+        /// The name in the closing tag.
+        element: String,
+    },
+    /// Text other than white space outside the root element.
+    #[error("text outside the root element")]
+    TextOutsideRoot,
+    /// A CDATA section whose bytes are not UTF-8.
+    #[error("CDATA is not UTF-8")]
+    CdataNotUtf8(#[source] std::str::Utf8Error),
+    /// A CDATA section outside the root element.
+    #[error("CDATA outside the root element")]
+    CdataOutsideRoot,
+    /// The document ends before an element is closed.
+    #[error("the document ends inside <{element}>")]
+    EndsInside {
+        /// The innermost open element.
+        element: String,
+    },
+    /// A document without any element.
+    #[error("no {expected} element")]
+    NoRoot {
+        /// The root element expected (`MgmtTree`, `SyncML`).
+        expected: &'static str,
+    },
+    /// An `xmlns` other than the TNDS namespace in a TNDS document.
+    #[error(
+        "namespace '{namespace}' is not the TNDS namespace '{}'",
+        xml::NAMESPACE
+    )]
+    NotTndsNamespace {
+        /// The namespace given.
+        namespace: String,
+    },
+    /// An `xmlns` that is none of the namespaces the document may use.
+    #[error("namespace '{namespace}' is not one of {allowed:?}")]
+    NamespaceNotAllowed {
+        /// The namespace given.
+        namespace: String,
+        /// The namespaces allowed (lower case).
+        allowed: &'static [&'static str],
+    },
+    /// A root element other than the one expected.
+    #[error("the root element is <{element}>, not <{expected}>")]
+    WrongRoot {
+        /// The root element found.
+        element: String,
+        /// The root element expected.
+        expected: &'static str,
+    },
+    /// An element that does not belong in its parent.
+    #[error("unexpected <{element}> in <{parent}>")]
+    Unexpected {
+        /// The element found.
+        element: String,
+        /// The parent (`MgmtTree`, `Node`, `RTProperties`).
+        parent: &'static str,
+    },
+    /// A required child element is missing.
+    #[error("<{parent}> has no <{missing}>")]
+    Missing {
+        /// The element that lacks the child.
+        parent: &'static str,
+        /// The child required (`VerDTD`, `NodeName`).
+        missing: &'static str,
+    },
+    /// An element given twice where it may appear once.
+    #[error("<{element}> given twice")]
+    Repeated {
+        /// The element.
+        element: String,
+    },
+    /// A child element inside an element that only holds text.
+    #[error("<{element}> cannot contain <{child}>")]
+    ChildInLeaf {
+        /// The text-only element.
+        element: String,
+        /// The first child element found in it.
+        child: String,
+    },
+    /// Text other than white space inside an element that only holds elements.
+    #[error("<{element}> cannot contain text")]
+    TextInElement {
+        /// The element.
+        element: String,
+    },
+    /// `Node` elements nested deeper than the limit.
+    #[error("nodes nested deeper than {max} levels")]
+    NodesTooDeep {
+        /// The limit ([`tree::MAX_DEPTH`]).
+        max: usize,
+    },
+    /// A `Type` without exactly one `MIME` or `DDFName` child.
+    #[error("<Type> must hold one <MIME> or <DDFName>")]
+    TypeContent,
+    /// A `Format` without exactly one empty child element.
+    #[error("<Format> must hold one empty element such as <chr/>")]
+    FormatContent,
+}
+
+/// serde_json's message without its trailing ` at line N column M`.
+fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((head, _)) => head.to_string(),
+        None => text,
+    }
 }
 
 /// The TNDS rule a tree breaks ([`MoError::Invalid`]).

@@ -8,7 +8,7 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use super::tree::{MgmtTree, Node, NodeType, RtProperties, MAX_DEPTH};
-use super::MoError;
+use super::{MoError, SyntaxProblem};
 
 /// The TNDS namespace.
 pub const NAMESPACE: &str = "syncml:dmddf1.2";
@@ -22,7 +22,7 @@ pub(crate) struct Element {
 }
 
 /// Line and column (1-based, column in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
@@ -31,8 +31,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn syntax(text: &str, offset: usize, message: impl Into<String>) -> MoError {
-    syntax_in("TNDS XML", text, offset, message)
+fn syntax(text: &str, offset: usize, problem: SyntaxProblem) -> MoError {
+    syntax_in("TNDS XML", text, offset, problem)
 }
 
 /// A syntax error of a `format` document at byte `offset`, by line and column.
@@ -40,14 +40,14 @@ pub(crate) fn syntax_in(
     format: &'static str,
     text: &str,
     offset: usize,
-    message: impl Into<String>,
+    problem: SyntaxProblem,
 ) -> MoError {
     let (line, column) = line_column(text, offset);
     MoError::Syntax {
         format,
         line,
         column,
-        message: message.into(),
+        problem: Box::new(problem),
     }
 }
 
@@ -62,10 +62,10 @@ fn read_elements(text: &str) -> Result<Element, MoError> {
 pub(crate) fn read_elements_in(
     text: &str,
     format: &'static str,
-    namespaces: &[&str],
-    root_name: &str,
+    namespaces: &'static [&'static str],
+    root_name: &'static str,
 ) -> Result<Element, MoError> {
-    let syntax = |text: &str, at: usize, m: String| syntax_in(format, text, at, m);
+    let syntax = |text: &str, at: usize, p: SyntaxProblem| syntax_in(format, text, at, p);
     let check_namespace = |text: &str, at: usize, e: &quick_xml::events::BytesStart<'_>| {
         check_namespace_in(format, namespaces, text, at, e)
     };
@@ -76,19 +76,20 @@ pub(crate) fn read_elements_in(
         let before = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| {
             let at = reader.error_position() as usize;
-            syntax(text, at, e.to_string())
+            syntax(text, at, SyntaxProblem::Xml(e))
         })?;
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
-                return Err(syntax(
-                    text,
-                    before,
-                    "content after the root element".into(),
-                ));
+                return Err(syntax(text, before, SyntaxProblem::ContentAfterRoot));
             }
             Event::Start(e) => {
-                if stack.len() > MAX_DEPTH * 2 + 4 {
-                    return Err(syntax(text, before, "elements nested too deeply".into()));
+                let limit = MAX_DEPTH * 2 + 5;
+                if stack.len() >= limit {
+                    return Err(syntax(
+                        text,
+                        before,
+                        SyntaxProblem::ElementsTooDeep { limit },
+                    ));
                 }
                 check_namespace(text, before, &e)?;
                 stack.push(Element {
@@ -111,9 +112,10 @@ pub(crate) fn read_elements_in(
                     None => root = Some(el),
                 }
             }
-            Event::End(_) => {
+            Event::End(e) => {
                 let el = stack.pop().ok_or_else(|| {
-                    syntax(text, before, "closing tag without an opening tag".into())
+                    let element = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                    syntax(text, before, SyntaxProblem::UnmatchedClose { element })
                 })?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -123,28 +125,20 @@ pub(crate) fn read_elements_in(
             Event::Text(t) => {
                 let s = t
                     .unescape()
-                    .map_err(|e| syntax(text, before, e.to_string()))?;
+                    .map_err(|e| syntax(text, before, SyntaxProblem::Xml(e)))?;
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&s),
                     None if s.trim().is_empty() => {}
-                    None => {
-                        return Err(syntax(text, before, "text outside the root element".into()))
-                    }
+                    None => return Err(syntax(text, before, SyntaxProblem::TextOutsideRoot)),
                 }
             }
             Event::CData(c) => {
                 let s = std::str::from_utf8(&c)
-                    .map_err(|_| syntax(text, before, "CDATA is not UTF-8".into()))?
+                    .map_err(|e| syntax(text, before, SyntaxProblem::CdataNotUtf8(e)))?
                     .to_string();
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&s),
-                    None => {
-                        return Err(syntax(
-                            text,
-                            before,
-                            "CDATA outside the root element".into(),
-                        ))
-                    }
+                    None => return Err(syntax(text, before, SyntaxProblem::CdataOutsideRoot)),
                 }
             }
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
@@ -153,11 +147,20 @@ pub(crate) fn read_elements_in(
                     return Err(syntax(
                         text,
                         text.len(),
-                        format!("the document ends inside <{}>", open.name),
+                        SyntaxProblem::EndsInside {
+                            element: open.name.clone(),
+                        },
                     ));
                 }
-                return root
-                    .ok_or_else(|| syntax(text, text.len(), format!("no {root_name} element")));
+                return root.ok_or_else(|| {
+                    syntax(
+                        text,
+                        text.len(),
+                        SyntaxProblem::NoRoot {
+                            expected: root_name,
+                        },
+                    )
+                });
             }
         }
     }
@@ -165,25 +168,30 @@ pub(crate) fn read_elements_in(
 
 fn check_namespace_in(
     format: &'static str,
-    namespaces: &[&str],
+    namespaces: &'static [&'static str],
     text: &str,
     at: usize,
     e: &quick_xml::events::BytesStart<'_>,
 ) -> Result<(), MoError> {
     for attr in e.attributes() {
-        let attr = attr.map_err(|err| syntax_in(format, text, at, err.to_string()))?;
+        let attr =
+            attr.map_err(|err| syntax_in(format, text, at, SyntaxProblem::Attribute(err)))?;
         if attr.key.as_ref() == b"xmlns" {
             let v = attr
                 .unescape_value()
-                .map_err(|err| syntax_in(format, text, at, err.to_string()))?;
+                .map_err(|err| syntax_in(format, text, at, SyntaxProblem::Xml(err)))?;
             let lower = v.to_ascii_lowercase();
             if !namespaces.contains(&lower.as_str()) {
-                let message = if namespaces == [NAMESPACE] {
-                    format!("namespace '{v}' is not the TNDS namespace '{NAMESPACE}'")
+                let namespace = v.into_owned();
+                let problem = if namespaces == [NAMESPACE] {
+                    SyntaxProblem::NotTndsNamespace { namespace }
                 } else {
-                    format!("namespace '{v}' is not one of {namespaces:?}")
+                    SyntaxProblem::NamespaceNotAllowed {
+                        namespace,
+                        allowed: namespaces,
+                    }
                 };
-                return Err(syntax_in(format, text, at, message));
+                return Err(syntax_in(format, text, at, problem));
             }
         }
     }
@@ -195,14 +203,29 @@ struct Converter<'a> {
 }
 
 impl Converter<'_> {
-    fn err(&self, el: &Element, message: impl Into<String>) -> MoError {
-        syntax(self.text, el.at, message)
+    fn err(&self, el: &Element, problem: SyntaxProblem) -> MoError {
+        syntax(self.text, el.at, problem)
+    }
+
+    fn unexpected(&self, el: &Element, parent: &'static str) -> MoError {
+        let element = el.name.clone();
+        self.err(el, SyntaxProblem::Unexpected { element, parent })
+    }
+
+    fn missing(&self, el: &Element, parent: &'static str, missing: &'static str) -> MoError {
+        self.err(el, SyntaxProblem::Missing { parent, missing })
     }
 
     /// The text of a leaf element (no child elements).
     fn leaf(&self, el: &Element) -> Result<String, MoError> {
         if let Some(c) = el.children.first() {
-            return Err(self.err(c, format!("<{}> cannot contain <{}>", el.name, c.name)));
+            return Err(self.err(
+                c,
+                SyntaxProblem::ChildInLeaf {
+                    element: el.name.clone(),
+                    child: c.name.clone(),
+                },
+            ));
         }
         Ok(el.text.clone())
     }
@@ -214,14 +237,24 @@ impl Converter<'_> {
 
     fn no_text(&self, el: &Element) -> Result<(), MoError> {
         if !el.text.trim().is_empty() {
-            return Err(self.err(el, format!("<{}> cannot contain text", el.name)));
+            return Err(self.err(
+                el,
+                SyntaxProblem::TextInElement {
+                    element: el.name.clone(),
+                },
+            ));
         }
         Ok(())
     }
 
     fn once<T>(&self, slot: &mut Option<T>, el: &Element, value: T) -> Result<(), MoError> {
         if slot.is_some() {
-            return Err(self.err(el, format!("<{}> given twice", el.name)));
+            return Err(self.err(
+                el,
+                SyntaxProblem::Repeated {
+                    element: el.name.clone(),
+                },
+            ));
         }
         *slot = Some(value);
         Ok(())
@@ -231,7 +264,10 @@ impl Converter<'_> {
         if el.name != "MgmtTree" {
             return Err(self.err(
                 el,
-                format!("the root element is <{}>, not <MgmtTree>", el.name),
+                SyntaxProblem::WrongRoot {
+                    element: el.name.clone(),
+                    expected: "MgmtTree",
+                },
             ));
         }
         self.no_text(el)?;
@@ -243,10 +279,10 @@ impl Converter<'_> {
                 "Man" => self.once(&mut man, c, self.leaf(c)?)?,
                 "Mod" => self.once(&mut model, c, self.leaf(c)?)?,
                 "Node" => nodes.push(self.node(c, 1)?),
-                other => return Err(self.err(c, format!("unexpected <{other}> in <MgmtTree>"))),
+                _ => return Err(self.unexpected(c, "MgmtTree")),
             }
         }
-        let ver_dtd = ver.ok_or_else(|| self.err(el, "<MgmtTree> has no <VerDTD>"))?;
+        let ver_dtd = ver.ok_or_else(|| self.missing(el, "MgmtTree", "VerDTD"))?;
         Ok(MgmtTree {
             ver_dtd,
             man,
@@ -257,7 +293,7 @@ impl Converter<'_> {
 
     fn node(&self, el: &Element, depth: usize) -> Result<Node, MoError> {
         if depth > MAX_DEPTH {
-            return Err(self.err(el, format!("nodes nested deeper than {MAX_DEPTH} levels")));
+            return Err(self.err(el, SyntaxProblem::NodesTooDeep { max: MAX_DEPTH }));
         }
         self.no_text(el)?;
         let (mut name, mut path, mut props, mut value) = (None, None, None, None);
@@ -269,10 +305,10 @@ impl Converter<'_> {
                 "RTProperties" => self.once(&mut props, c, self.properties(c)?)?,
                 "Value" => self.once(&mut value, c, self.leaf(c)?)?,
                 "Node" => children.push(self.node(c, depth + 1)?),
-                other => return Err(self.err(c, format!("unexpected <{other}> in <Node>"))),
+                _ => return Err(self.unexpected(c, "Node")),
             }
         }
-        let name = name.ok_or_else(|| self.err(el, "<Node> has no <NodeName>"))?;
+        let name = name.ok_or_else(|| self.missing(el, "Node", "NodeName"))?;
         Ok(Node {
             name,
             path,
@@ -299,11 +335,11 @@ impl Converter<'_> {
                     let t = match c.children.as_slice() {
                         [t] if t.name == "MIME" => NodeType::Mime(self.trimmed(t)?),
                         [t] if t.name == "DDFName" => NodeType::DdfName(self.trimmed(t)?),
-                        _ => return Err(self.err(c, "<Type> must hold one <MIME> or <DDFName>")),
+                        _ => return Err(self.err(c, SyntaxProblem::TypeContent)),
                     };
                     self.once(&mut p.node_type, c, t)?
                 }
-                other => return Err(self.err(c, format!("unexpected <{other}> in <RTProperties>"))),
+                _ => return Err(self.unexpected(c, "RTProperties")),
             }
         }
         Ok(p)
@@ -314,7 +350,7 @@ impl Converter<'_> {
         self.no_text(el)?;
         match el.children.as_slice() {
             [c] if c.children.is_empty() && c.text.trim().is_empty() => Ok(c.name.clone()),
-            _ => Err(self.err(el, "<Format> must hold one empty element such as <chr/>")),
+            _ => Err(self.err(el, SyntaxProblem::FormatContent)),
         }
     }
 }
@@ -410,4 +446,92 @@ fn write_node(out: &mut String, depth: usize, node: &Node) {
     }
     indent(out, depth);
     out.push_str("</Node>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where `text` fails, why, and the message.
+    fn failure(text: &str) -> ((&'static str, usize, usize), SyntaxProblem, String) {
+        match MgmtTree::from_tnds(text) {
+            Err(e) => {
+                let message = e.to_string();
+                match e {
+                    MoError::Syntax {
+                        format,
+                        line,
+                        column,
+                        problem,
+                    } => ((format, line, column), *problem, message),
+                    other => panic!("{text}: {other:?}"),
+                }
+            }
+            Ok(tree) => panic!("{text} parsed: {tree:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_problems_are_typed_and_read_as_before() {
+        let (at, problem, message) = failure(
+            "<MgmtTree xmlns=\"syncml:dmddf1.2\">\n <VerDTD>1.2</VerDTD>\n <Bogus/>\n</MgmtTree>",
+        );
+        assert_eq!(at, ("TNDS XML", 3, 2));
+        assert!(
+            matches!(
+                &problem,
+                SyntaxProblem::Unexpected { element, parent: "MgmtTree" } if element == "Bogus"
+            ),
+            "{problem:?}"
+        );
+        assert_eq!(
+            message,
+            "TNDS XML line 3, column 2: unexpected <Bogus> in <MgmtTree>"
+        );
+
+        let (at, problem, message) = failure("<MgmtTree>\n<VerDTD>1.2</VerDTD>\n<Node>\n");
+        assert_eq!(at, ("TNDS XML", 4, 1));
+        assert!(
+            matches!(&problem, SyntaxProblem::EndsInside { element } if element == "Node"),
+            "{problem:?}"
+        );
+        assert_eq!(
+            message,
+            "TNDS XML line 4, column 1: the document ends inside <Node>"
+        );
+
+        let (at, problem, message) =
+            failure("<MgmtTree><Node><NodeName>a</NodeName></Node></MgmtTree>");
+        assert_eq!(at, ("TNDS XML", 1, 1));
+        assert!(
+            matches!(
+                problem,
+                SyntaxProblem::Missing {
+                    parent: "MgmtTree",
+                    missing: "VerDTD"
+                }
+            ),
+            "{problem:?}"
+        );
+        assert_eq!(
+            message,
+            "TNDS XML line 1, column 1: <MgmtTree> has no <VerDTD>"
+        );
+
+        let (at, problem, message) =
+            failure("<MgmtTree xmlns=\"urn:other\"><VerDTD>1.2</VerDTD></MgmtTree>");
+        assert_eq!(at, ("TNDS XML", 1, 1));
+        assert!(
+            matches!(
+                &problem,
+                SyntaxProblem::NotTndsNamespace { namespace } if namespace == "urn:other"
+            ),
+            "{problem:?}"
+        );
+        assert_eq!(
+            message,
+            "TNDS XML line 1, column 1: namespace 'urn:other' is not the TNDS namespace \
+             'syncml:dmddf1.2'"
+        );
+    }
 }

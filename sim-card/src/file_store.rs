@@ -75,7 +75,10 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::disk::{Disk, FileId, OsDisk};
-use crate::store::{Change, Journal, PersistentMemory, Records, StoreError};
+use crate::store::{
+    Change, ChecksumCheck, IoOperation, Journal, LockConflict, OsError, PersistentMemory,
+    RecordField, Records, RecordsFit, ReplacedHow, StateDefect, StoreError, TempFileStep,
+};
 
 /// The first eight bytes of every card state file.
 pub const MAGIC: [u8; 8] = *b"DMSCCARD";
@@ -87,8 +90,6 @@ const HEADER_LEN: usize = 14;
 const CRC_LEN: usize = 4;
 /// The size of an empty card state.
 const MIN_FILE_LEN: usize = HEADER_LEN + CRC_LEN;
-/// Keys quoted in error messages are cut to this many bytes.
-const QUOTE_LEN: usize = 48;
 /// How often an opener starts again when the file it locked was replaced
 /// between its open and its lock.
 const LOCK_ATTEMPTS: usize = 3;
@@ -100,7 +101,7 @@ enum Health {
     /// The disk lost power ([`SimulatedDisk`](crate::disk::SimulatedDisk)).
     PowerLost,
     /// A commit failed after the rename: memory and disk may disagree.
-    Failed(String),
+    Failed(StoreError),
 }
 
 /// Where a card state lives: the path as given (for messages), the path
@@ -135,11 +136,10 @@ impl Location {
             let held = match disk.lock(&self.real) {
                 Ok(held) => held,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(StoreError::InUse(format!(
-                        "{}: another process holds this card state (for example \
-                         `dmsc sim serve`); stop it first",
-                        self.path.display()
-                    )))
+                    return Err(StoreError::InUse {
+                        path: shown(&self.path),
+                        conflict: LockConflict::Held,
+                    })
                 }
                 Err(e) => return Err(read_error(&self.path, &e)),
             };
@@ -147,39 +147,35 @@ impl Location {
                 Ok(now) if now == held.id => return Ok(held.id),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(&self.path, "cannot check the locked file", &e)),
+                Err(e) => return Err(io_error(&self.path, IoOperation::CheckLocked, &e)),
             }
         }
-        Err(StoreError::InUse(format!(
-            "{}: the file was replaced {LOCK_ATTEMPTS} times while it was being locked; \
-             another process is writing it",
-            self.path.display()
-        )))
+        Err(StoreError::InUse {
+            path: shown(&self.path),
+            conflict: LockConflict::ReplacedWhileLocking {
+                attempts: LOCK_ATTEMPTS,
+            },
+        })
     }
 
     /// Checks that the path still names the held file `id`.
     fn check_current<D: Disk>(&self, disk: &mut D, id: FileId) -> Result<(), StoreError> {
-        let replaced = |what: &str| {
-            StoreError::Replaced(format!(
-                "{}: {what} while the card was running; nothing was written. \
-                 Another process may be running this card: stop both and reopen it",
-                self.path.display()
-            ))
+        let replaced = |found: ReplacedHow| StoreError::Replaced {
+            path: shown(&self.path),
+            found,
         };
         let held = disk
             .held()
-            .map_err(|e| io_error(&self.path, "cannot check the locked file", &e))?;
+            .map_err(|e| io_error(&self.path, IoOperation::CheckLocked, &e))?;
         match disk.identity(&self.real) {
             Ok(now) if now == id && held.id == id => Ok(()),
-            Ok(_) => Err(replaced(&format!(
-                "{} is no longer the file this card opened (it was replaced)",
-                self.real.display()
-            ))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(replaced(&format!(
-                "{} no longer exists (the file was renamed or removed)",
-                self.real.display()
-            ))),
-            Err(e) => Err(io_error(&self.path, "cannot check the state file", &e)),
+            Ok(_) => Err(replaced(ReplacedHow::OtherFile {
+                real: shown(&self.real),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(replaced(ReplacedHow::Gone {
+                real: shown(&self.real),
+            })),
+            Err(e) => Err(io_error(&self.path, IoOperation::CheckState, &e)),
         }
     }
 }
@@ -188,22 +184,17 @@ impl Location {
 fn one_name<D: Disk>(disk: &mut D, path: &Path, running: bool) -> Result<(), StoreError> {
     let held = disk
         .held()
-        .map_err(|e| io_error(path, "cannot check the locked file", &e))?;
+        .map_err(|e| io_error(path, IoOperation::CheckLocked, &e))?;
     if held.links <= 1 {
         return Ok(());
     }
-    let (when, written) = if running {
-        (" while the card was running", "; nothing was written")
-    } else {
-        ("", "")
-    };
-    Err(StoreError::Replaced(format!(
-        "{}: the state file has {} names (hard links){when}{written}; a card state must \
-         have exactly one, since every commit replaces the file and another name would \
-         keep a stale copy of the card: remove the other names",
-        path.display(),
-        held.links
-    )))
+    Err(StoreError::Replaced {
+        path: shown(path),
+        found: ReplacedHow::HardLinks {
+            names: held.links,
+            running,
+        },
+    })
 }
 
 /// Persistent memory kept in one state file, replaced atomically on every commit.
@@ -265,16 +256,17 @@ impl<D: Disk> FileStore<D> {
         match disk.exists(path) {
             Ok(false) => {}
             Ok(true) => {
-                return Err(StoreError::Io(format!(
-                    "{}: already exists; refusing to overwrite an existing card state",
-                    path.display()
-                )))
+                return Err(StoreError::Io {
+                    path: Some(shown(path)),
+                    operation: IoOperation::CreateOverExisting,
+                    cause: None,
+                })
             }
-            Err(e) => return Err(io_error(path, "cannot check whether it exists", &e)),
+            Err(e) => return Err(io_error(path, IoOperation::CheckExists, &e)),
         }
         let real = disk
             .resolve(path)
-            .map_err(|e| io_error(path, "cannot resolve its directory", &e))?;
+            .map_err(|e| io_error(path, IoOperation::ResolveDirectory, &e))?;
         let mut store = Self::with(disk, Location::new(path, real));
         let image = Zeroizing::new(encode(&store.committed)?);
         store.persist(&image)?;
@@ -295,8 +287,9 @@ impl<D: Disk> FileStore<D> {
                 .read(&store.at.real)
                 .map_err(|e| read_error(&store.at.path, &e))?,
         );
-        store.committed = decode(&data).map_err(|defect| {
-            StoreError::Corrupt(format!("{}: {defect}", store.at.path.display()))
+        store.committed = decode(&data).map_err(|defect| StoreError::Corrupt {
+            path: Some(shown(&store.at.path)),
+            defect,
         })?;
         one_name(&mut store.disk, &store.at.path, false)?;
         Ok(store)
@@ -345,7 +338,7 @@ impl<D: Disk> FileStore<D> {
         match &self.health {
             Health::Ok => Ok(()),
             Health::PowerLost => Err(StoreError::PowerLost),
-            Health::Failed(why) => Err(StoreError::Io(why.clone())),
+            Health::Failed(error) => Err(error.clone()),
         }
     }
 
@@ -383,16 +376,12 @@ impl<D: Disk> FileStore<D> {
             }
             None => match self.disk.exists(&self.at.real) {
                 Ok(false) => Ok(()),
-                Ok(true) => Err(StoreError::Io(format!(
-                    "{}: already exists (it appeared while the card was being created); \
-                     refusing to overwrite an existing card state",
-                    self.at.path.display()
-                ))),
-                Err(e) => Err(io_error(
-                    &self.at.path,
-                    "cannot check whether it exists",
-                    &e,
-                )),
+                Ok(true) => Err(StoreError::Io {
+                    path: Some(shown(&self.at.path)),
+                    operation: IoOperation::AppearedDuringCreate,
+                    cause: None,
+                }),
+                Err(e) => Err(io_error(&self.at.path, IoOperation::CheckExists, &e)),
             },
         }
     }
@@ -406,11 +395,8 @@ impl<D: Disk> FileStore<D> {
             .and_then(|()| self.check_before_rename())
             .and_then(|()| {
                 self.disk.rename(&self.at.tmp, &self.at.real).map_err(|e| {
-                    io_error(
-                        &self.at.path,
-                        &format!("cannot rename {} over it", self.at.tmp.display()),
-                        &e,
-                    )
+                    let from = shown(&self.at.tmp);
+                    io_error(&self.at.path, IoOperation::RenameOver { from }, &e)
                 })
             });
         if let Err(e) = replaced {
@@ -422,24 +408,17 @@ impl<D: Disk> FileStore<D> {
             }
             return Err(e);
         }
-        let synced = self.disk.sync_dir(&self.at.dir).map_err(|e| {
-            format!(
-                "{}: cannot sync the directory after replacing the card state ({e}); \
-                 reopen the card state",
-                self.at.path.display()
-            )
-        });
+        let path = &self.at.path;
+        let synced = self
+            .disk
+            .sync_dir(&self.at.dir)
+            .map_err(|e| io_error(path, IoOperation::SyncAfterCommit, &e));
         // The new file, locked since its creation, is now the held one.
+        let disk = &mut self.disk;
         let held = synced.and_then(|()| {
-            self.disk
-                .hold_new()
-                .and_then(|()| self.disk.held())
-                .map_err(|e| {
-                    format!(
-                        "{}: cannot keep the new card state locked ({e}); reopen the card state",
-                        self.at.path.display()
-                    )
-                })
+            disk.hold_new()
+                .and_then(|()| disk.held())
+                .map_err(|e| io_error(path, IoOperation::LockAfterCommit, &e))
         });
         match held {
             Ok(held) => {
@@ -447,36 +426,35 @@ impl<D: Disk> FileStore<D> {
                 self.fsyncs += 1;
                 Ok(())
             }
-            Err(why) => {
+            Err(error) => {
                 // The new state is in place but may not be durable or locked:
                 // make the caller reopen the file rather than guess.
-                self.health = Health::Failed(why.clone());
-                Err(self.unless_power_lost(StoreError::Io(why)))
+                self.health = Health::Failed(error.clone());
+                Err(self.unless_power_lost(error))
             }
         }
     }
 
     fn write_tmp(&mut self, image: &[u8]) -> Result<(), StoreError> {
         let (path, tmp) = (&self.at.path, &self.at.tmp);
-        let fail = |what: &str, e: &io::Error| {
-            io_error(
-                path,
-                &format!("cannot {what} temporary file {}", tmp.display()),
-                e,
-            )
+        let fail = |step: TempFileStep, e: &io::Error| {
+            let tmp = shown(tmp);
+            io_error(path, IoOperation::TempFile { step, tmp }, e)
         };
         // A leftover temporary file (or anything planted in its place) is
         // removed, and the new one is created afresh with owner-only mode.
         match self.disk.remove(tmp) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fail("remove stale", &e)),
+            Err(e) => return Err(fail(TempFileStep::RemoveStale, &e)),
         }
         let disk = &mut self.disk;
         disk.create_new(tmp)
-            .map_err(|e| fail("create and lock", &e))?;
-        disk.write_all(tmp, image).map_err(|e| fail("write", &e))?;
-        disk.sync_file(tmp).map_err(|e| fail("sync", &e))?;
+            .map_err(|e| fail(TempFileStep::CreateAndLock, &e))?;
+        disk.write_all(tmp, image)
+            .map_err(|e| fail(TempFileStep::Write, &e))?;
+        disk.sync_file(tmp)
+            .map_err(|e| fail(TempFileStep::Sync, &e))?;
         self.fsyncs += 1;
         Ok(())
     }
@@ -550,19 +528,12 @@ impl StateLock {
     pub fn replace_with(mut self, new: &Path) -> Result<(), StoreError> {
         self.at.check_current(&mut self.disk, self.held)?;
         self.disk.rename(new, &self.at.real).map_err(|e| {
-            io_error(
-                &self.at.path,
-                &format!("cannot rename {} over it", new.display()),
-                &e,
-            )
+            let from = shown(new);
+            io_error(&self.at.path, IoOperation::RenameOver { from }, &e)
         })?;
-        self.disk.sync_dir(&self.at.dir).map_err(|e| {
-            io_error(
-                &self.at.path,
-                "cannot sync the directory after replacing the card state",
-                &e,
-            )
-        })
+        self.disk
+            .sync_dir(&self.at.dir)
+            .map_err(|e| io_error(&self.at.path, IoOperation::SyncDirectory, &e))
     }
 }
 
@@ -573,19 +544,28 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn io_error(path: &Path, what: &str, e: &io::Error) -> StoreError {
-    StoreError::Io(format!("{}: {what}: {e}", path.display()))
+/// A path as error texts show it.
+fn shown(path: &Path) -> String {
+    path.display().to_string()
 }
 
-fn read_error(path: &Path, e: &io::Error) -> StoreError {
-    if e.kind() == io::ErrorKind::NotFound {
-        StoreError::Io(format!(
-            "{}: card state file does not exist",
-            path.display()
-        ))
-    } else {
-        io_error(path, "cannot read card state", e)
+/// `operation` on the card state at `path` failed with `e`.
+fn io_error(path: &Path, operation: IoOperation, e: &io::Error) -> StoreError {
+    StoreError::Io {
+        path: Some(shown(path)),
+        operation,
+        cause: Some(OsError::from(e)),
     }
+}
+
+/// Reading the card state at `path` failed with `e`.
+fn read_error(path: &Path, e: &io::Error) -> StoreError {
+    let operation = if e.kind() == io::ErrorKind::NotFound {
+        IoOperation::OpenMissing
+    } else {
+        IoOperation::Read
+    };
+    io_error(path, operation, e)
 }
 
 /// Serialises every record (see the module documentation for the layout).
@@ -625,26 +605,12 @@ fn le_u32(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
-/// Hex dump, e.g. `44 4D 53`.
-fn hex(bytes: &[u8]) -> String {
-    let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
-    parts.join(" ")
-}
-
-/// A key for an error message: escaped, and cut if long.
-fn quote(key: &[u8]) -> String {
-    match key.get(..QUOTE_LEN) {
-        Some(head) if key.len() > QUOTE_LEN => format!("\"{}\"...", head.escape_ascii()),
-        _ => format!("\"{}\"", key.escape_ascii()),
-    }
-}
-
 /// Why the records section does not match the record count.
 enum Shape {
     /// Record `record` needs `needed` bytes for its `field` but only `left` remain.
     Short {
         record: u32,
-        field: &'static str,
+        field: RecordField,
         needed: u64,
         left: usize,
     },
@@ -661,7 +627,7 @@ fn walk(
 ) -> Result<usize, Shape> {
     let mut at = 0usize;
     for record in 0..count {
-        let field = |name: &'static str, at: &mut usize| -> Result<&[u8], Shape> {
+        let field = |name: RecordField, at: &mut usize| -> Result<&[u8], Shape> {
             let left = body.len().saturating_sub(*at);
             let Some(len) = le_u32(body, *at) else {
                 return Err(Shape::Short {
@@ -688,32 +654,29 @@ fn walk(
                 }),
             }
         };
-        let key = field("key", &mut at)?;
-        let value = field("value", &mut at)?;
+        let key = field(RecordField::Key, &mut at)?;
+        let value = field(RecordField::Value, &mut at)?;
         visit(record, key, value)?;
     }
     Ok(at)
 }
 
 /// Parses and verifies a whole state file; the error describes the defect.
-fn decode(data: &[u8]) -> Result<Records, String> {
+fn decode(data: &[u8]) -> Result<Records, StateDefect> {
     let len = data.len();
     if len == 0 {
-        return Err("file is empty (0 bytes); expected a dmsc card state".into());
+        return Err(StateDefect::Empty);
     }
     let head = data.get(..MAGIC.len().min(len)).unwrap_or(data);
     if MAGIC.get(..head.len()) != Some(head) {
-        return Err(format!(
-            "not a dmsc card state: wrong magic {} (expected {}, \"DMSCCARD\")",
-            hex(head),
-            hex(&MAGIC)
-        ));
+        return Err(StateDefect::WrongMagic {
+            found: head.to_vec(),
+            expected: MAGIC,
+        });
     }
-    let truncated = || {
-        format!(
-            "truncated: file is {len} bytes, shorter than the {MIN_FILE_LEN}-byte \
-             minimum of an empty card state"
-        )
+    let truncated = || StateDefect::Truncated {
+        len,
+        minimum: MIN_FILE_LEN,
     };
     let version = le_u16(data, MAGIC.len()).ok_or_else(truncated)?;
     let checksum = match len.checked_sub(CRC_LEN) {
@@ -725,17 +688,15 @@ fn decode(data: &[u8]) -> Result<Records, String> {
         _ => None,
     };
     if version != FORMAT_VERSION {
-        let why = match checksum {
-            Some((stored, computed)) if stored == computed && version > FORMAT_VERSION => {
-                "; it was probably written by a newer dmsc"
-            }
-            Some((stored, computed)) if stored == computed => "",
-            Some(_) => "; the checksum does not match either, so the header is probably damaged",
-            None => "",
-        };
-        return Err(format!(
-            "unsupported format version {version} (this build reads version {FORMAT_VERSION}){why}"
-        ));
+        return Err(StateDefect::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+            checksum: match checksum {
+                Some((stored, computed)) if stored == computed => ChecksumCheck::Valid,
+                Some(_) => ChecksumCheck::Invalid,
+                None => ChecksumCheck::Absent,
+            },
+        });
     }
     let Some((stored, computed)) = checksum else {
         return Err(truncated());
@@ -744,21 +705,18 @@ fn decode(data: &[u8]) -> Result<Records, String> {
     let rest = data.get(HEADER_LEN..).unwrap_or_default();
     if stored != computed {
         // Diagnose from the record lengths, taking the checksum bytes as data.
-        let hint = match walk(rest, count, |_, _, _| Ok(())) {
-            Ok(used) if used + CRC_LEN < rest.len() => format!(
-                "; {} unexpected bytes follow the declared records and checksum",
-                rest.len() - used - CRC_LEN
-            ),
-            Ok(used) if used + CRC_LEN == rest.len() => String::new(),
-            _ => format!(
-                "; the {count} records the header declares do not fit with their \
-                 checksum in the {len}-byte file, so it is probably truncated \
-                 (or a length field is damaged)"
-            ),
+        let fit = match walk(rest, count, |_, _, _| Ok(())) {
+            Ok(used) if used + CRC_LEN < rest.len() => RecordsFit::Excess {
+                bytes: rest.len() - used - CRC_LEN,
+            },
+            Ok(used) if used + CRC_LEN == rest.len() => RecordsFit::Exact,
+            _ => RecordsFit::Overrun { count, len },
         };
-        return Err(format!(
-            "checksum mismatch (stored {stored:08X}, computed {computed:08X}){hint}"
-        ));
+        return Err(StateDefect::ChecksumMismatch {
+            stored,
+            computed,
+            fit,
+        });
     }
     let body = rest
         .get(..rest.len().saturating_sub(CRC_LEN))
@@ -779,24 +737,23 @@ fn decode(data: &[u8]) -> Result<Records, String> {
     });
     match walked {
         Ok(used) if used == body.len() => Ok(records),
-        Ok(used) => Err(format!(
-            "{} trailing bytes after the last of the {count} records the header declares",
-            body.len() - used
-        )),
+        Ok(used) => Err(StateDefect::TrailingBytes {
+            bytes: body.len() - used,
+            count,
+        }),
         Err(Shape::Short {
             record,
             field,
             needed,
             left,
-        }) => Err(format!(
-            "inconsistent lengths: record {record} of {count} needs {needed} bytes for its \
-             {field} (length field included) but only {left} bytes remain before the checksum"
-        )),
-        Err(Shape::Unordered { record, key }) => Err(format!(
-            "record {record}: key {} is not greater than the previous key \
-             (duplicate or out of order)",
-            quote(&key)
-        )),
+        }) => Err(StateDefect::InconsistentLengths {
+            record,
+            count,
+            field,
+            needed,
+            left,
+        }),
+        Err(Shape::Unordered { record, key }) => Err(StateDefect::UnorderedKey { record, key }),
     }
 }
 
@@ -852,18 +809,35 @@ mod tests {
         out
     }
 
-    /// Opens `path` holding `bytes` and returns the `Corrupt` message.
-    fn corrupt(path: &Path, bytes: &[u8]) -> String {
+    /// Opens `path` holding `bytes` and returns the `Corrupt` defect.
+    fn defect(path: &Path, bytes: &[u8]) -> StateDefect {
         fs::write(path, bytes).unwrap();
         match FileStore::open(path) {
-            Err(StoreError::Corrupt(msg)) => {
-                assert!(
-                    msg.starts_with(&format!("{}: ", path.display())),
-                    "message does not name the file: {msg}"
-                );
-                msg
+            Err(StoreError::Corrupt {
+                path: Some(named),
+                defect,
+            }) => {
+                assert_eq!(named, path.display().to_string(), "{defect}");
+                defect
             }
             other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    /// Opens `path` holding `bytes` and returns the `Corrupt` message
+    /// after its prefix: the file and the defect.
+    fn corrupt(path: &Path, bytes: &[u8]) -> String {
+        format!("{}: {}", path.display(), defect(path, bytes))
+    }
+
+    /// The text of an `Io` error after its prefix, checking that it names `path`.
+    fn io_text(path: &Path, e: &StoreError) -> String {
+        assert!(matches!(e, StoreError::Io { .. }), "{e:?}");
+        assert_eq!(e.path(), Some(path.display().to_string().as_str()));
+        let text = e.to_string();
+        match text.strip_prefix("card state I/O error: ") {
+            Some(rest) => rest.to_string(),
+            None => panic!("{text}"),
         }
     }
 
@@ -995,10 +969,19 @@ mod tests {
         let err = FileStore::create(&path).unwrap_err();
         assert_eq!(
             err,
-            StoreError::Io(format!(
-                "{}: already exists; refusing to overwrite an existing card state",
+            StoreError::Io {
+                path: Some(path.display().to_string()),
+                operation: IoOperation::CreateOverExisting,
+                cause: None,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "card state I/O error: {}: already exists; refusing to overwrite an existing \
+                 card state",
                 path.display()
-            ))
+            )
         );
         assert_eq!(fs::read(&path).unwrap(), b"precious");
     }
@@ -1008,7 +991,8 @@ mod tests {
         let d = dir();
         let path = d.path().join("no/such/dir/card.state");
         match FileStore::create(&path) {
-            Err(StoreError::Io(msg)) => {
+            Err(e) => {
+                let msg = io_text(&path, &e);
                 assert!(msg.starts_with(&path.display().to_string()), "{msg}")
             }
             other => panic!("{other:?}"),
@@ -1019,12 +1003,21 @@ mod tests {
     fn a_missing_file_is_an_io_error_and_leaves_no_lock_file() {
         let d = dir();
         let path = d.path().join("card.state");
+        let err = FileStore::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Io {
+                    operation: IoOperation::OpenMissing,
+                    cause: Some(cause),
+                    ..
+                } if cause.kind() == io::ErrorKind::NotFound
+            ),
+            "{err:?}"
+        );
         assert_eq!(
-            FileStore::open(&path).unwrap_err(),
-            StoreError::Io(format!(
-                "{}: card state file does not exist",
-                path.display()
-            ))
+            io_text(&path, &err),
+            format!("{}: card state file does not exist", path.display())
         );
         assert!(!sibling(&path, ".lock").exists());
     }
@@ -1035,7 +1028,8 @@ mod tests {
         let path = d.path().join("card.state");
         fs::create_dir(&path).unwrap();
         match FileStore::open(&path) {
-            Err(StoreError::Io(msg)) => {
+            Err(e) => {
+                let msg = io_text(&path, &e);
                 assert!(
                     msg.starts_with(&format!("{}: cannot read card state: ", path.display())),
                     "{msg}"
@@ -1049,18 +1043,19 @@ mod tests {
     fn a_second_handle_is_refused_while_the_first_is_open() {
         let d = dir();
         let (store, path) = filled(&d, SMALL);
-        let in_use = format!(
-            "{}: another process holds this card state (for example `dmsc sim serve`); \
-             stop it first",
-            path.display()
-        );
+        let in_use = StoreError::InUse {
+            path: path.display().to_string(),
+            conflict: LockConflict::Held,
+        };
+        assert_eq!(FileStore::open(&path).unwrap_err(), in_use);
+        assert_eq!(StateLock::acquire(&path).unwrap_err(), in_use);
         assert_eq!(
-            FileStore::open(&path).unwrap_err(),
-            StoreError::InUse(in_use.clone())
-        );
-        assert_eq!(
-            StateLock::acquire(&path).unwrap_err(),
-            StoreError::InUse(in_use)
+            in_use.to_string(),
+            format!(
+                "card state in use: {}: another process holds this card state (for example \
+                 `dmsc sim serve`); stop it first",
+                path.display()
+            )
         );
         drop(store);
         let mut store = FileStore::open(&path).unwrap();
@@ -1068,10 +1063,13 @@ mod tests {
         store.begin().unwrap();
         store.write(b"x", b"y").unwrap();
         store.commit().unwrap();
-        assert!(matches!(FileStore::open(&path), Err(StoreError::InUse(_))));
+        assert!(matches!(
+            FileStore::open(&path),
+            Err(StoreError::InUse { .. })
+        ));
         assert!(matches!(
             StateLock::acquire(&path),
-            Err(StoreError::InUse(_))
+            Err(StoreError::InUse { .. })
         ));
     }
 
@@ -1096,9 +1094,12 @@ mod tests {
         let mut store = simulated_with_a_transaction();
         store.disk_mut().rename(state, other).unwrap();
         match store.commit() {
-            Err(StoreError::Replaced(msg)) => {
-                assert!(msg.contains("no longer exists"), "{msg}")
-            }
+            Err(
+                e @ StoreError::Replaced {
+                    found: ReplacedHow::Gone { .. },
+                    ..
+                },
+            ) => assert!(e.to_string().contains("no longer exists"), "{e}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(store.load().unwrap(), records(SMALL));
@@ -1111,7 +1112,12 @@ mod tests {
         disk.sync_file(other).unwrap();
         disk.rename(other, state).unwrap();
         match store.commit() {
-            Err(StoreError::Replaced(msg)) => assert!(msg.contains("replaced"), "{msg}"),
+            Err(
+                e @ StoreError::Replaced {
+                    found: ReplacedHow::OtherFile { .. },
+                    ..
+                },
+            ) => assert!(e.to_string().contains("(it was replaced)"), "{e}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(store.load().unwrap(), records(SMALL));
@@ -1135,6 +1141,92 @@ mod tests {
             disk.lock(state).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn defects_are_typed_and_read_as_before() {
+        let d = dir();
+        let path = d.path().join("card.state");
+        let shown = path.display().to_string();
+        let open_err = |bytes: &[u8]| {
+            fs::write(&path, bytes).unwrap();
+            FileStore::open(&path).unwrap_err()
+        };
+
+        let e = open_err(b"");
+        assert!(
+            matches!(&e, StoreError::Corrupt { path: Some(p), defect: StateDefect::Empty } if *p == shown),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("card state is corrupt: {shown}: file is empty (0 bytes); expected a dmsc card state")
+        );
+
+        let e = open_err(b"DMSCCARD\x01");
+        assert!(
+            matches!(
+                &e,
+                StoreError::Corrupt {
+                    defect: StateDefect::Truncated {
+                        len: 9,
+                        minimum: 18
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "card state is corrupt: {shown}: truncated: file is 9 bytes, shorter than the \
+                 18-byte minimum of an empty card state"
+            )
+        );
+
+        // Three bytes appended: the file's last four are taken as the checksum.
+        let mut bad = image(b"DMSCCARD", 1, 0, b"");
+        bad.extend_from_slice(b"xyz");
+        let n = bad.len();
+        let stored = u32::from_le_bytes(bad[n - 4..].try_into().unwrap());
+        let computed = crc32fast::hash(&bad[..n - 4]);
+        let e = open_err(&bad);
+        assert_eq!(
+            e,
+            StoreError::Corrupt {
+                path: Some(shown.clone()),
+                defect: StateDefect::ChecksumMismatch {
+                    stored,
+                    computed,
+                    fit: RecordsFit::Excess { bytes: 3 },
+                },
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "card state is corrupt: {shown}: checksum mismatch (stored {stored:08X}, \
+                 computed {computed:08X}); 3 unexpected bytes follow the declared records \
+                 and checksum"
+            )
+        );
+
+        // A long key is quoted cut to 48 bytes.
+        let long = [b'k'; 60];
+        let mut body = record(&long, b"1");
+        body.extend(record(&long, b"2"));
+        match defect(&path, &image(b"DMSCCARD", 1, 2, &body)) {
+            found @ StateDefect::UnorderedKey { record: 1, .. } => assert_eq!(
+                found.to_string(),
+                format!(
+                    "record 1: key \"{}\"... is not greater than the previous key \
+                     (duplicate or out of order)",
+                    "k".repeat(48)
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::applet::{Card, CardError, InitParams};
 use crate::file_store::FileStore;
-use crate::store::StoreError;
+use crate::store::{IoOperation, OsError, StoreError};
 
 /// A card whose persistent memory is one state file.
 pub type FileCard = Card<FileStore, ChaCha20Rng>;
@@ -17,9 +17,11 @@ pub type FileCard = Card<FileStore, ChaCha20Rng>;
 pub fn os_rng() -> Result<ChaCha20Rng, CardError> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| {
-        CardError::Store(StoreError::Io(format!(
-            "no operating-system randomness: {e}"
-        )))
+        CardError::Store(StoreError::Io {
+            path: None,
+            operation: IoOperation::Randomness,
+            cause: Some(OsError::other(e.raw_os_error(), e.to_string())),
+        })
     })?;
     Ok(ChaCha20Rng::from_seed(seed))
 }

@@ -13,7 +13,7 @@ use dmsc_card_model::scp03::StaticKeys;
 use dmsc_card_model::tlv::{self, Fields};
 use zeroize::Zeroizing;
 
-use crate::store::{Key, Records, StoreError};
+use crate::store::{AppletRecord, Key, Records, StateDefect, StoreError};
 
 /// How many audit records the ring keeps: [`EVIDENCE_CAPACITY`] + [`GENERAL_CAPACITY`].
 pub const AUDIT_CAPACITY: usize = EVIDENCE_CAPACITY + GENERAL_CAPACITY;
@@ -386,37 +386,39 @@ impl State {
 
     /// Rebuilds the state from its records; any defect is reported, never repaired.
     pub fn from_records(records: &Records) -> Result<State, StoreError> {
-        let corrupt =
-            |what: &str| StoreError::Corrupt(alloc::format!("record {what} is malformed"));
-        let get = |k: &[u8], what: &str| {
+        use AppletRecord as R;
+        let corrupt = |what: AppletRecord| StoreError::from(StateDefect::MalformedRecord(what));
+        let get = |k: &[u8], what: AppletRecord| {
             records
                 .get(k)
-                .ok_or_else(|| StoreError::Corrupt(alloc::format!("record {what} is missing")))
+                .ok_or_else(|| StoreError::from(StateDefect::MissingRecord(what)))
         };
-        let meta_bytes = get(K_META, "meta")?;
-        let meta = Fields::parse(meta_bytes).map_err(|_| corrupt("meta"))?;
-        let field = |tag: u32| meta.get(tag).ok_or_else(|| corrupt("meta"));
+        let meta_bytes = get(K_META, R::Meta)?;
+        let meta = Fields::parse(meta_bytes).map_err(|_| corrupt(R::Meta))?;
+        let field = |tag: u32| meta.get(tag).ok_or_else(|| corrupt(R::Meta));
         if field(T_VERSION)? != [STATE_VERSION] {
-            return Err(StoreError::Corrupt(alloc::format!(
-                "unsupported applet state version {:?}",
-                field(T_VERSION)?
-            )));
+            return Err(StateDefect::AppletVersion {
+                found: field(T_VERSION)?.to_vec(),
+            }
+            .into());
         }
         let arr = |tag: u32| -> Result<Vec<u8>, StoreError> { Ok(field(tag)?.to_vec()) };
         let u32_of = |tag: u32| -> Result<u32, StoreError> {
-            let b: [u8; 4] = field(tag)?.try_into().map_err(|_| corrupt("meta"))?;
+            let b: [u8; 4] = field(tag)?.try_into().map_err(|_| corrupt(R::Meta))?;
             Ok(u32::from_be_bytes(b))
         };
-        let card_id: [u8; 16] = arr(T_CARD_ID)?.try_into().map_err(|_| corrupt("meta"))?;
-        let generation: [u8; 8] = arr(T_GENERATION)?.try_into().map_err(|_| corrupt("meta"))?;
-        let identity: [u8; 32] = arr(T_IDENTITY)?.try_into().map_err(|_| corrupt("meta"))?;
+        let card_id: [u8; 16] = arr(T_CARD_ID)?.try_into().map_err(|_| corrupt(R::Meta))?;
+        let generation: [u8; 8] = arr(T_GENERATION)?
+            .try_into()
+            .map_err(|_| corrupt(R::Meta))?;
+        let identity: [u8; 32] = arr(T_IDENTITY)?.try_into().map_err(|_| corrupt(R::Meta))?;
         let one = |tag: u32| -> Result<u8, StoreError> {
             match field(tag)? {
                 [b] => Ok(*b),
-                _ => Err(corrupt("meta")),
+                _ => Err(corrupt(R::Meta)),
             }
         };
-        let secret = |k: &[u8], what: &str| -> Result<Secret, StoreError> {
+        let secret = |k: &[u8], what: AppletRecord| -> Result<Secret, StoreError> {
             let f = Fields::parse(get(k, what)?).map_err(|_| corrupt(what))?;
             let byte = |tag| match f.get(tag) {
                 Some([b]) => Ok(*b),
@@ -437,8 +439,8 @@ impl State {
             scp_counter: u32_of(T_SCP_COUNTER)?,
             scp_i: one(T_SCP_I)?,
             identity_secret: Zeroizing::new(identity),
-            pin: secret(K_PIN, "pin")?,
-            puk: secret(K_PUK, "puk")?,
+            pin: secret(K_PIN, R::Pin)?,
+            puk: secret(K_PUK, R::Puk)?,
             failures: BTreeMap::new(),
             objects: BTreeMap::new(),
             authorities: BTreeMap::new(),
@@ -448,37 +450,37 @@ impl State {
         };
         for (k, v) in records {
             if let Some(name) = k.strip_prefix(P_FAIL) {
-                let name = core::str::from_utf8(name).map_err(|_| corrupt("fail"))?;
-                let count: [u8; 4] = v.as_slice().try_into().map_err(|_| corrupt("fail"))?;
+                let name = core::str::from_utf8(name).map_err(|_| corrupt(R::Fail))?;
+                let count: [u8; 4] = v.as_slice().try_into().map_err(|_| corrupt(R::Fail))?;
                 state
                     .failures
                     .insert(name.to_string(), u32::from_be_bytes(count));
             } else if let Some(r) = k.strip_prefix(P_OBJ) {
-                let obj = ObjectRef::decode(r).map_err(|_| corrupt("obj"))?;
-                let f = Fields::parse(v).map_err(|_| corrupt("obj"))?;
-                let acl_text = f.get(T_ACL).ok_or_else(|| corrupt("obj"))?;
+                let obj = ObjectRef::decode(r).map_err(|_| corrupt(R::Obj))?;
+                let f = Fields::parse(v).map_err(|_| corrupt(R::Obj))?;
+                let acl_text = f.get(T_ACL).ok_or_else(|| corrupt(R::Obj))?;
                 let acl = core::str::from_utf8(acl_text)
                     .ok()
                     .and_then(|s| Acl::parse(s).ok())
-                    .ok_or_else(|| corrupt("obj"))?;
+                    .ok_or_else(|| corrupt(R::Obj))?;
                 let value =
-                    ObjectValue::decode(obj.kind(), f.get(T_VALUE).ok_or_else(|| corrupt("obj"))?)
-                        .map_err(|_| corrupt("obj"))?;
+                    ObjectValue::decode(obj.kind(), f.get(T_VALUE).ok_or_else(|| corrupt(R::Obj))?)
+                        .map_err(|_| corrupt(R::Obj))?;
                 state.objects.insert(obj, Stored { acl, value });
             } else if let Some(kvn) = k.strip_prefix(P_AUTH) {
                 let [kvn] = kvn else {
-                    return Err(corrupt("auth"));
+                    return Err(corrupt(R::Auth));
                 };
-                let f = Fields::parse(v).map_err(|_| corrupt("auth"))?;
+                let f = Fields::parse(v).map_err(|_| corrupt(R::Auth))?;
                 let part = |tag| {
                     f.get(tag)
                         .map(|b| Zeroizing::new(b.to_vec()))
-                        .ok_or_else(|| corrupt("auth"))
+                        .ok_or_else(|| corrupt(R::Auth))
                 };
                 let name = f
                     .get(T_NAME)
                     .and_then(|n| core::str::from_utf8(n).ok())
-                    .ok_or_else(|| corrupt("auth"))?
+                    .ok_or_else(|| corrupt(R::Auth))?
                     .to_string();
                 state.authorities.insert(
                     *kvn,
@@ -490,7 +492,7 @@ impl State {
                     },
                 );
             } else if k.starts_with(P_AUDIT) {
-                let e = AuditEntry::decode(v).map_err(|_| corrupt("audit"))?;
+                let e = AuditEntry::decode(v).map_err(|_| corrupt(R::Audit))?;
                 state.audit.insert(e.sequence, e);
             } else if k.as_slice() == K_APPROVED {
                 let cmd = dmsc_card_model::Command::new(
@@ -504,19 +506,16 @@ impl State {
                     Ok(dmsc_card_model::commands::Request::ConfirmInstalled { package }) => {
                         state.approved = Some(package)
                     }
-                    _ => return Err(corrupt("approved")),
+                    _ => return Err(corrupt(R::Approved)),
                 }
             } else if ![K_META, K_PIN, K_PUK].contains(&k.as_slice()) {
-                return Err(StoreError::Corrupt(alloc::format!(
-                    "unknown record {:?}",
-                    String::from_utf8_lossy(k)
-                )));
+                return Err(StateDefect::UnknownRecord { key: k.clone() }.into());
             }
         }
         if state.failure_limit
             < DEFAULT_FAILURE_LIMIT.min(dmsc_card_model::commands::MIN_FAILURE_LIMIT)
         {
-            return Err(corrupt("meta"));
+            return Err(corrupt(R::Meta));
         }
         Ok(state)
     }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use dmsc_sim_card::disk::{Disk, FileId, HeldFile, OsDisk};
 use dmsc_sim_card::file_store::{FileStore, StateLock};
+use dmsc_sim_card::store::{LockConflict, ReplacedHow};
 use dmsc_sim_card::{PersistentMemory, StoreError};
 use tempfile::TempDir;
 
@@ -37,7 +38,10 @@ fn commit<D: Disk>(store: &mut FileStore<D>, key: &[u8], value: &[u8]) -> Result
 /// `Ok` if `opened` was refused because another handle holds the card.
 fn refused_in_use<D: Disk>(what: &str, opened: Result<FileStore<D>, StoreError>) -> Check {
     match opened {
-        Err(StoreError::InUse(msg)) if msg.contains("another process holds") => Ok(()),
+        Err(StoreError::InUse {
+            conflict: LockConflict::Held,
+            ..
+        }) => Ok(()),
         Err(e) => Err(format!("{what}: refused, but not as in use: {e}")),
         Ok(_) => Err(format!("{what}: a second handle opened the card")),
     }
@@ -125,12 +129,18 @@ fn hard_links_meet_the_same_lock<D: Disk>(disk: impl Fn() -> D) -> Check {
     refused_in_use("through a hard link", FileStore::open_on(disk(), &alias))?;
     // The running card refuses to commit while its file has two names.
     match commit(&mut store, b"pin", b"2") {
-        Err(StoreError::Replaced(msg)) if msg.contains("2 names (hard links)") => {}
+        Err(StoreError::Replaced {
+            found: ReplacedHow::HardLinks { names: 2, .. },
+            ..
+        }) => {}
         other => return Err(format!("commit with a second name: {other:?}")),
     }
     drop(store);
     match FileStore::open_on(disk(), &alias) {
-        Err(StoreError::Replaced(msg)) if msg.contains("2 names (hard links)") => {}
+        Err(StoreError::Replaced {
+            found: ReplacedHow::HardLinks { names: 2, .. },
+            ..
+        }) => {}
         Err(e) => return Err(format!("open of a file with two names: {e}")),
         Ok(_) => return Err("a state file with two names was opened".into()),
     }
@@ -144,7 +154,7 @@ fn hard_links_meet_the_same_lock<D: Disk>(disk: impl Fn() -> D) -> Check {
 fn refused_replaced<D: Disk>(what: &str, store: &mut FileStore<D>, words: &str) -> Check {
     let before = store.load().map_err(|e| e.to_string())?;
     match commit(store, b"pin", b"0") {
-        Err(StoreError::Replaced(msg)) if msg.contains(words) => {}
+        Err(e @ StoreError::Replaced { .. }) if e.to_string().contains(words) => {}
         Err(e) => return Err(format!("{what}: refused, but not as replaced: {e}")),
         Ok(()) => return Err(format!("{what}: the commit went through")),
     }
@@ -197,7 +207,7 @@ fn no_lock_files_beside_states<D: Disk>(disk: impl Fn() -> D) -> Check {
     fs::write(&corrupt, b"DMSCCARD\x01\x00garbage").unwrap();
     if !matches!(
         FileStore::open_on(disk(), &corrupt),
-        Err(StoreError::Corrupt(_))
+        Err(StoreError::Corrupt { .. })
     ) {
         return Err("a corrupt state was not refused as corrupt".into());
     }
@@ -250,7 +260,7 @@ fn no_lock_file_appears_beside_a_state_valid_corrupt_or_missing() {
     fs::write(&corrupt, b"DMSCCARD\x01\x00garbage").unwrap();
     assert!(matches!(
         FileStore::open(&corrupt),
-        Err(StoreError::Corrupt(_))
+        Err(StoreError::Corrupt { .. })
     ));
     assert!(FileStore::open(dir.path().join("missing.state")).is_err());
     let mut names: Vec<String> = fs::read_dir(dir.path())
@@ -279,13 +289,16 @@ fn replacing_a_whole_state_takes_the_same_lock() {
     let (store, path) = new_state(&dir, OsDisk::default());
     assert!(matches!(
         StateLock::acquire(&path),
-        Err(StoreError::InUse(_))
+        Err(StoreError::InUse { .. })
     ));
     drop(store);
     // A corrupt state can be locked and replaced.
     fs::write(&path, b"garbage").unwrap();
     let lock = StateLock::acquire(&path).unwrap();
-    assert!(matches!(FileStore::open(&path), Err(StoreError::InUse(_))));
+    assert!(matches!(
+        FileStore::open(&path),
+        Err(StoreError::InUse { .. })
+    ));
     let staged = dir.path().join("staged.state");
     drop(FileStore::create(&staged).unwrap());
     let image = fs::read(&staged).unwrap();

@@ -403,7 +403,7 @@ fn init_uicc(ctx: &Ctx, profile: &Path, path: &Path, force: bool) -> Result<()> 
 /// anything fails and a card in use (e.g. by `dmsc sim serve`) is never replaced.
 fn replace_card(path: &Path, params: InitParams) -> Result<[u8; 16]> {
     let lock = StateLock::acquire(path).map_err(|e| match e {
-        StoreError::InUse(_) => anyhow::anyhow!(
+        StoreError::InUse { .. } => anyhow::anyhow!(
             "{} is in use by another process (it holds the card state's lock); stop it first",
             path.display()
         ),

@@ -14,7 +14,7 @@ use super::keys::authority_info;
 use super::{Card, CardError, InitParams, Regressions, Volatile};
 use crate::crypto;
 use crate::state::{default_acl, Authority, Secret, State, Stored};
-use crate::store::{PersistentMemory, StoreError};
+use crate::store::{PersistentMemory, StateDefect};
 
 impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
     /// Personalises a new card in an empty store: random card ID and identity key,
@@ -186,9 +186,7 @@ impl<S: PersistentMemory, R: RngCore + CryptoRng> Card<S, R> {
     pub fn power_up(mut store: S, mut rng: R) -> Result<Self, CardError> {
         let records = store.load()?;
         if records.is_empty() {
-            return Err(CardError::Store(StoreError::Corrupt(
-                "the store holds no card (not initialised)".into(),
-            )));
+            return Err(CardError::Store(StateDefect::NoCard.into()));
         }
         let state = State::from_records(&records)?;
         let volatile = Volatile {

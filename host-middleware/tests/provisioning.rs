@@ -963,9 +963,21 @@ fn refresh_leaves_out_a_card_mo_that_overlaps_another() {
     assert_eq!(r.added, vec!["./Vendor"]);
     let skipped: Vec<&str> = r.skipped.iter().map(|k| k.uri.as_str()).collect();
     assert_eq!(skipped, vec!["./Own/Part", "./Vendor/Acme/Email"]);
-    assert!(r.skipped[0].reason.contains("the device's own MO ./Own"));
+    assert!(matches!(
+        &r.skipped[0].reason,
+        provisioning::SkipReason::CardOverlap {
+            owner: provisioning::MoOwner::Device,
+            other,
+            ..
+        } if other == "./Own"
+    ));
+    assert!(r.skipped[0]
+        .reason
+        .to_string()
+        .contains("the device's own MO ./Own"));
     assert!(r.skipped[1]
         .reason
+        .to_string()
         .contains("the card's MO record ./Vendor"));
     let index = tree.index().unwrap();
     assert_eq!(

@@ -720,7 +720,7 @@ fn print_report(ctx: &Ctx, report: &Report) -> Result<()> {
         );
     }
     for f in &report.failures {
-        println!("  failure ({}): {}", f.stage, f.message);
+        println!("  failure ({}): {}", f.stage, f.cause);
     }
     match report.next_change {
         Some(t) => println!("next change {}", t.to_zoned(zone)),

@@ -44,12 +44,12 @@ pub enum SyncmlError {
         column: usize,
     },
     /// An element that is missing, misplaced, repeated or malformed.
-    #[error("{format} line {line}, column {column}: <{element}>: {message}")]
+    #[error("{format} line {line}, column {column}: <{element}>: {problem}")]
     Element {
         /// The element.
         element: String,
-        /// What is wrong.
-        message: String,
+        /// What is wrong with it.
+        problem: ElementProblem,
         /// Where the message was read from.
         format: &'static str,
         /// 1-based line.
@@ -78,6 +78,85 @@ pub enum SyncmlError {
     Tree(#[source] MoError),
 }
 
+/// What is wrong with an element of a SyncML DM bootstrap message
+/// ([`SyncmlError::Element`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElementProblem {
+    /// The root element is not `SyncML`.
+    #[error("the root element is not <SyncML>")]
+    NotSyncmlRoot,
+    /// An element its parent cannot contain.
+    #[error("unexpected in <{parent}>")]
+    Unexpected {
+        /// The parent element (`SyncML`, `Add`, `Item`, `Meta`, …).
+        parent: String,
+    },
+    /// An element inside one that holds text only.
+    #[error("not allowed inside <{parent}>")]
+    InsideText {
+        /// The text-only parent element (`LocURI`, `Data`, `Format`, …).
+        parent: String,
+    },
+    /// A required child element is absent.
+    #[error("has no <{child}>")]
+    Missing {
+        /// The missing child (`SyncHdr`, `SyncBody`, `VerDTD`, `Item`,
+        /// `Target`, `LocURI`).
+        child: &'static str,
+    },
+    /// An element that may appear once is repeated.
+    #[error("given twice")]
+    Repeated,
+    /// A `VerDTD` other than 1.1 or 1.2.
+    #[error("version {version:?} is not 1.1 or 1.2")]
+    VerDtd {
+        /// The version given (trimmed).
+        version: String,
+    },
+    /// An item of type TNDS without `Data`.
+    #[error("a TNDS item has no <Data>")]
+    TndsWithoutData,
+    /// The target is the root `.` itself.
+    #[error("the root '.' cannot be a bootstrap target")]
+    RootTarget,
+    /// A target that is not a relative node URI.
+    #[error("{uri:?} is not a node URI such as ./DMAcc/w7")]
+    NotNodeUri {
+        /// The URI given.
+        uri: String,
+    },
+    /// An item of format `node` that carries a value.
+    #[error("interior node {uri} has <Data>")]
+    InteriorWithData {
+        /// The item's target URI.
+        uri: String,
+    },
+    /// A node on the way to the target already has a value.
+    #[error("{path} has a value and cannot hold nodes")]
+    LeafOnPath {
+        /// The path of the leaf node, relative to the root.
+        path: String,
+    },
+    /// A node of an embedded TNDS document that is already in the tree.
+    #[error("node {name} given twice")]
+    DuplicateNode {
+        /// The node name.
+        name: String,
+    },
+    /// An interior node (format `node`) targeted at a node that has a value.
+    #[error("{name} has a value")]
+    LeafMadeInterior {
+        /// The node name.
+        name: String,
+    },
+    /// A value for a node that already has children.
+    #[error("{path} is an interior node and cannot take a value")]
+    ValueForInterior {
+        /// The path of the interior node, relative to the root.
+        path: String,
+    },
+}
+
 /// Whether `text` is an XML document whose root element is `SyncML`.
 pub fn is_syncml_xml(text: &str) -> bool {
     use quick_xml::events::Event;
@@ -101,26 +180,27 @@ pub fn bootstrap_tree(text: &str, format: &'static str) -> Result<MgmtTree, Sync
         .map_err(SyncmlError::Syntax)?;
     let r = Reader { text, format };
     if root.name != "SyncML" {
-        return Err(r.element(&root, "the root element is not <SyncML>"));
+        return Err(r.element(&root, ElementProblem::NotSyncmlRoot));
     }
     let (mut hdr, mut body) = (None, None);
     for c in &root.children {
         match c.name.as_str() {
             "SyncHdr" => r.once(&mut hdr, c)?,
             "SyncBody" => r.once(&mut body, c)?,
-            _ => return Err(r.element(c, "unexpected in <SyncML>")),
+            _ => return Err(r.element(c, ElementProblem::unexpected(&root))),
         }
     }
-    let hdr = hdr.ok_or_else(|| r.element(&root, "has no <SyncHdr>"))?;
-    let body = body.ok_or_else(|| r.element(&root, "has no <SyncBody>"))?;
+    let hdr = hdr.ok_or_else(|| r.element(&root, ElementProblem::Missing { child: "SyncHdr" }))?;
+    let body =
+        body.ok_or_else(|| r.element(&root, ElementProblem::Missing { child: "SyncBody" }))?;
     let ver = hdr
         .children
         .iter()
         .find(|c| c.name == "VerDTD")
-        .ok_or_else(|| r.element(hdr, "has no <VerDTD>"))?;
+        .ok_or_else(|| r.element(hdr, ElementProblem::Missing { child: "VerDTD" }))?;
     let ver_dtd = ver.text.trim().to_string();
     if !matches!(ver_dtd.as_str(), "1.1" | "1.2") {
-        return Err(r.element(ver, &format!("version {ver_dtd:?} is not 1.1 or 1.2")));
+        return Err(r.element(ver, ElementProblem::VerDtd { version: ver_dtd }));
     }
     let mut nodes: Vec<Node> = Vec::new();
     let mut items = 0usize;
@@ -152,6 +232,14 @@ pub fn bootstrap_tree(text: &str, format: &'static str) -> Result<MgmtTree, Sync
     Ok(tree)
 }
 
+impl ElementProblem {
+    fn unexpected(parent: &Element) -> ElementProblem {
+        ElementProblem::Unexpected {
+            parent: parent.name.clone(),
+        }
+    }
+}
+
 /// `Meta` of a command or an item.
 #[derive(Debug, Clone, Default)]
 struct Meta {
@@ -169,11 +257,11 @@ impl Reader<'_> {
         crate::mo::xml::line_column(self.text, el.at)
     }
 
-    fn element(&self, el: &Element, message: &str) -> SyncmlError {
+    fn element(&self, el: &Element, problem: ElementProblem) -> SyncmlError {
         let (line, column) = self.position(el);
         SyncmlError::Element {
             element: el.name.clone(),
-            message: message.to_string(),
+            problem,
             format: self.format,
             line,
             column,
@@ -182,7 +270,7 @@ impl Reader<'_> {
 
     fn once<'e>(&self, slot: &mut Option<&'e Element>, el: &'e Element) -> Result<(), SyncmlError> {
         if slot.is_some() {
-            return Err(self.element(el, "given twice"));
+            return Err(self.element(el, ElementProblem::Repeated));
         }
         *slot = Some(el);
         Ok(())
@@ -190,7 +278,12 @@ impl Reader<'_> {
 
     fn leaf(&self, el: &Element) -> Result<String, SyncmlError> {
         if let Some(c) = el.children.first() {
-            return Err(self.element(c, &format!("not allowed inside <{}>", el.name)));
+            return Err(self.element(
+                c,
+                ElementProblem::InsideText {
+                    parent: el.name.clone(),
+                },
+            ));
         }
         Ok(el.text.clone())
     }
@@ -202,7 +295,7 @@ impl Reader<'_> {
                 "Format" => m.format = Some(self.leaf(c)?.trim().to_string()),
                 "Type" => m.mime = Some(self.leaf(c)?.trim().to_string()),
                 "Size" | "Version" | "MaxObjSize" => {}
-                _ => return Err(self.element(c, "unexpected in <Meta>")),
+                _ => return Err(self.element(c, ElementProblem::unexpected(el))),
             }
         }
         Ok(m)
@@ -221,12 +314,12 @@ impl Reader<'_> {
                     items += 1;
                 }
                 _ => {
-                    return Err(self.element(c, &format!("unexpected in <{}>", cmd.name)));
+                    return Err(self.element(c, ElementProblem::unexpected(cmd)));
                 }
             }
         }
         if items == 0 {
-            return Err(self.element(cmd, "has no <Item>"));
+            return Err(self.element(cmd, ElementProblem::Missing { child: "Item" }));
         }
         Ok(items)
     }
@@ -244,15 +337,16 @@ impl Reader<'_> {
                 "Meta" => self.once(&mut meta_el, c)?,
                 "Data" => self.once(&mut data, c)?,
                 "Source" => {}
-                _ => return Err(self.element(c, "unexpected in <Item>")),
+                _ => return Err(self.element(c, ElementProblem::unexpected(item))),
             }
         }
-        let target = target.ok_or_else(|| self.element(item, "has no <Target>"))?;
+        let target = target
+            .ok_or_else(|| self.element(item, ElementProblem::Missing { child: "Target" }))?;
         let loc = target
             .children
             .iter()
             .find(|c| c.name == "LocURI")
-            .ok_or_else(|| self.element(target, "has no <LocURI>"))?;
+            .ok_or_else(|| self.element(target, ElementProblem::Missing { child: "LocURI" }))?;
         let uri = self.leaf(loc)?.trim().to_string();
         let meta = match meta_el {
             Some(m) => self.meta(m, inherited)?,
@@ -260,7 +354,7 @@ impl Reader<'_> {
         };
         let value = data.map(|d| self.leaf(d)).transpose()?;
         if meta.mime.as_deref() == Some(TNDS_TYPE) {
-            let d = data.ok_or_else(|| self.element(item, "a TNDS item has no <Data>"))?;
+            let d = data.ok_or_else(|| self.element(item, ElementProblem::TndsWithoutData))?;
             let text = value.unwrap_or_default();
             let tnds = MgmtTree::from_tnds(&text).map_err(|source| {
                 let (line, column) = self.position(d);
@@ -282,11 +376,11 @@ impl Reader<'_> {
         }
         let segs = self.segments(loc, &uri)?;
         if segs.is_empty() {
-            return Err(self.element(loc, "the root '.' cannot be a bootstrap target"));
+            return Err(self.element(loc, ElementProblem::RootTarget));
         }
         let format = meta.format.clone().unwrap_or_else(|| "chr".into());
         if format == "node" && value.as_deref().is_some_and(|v| !v.trim().is_empty()) {
-            return Err(self.element(loc, &format!("interior node {uri} has <Data>")));
+            return Err(self.element(loc, ElementProblem::InteriorWithData { uri }));
         }
         let props = RtProperties {
             format: Some(format.clone()),
@@ -311,7 +405,9 @@ impl Reader<'_> {
         if rel.starts_with('/') || segs.iter().any(|s| s.is_empty() || s == "." || s == "..") {
             return Err(self.element(
                 loc,
-                &format!("{uri:?} is not a node URI such as ./DMAcc/w7"),
+                ElementProblem::NotNodeUri {
+                    uri: uri.to_string(),
+                },
             ));
         }
         Ok(segs)
@@ -358,7 +454,9 @@ impl Reader<'_> {
             if n.value.is_some() {
                 return Err(self.element(
                     loc,
-                    &format!("{} has a value and cannot hold nodes", segs[..=i].join("/")),
+                    ElementProblem::LeafOnPath {
+                        path: segs[..=i].join("/"),
+                    },
                 ));
             }
             level = &mut n.children;
@@ -366,7 +464,12 @@ impl Reader<'_> {
         }
         if let Some(node) = subtree {
             if level.iter().any(|n| n.name == node.name) {
-                return Err(self.element(loc, &format!("node {} given twice", node.name)));
+                return Err(self.element(
+                    loc,
+                    ElementProblem::DuplicateNode {
+                        name: node.name.clone(),
+                    },
+                ));
             }
             level.push(node);
             return Ok(());
@@ -378,17 +481,18 @@ impl Reader<'_> {
         match level.iter_mut().find(|n| &n.name == name) {
             Some(n) if props.format.as_deref() == Some("node") => {
                 if n.value.is_some() {
-                    return Err(self.element(loc, &format!("{name} has a value")));
+                    return Err(
+                        self.element(loc, ElementProblem::LeafMadeInterior { name: name.clone() })
+                    );
                 }
                 n.properties = Some(props);
             }
             Some(n) if !n.children.is_empty() => {
                 return Err(self.element(
                     loc,
-                    &format!(
-                        "{} is an interior node and cannot take a value",
-                        segs.join("/")
-                    ),
+                    ElementProblem::ValueForInterior {
+                        path: segs.join("/"),
+                    },
                 ));
             }
             Some(n) => {
@@ -404,5 +508,175 @@ impl Reader<'_> {
             }),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: &str = "SyncML DM XML";
+
+    fn message(hdr: &str, body: &str) -> String {
+        format!(
+            "<SyncML xmlns=\"SYNCML:SYNCML1.2\">\n<SyncHdr>{hdr}</SyncHdr>\n<SyncBody>\n{body}\n</SyncBody></SyncML>"
+        )
+    }
+
+    fn add(item: &str) -> String {
+        message(
+            "<VerDTD>1.2</VerDTD>",
+            &format!("<Add><CmdID>1</CmdID><Item>{item}</Item></Add>"),
+        )
+    }
+
+    fn problem(text: &str) -> (ElementProblem, String) {
+        let e = bootstrap_tree(text, F).unwrap_err();
+        let shown = e.to_string();
+        match e {
+            SyncmlError::Element { problem, .. } => (problem, shown),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn element_problems_are_typed_and_read_as_before() {
+        let leaf = "<Target><LocURI>./A/B</LocURI></Target><Data>x</Data>";
+        let cases: Vec<(String, ElementProblem, &str)> = vec![
+            (
+                message("", "<Final/>"),
+                ElementProblem::Missing { child: "VerDTD" },
+                "SyncML DM XML line 2, column 1: <SyncHdr>: has no <VerDTD>",
+            ),
+            (
+                message("<VerDTD> 1.0 </VerDTD>", "<Final/>"),
+                ElementProblem::VerDtd {
+                    version: "1.0".into(),
+                },
+                "SyncML DM XML line 2, column 10: <VerDTD>: version \"1.0\" is not 1.1 or 1.2",
+            ),
+            (
+                message("<VerDTD>1.2</VerDTD>", "<Add><CmdID>1</CmdID></Add>"),
+                ElementProblem::Missing { child: "Item" },
+                "SyncML DM XML line 4, column 1: <Add>: has no <Item>",
+            ),
+            (
+                message(
+                    "<VerDTD>1.2</VerDTD>",
+                    "<Replace><CmdID>1</CmdID><Bogus/></Replace>",
+                ),
+                ElementProblem::Unexpected {
+                    parent: "Replace".into(),
+                },
+                "SyncML DM XML line 4, column 26: <Bogus>: unexpected in <Replace>",
+            ),
+            (
+                add("<Target><LocURI>./A</LocURI></Target><Target/>"),
+                ElementProblem::Repeated,
+                "SyncML DM XML line 4, column 65: <Target>: given twice",
+            ),
+            (
+                add("<Target><LocURI>./A<b/></LocURI></Target>"),
+                ElementProblem::InsideText {
+                    parent: "LocURI".into(),
+                },
+                "SyncML DM XML line 4, column 47: <b>: not allowed inside <LocURI>",
+            ),
+            (
+                add("<Target><LocURI>./A/../B</LocURI></Target>"),
+                ElementProblem::NotNodeUri {
+                    uri: "./A/../B".into(),
+                },
+                "SyncML DM XML line 4, column 36: <LocURI>: \"./A/../B\" is not a node URI such as ./DMAcc/w7",
+            ),
+            (
+                add("<Target><LocURI>.</LocURI></Target>"),
+                ElementProblem::RootTarget,
+                "SyncML DM XML line 4, column 36: <LocURI>: the root '.' cannot be a bootstrap target",
+            ),
+            (
+                add(
+                    "<Target><LocURI>./A</LocURI></Target>\
+                     <Meta><Format xmlns=\"syncml:metinf\">node</Format></Meta><Data>x</Data>",
+                ),
+                ElementProblem::InteriorWithData { uri: "./A".into() },
+                "SyncML DM XML line 4, column 36: <LocURI>: interior node ./A has <Data>",
+            ),
+            (
+                add(&format!(
+                    "{leaf}</Item><Item><Target><LocURI>./A/B/C</LocURI></Target><Data>y</Data>"
+                )),
+                ElementProblem::LeafOnPath { path: "A/B".into() },
+                "SyncML DM XML line 4, column 102: <LocURI>: A/B has a value and cannot hold nodes",
+            ),
+            (
+                add(&format!(
+                    "{leaf}</Item><Item><Target><LocURI>./A</LocURI></Target><Data>y</Data>"
+                )),
+                ElementProblem::ValueForInterior { path: "A".into() },
+                "SyncML DM XML line 4, column 102: <LocURI>: A is an interior node and cannot take a value",
+            ),
+            (
+                add(&format!(
+                    "{leaf}</Item><Item><Target><LocURI>./A/B</LocURI></Target>\
+                     <Meta><Format xmlns=\"syncml:metinf\">node</Format></Meta>"
+                )),
+                ElementProblem::LeafMadeInterior { name: "B".into() },
+                "SyncML DM XML line 4, column 102: <LocURI>: B has a value",
+            ),
+            (
+                add(
+                    "<Target><LocURI>./A</LocURI></Target>\
+                     <Meta><Type xmlns=\"syncml:metinf\">application/vnd.syncml.dmtnds+xml</Type></Meta>",
+                ),
+                ElementProblem::TndsWithoutData,
+                "SyncML DM XML line 4, column 22: <Item>: a TNDS item has no <Data>",
+            ),
+        ];
+        for (text, want, shown) in cases {
+            let (got, got_text) = problem(&text);
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got_text, shown, "{text}");
+        }
+        let e = bootstrap_tree(&message("", "<Final/>"), F).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                SyncmlError::Element {
+                    problem: ElementProblem::Missing { child: "VerDTD" },
+                    line: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_message_needs_a_syncml_root_a_header_and_a_body() {
+        let (p, text) = problem("<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncBody/></SyncML>");
+        assert_eq!(p, ElementProblem::Missing { child: "SyncHdr" });
+        assert_eq!(
+            text,
+            "SyncML DM XML line 1, column 1: <SyncML>: has no <SyncHdr>"
+        );
+        let (p, text) =
+            problem("<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr/><SyncHdr/><SyncBody/></SyncML>");
+        assert_eq!(p, ElementProblem::Repeated);
+        assert_eq!(
+            text,
+            "SyncML DM XML line 1, column 44: <SyncHdr>: given twice"
+        );
+        let (p, text) = problem("<SyncML xmlns=\"SYNCML:SYNCML1.2\"><Other/></SyncML>");
+        assert_eq!(
+            p,
+            ElementProblem::Unexpected {
+                parent: "SyncML".into()
+            }
+        );
+        assert_eq!(
+            text,
+            "SyncML DM XML line 1, column 34: <Other>: unexpected in <SyncML>"
+        );
     }
 }

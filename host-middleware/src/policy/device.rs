@@ -5,6 +5,7 @@
 //! `DIR/policy/` (`resources.json`, `report.json`, `commands.json`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -199,10 +200,26 @@ pub struct Applied {
 /// A failure in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
-    /// `policy`, `signature`, `card`, `device`.
+    /// `policy`, `signature`, `card`, `command`, `device`.
     pub stage: &'static str,
-    /// What went wrong.
-    pub message: String,
+    /// What went wrong: the error [`enforce`] returned (the policy could not
+    /// be read, verified or validated; or `resources.json` could not be
+    /// written). Serialised as `message`, its text.
+    #[serde(rename = "message", serialize_with = "as_text")]
+    pub cause: Arc<PolicyError>,
+}
+
+fn as_text<S: serde::Serializer>(cause: &Arc<PolicyError>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(cause)
+}
+
+/// `cause` back once the report that shared it is written and dropped.
+fn unshared(cause: Arc<PolicyError>) -> PolicyError {
+    match Arc::try_unwrap(cause) {
+        Ok(e) => e,
+        // Each caller drops the only other holder (the report) first.
+        Err(_) => unreachable!("the report sharing the error is dropped"),
+    }
 }
 
 /// The policy as reported.
@@ -285,6 +302,7 @@ pub fn enforce(
     let verified = match read_verified(card) {
         Ok(v) => v,
         Err(e) => {
+            let cause = Arc::new(e);
             let report = Report {
                 schema_version: 1,
                 status: "refused",
@@ -294,14 +312,15 @@ pub fn enforce(
                 policy: None,
                 applied: Vec::new(),
                 failures: vec![Failure {
-                    stage: stage(&e),
-                    message: e.to_string(),
+                    stage: stage(&cause),
+                    cause: Arc::clone(&cause),
                 }],
                 next_change: None,
                 next_reevaluation: None,
             };
             write_device_file(dir, REPORT_FILE, &to_json(&report))?;
-            return Err(e);
+            drop(report);
+            return Err(unshared(cause));
         }
     };
     let commands = CommandState::load(dir)?;
@@ -333,11 +352,12 @@ pub fn enforce(
         RESOURCES_FILE,
         &to_json(&states),
         crate::files::write_atomically_deferred,
-    );
+    )
+    .map_err(Arc::new);
     if let Err(e) = &written {
         failures.push(Failure {
             stage: "device",
-            message: e.to_string(),
+            cause: Arc::clone(e),
         });
     }
     let applied = if written.is_ok() {
@@ -385,6 +405,69 @@ pub fn enforce(
     } else {
         write_device_file(dir, REPORT_FILE, &to_json(&report))?;
     }
-    written?;
-    Ok(report)
+    match written {
+        Ok(_) => Ok(report),
+        Err(cause) => {
+            drop(report);
+            Err(unshared(cause))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::MissingItem;
+
+    #[test]
+    fn a_failure_is_typed_and_reported_as_its_text() {
+        let failure = Failure {
+            stage: "card",
+            cause: Arc::new(PolicyError::Missing(MissingItem::ReadablePolicy)),
+        };
+        assert!(matches!(
+            *failure.cause,
+            PolicyError::Missing(MissingItem::ReadablePolicy)
+        ));
+        assert_eq!(
+            serde_json::to_string(&failure).unwrap_or_default(),
+            r#"{"stage":"card","message":"the card holds no policy the device may read"}"#
+        );
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_refused_policy_reports_the_error_enforce_returns() {
+        use crate::transport::sim::SimTransport;
+        use crate::Session;
+        use dmsc_sim_card::{AuthorityKeys, InitParams};
+        use zeroize::Zeroizing;
+
+        let key = Zeroizing::new([0x40; 16].to_vec());
+        let params = InitParams::with_authorities(vec![AuthorityKeys {
+            key_version: 0x30,
+            name: "admin".into(),
+            enc: key.clone(),
+            mac: key.clone(),
+            dek: key,
+        }]);
+        let mut card = Session::new(SimTransport::in_memory(params).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let at: Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
+        let e = enforce(&mut card, dir.path(), &Context::at(at)).unwrap_err();
+        assert!(
+            matches!(e, PolicyError::Missing(MissingItem::ReadablePolicy)),
+            "{e:?}"
+        );
+        let report = read_device_file(dir.path(), REPORT_FILE).unwrap().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+        assert_eq!(report["status"], "refused");
+        assert_eq!(
+            report["failures"],
+            serde_json::json!([{
+                "stage": "card",
+                "message": "the card holds no policy the device may read"
+            }])
+        );
+    }
 }

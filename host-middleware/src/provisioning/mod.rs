@@ -7,13 +7,14 @@ pub mod uicc;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dmsc_card_model::objects::Acl;
 use serde::Serialize;
 
 use crate::device_tree::{CardMark, DeviceTree, LastCard, Origin, TreeChange, TreeError};
 use crate::error::HostError;
-use crate::mo::{self, MgmtTree, MoCardError, Node};
+use crate::mo::{self, MgmtTree, MoCardError, MoError, Node};
 use crate::session::CardCommands;
 
 pub use uicc::{CardKind, FactoryBootstrap, RefreshOptions};
@@ -60,13 +61,26 @@ pub enum ProvisioningError {
         source: std::io::Error,
     },
     /// The device's policy state could not be read.
-    #[error("{path}: {detail}")]
+    #[error("{path}: {problem}")]
     Policy {
         /// The file.
         path: String,
         /// What is wrong.
-        detail: String,
+        #[source]
+        problem: PolicyStateProblem,
     },
+}
+
+/// Why the device's policy state could not be read
+/// ([`ProvisioningError::Policy`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyStateProblem {
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[source] crate::policy::PolicyError),
+    /// The file is not the JSON of the resource states.
+    #[error("not the resource states: {0}")]
+    NotResourceStates(#[source] serde_json::Error),
 }
 
 /// What a refresh did.
@@ -128,8 +142,118 @@ impl RefreshReport {
 pub struct SkippedMo {
     /// The root URI.
     pub uri: String,
-    /// Why.
-    pub reason: String,
+    /// Why (serialised as its text).
+    pub reason: SkipReason,
+}
+
+/// Why a refresh left an MO out ([`SkippedMo::reason`]). It serialises as
+/// its text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SkipReason {
+    /// The MO's content on the card is not a valid tree.
+    #[error("{0}")]
+    Content(#[source] Arc<MoError>),
+    /// A card's MO record overlaps an MO already in the device tree or
+    /// another record of the card.
+    #[error(
+        "{uri} {} {owner} {other}: one node would have two values",
+        placement(*.relation)
+    )]
+    CardOverlap {
+        /// The record's root URI.
+        uri: String,
+        /// Where the record lies relative to `other`.
+        relation: mo::Overlap,
+        /// Whose MO `other` is.
+        owner: MoOwner,
+        /// The root URI of the MO it overlaps.
+        other: String,
+    },
+    /// An MO of a UICC's bootstrap overlaps an MO already in the device tree
+    /// or another MO of the bootstrap.
+    #[error("{uri} overlaps {owner} {other}: one node would have two values")]
+    BootstrapOverlap {
+        /// The MO's root URI.
+        uri: String,
+        /// Whose MO `other` is.
+        owner: MoOwner,
+        /// The root URI of the MO it overlaps.
+        other: String,
+    },
+    /// An MO of the factory bootstrap overlaps one of the device's own MOs.
+    #[error("the factory bootstrap's {uri} overlaps the device's own MO {other}")]
+    FactoryOverlap {
+        /// The factory MO's root URI.
+        uri: String,
+        /// The root URI of the device's MO.
+        other: String,
+    },
+}
+
+fn placement(relation: mo::Overlap) -> &'static str {
+    match relation {
+        mo::Overlap::Inside => "lies inside",
+        mo::Overlap::Above => "encloses",
+    }
+}
+
+impl PartialEq for SkipReason {
+    /// Content errors compare by their text (the parser errors they hold
+    /// have no equality); the other reasons field by field.
+    fn eq(&self, other: &SkipReason) -> bool {
+        use SkipReason::*;
+        match (self, other) {
+            (Content(a), Content(b)) => Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
+            (
+                CardOverlap {
+                    uri,
+                    relation,
+                    owner,
+                    other,
+                },
+                CardOverlap {
+                    uri: u,
+                    relation: r,
+                    owner: o,
+                    other: x,
+                },
+            ) => uri == u && relation == r && owner == o && other == x,
+            (
+                BootstrapOverlap { uri, owner, other },
+                BootstrapOverlap {
+                    uri: u,
+                    owner: o,
+                    other: x,
+                },
+            ) => uri == u && owner == o && other == x,
+            (FactoryOverlap { uri, other }, FactoryOverlap { uri: u, other: x }) => {
+                uri == u && other == x
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SkipReason {}
+
+impl Serialize for SkipReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Whose MO another one overlaps ([`SkipReason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MoOwner {
+    /// The device's own MO (origin `device`).
+    #[error("the device's own MO")]
+    Device,
+    /// A record of the card being read.
+    #[error("the card's MO record")]
+    CardRecord,
+    /// Another MO of the same UICC bootstrap.
+    #[error("another MO of the bootstrap")]
+    Bootstrap,
 }
 
 /// The mark of a card.
@@ -187,7 +311,7 @@ pub fn refresh_with<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
             Ok(m) => mos.push(m),
             Err(MoCardError::Format { uri, source }) => report.skipped.push(SkippedMo {
                 uri,
-                reason: source.to_string(),
+                reason: SkipReason::Content(Arc::new(source)),
             }),
             Err(e) => return Err(e.into()),
         }
@@ -208,20 +332,18 @@ pub fn refresh_with<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     for m in mos {
         match mo::find_overlap(taken.iter().map(String::as_str), &m.uri) {
             Some((other, relation)) => {
-                let whose = if taken.iter().position(|t| t == other) < Some(device_own) {
-                    "the device's own MO"
+                let owner = if taken.iter().position(|t| t == other) < Some(device_own) {
+                    MoOwner::Device
                 } else {
-                    "the card's MO record"
-                };
-                let place = match relation {
-                    mo::Overlap::Inside => "lies inside",
-                    mo::Overlap::Above => "encloses",
+                    MoOwner::CardRecord
                 };
                 report.skipped.push(SkippedMo {
-                    reason: format!(
-                        "{} {place} {whose} {other}: one node would have two values",
-                        m.uri
-                    ),
+                    reason: SkipReason::CardOverlap {
+                        uri: m.uri.clone(),
+                        relation,
+                        owner,
+                        other: other.to_string(),
+                    },
                     uri: m.uri,
                 });
             }
@@ -599,4 +721,128 @@ pub fn diff_node<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
         }
         _ => compare(device_side, card_side),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(reason: SkipReason) -> String {
+        let skipped = SkippedMo {
+            uri: "./A/B".into(),
+            reason,
+        };
+        serde_json::to_string(&skipped).unwrap_or_default()
+    }
+
+    #[test]
+    fn skip_reasons_are_typed_and_read_as_before() {
+        let cases = [
+            (
+                SkipReason::CardOverlap {
+                    uri: "./A/B".into(),
+                    relation: mo::Overlap::Inside,
+                    owner: MoOwner::Device,
+                    other: "./A".into(),
+                },
+                "./A/B lies inside the device's own MO ./A: one node would have two values",
+            ),
+            (
+                SkipReason::CardOverlap {
+                    uri: "./A".into(),
+                    relation: mo::Overlap::Above,
+                    owner: MoOwner::CardRecord,
+                    other: "./A/B".into(),
+                },
+                "./A encloses the card's MO record ./A/B: one node would have two values",
+            ),
+            (
+                SkipReason::BootstrapOverlap {
+                    uri: "./A/B".into(),
+                    owner: MoOwner::Bootstrap,
+                    other: "./A".into(),
+                },
+                "./A/B overlaps another MO of the bootstrap ./A: one node would have two values",
+            ),
+            (
+                SkipReason::BootstrapOverlap {
+                    uri: "./A/B".into(),
+                    owner: MoOwner::Device,
+                    other: "./A".into(),
+                },
+                "./A/B overlaps the device's own MO ./A: one node would have two values",
+            ),
+            (
+                SkipReason::FactoryOverlap {
+                    uri: "./A/B".into(),
+                    other: "./A".into(),
+                },
+                "the factory bootstrap's ./A/B overlaps the device's own MO ./A",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+            // The report's JSON carries the text, as a string.
+            assert_eq!(
+                json(reason),
+                format!(r#"{{"uri":"./A/B","reason":{}}}"#, serde_json::json!(text))
+            );
+        }
+        let Err(e) = MgmtTree::from_tnds("<MgmtTree") else {
+            panic!("not TNDS");
+        };
+        let text = e.to_string();
+        let reason = SkipReason::Content(Arc::new(e));
+        assert!(matches!(&reason, SkipReason::Content(e) if e.to_string() == text));
+        assert_eq!(reason.to_string(), text);
+        assert_eq!(json(reason.clone()), json(reason));
+    }
+
+    #[test]
+    fn a_policy_state_that_does_not_read_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir
+            .path()
+            .join(crate::policy::device::POLICY_DIR)
+            .join(crate::policy::device::RESOURCES_FILE);
+        crate::policy::device::write_device_file(dir.path(), "resources.json", b"{").unwrap();
+        let e = uicc::smartcard_bootstrap_allowed(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ProvisioningError::Policy {
+                    problem: PolicyStateProblem::NotResourceStates(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: not the resource states: EOF while parsing an object at line 1 column 1",
+                path.display()
+            )
+        );
+        // A folder where the file should be: it cannot be read.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = uicc::smartcard_bootstrap_allowed(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ProvisioningError::Policy {
+                    problem: PolicyStateProblem::Read(crate::policy::PolicyError::Io { .. }),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let shown = path.display();
+        assert_eq!(
+            e.to_string(),
+            format!("{shown}: reading {shown}: Is a directory (os error 21)")
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -27,7 +27,7 @@ use crate::session::CardCommands;
 use crate::uicc::lwm2m::Value;
 use crate::uicc::{self, BootstrapFile, Target, Uicc, UiccError};
 
-use super::{ProvisioningError, RefreshReport, SkippedMo};
+use super::{MoOwner, PolicyStateProblem, ProvisioningError, RefreshReport, SkipReason, SkippedMo};
 
 /// The root URI of the LwM2M bootstrap in the device tree.
 pub const LWM2M_ROOT: &str = "./LwM2M";
@@ -131,17 +131,17 @@ impl RefreshOptions {
 pub fn smartcard_bootstrap_allowed(device_dir: &Path) -> Result<bool, ProvisioningError> {
     use crate::policy::device::{read_device_file, ResourceStates, POLICY_DIR, RESOURCES_FILE};
     let path = device_dir.join(POLICY_DIR).join(RESOURCES_FILE);
-    let bad = |detail: String| ProvisioningError::Policy {
+    let bad = |problem: PolicyStateProblem| ProvisioningError::Policy {
         path: path.display().to_string(),
-        detail,
+        problem,
     };
     let bytes = match read_device_file(device_dir, RESOURCES_FILE) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(true),
-        Err(e) => return Err(bad(e.to_string())),
+        Err(e) => return Err(bad(PolicyStateProblem::Read(e))),
     };
-    let states: ResourceStates =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not the resource states: {e}")))?;
+    let states: ResourceStates = serde_json::from_slice(&bytes)
+        .map_err(|e| bad(PolicyStateProblem::NotResourceStates(e)))?;
     Ok(states.resources.get(SMARTCARD_BOOTSTRAP_RESOURCE) != Some(&crate::policy::State::Disabled))
 }
 
@@ -374,9 +374,10 @@ pub(crate) fn settle_factory<T: DeviceTree + ?Sized>(
         if let Some((other, _)) = mo::find_overlap(own.iter().map(|s| s.as_str()), uri) {
             report.skipped.push(SkippedMo {
                 uri: uri.clone(),
-                reason: format!(
-                    "the factory bootstrap's {uri} overlaps the device's own MO {other}"
-                ),
+                reason: SkipReason::FactoryOverlap {
+                    uri: uri.clone(),
+                    other: other.to_string(),
+                },
             });
             continue;
         }
@@ -465,13 +466,17 @@ pub fn refresh_uicc<C: CardCommands + ?Sized, T: DeviceTree + ?Sized>(
     };
     for (uri, t) in mos {
         if let Some((other, _)) = mo::find_overlap(taken.iter().map(String::as_str), &uri) {
-            let whose = if taken.iter().position(|x| x == other) < Some(own) {
-                "the device's own MO"
+            let owner = if taken.iter().position(|x| x == other) < Some(own) {
+                MoOwner::Device
             } else {
-                "another MO of the bootstrap"
+                MoOwner::Bootstrap
             };
             report.skipped.push(SkippedMo {
-                reason: format!("{uri} overlaps {whose} {other}: one node would have two values"),
+                reason: SkipReason::BootstrapOverlap {
+                    uri: uri.clone(),
+                    owner,
+                    other: other.to_string(),
+                },
                 uri,
             });
             continue;

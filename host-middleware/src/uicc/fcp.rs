@@ -18,17 +18,17 @@ pub enum FcpError {
     #[error("FCP: expected one template with tag 62 at offset 0, found {found}")]
     NotFcp {
         /// What was found instead.
-        found: String,
+        found: NotFcp,
     },
     /// A known tag with a value of the wrong length or content.
-    #[error("FCP: tag {tag:02X} at offset {offset}: {detail}")]
+    #[error("FCP: tag {tag:02X} at offset {offset}: {problem}")]
     BadField {
         /// The tag.
         tag: u32,
         /// Offset of the tag in the response.
         offset: usize,
-        /// What is wrong.
-        detail: String,
+        /// What is wrong with the value.
+        problem: FieldProblem,
     },
     /// A tag that appears twice.
     #[error("FCP: tag {tag:02X} at offset {offset} appears twice")]
@@ -37,6 +37,62 @@ pub enum FcpError {
         tag: u32,
         /// Offset of the second occurrence.
         offset: usize,
+    },
+}
+
+/// What a response that is not one FCP template holds ([`FcpError::NotFcp`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFcp {
+    /// A template with another tag.
+    #[error("tag {0:02X}")]
+    Tag(u32),
+    /// Bytes after the `62` template.
+    #[error("{len} bytes after the template at offset {offset}")]
+    TrailingBytes {
+        /// How many bytes follow the template.
+        len: usize,
+        /// Offset of the first of them.
+        offset: usize,
+    },
+}
+
+/// What is wrong with the value of a known FCP tag ([`FcpError::BadField`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    /// A big-endian number (tags `80`, `81`) of no byte or too many bytes.
+    #[error("{len} bytes, expected 1 to {max}")]
+    NumberLength {
+        /// The length of the value.
+        len: usize,
+        /// The most bytes the number may have.
+        max: usize,
+    },
+    /// A value whose length is none of the lengths its tag allows.
+    #[error("{len} bytes, expected {allowed:?}")]
+    Length {
+        /// The length of the value.
+        len: usize,
+        /// The lengths the tag allows.
+        allowed: &'static [usize],
+    },
+    /// The file descriptor byte (tag `82`) has the RFU bit b8 set.
+    #[error("file descriptor byte {descriptor:02X} has b8 set (RFU)")]
+    DescriptorRfu {
+        /// The file descriptor byte.
+        descriptor: u8,
+    },
+    /// A DF name (tag `84`) that is empty or longer than 16 bytes.
+    #[error("DF name of {len} bytes, expected 1 to 16")]
+    DfNameLength {
+        /// The length of the DF name.
+        len: usize,
+    },
+    /// Referenced security attributes (tag `8B`) too short to hold an
+    /// EF(ARR) file ID and a record number.
+    #[error("{len} bytes, expected an EF(ARR) file ID and a record number")]
+    ArrReference {
+        /// The length of the value.
+        len: usize,
     },
 }
 
@@ -157,20 +213,26 @@ fn be_uint(t: &Tlv<'_>, offset: usize, max: usize) -> Result<u32, FcpError> {
         return Err(FcpError::BadField {
             tag: t.tag,
             offset,
-            detail: format!("{} bytes, expected 1 to {max}", t.value.len()),
+            problem: FieldProblem::NumberLength {
+                len: t.value.len(),
+                max,
+            },
         });
     }
     Ok(t.value.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)))
 }
 
-fn exact<'a>(t: &Tlv<'a>, offset: usize, lens: &[usize]) -> Result<&'a [u8], FcpError> {
+fn exact<'a>(t: &Tlv<'a>, offset: usize, lens: &'static [usize]) -> Result<&'a [u8], FcpError> {
     if lens.contains(&t.value.len()) {
         Ok(t.value)
     } else {
         Err(FcpError::BadField {
             tag: t.tag,
             offset,
-            detail: format!("{} bytes, expected {lens:?}", t.value.len()),
+            problem: FieldProblem::Length {
+                len: t.value.len(),
+                allowed: lens,
+            },
         })
     }
 }
@@ -180,16 +242,15 @@ pub fn parse_fcp(bytes: &[u8]) -> Result<Fcp, FcpError> {
     let (outer, rest) = tlv::parse_one(bytes).map_err(FcpError::Tlv)?;
     if outer.tag != 0x62 {
         return Err(FcpError::NotFcp {
-            found: format!("tag {:02X}", outer.tag),
+            found: NotFcp::Tag(outer.tag),
         });
     }
     if !rest.is_empty() {
         return Err(FcpError::NotFcp {
-            found: format!(
-                "{} bytes after the template at offset {}",
-                rest.len(),
-                bytes.len() - rest.len()
-            ),
+            found: NotFcp::TrailingBytes {
+                len: rest.len(),
+                offset: bytes.len() - rest.len(),
+            },
         });
     }
     // The value starts after the tag and the length bytes.
@@ -218,7 +279,7 @@ pub fn parse_fcp(bytes: &[u8]) -> Result<Fcp, FcpError> {
                     return Err(FcpError::BadField {
                         tag: t.tag,
                         offset,
-                        detail: format!("file descriptor byte {d:02X} has b8 set (RFU)"),
+                        problem: FieldProblem::DescriptorRfu { descriptor: d },
                     });
                 }
                 fcp.shareable = d & 0x40 != 0;
@@ -247,7 +308,7 @@ pub fn parse_fcp(bytes: &[u8]) -> Result<Fcp, FcpError> {
                     return Err(FcpError::BadField {
                         tag: t.tag,
                         offset,
-                        detail: format!("DF name of {} bytes, expected 1 to 16", t.value.len()),
+                        problem: FieldProblem::DfNameLength { len: t.value.len() },
                     });
                 }
                 fcp.df_name = Some(hex::encode_upper(t.value));
@@ -268,10 +329,7 @@ pub fn parse_fcp(bytes: &[u8]) -> Result<Fcp, FcpError> {
                     return Err(FcpError::BadField {
                         tag: t.tag,
                         offset,
-                        detail: format!(
-                            "{} bytes, expected an EF(ARR) file ID and a record number",
-                            v.len()
-                        ),
+                        problem: FieldProblem::ArrReference { len: v.len() },
                     });
                 }
                 fcp.security.push(SecurityAttributes::Referenced {
@@ -363,6 +421,107 @@ mod tests {
         assert!(
             e.to_string().contains("after the template at offset 5"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_response_that_is_not_one_fcp_template_says_what_it_holds() {
+        let e = parse_fcp(&h("6F03820141")).unwrap_err();
+        assert_eq!(
+            e,
+            FcpError::NotFcp {
+                found: NotFcp::Tag(0x6F)
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "FCP: expected one template with tag 62 at offset 0, found tag 6F"
+        );
+        let e = parse_fcp(&h("62038201410000")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FcpError::NotFcp {
+                    found: NotFcp::TrailingBytes { len: 2, offset: 5 }
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "FCP: expected one template with tag 62 at offset 0, found 2 bytes after the \
+             template at offset 5"
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_typed_and_read_as_before() {
+        let cases: [(&str, FcpError, &str); 5] = [
+            (
+                "620583035031FF",
+                FcpError::BadField {
+                    tag: 0x83,
+                    offset: 2,
+                    problem: FieldProblem::Length {
+                        len: 3,
+                        allowed: &[2],
+                    },
+                },
+                "FCP: tag 83 at offset 2: 3 bytes, expected [2]",
+            ),
+            (
+                "6207800500000000FF",
+                FcpError::BadField {
+                    tag: 0x80,
+                    offset: 2,
+                    problem: FieldProblem::NumberLength { len: 5, max: 4 },
+                },
+                "FCP: tag 80 at offset 2: 5 bytes, expected 1 to 4",
+            ),
+            (
+                "620482028121",
+                FcpError::BadField {
+                    tag: 0x82,
+                    offset: 2,
+                    problem: FieldProblem::DescriptorRfu { descriptor: 0x81 },
+                },
+                "FCP: tag 82 at offset 2: file descriptor byte 81 has b8 set (RFU)",
+            ),
+            (
+                "62028400",
+                FcpError::BadField {
+                    tag: 0x84,
+                    offset: 2,
+                    problem: FieldProblem::DfNameLength { len: 0 },
+                },
+                "FCP: tag 84 at offset 2: DF name of 0 bytes, expected 1 to 16",
+            ),
+            (
+                "62048B022F06",
+                FcpError::BadField {
+                    tag: 0x8B,
+                    offset: 2,
+                    problem: FieldProblem::ArrReference { len: 2 },
+                },
+                "FCP: tag 8B at offset 2: 2 bytes, expected an EF(ARR) file ID and a record number",
+            ),
+        ];
+        for (input, want, text) in cases {
+            let e = parse_fcp(&h(input)).unwrap_err();
+            assert_eq!(e, want, "{input}");
+            assert_eq!(e.to_string(), text, "{input}");
+        }
+        let e = parse_fcp(&h("620583035031FF")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FcpError::BadField {
+                    tag: 0x83,
+                    problem: FieldProblem::Length { len: 3, .. },
+                    ..
+                }
+            ),
+            "{e:?}"
         );
     }
 }

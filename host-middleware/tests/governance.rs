@@ -348,7 +348,10 @@ fn fleet_grant_changes_nothing_when_a_card_fails_the_check() {
         .collect();
     assert_eq!(failed, [ids[1].clone(), ids[3].clone()]);
     assert!(report.failed.iter().all(|f| f.phase == Phase::Check));
-    assert!(report.failed[0].reason.contains("does not hold Replace"));
+    assert!(report.failed[0]
+        .reason
+        .to_string()
+        .contains("does not hold Replace"));
     assert_eq!(acls(&mut cards), before, "no card changed");
 }
 

@@ -116,7 +116,53 @@ pub struct FailedCard {
     /// When it failed.
     pub phase: Phase,
     /// Why.
-    pub reason: String,
+    pub reason: CardFailure,
+}
+
+/// Why a card of a fleet-wide grant failed ([`FailedCard::reason`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CardFailure {
+    /// The card failed or refused a command (or its keys could not be derived).
+    #[error("{0}")]
+    Card(#[source] HostError),
+    /// The key set given opened a session, but it is another authority's.
+    #[error(
+        "the keys given are those of {holder} (key version 0x{key_version:02X}), not {requested}"
+    )]
+    WrongAuthority {
+        /// The authority the card names for that key version.
+        holder: String,
+        /// The key version of the session.
+        key_version: u8,
+        /// The requesting authority.
+        requested: String,
+    },
+    /// The requesting authority does not hold Replace on the object's ACL.
+    #[error(
+        "{authority} does not hold Replace on {object} (ACL {})",
+        acl_text(acl)
+    )]
+    NoReplace {
+        /// The requesting authority.
+        authority: String,
+        /// The object.
+        object: ObjectRef,
+        /// The object's ACL on the card.
+        acl: Acl,
+    },
+    /// The card that failed during the apply does not answer for the
+    /// rollback: whether it holds the grant is unknown.
+    #[error("unreachable after the failure; whether its ACL holds the grant is unknown: {0}")]
+    Unreachable(#[source] HostError),
+}
+
+/// An ACL as failure reasons show it (`empty` for the empty ACL).
+fn acl_text(acl: &Acl) -> String {
+    if *acl == Acl::empty() {
+        "empty".to_string()
+    } else {
+        acl.to_string()
+    }
 }
 
 impl fmt::Display for FailedCard {
@@ -260,18 +306,14 @@ pub enum Progress<'a> {
     },
 }
 
-fn reason(e: &HostError) -> String {
-    e.to_string()
-}
-
 /// Opens the authority session and checks that `req.as_authority` holds
 /// Replace on the object's ACL; returns the ACL.
 fn check_card<T: Transport>(
     card: &mut FleetCard<T>,
     req: &GrantRequest<'_>,
-) -> Result<Acl, String> {
+) -> Result<Acl, CardFailure> {
     let channel =
-        open_card_authority(&mut card.session, req.keys, req.level).map_err(|e| reason(&e))?;
+        open_card_authority(&mut card.session, req.keys, req.level).map_err(CardFailure::Card)?;
     // When the key set is readable, make sure the keys are the named authority's.
     if let Ok(data) = card
         .session
@@ -279,33 +321,29 @@ fn check_card<T: Transport>(
     {
         if let ObjectValue::Authority(info) = data.value {
             if info.name != req.as_authority {
-                return Err(format!(
-                    "the keys given are those of {} (key version 0x{:02X}), not {}",
-                    info.name, channel.key_version, req.as_authority
-                ));
+                return Err(CardFailure::WrongAuthority {
+                    holder: info.name,
+                    key_version: channel.key_version,
+                    requested: req.as_authority.to_string(),
+                });
             }
         }
     }
     let acl = card
         .session
         .read_object(&req.object)
-        .map_err(|e| reason(&e))?
+        .map_err(CardFailure::Card)?
         .acl;
     let caller = [
         Principal::Anyone,
         Principal::Authority(req.as_authority.to_string()),
     ];
     if !acl.allows(&caller, Right::Replace) {
-        return Err(format!(
-            "{} does not hold Replace on {} (ACL {})",
-            req.as_authority,
-            req.object,
-            if acl == Acl::empty() {
-                "empty".to_string()
-            } else {
-                acl.to_string()
-            }
-        ));
+        return Err(CardFailure::NoReplace {
+            authority: req.as_authority.to_string(),
+            object: req.object.clone(),
+            acl,
+        });
     }
     Ok(acl)
 }
@@ -401,7 +439,7 @@ pub fn acl_grant<T: Transport>(
                     reader: card.reader.clone(),
                     card_id: card.card_id(),
                     phase: Phase::Apply,
-                    reason: reason(&e),
+                    reason: CardFailure::Card(e),
                 });
                 // The card may or may not have committed the change.
                 results[i].after = None;
@@ -475,13 +513,9 @@ pub fn acl_grant<T: Transport>(
                     card_id: card.card_id(),
                     phase: Phase::Rollback,
                     reason: if was_broken {
-                        format!(
-                            "unreachable after the failure; whether its ACL holds the grant is \
-                             unknown: {}",
-                            reason(&e)
-                        )
+                        CardFailure::Unreachable(e)
                     } else {
-                        reason(&e)
+                        CardFailure::Card(e)
                     },
                 });
             }
@@ -548,7 +582,46 @@ pub enum ProfileError {
         /// The file and the entry.
         at: String,
         /// What is wrong.
-        detail: String,
+        #[source]
+        detail: ProfileProblem,
+    },
+}
+
+/// What is wrong with a value of a provisioning profile
+/// ([`ProfileError::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileProblem {
+    /// `failure_limit` is below the card model's minimum.
+    #[error("must be at least {min}")]
+    FailureLimitTooLow {
+        /// The minimum ([`dmsc_card_model::commands::MIN_FAILURE_LIMIT`]).
+        min: u8,
+        /// The limit the profile asks for.
+        found: u8,
+    },
+    /// `ref` is not an object reference of the card model.
+    #[error("invalid object reference: {source}")]
+    ObjectRef {
+        /// The card model's reason.
+        #[source]
+        source: dmsc_card_model::objects::ModelError,
+    },
+    /// An MO without `mo_type`.
+    #[error("an MO needs \"mo_type\"")]
+    MoTypeMissing,
+    /// An object that is neither an MO nor the policy (or the policy with an
+    /// `mo_type`).
+    #[error("profiles hold MOs (with mo_type) and the policy")]
+    NotMoOrPolicy {
+        /// The object named.
+        object: ObjectRef,
+    },
+    /// `acl` is not an ACL of the card model.
+    #[error("invalid ACL: {source}")]
+    Acl {
+        /// The card model's reason.
+        #[source]
+        source: dmsc_card_model::objects::ModelError,
     },
 }
 
@@ -591,16 +664,19 @@ impl Profile {
                 file: file.clone(),
                 source,
             })?;
-        if json.failure_limit.is_some_and(|l| l < MIN_FAILURE_LIMIT) {
+        if let Some(found) = json.failure_limit.filter(|l| *l < MIN_FAILURE_LIMIT) {
             return Err(ProfileError::Invalid {
                 at: format!("{file} failure_limit"),
-                detail: format!("must be at least {MIN_FAILURE_LIMIT}"),
+                detail: ProfileProblem::FailureLimitTooLow {
+                    min: MIN_FAILURE_LIMIT,
+                    found,
+                },
             });
         }
         let mut objects = Vec::new();
         for (i, o) in json.objects.iter().enumerate() {
             let at = format!("{file} objects[{i}] ({})", o.object);
-            let invalid = |detail: String| ProfileError::Invalid {
+            let invalid = |detail: ProfileProblem| ProfileError::Invalid {
                 at: at.clone(),
                 detail,
             };
@@ -611,7 +687,7 @@ impl Profile {
             };
             let object: ObjectRef = text_ref
                 .parse()
-                .map_err(|e| invalid(format!("invalid object reference: {e}")))?;
+                .map_err(|source| invalid(ProfileProblem::ObjectRef { source }))?;
             let content_path = dir.join(&o.file);
             let content = std::fs::read(&content_path).map_err(|source| ProfileError::Read {
                 file: format!("{} (named by {at})", content_path.display()),
@@ -623,12 +699,12 @@ impl Profile {
                     version: 0,
                     content,
                 }),
-                (ObjectRef::Mo(_), None) => return Err(invalid("an MO needs \"mo_type\"".into())),
+                (ObjectRef::Mo(_), None) => return Err(invalid(ProfileProblem::MoTypeMissing)),
                 (ObjectRef::Policy, None) => ObjectValue::Policy(content),
                 _ => {
-                    return Err(invalid(
-                        "profiles hold MOs (with mo_type) and the policy".into(),
-                    ))
+                    return Err(invalid(ProfileProblem::NotMoOrPolicy {
+                        object: object.clone(),
+                    }))
                 }
             };
             let acl = o
@@ -636,7 +712,7 @@ impl Profile {
                 .as_deref()
                 .map(Acl::parse)
                 .transpose()
-                .map_err(|e| invalid(format!("invalid ACL: {e}")))?;
+                .map_err(|source| invalid(ProfileProblem::Acl { source }))?;
             objects.push(ProfileObject { object, value, acl });
         }
         Ok(Profile {
@@ -783,5 +859,261 @@ mod profile_tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("objects[0]") && e.contains("mo_type"), "{e}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::panic)]
+mod error_tests {
+    use super::*;
+    use crate::error::ProtocolFault;
+
+    const FORMAT: &str = "(the format: docs/fleet.md, \"Provisioning profile\")";
+
+    fn load(profile: &str) -> (String, ProfileError) {
+        let d = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(d.path().join(PROFILE_FILE), profile).expect("write");
+        std::fs::write(d.path().join("dmacc.xml"), "<MgmtTree/>").expect("write");
+        let file = d.path().join(PROFILE_FILE).display().to_string();
+        (file, Profile::load(d.path()).expect_err("refused"))
+    }
+
+    #[test]
+    fn each_profile_problem_is_typed_and_reads_as_before() {
+        let (file, e) = load(r#"{"objects": [], "failure_limit": 3}"#);
+        assert!(
+            matches!(
+                &e,
+                ProfileError::Invalid {
+                    detail: ProfileProblem::FailureLimitTooLow { min: 4, found: 3 },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{file} failure_limit: must be at least 4 {FORMAT}")
+        );
+
+        let (file, e) = load(r#"{"objects": [{"ref": "nothing:x", "file": "dmacc.xml"}]}"#);
+        let ProfileError::Invalid {
+            detail: ProfileProblem::ObjectRef { source },
+            ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("{file} objects[0] (nothing:x): invalid object reference: {source} {FORMAT}")
+        );
+        assert!(!source.to_string().is_empty());
+
+        let (file, e) = load(r#"{"objects": [{"ref": "./A", "file": "dmacc.xml"}]}"#);
+        assert!(
+            matches!(
+                &e,
+                ProfileError::Invalid {
+                    detail: ProfileProblem::MoTypeMissing,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{file} objects[0] (./A): an MO needs \"mo_type\" {FORMAT}")
+        );
+
+        let (file, e) =
+            load(r#"{"objects": [{"ref": "policy", "mo_type": "urn:x", "file": "dmacc.xml"}]}"#);
+        assert!(
+            matches!(
+                &e,
+                ProfileError::Invalid {
+                    detail: ProfileProblem::NotMoOrPolicy {
+                        object: ObjectRef::Policy
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{file} objects[0] (policy): profiles hold MOs (with mo_type) and the policy \
+                 {FORMAT}"
+            )
+        );
+
+        let (file, e) =
+            load(r#"{"objects": [{"ref": "policy", "file": "dmacc.xml", "acl": "Nope"}]}"#);
+        let ProfileError::Invalid {
+            detail: ProfileProblem::Acl { source },
+            ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("{file} objects[0] (policy): invalid ACL: {source} {FORMAT}")
+        );
+        assert!(!source.to_string().is_empty());
+    }
+
+    fn no_card_id() -> HostError {
+        HostError::Protocol {
+            command: "SELECT",
+            fault: ProtocolFault::NoCardId,
+        }
+    }
+
+    #[test]
+    fn each_card_failure_reads_as_before() {
+        let host = no_card_id();
+        let text = host.to_string();
+        let failed = |reason: CardFailure| FailedCard {
+            reader: "reader 0".into(),
+            card_id: Some("00AA".into()),
+            phase: Phase::Rollback,
+            reason,
+        };
+        assert_eq!(CardFailure::Card(host.clone()).to_string(), text);
+        assert_eq!(
+            CardFailure::WrongAuthority {
+                holder: "Transport".into(),
+                key_version: 0x01,
+                requested: "Line".into(),
+            }
+            .to_string(),
+            "the keys given are those of Transport (key version 0x01), not Line"
+        );
+        let no_replace = |acl: &str| CardFailure::NoReplace {
+            authority: "Line".into(),
+            object: ObjectRef::Policy,
+            acl: Acl::parse(acl).expect("acl"),
+        };
+        assert_eq!(
+            no_replace("Get=*&Replace=admin").to_string(),
+            "Line does not hold Replace on policy (ACL Get=*&Replace=admin)"
+        );
+        assert_eq!(
+            no_replace("").to_string(),
+            "Line does not hold Replace on policy (ACL empty)"
+        );
+        assert_eq!(
+            failed(CardFailure::Unreachable(host)).to_string(),
+            format!(
+                "00AA (reader 0) rollback: unreachable after the failure; whether its ACL \
+                 holds the grant is unknown: {text}"
+            )
+        );
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+#[allow(clippy::expect_used, clippy::panic)]
+mod grant_failure_tests {
+    use super::*;
+    use crate::session::scp::{open_secure_channel, AuthorityKeySet};
+    use crate::transport::sim::SimTransport;
+    use dmsc_card_model::scp03::StaticKeys;
+    use dmsc_sim_card::{AuthorityKeys, InitParams, MemoryStore};
+    use zeroize::Zeroizing;
+
+    const KEY: [u8; 16] = [0x4B; 16];
+
+    fn keys(byte: u8) -> AuthorityKeySet {
+        AuthorityKeySet {
+            key_version: 0x01,
+            keys: StaticKeys::new(&[byte; 16], &[byte; 16], &[byte; 16]).expect("keys"),
+        }
+    }
+
+    fn level() -> SecurityLevel {
+        SecurityLevel::new(0x33).expect("level")
+    }
+
+    /// A card whose administrator `Transport` (key set 01) holds the policy
+    /// with the ACL `Get=*&Replace=Line`.
+    fn card() -> FleetCard<SimTransport<MemoryStore>> {
+        let params = InitParams::with_authorities(vec![AuthorityKeys {
+            key_version: 0x01,
+            name: "Transport".into(),
+            enc: Zeroizing::new(KEY.to_vec()),
+            mac: Zeroizing::new(KEY.to_vec()),
+            dek: Zeroizing::new(KEY.to_vec()),
+        }]);
+        let mut s = Session::new(SimTransport::in_memory(params).expect("card"));
+        open_secure_channel(&mut s, &keys(0x4B), level()).expect("session");
+        s.put_object(
+            &ObjectRef::Policy,
+            &ObjectValue::Policy(b"p".to_vec()),
+            Some(&Acl::parse("Get=*&Replace=Line").expect("acl")),
+        )
+        .expect("policy");
+        s.clear_secure_messaging();
+        FleetCard::new("reader 0", s)
+    }
+
+    fn grant(as_authority: &str, keys: &AuthorityKeySet) -> GrantReport {
+        acl_grant(
+            &mut [card()],
+            &GrantRequest {
+                object: ObjectRef::Policy,
+                right: Right::Get,
+                to: Principal::Authority("Audit".into()),
+                as_authority,
+                keys,
+                level: level(),
+            },
+            |_| {},
+        )
+    }
+
+    #[test]
+    fn a_refused_check_names_its_typed_cause() {
+        let r = grant("Transport", &keys(0x4B));
+        assert_eq!(r.outcome, GrantOutcome::Refused);
+        let f = &r.failed[0];
+        assert!(
+            matches!(
+                &f.reason,
+                CardFailure::NoReplace { authority, object: ObjectRef::Policy, .. }
+                    if authority == "Transport"
+            ),
+            "{f:?}"
+        );
+        let id = f.card_id.clone().expect("card ID");
+        assert_eq!(
+            f.to_string(),
+            format!(
+                "{id} (reader 0) check: Transport does not hold Replace on policy \
+                 (ACL Get=*&Replace=Line)"
+            )
+        );
+
+        let r = grant("Line", &keys(0x4B));
+        assert_eq!(
+            r.failed[0].reason,
+            CardFailure::WrongAuthority {
+                holder: "Transport".into(),
+                key_version: 0x01,
+                requested: "Line".into(),
+            }
+        );
+        assert_eq!(
+            r.failed[0].reason.to_string(),
+            "the keys given are those of Transport (key version 0x01), not Line"
+        );
+
+        let r = grant("Transport", &keys(0x10));
+        let CardFailure::Card(e) = &r.failed[0].reason else {
+            panic!("{:?}", r.failed)
+        };
+        assert_eq!(r.failed[0].reason.to_string(), e.to_string());
     }
 }

@@ -27,7 +27,8 @@ use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::scp03::{self, SecurityLevel};
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::fleet::diversify::{open_card_authority, CardAuthorityKeys};
+use crate::error::HostError;
+use crate::fleet::diversify::{open_card_authority, CardAuthorityKeys, DiversifyError, KeyKind};
 use crate::fleet::{provision_one, FleetCard, Profile};
 use crate::governance::Governance;
 use crate::session::scp::{open_secure_channel, AuthorityKeySet};
@@ -1181,22 +1182,25 @@ fn provision_recorded_attempt<T: Transport>(
     // The work is idempotent: a card that already holds its own keys keeps
     // them, and a redone card gets the same objects again.
     let done = install_card_keys(card, job)
+        .map_err(AttemptError::from)
         .map(|()| stop_here_for_fault_test(&card_id))
-        .and_then(|()| {
-            provision_one(card, job.profile, job.keys, job.level).map_err(|e| e.to_string())
-        })
+        .and_then(|()| Ok(provision_one(card, job.profile, job.keys, job.level)?))
         .and_then(|(_, kvn)| Ok((kvn, kcvs_of(job.keys, &card_id)?)));
     let finished = store.finish(
         job.name,
         &card_id,
         attempt,
-        done.clone().map(Some),
+        done.as_ref()
+            .map(|used| Some(*used))
+            .map_err(|e| e.to_string()),
         (job.now)(),
     );
     let again = done.is_err() && finished.is_ok();
     let outcome = match (done, finished) {
         (Ok(_), Ok(())) => CardOutcome::Provisioned { attempt, recovered },
-        (Err(error), _) => CardOutcome::Failed { error },
+        (Err(e), _) => CardOutcome::Failed {
+            error: e.to_string(),
+        },
         (Ok(_), Err(e)) => CardOutcome::Failed {
             error: format!("provisioned, but the record was not written: {e}"),
         },
@@ -1223,6 +1227,96 @@ fn stop_here_for_fault_test(card_id: &str) {
     }
 }
 
+/// Why a card's own authority keys could not be installed
+/// ([`install_card_keys`]), or their key check values not computed for its
+/// record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeyInstallError {
+    /// An installer key set was given with keys that are not per card.
+    #[error("installing per-card keys needs master keys")]
+    NotPerCard,
+    /// The installer key set's key version is not the master keys'.
+    #[error(
+        "the current key set has key version {current:02X}, the master keys {master:02X}: \
+         the card's keys replace the key set of the same version"
+    )]
+    KeyVersion {
+        /// The installer key set's key version.
+        current: u8,
+        /// The master keys' key version.
+        master: u8,
+    },
+    /// Neither the card's own keys nor the installer key set open an
+    /// authority session.
+    #[error(
+        "neither the card's own keys ({own}) nor the current key set ({current}) open a session"
+    )]
+    NoSession {
+        /// Why the card's own keys did not open one.
+        own: Box<HostError>,
+        /// Why the installer key set did not open one.
+        #[source]
+        current: Box<HostError>,
+    },
+    /// The authority session opened, but the card ID is not known.
+    #[error("no card ID after the authority session opened")]
+    NoCardId,
+    /// The card's keys could not be derived from the master keys.
+    #[error(
+        "cannot derive the keys of card {}: {source}",
+        hex::encode_upper(card_id)
+    )]
+    Derive {
+        /// The card ID.
+        card_id: Vec<u8>,
+        /// Why.
+        #[source]
+        source: DiversifyError,
+    },
+    /// PUT KEY with the card's own keys failed.
+    #[error("installing the card's own keys (PUT KEY): {0}")]
+    PutKey(#[source] HostError),
+    /// The card ID to record is not hex.
+    #[error("{error}")]
+    CardIdHex {
+        /// The card ID as read.
+        card_id: String,
+        /// Why it does not decode (kept as a field, not as the source: the
+        /// `hex` crate implements `std::error::Error` only with its `std`
+        /// feature, which this crate does not enable).
+        error: hex::FromHexError,
+    },
+    /// The card's keys could not be derived to compute their key check values.
+    #[error("{source}")]
+    RecordedKeys {
+        /// The card ID.
+        card_id: Vec<u8>,
+        /// Why.
+        #[source]
+        source: DiversifyError,
+    },
+    /// A key's check value could not be computed.
+    #[error("{source}")]
+    KeyCheckValue {
+        /// The key.
+        kind: KeyKind,
+        /// Why.
+        #[source]
+        source: scp03::Scp03Error,
+    },
+}
+
+/// Why a claimed attempt failed on the card (its record keeps the text).
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    /// Installing the card's keys, or their check values.
+    #[error("{0}")]
+    Keys(#[from] KeyInstallError),
+    /// Writing the profile.
+    #[error("{0}")]
+    Card(#[from] HostError),
+}
+
 /// Gives the card its own authority keys when `job.installer` is set (and
 /// `job.keys` are per card): if an authority session with the card's own keys
 /// opens, the card already holds them (a rerun after an interrupted attempt)
@@ -1233,54 +1327,67 @@ fn stop_here_for_fault_test(card_id: &str) {
 pub fn install_card_keys<T: Transport>(
     card: &mut FleetCard<T>,
     job: &Job<'_>,
-) -> Result<(), String> {
+) -> Result<(), KeyInstallError> {
     let Some(installer) = job.installer else {
         return Ok(());
     };
     if !job.keys.per_card() {
-        return Err("installing per-card keys needs master keys".into());
+        return Err(KeyInstallError::NotPerCard);
     }
     let kvn = job.keys.key_version();
     if installer.key_version != kvn {
-        return Err(format!(
-            "the current key set has key version {:02X}, the master keys {kvn:02X}: \
-             the card's keys replace the key set of the same version",
-            installer.key_version
-        ));
+        return Err(KeyInstallError::KeyVersion {
+            current: installer.key_version,
+            master: kvn,
+        });
     }
     let own = match open_card_authority(&mut card.session, job.keys, job.level) {
         Ok(_) => return Ok(()),
         Err(e) => e,
     };
     card.session.clear_secure_messaging();
-    open_secure_channel(&mut card.session, installer, job.level).map_err(|e| {
-        format!("neither the card's own keys ({own}) nor the current key set ({e}) open a session")
+    open_secure_channel(&mut card.session, installer, job.level).map_err(|current| {
+        KeyInstallError::NoSession {
+            own: Box::new(own),
+            current: Box::new(current),
+        }
     })?;
     let card_id = card
         .session
         .select_info()
         .map(|i| i.card_id)
-        .ok_or_else(|| "no card ID after the authority session opened".to_string())?;
-    let keys = job.keys.for_card(&card_id).map_err(|e| {
-        format!(
-            "cannot derive the keys of card {}: {e}",
-            hex::encode_upper(card_id)
-        )
-    })?;
+        .ok_or(KeyInstallError::NoCardId)?;
+    let keys = job
+        .keys
+        .for_card(&card_id)
+        .map_err(|source| KeyInstallError::Derive {
+            card_id: card_id.to_vec(),
+            source,
+        })?;
     card.session
         .rotate_authority(installer, kvn, kvn, &keys.keys)
-        .map_err(|e| format!("installing the card's own keys (PUT KEY): {e}"))?;
+        .map_err(KeyInstallError::PutKey)?;
     Ok(())
 }
 
-fn kcvs_of(keys: &dyn CardAuthorityKeys, card_id: &str) -> Result<[[u8; 3]; 3], String> {
-    let id = hex::decode(card_id).map_err(|e| e.to_string())?;
-    let set = keys.for_card(&id).map_err(|e| e.to_string())?;
-    let kcv = |k: &[u8]| scp03::key_check_value(k).map_err(|e| e.to_string());
+fn kcvs_of(keys: &dyn CardAuthorityKeys, card_id: &str) -> Result<[[u8; 3]; 3], KeyInstallError> {
+    let id = hex::decode(card_id).map_err(|error| KeyInstallError::CardIdHex {
+        card_id: card_id.to_string(),
+        error,
+    })?;
+    let set = keys
+        .for_card(&id)
+        .map_err(|source| KeyInstallError::RecordedKeys {
+            card_id: id.clone(),
+            source,
+        })?;
+    let kcv = |kind: KeyKind, k: &[u8]| {
+        scp03::key_check_value(k).map_err(|source| KeyInstallError::KeyCheckValue { kind, source })
+    };
     Ok([
-        kcv(set.keys.enc())?,
-        kcv(set.keys.mac())?,
-        kcv(set.keys.dek())?,
+        kcv(KeyKind::Enc, set.keys.enc())?,
+        kcv(KeyKind::Mac, set.keys.mac())?,
+        kcv(KeyKind::Dek, set.keys.dek())?,
     ])
 }
 
@@ -1749,6 +1856,146 @@ mod card_tests {
             now: &clock,
         };
         let e = install_card_keys(&mut transport_card(0), &job).expect_err("refused");
-        assert!(e.contains("key version 02"), "{e}");
+        assert_eq!(
+            e,
+            KeyInstallError::KeyVersion {
+                current: 0x02,
+                master: 0x01
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "the current key set has key version 02, the master keys 01: the card's keys \
+             replace the key set of the same version"
+        );
+    }
+
+    fn job_with<'a>(
+        p: &'a Profile,
+        keys: &'a dyn CardAuthorityKeys,
+        installer: &'a AuthorityKeySet,
+        clock: &'a (dyn Fn() -> jiff::Timestamp + Sync),
+    ) -> Job<'a> {
+        Job {
+            name: "J",
+            station: "S1",
+            profile: p,
+            keys,
+            installer: Some(installer),
+            level: level(),
+            now: clock,
+        }
+    }
+
+    #[test]
+    fn each_key_install_failure_is_typed_and_reads_as_before() {
+        let m = master();
+        let t = transport();
+        let p = profile();
+        let clock = || jiff::Timestamp::from_second(1_800_000_000).expect("t");
+
+        // Fixed keys cannot be installed per card.
+        let e = install_card_keys(&mut transport_card(0), &job_with(&p, &t, &t, &clock))
+            .expect_err("refused");
+        assert_eq!(e, KeyInstallError::NotPerCard);
+        assert_eq!(e.to_string(), "installing per-card keys needs master keys");
+
+        // Neither the card's own keys nor a wrong installer key set open a session.
+        let wrong = AuthorityKeySet {
+            key_version: 0x01,
+            keys: StaticKeys::new(&[0x10; 16], &[0x10; 16], &[0x10; 16]).expect("k"),
+        };
+        let e = install_card_keys(&mut transport_card(0), &job_with(&p, &m, &wrong, &clock))
+            .expect_err("refused");
+        let KeyInstallError::NoSession { own, current } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "neither the card's own keys ({own}) nor the current key set ({current}) \
+                 open a session"
+            )
+        );
+        assert!(std::error::Error::source(&e).is_some());
+
+        let host = crate::error::HostError::Protocol {
+            command: "PUT KEY",
+            fault: crate::error::ProtocolFault::NoCardId,
+        };
+        assert_eq!(
+            KeyInstallError::PutKey(host.clone()).to_string(),
+            format!("installing the card's own keys (PUT KEY): {host}")
+        );
+        assert_eq!(
+            KeyInstallError::NoCardId.to_string(),
+            "no card ID after the authority session opened"
+        );
+        let short = DiversifyError::CardIdLength(2);
+        assert_eq!(
+            KeyInstallError::Derive {
+                card_id: vec![0x0A, 0xB0],
+                source: short.clone(),
+            }
+            .to_string(),
+            format!("cannot derive the keys of card 0AB0: {short}")
+        );
+        assert_eq!(
+            KeyInstallError::KeyCheckValue {
+                kind: KeyKind::Mac,
+                source: scp03::Scp03Error::BadKeyLength,
+            }
+            .to_string(),
+            "AES key must be 16, 24 or 32 bytes"
+        );
+
+        // The key check values of a card ID that is not hex, or not 16 bytes.
+        let e = kcvs_of(&m, "XY").expect_err("not hex");
+        assert!(
+            matches!(&e, KeyInstallError::CardIdHex { card_id, .. } if card_id == "XY"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "Invalid character 'X' at position 0");
+        let e = kcvs_of(&m, "0AB0").expect_err("short");
+        assert_eq!(
+            e,
+            KeyInstallError::RecordedKeys {
+                card_id: vec![0x0A, 0xB0],
+                source: DiversifyError::CardIdLength(2),
+            }
+        );
+        assert_eq!(e.to_string(), DiversifyError::CardIdLength(2).to_string());
+    }
+
+    #[test]
+    fn a_failed_key_install_is_recorded_and_reported_with_its_text() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteRecords::open(&dir.path().join("r.sqlite")).expect("open");
+        let m = master();
+        let other = AuthorityKeySet {
+            key_version: 0x02,
+            ..transport()
+        };
+        let p = profile();
+        let clock = || jiff::Timestamp::from_second(1_800_000_000).expect("t");
+        let mut cards = vec![transport_card(0)];
+        let reports = provision_recorded(
+            &mut cards,
+            &job_with(&p, &m, &other, &clock),
+            &store,
+            &|_| {},
+        );
+        let text = "the current key set has key version 02, the master keys 01: the card's \
+                    keys replace the key set of the same version";
+        assert_eq!(
+            reports[0].outcome,
+            CardOutcome::Failed { error: text.into() }
+        );
+        let records = store.records(Some("J")).expect("records");
+        assert!(!records.is_empty());
+        assert!(
+            records.iter().all(|r| r.error.as_deref() == Some(text)),
+            "{records:?}"
+        );
     }
 }

@@ -233,7 +233,7 @@ fn print_report(
                 "card_id": f.card_id,
                 "reader": f.reader,
                 "phase": f.phase.name(),
-                "reason": f.reason,
+                "reason": f.reason.to_string(),
             })).collect::<Vec<_>>(),
             "rolled_back": r.rolled_back,
             "uncertain": r.uncertain.iter().map(|u| json!({

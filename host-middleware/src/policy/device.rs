@@ -46,8 +46,9 @@ fn create_policy_folder(dir: &Path) -> Result<bool, PolicyError> {
         return Ok(false);
     }
     std::fs::create_dir_all(&folder).map_err(|source| PolicyError::Io {
-        what: format!("creating {}", folder.display()),
-        source,
+        step: "creating",
+        path: folder.clone(),
+        source: Arc::new(source),
     })?;
     Ok(true)
 }
@@ -57,8 +58,9 @@ fn create_policy_folder(dir: &Path) -> Result<bool, PolicyError> {
 /// together, so that creating the folder costs no sync more than a change.
 fn sync_new_folder(dir: &Path) -> Result<(), PolicyError> {
     crate::files::sync_file_system(&dir.join(POLICY_DIR)).map_err(|e| PolicyError::Io {
-        what: format!("{} {}", e.step, e.path.display()),
-        source: e.source,
+        step: e.step,
+        path: e.path,
+        source: Arc::new(e.source),
     })
 }
 
@@ -70,8 +72,9 @@ fn write_with(
 ) -> Result<PathBuf, PolicyError> {
     let path = dir.join(POLICY_DIR).join(name);
     write(&path, bytes).map_err(|e| PolicyError::Io {
-        what: format!("writing {}", path.display()),
-        source: e.source,
+        step: "writing",
+        path: path.clone(),
+        source: Arc::new(e.source),
     })?;
     Ok(path)
 }
@@ -83,8 +86,9 @@ pub fn read_device_file(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, Polic
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(PolicyError::Io {
-            what: format!("reading {}", path.display()),
-            source,
+            step: "reading",
+            path: path.clone(),
+            source: Arc::new(source),
         }),
     }
 }
@@ -119,7 +123,7 @@ impl CommandState {
             Some(b) => serde_json::from_slice(&b).map_err(|source| {
                 PolicyError::Malformed(Malformation::CommandsFile {
                     path: format!("{POLICY_DIR}/{COMMANDS_FILE}"),
-                    source,
+                    source: Arc::new(source),
                 })
             }),
         }
@@ -206,20 +210,11 @@ pub struct Failure {
     /// be read, verified or validated; or `resources.json` could not be
     /// written). Serialised as `message`, its text.
     #[serde(rename = "message", serialize_with = "as_text")]
-    pub cause: Arc<PolicyError>,
+    pub cause: PolicyError,
 }
 
-fn as_text<S: serde::Serializer>(cause: &Arc<PolicyError>, s: S) -> Result<S::Ok, S::Error> {
+fn as_text<S: serde::Serializer>(cause: &PolicyError, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(cause)
-}
-
-/// `cause` back once the report that shared it is written and dropped.
-fn unshared(cause: Arc<PolicyError>) -> PolicyError {
-    match Arc::try_unwrap(cause) {
-        Ok(e) => e,
-        // Each caller drops the only other holder (the report) first.
-        Err(_) => unreachable!("the report sharing the error is dropped"),
-    }
 }
 
 /// The policy as reported.
@@ -301,8 +296,7 @@ pub fn enforce(
 ) -> Result<Report, PolicyError> {
     let verified = match read_verified(card) {
         Ok(v) => v,
-        Err(e) => {
-            let cause = Arc::new(e);
+        Err(cause) => {
             let report = Report {
                 schema_version: 1,
                 status: "refused",
@@ -313,14 +307,13 @@ pub fn enforce(
                 applied: Vec::new(),
                 failures: vec![Failure {
                     stage: stage(&cause),
-                    cause: Arc::clone(&cause),
+                    cause: cause.clone(),
                 }],
                 next_change: None,
                 next_reevaluation: None,
             };
             write_device_file(dir, REPORT_FILE, &to_json(&report))?;
-            drop(report);
-            return Err(unshared(cause));
+            return Err(cause);
         }
     };
     let commands = CommandState::load(dir)?;
@@ -352,12 +345,11 @@ pub fn enforce(
         RESOURCES_FILE,
         &to_json(&states),
         crate::files::write_atomically_deferred,
-    )
-    .map_err(Arc::new);
+    );
     if let Err(e) = &written {
         failures.push(Failure {
             stage: "device",
-            cause: Arc::clone(e),
+            cause: e.clone(),
         });
     }
     let applied = if written.is_ok() {
@@ -405,13 +397,7 @@ pub fn enforce(
     } else {
         write_device_file(dir, REPORT_FILE, &to_json(&report))?;
     }
-    match written {
-        Ok(_) => Ok(report),
-        Err(cause) => {
-            drop(report);
-            Err(unshared(cause))
-        }
-    }
+    written.map(|_| report)
 }
 
 #[cfg(test)]
@@ -423,16 +409,34 @@ mod tests {
     fn a_failure_is_typed_and_reported_as_its_text() {
         let failure = Failure {
             stage: "card",
-            cause: Arc::new(PolicyError::Missing(MissingItem::ReadablePolicy)),
+            cause: PolicyError::Missing(MissingItem::ReadablePolicy),
         };
         assert!(matches!(
-            *failure.cause,
+            failure.cause,
             PolicyError::Missing(MissingItem::ReadablePolicy)
         ));
         assert_eq!(
             serde_json::to_string(&failure).unwrap_or_default(),
             r#"{"stage":"card","message":"the card holds no policy the device may read"}"#
         );
+    }
+
+    #[test]
+    fn a_device_file_error_names_the_step_and_the_file() {
+        let e = PolicyError::Io {
+            step: "writing",
+            path: PathBuf::from("dev/policy/resources.json"),
+            source: Arc::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "writing dev/policy/resources.json: permission denied"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        // The report and the caller each get the error.
+        let copy = e.clone();
+        assert_eq!(copy.to_string(), e.to_string());
+        assert_eq!(stage(&copy), "device");
     }
 
     #[cfg(feature = "sim")]

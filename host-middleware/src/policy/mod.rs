@@ -34,8 +34,9 @@ pub use problem::{
 
 use crate::HostError;
 
-/// Errors of the policy use case.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the policy use case. `Clone`, so that the report written to the
+/// device (`report.json`) and the caller both get the error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PolicyError {
     /// The policy file does not parse or does not validate.
     #[error("line {line}, column {column}{}: {problem}", rule.as_ref().map(|r| format!(" (rule {r})")).unwrap_or_default())]
@@ -74,11 +75,14 @@ pub enum PolicyError {
     #[error("{0}")]
     Card(#[from] HostError),
     /// Writing the device state.
-    #[error("{what}: {source}")]
+    #[error("{step} {}: {source}", .path.display())]
     Io {
-        /// What was being done.
-        what: String,
+        /// What was being done: `creating`, `reading`, `writing`, `sync the
+        /// file system of`.
+        step: &'static str,
+        /// The file or folder.
+        path: std::path::PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
 }

@@ -30,7 +30,7 @@ pub enum KeyIssue {
 }
 
 /// What is malformed ([`PolicyError::Malformed`](super::PolicyError::Malformed)).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Malformation {
     /// The card's policy object is not a signed-policy envelope.
     #[error("the card's policy object is not a signed policy ({0})")]
@@ -57,7 +57,7 @@ pub enum Malformation {
         path: String,
         /// Why.
         #[source]
-        source: serde_json::Error,
+        source: std::sync::Arc<serde_json::Error>,
     },
 }
 

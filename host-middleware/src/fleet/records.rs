@@ -21,7 +21,7 @@
 //! of the authority keys, never keys.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::scp03::{self, SecurityLevel};
@@ -1039,9 +1039,53 @@ pub enum CardOutcome {
     /// Failed (recorded, when the card ID was known and the store answered).
     Failed {
         /// Why.
-        error: String,
+        error: ProvisionFailure,
     },
 }
+
+/// Why a card of a recorded run failed ([`CardOutcome::Failed`]); the
+/// attempt's record keeps its text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProvisionFailure {
+    /// The card did not answer SELECT (nothing recorded: no card ID).
+    #[error("{0}")]
+    Select(#[source] HostError),
+    /// The record store did not answer the claim.
+    #[error("{0}")]
+    Claim(#[source] Arc<RecordError>),
+    /// The card's own keys could not be installed, or their key check values
+    /// computed.
+    #[error("{0}")]
+    Keys(#[from] KeyInstallError),
+    /// The card failed or refused while the profile was written.
+    #[error("{0}")]
+    Card(#[from] HostError),
+    /// The card was provisioned, but its record was not written.
+    #[error("provisioned, but the record was not written: {0}")]
+    NotRecorded(#[source] Arc<RecordError>),
+    /// The card's worker thread stopped before reporting.
+    #[error("the worker stopped unexpectedly")]
+    WorkerStopped,
+}
+
+/// Record store errors (which hold the database's own errors) are equal when
+/// they are the same error or read the same.
+impl PartialEq for ProvisionFailure {
+    fn eq(&self, other: &Self) -> bool {
+        use ProvisionFailure as F;
+        match (self, other) {
+            (F::Select(a), F::Select(b)) | (F::Card(a), F::Card(b)) => a == b,
+            (F::Keys(a), F::Keys(b)) => a == b,
+            (F::Claim(a), F::Claim(b)) | (F::NotRecorded(a), F::NotRecorded(b)) => {
+                Arc::ptr_eq(a, b) || a.to_string() == b.to_string()
+            }
+            (F::WorkerStopped, F::WorkerStopped) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ProvisionFailure {}
 
 impl CardOutcome {
     /// `provisioned`, `skipped` (already provisioned), `busy` or `failed`.
@@ -1137,7 +1181,7 @@ fn provision_recorded_attempt<T: Transport>(
                     report(
                         None,
                         CardOutcome::Failed {
-                            error: e.to_string(),
+                            error: ProvisionFailure::Select(e),
                         },
                     ),
                     false,
@@ -1172,7 +1216,7 @@ fn provision_recorded_attempt<T: Transport>(
                 report(
                     Some(card_id),
                     CardOutcome::Failed {
-                        error: e.to_string(),
+                        error: ProvisionFailure::Claim(Arc::new(e)),
                     },
                 ),
                 false,
@@ -1182,7 +1226,7 @@ fn provision_recorded_attempt<T: Transport>(
     // The work is idempotent: a card that already holds its own keys keeps
     // them, and a redone card gets the same objects again.
     let done = install_card_keys(card, job)
-        .map_err(AttemptError::from)
+        .map_err(ProvisionFailure::from)
         .map(|()| stop_here_for_fault_test(&card_id))
         .and_then(|()| Ok(provision_one(card, job.profile, job.keys, job.level)?))
         .and_then(|(_, kvn)| Ok((kvn, kcvs_of(job.keys, &card_id)?)));
@@ -1198,11 +1242,9 @@ fn provision_recorded_attempt<T: Transport>(
     let again = done.is_err() && finished.is_ok();
     let outcome = match (done, finished) {
         (Ok(_), Ok(())) => CardOutcome::Provisioned { attempt, recovered },
-        (Err(e), _) => CardOutcome::Failed {
-            error: e.to_string(),
-        },
+        (Err(error), _) => CardOutcome::Failed { error },
         (Ok(_), Err(e)) => CardOutcome::Failed {
-            error: format!("provisioned, but the record was not written: {e}"),
+            error: ProvisionFailure::NotRecorded(Arc::new(e)),
         },
     };
     (report(Some(card_id), outcome), again)
@@ -1304,17 +1346,6 @@ pub enum KeyInstallError {
         #[source]
         source: scp03::Scp03Error,
     },
-}
-
-/// Why a claimed attempt failed on the card (its record keeps the text).
-#[derive(Debug, thiserror::Error)]
-enum AttemptError {
-    /// Installing the card's keys, or their check values.
-    #[error("{0}")]
-    Keys(#[from] KeyInstallError),
-    /// Writing the profile.
-    #[error("{0}")]
-    Card(#[from] HostError),
 }
 
 /// Gives the card its own authority keys when `job.installer` is set (and
@@ -1421,7 +1452,7 @@ pub fn provision_recorded<T: Transport>(
                     reader: String::new(),
                     card_id: None,
                     outcome: CardOutcome::Failed {
-                        error: "the worker stopped unexpectedly".into(),
+                        error: ProvisionFailure::WorkerStopped,
                     },
                 })
             })
@@ -1607,7 +1638,7 @@ mod tests {
 }
 
 #[cfg(all(test, feature = "sim"))]
-#[allow(clippy::expect_used)]
+#[allow(clippy::expect_used, clippy::panic)]
 mod card_tests {
     use super::*;
     use crate::fleet::diversify::{derive_card_keys, install_diversified_keys, SoftMasterKeys};
@@ -1987,15 +2018,71 @@ mod card_tests {
         );
         let text = "the current key set has key version 02, the master keys 01: the card's \
                     keys replace the key set of the same version";
+        let CardOutcome::Failed { error } = &reports[0].outcome else {
+            panic!("{reports:?}")
+        };
         assert_eq!(
-            reports[0].outcome,
-            CardOutcome::Failed { error: text.into() }
+            *error,
+            ProvisionFailure::Keys(KeyInstallError::KeyVersion {
+                current: 0x02,
+                master: 0x01
+            })
         );
+        assert_eq!(error.to_string(), text);
         let records = store.records(Some("J")).expect("records");
         assert!(!records.is_empty());
         assert!(
             records.iter().all(|r| r.error.as_deref() == Some(text)),
             "{records:?}"
+        );
+    }
+
+    #[test]
+    fn each_provision_failure_reads_as_before() {
+        let host = crate::error::HostError::Protocol {
+            command: "SELECT",
+            fault: crate::error::ProtocolFault::NoCardId,
+        };
+        let record = || {
+            Arc::new(RecordError::Inconsistent {
+                db: "r.sqlite".into(),
+                what: "two claims of one card",
+            })
+        };
+        let store_text = "record database r.sqlite: two claims of one card";
+        assert_eq!(
+            ProvisionFailure::Select(host.clone()).to_string(),
+            host.to_string()
+        );
+        assert_eq!(
+            ProvisionFailure::Card(host.clone()).to_string(),
+            host.to_string()
+        );
+        assert_eq!(ProvisionFailure::Claim(record()).to_string(), store_text);
+        assert_eq!(
+            ProvisionFailure::NotRecorded(record()).to_string(),
+            format!("provisioned, but the record was not written: {store_text}")
+        );
+        assert_eq!(
+            ProvisionFailure::WorkerStopped.to_string(),
+            "the worker stopped unexpectedly"
+        );
+        assert_eq!(
+            ProvisionFailure::Keys(KeyInstallError::NoCardId).to_string(),
+            "no card ID after the authority session opened"
+        );
+        // Record store errors are equal when they read the same.
+        assert_eq!(
+            ProvisionFailure::NotRecorded(record()),
+            ProvisionFailure::NotRecorded(record())
+        );
+        assert_ne!(
+            ProvisionFailure::NotRecorded(record()),
+            ProvisionFailure::Claim(record())
+        );
+        assert_ne!(
+            ProvisionFailure::Select(host.clone()),
+            ProvisionFailure::Card(host)
         );
     }
 }

@@ -120,7 +120,7 @@ pub fn provision(
                     CardOutcome::AlreadyProvisioned { station } | CardOutcome::InProgressElsewhere { station } => Some(station.clone()),
                     _ => None,
                 },
-                "error": match &r.outcome { CardOutcome::Failed { error } => Some(error.clone()), _ => None },
+                "error": match &r.outcome { CardOutcome::Failed { error } => Some(error.to_string()), _ => None },
             })).collect::<Vec<_>>(),
             "provisioned": count("provisioned"),
             "skipped": count("skipped"),

@@ -1319,14 +1319,13 @@ pub enum KeyInstallError {
     #[error("installing the card's own keys (PUT KEY): {0}")]
     PutKey(#[source] HostError),
     /// The card ID to record is not hex.
-    #[error("{error}")]
+    #[error("{source}")]
     CardIdHex {
         /// The card ID as read.
         card_id: String,
-        /// Why it does not decode (kept as a field, not as the source: the
-        /// `hex` crate implements `std::error::Error` only with its `std`
-        /// feature, which this crate does not enable).
-        error: hex::FromHexError,
+        /// Why it does not decode.
+        #[source]
+        source: hex::FromHexError,
     },
     /// The card's keys could not be derived to compute their key check values.
     #[error("{source}")]
@@ -1402,9 +1401,9 @@ pub fn install_card_keys<T: Transport>(
 }
 
 fn kcvs_of(keys: &dyn CardAuthorityKeys, card_id: &str) -> Result<[[u8; 3]; 3], KeyInstallError> {
-    let id = hex::decode(card_id).map_err(|error| KeyInstallError::CardIdHex {
+    let id = hex::decode(card_id).map_err(|source| KeyInstallError::CardIdHex {
         card_id: card_id.to_string(),
-        error,
+        source,
     })?;
     let set = keys
         .for_card(&id)

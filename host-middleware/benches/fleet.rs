@@ -9,9 +9,11 @@
 //! 2. the cost of the provisioning records per card: `provision_recorded`
 //!    (each card claimed and its attempt recorded, a new job per round) with
 //!    SQLite and with a private PostgreSQL (test-support's
-//!    `PrivatePostgres`) against `provision` without records, 8 readers with
-//!    the card latency, each on equally fresh cards in this run (target:
-//!    at most 10 % more time per card);
+//!    `PrivatePostgres`) against the same `provision_recorded` with a store
+//!    that keeps nothing (`NoRecords`: the same card work, so the difference
+//!    is the store's), 8 readers with the card latency, each on equally fresh
+//!    cards in this run (target: at most 10 % more time per card). The rate
+//!    of plain `provision` (no claim, no record) is printed beside them;
 //! 3. a bounded load run: 8 readers under continuous traffic, at most
 //!    `DMSC_LOAD_APDUS` APDUs per reader and `DMSC_LOAD_SECS` seconds; prints
 //!    APDUs per second, errors (target 0) and memory (target: flat — the
@@ -32,7 +34,10 @@ use std::time::{Duration, Instant};
 use dmsc_host::card_model::commands::{MoRecord, ObjectValue, Request};
 use dmsc_host::card_model::objects::{Acl, ObjectKind, ObjectRef};
 use dmsc_host::card_model::scp03::SecurityLevel;
-use dmsc_host::fleet::records::{self, provision_recorded, CardOutcome, Job, Records};
+use dmsc_host::fleet::records::{
+    self, provision_recorded, AttemptStart, CardOutcome, Claim, Job, Record, RecordError, Records,
+    Status, UsedKeys,
+};
 use dmsc_host::fleet::{provision, FleetCard, Profile, ProfileObject};
 use dmsc_host::{CardCommands, PcscCard};
 use dmsc_sim_card::vpcd::WithLatency;
@@ -40,6 +45,42 @@ use e2e::*;
 use support::*;
 
 const READERS: usize = 8;
+
+/// A record store that keeps nothing: every card is claimed (attempt 1) and
+/// every attempt's end accepted. The baseline of the record store's cost.
+#[derive(Debug)]
+struct NoRecords;
+
+impl Records for NoRecords {
+    fn location(&self) -> &str {
+        "nowhere"
+    }
+    fn claim(&self, _: &AttemptStart<'_>) -> Result<Claim, RecordError> {
+        Ok(Claim::Claimed {
+            attempt: 1,
+            recovered: None,
+        })
+    }
+    fn finish(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: Result<Option<UsedKeys>, String>,
+        _: jiff::Timestamp,
+    ) -> Result<(), RecordError> {
+        Ok(())
+    }
+    fn records(&self, _: Option<&str>) -> Result<Vec<Record>, RecordError> {
+        Ok(Vec::new())
+    }
+    fn claim_status(&self, _: &str, _: &str) -> Result<Option<Status>, RecordError> {
+        Ok(None)
+    }
+    fn check_writable(&self) -> Result<(), RecordError> {
+        Ok(())
+    }
+}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -84,16 +125,22 @@ fn provision_rate(cards: &mut [FleetCard<PcscCard>], rounds: u64) -> f64 {
     (rounds as f64 * cards.len() as f64) / start.elapsed().as_secs_f64()
 }
 
-/// `rounds` recorded provisions of every card (a new job each round, so that
-/// every card is claimed and provisioned again); returns cards per second.
-fn recorded_rate(cards: &mut [FleetCard<PcscCard>], rounds: u64, store: &dyn Records) -> f64 {
+/// `rounds` recorded provisions of every card (a new job each round, named
+/// `{jobs}-{round}`, so that every card is claimed and provisioned again);
+/// returns cards per second.
+fn recorded_rate(
+    cards: &mut [FleetCard<PcscCard>],
+    rounds: u64,
+    store: &dyn Records,
+    jobs: &str,
+) -> f64 {
     let profile = profile();
     let keys = server_a();
     let level = SecurityLevel::new(0x33).unwrap();
     let now = || jiff::Timestamp::UNIX_EPOCH;
     let start = Instant::now();
     for round in 0..rounds {
-        let name = format!("bench-{round}");
+        let name = format!("{jobs}-{round}");
         let job = Job {
             name: &name,
             station: "bench",
@@ -211,24 +258,44 @@ fn main() {
         );
     }
 
-    // 2. The record store's cost per card, 8 readers, with the card latency.
-    let none = on_fresh_fleet(latency, |cards| provision_rate(cards, rounds));
+    // 2. The record store's cost per card, 8 readers, with the card latency:
+    // the same recorded provisioning with a store that keeps nothing, with
+    // SQLite and with PostgreSQL, taken in turn `repeats` times (each on
+    // fresh cards); the medians are compared.
+    let record_rounds = env_or("DMSC_BENCH_RECORD_ROUNDS", 24);
+    let repeats = env_or("DMSC_BENCH_RECORD_REPEATS", 3).max(1);
+    let plain = on_fresh_fleet(latency, |cards| provision_rate(cards, record_rounds));
     let db_dir = tempfile::tempdir().expect("temporary directory");
     let sqlite = records::open(&db_dir.path().join("bench.sqlite"), true).expect("SQLite");
-    let with_sqlite = on_fresh_fleet(latency, |cards| {
-        recorded_rate(cards, rounds, sqlite.as_ref())
-    });
     let pg = dmsc_test_support::pg::PrivatePostgres::start();
     pg.create_db("bench");
     let postgres = records::open(std::path::Path::new(&pg.conninfo("bench", "dmsc")), true)
         .expect("PostgreSQL");
-    let with_pg = on_fresh_fleet(latency, |cards| {
-        recorded_rate(cards, rounds, postgres.as_ref())
-    });
+    let stores: [(&str, &dyn Records); 3] = [
+        ("nothing", &NoRecords),
+        ("SQLite", sqlite.as_ref()),
+        ("PostgreSQL", postgres.as_ref()),
+    ];
+    let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+    for repeat in 0..repeats {
+        for ((name, store), rates) in stores.iter().zip(rates.iter_mut()) {
+            let jobs = format!("bench-{name}-{repeat}");
+            rates.push(on_fresh_fleet(latency, |cards| {
+                recorded_rate(cards, record_rounds, *store, &jobs)
+            }));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [none, with_sqlite, with_pg] = rates.map(|mut v| median(&mut v));
     println!(
-        "records ({} ms card latency, {READERS} readers): none {:.1} cards/min, \
-         SQLite {:.1} cards/min, PostgreSQL {:.1} cards/min",
+        "records ({} ms card latency, {READERS} readers, {record_rounds} rounds, median of \
+         {repeats} taken in turn): provision without claims {:.1} cards/min; recorded: store \
+         keeping nothing {:.1} cards/min, SQLite {:.1} cards/min, PostgreSQL {:.1} cards/min",
         latency.as_millis(),
+        plain * 60.0,
         none * 60.0,
         with_sqlite * 60.0,
         with_pg * 60.0

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use dmsc_card_model::commands::ObjectValue;
 use dmsc_card_model::scp03::{self, SecurityLevel};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::error::HostError;
 use crate::fleet::diversify::{open_card_authority, CardAuthorityKeys, DiversifyError, KeyKind};
@@ -861,6 +861,22 @@ impl Backend for SqliteRecords {
     fn release(&self, _key: &str) {}
 }
 
+/// The SQLite URI that opens `path` read-only as an unchanging file
+/// (`immutable=1`), with `%`, `?` and `#` escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 impl SqliteRecords {
     /// Opens (creating it if needed) the database at `path` and migrates its
     /// schema to [`SCHEMA_VERSION`].
@@ -877,9 +893,32 @@ impl SqliteRecords {
         let mut conn = Connection::open(path).map_err(db("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(db("setting the busy timeout"))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db("reading the schema version"))?;
+        let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
+            Ok(v) => v,
+            // A database kept with a write-ahead log, on a location this
+            // station may not write, cannot be opened for writing (its shared
+            // index file cannot be made): it is opened read-only, unchanging,
+            // so that the first write names the read-only database.
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::CannotOpen) && path.is_file() => {
+                conn = Connection::open_with_flags(
+                    immutable_uri(path),
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(db("opening read-only"))?;
+                conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(db("reading the schema version"))?
+            }
+            Err(e) => return Err(db("reading the schema version")(e)),
+        };
+        if version == 0 {
+            // A new database keeps its journal in a write-ahead log: one sync
+            // per committed transaction (synchronous FULL, the default), so a
+            // claim or a record is durable when its transaction returns, as
+            // with a rollback journal, at a third of the syncs. The mode is
+            // kept in the file.
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+                .map_err(db("choosing the write-ahead log"))?;
+        }
         if version != SCHEMA_VERSION {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1476,6 +1515,30 @@ mod tests {
             key_version: 0x30,
             started: at(t),
         }
+    }
+
+    /// A new database keeps a write-ahead log with full syncs: a claim is
+    /// durable when it returns, with one sync per transaction.
+    #[test]
+    fn a_new_database_keeps_a_write_ahead_log_with_full_syncs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = SqliteRecords::open(&dir.path().join("r.sqlite")).expect("open");
+        let conn = db.lock();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal mode");
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("synchronous");
+        assert_eq!((mode.as_str(), synchronous), ("wal", 2), "2 is FULL");
+    }
+
+    #[test]
+    fn the_immutable_uri_escapes_what_a_uri_reads_as_syntax() {
+        assert_eq!(
+            immutable_uri(Path::new("/d/a%b?c#d.sqlite")),
+            "file:/d/a%25b%3fc%23d.sqlite?immutable=1"
+        );
     }
 
     #[test]

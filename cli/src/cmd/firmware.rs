@@ -548,7 +548,7 @@ fn mcuboot_json(r: &McubootReport) -> Value {
         Check::Missing => "missing",
         Check::NotChecked => "not-checked",
     };
-    json!({"version": r.version, "sha256": c(r.sha256), "signature": c(r.signature), "error": r.error, "ok": r.ok()})
+    json!({"version": r.version, "sha256": c(r.sha256), "signature": c(r.signature), "error": r.error.as_ref().map(ToString::to_string), "ok": r.ok()})
 }
 
 fn approve(ctx: &Ctx, a: &ApproveArgs<'_>) -> Result<Code> {

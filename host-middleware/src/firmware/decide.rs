@@ -56,7 +56,7 @@ pub enum Reason {
         /// The signature check.
         signature: Check,
         /// A structural problem, if any.
-        error: Option<String>,
+        error: Option<super::mcuboot::ImageProblem>,
     },
 }
 

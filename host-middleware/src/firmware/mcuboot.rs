@@ -10,6 +10,7 @@
 
 use p256::PublicKey;
 use sha2::{Digest, Sha256};
+use std::fmt;
 
 /// `ih_magic`.
 pub const IMAGE_MAGIC: u32 = 0x96f3_b83d;
@@ -47,7 +48,99 @@ pub struct McubootReport {
     /// The ECDSA P-256 signature TLV against the given key.
     pub signature: Check,
     /// A structural problem (bad TLV magic, truncated image…), if any.
-    pub error: Option<String>,
+    pub error: Option<ImageProblem>,
+}
+
+/// Which TLV area of an MCUboot image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlvArea {
+    /// The protected TLV area (covered by the hash).
+    Protected,
+    /// The TLV area after it.
+    Unprotected,
+}
+
+impl fmt::Display for TlvArea {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlvArea::Protected => "protected TLV area",
+            TlvArea::Unprotected => "TLV area",
+        })
+    }
+}
+
+/// A structural problem of an MCUboot image ([`McubootReport::error`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageProblem {
+    /// The header is shorter than its 32 bytes.
+    #[error("truncated header (shorter than 32 bytes)")]
+    TruncatedHeader,
+    /// The image ends before what the header announces.
+    #[error("truncated image: {size} bytes, the header announces at least {announced}")]
+    TruncatedImage {
+        /// The bytes seen.
+        size: u64,
+        /// The size the header announces (header and payload).
+        announced: u64,
+    },
+    /// The TLVs are larger than [`MAX_TLV_BYTES`].
+    #[error("TLV area larger than {max} bytes")]
+    TlvsTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A TLV area's info header is missing.
+    #[error("{area} missing at offset {at} of the TLVs")]
+    AreaMissing {
+        /// The area.
+        area: TlvArea,
+        /// Its offset in the TLVs.
+        at: usize,
+    },
+    /// A TLV area's info header has another magic number.
+    #[error("{area}: magic {found:04x}, expected {expected:04x}")]
+    Magic {
+        /// The area.
+        area: TlvArea,
+        /// The magic found.
+        found: u16,
+        /// The area's magic.
+        expected: u16,
+    },
+    /// The protected TLV area's size differs from the header's.
+    #[error("{area}: {size} bytes, the header announces {announced}")]
+    ProtectedSize {
+        /// The area.
+        area: TlvArea,
+        /// The size its info header gives.
+        size: usize,
+        /// The size the image header gives.
+        announced: usize,
+    },
+    /// A TLV area shorter than its info header says.
+    #[error("{area}: truncated ({size} bytes announced)")]
+    AreaTruncated {
+        /// The area.
+        area: TlvArea,
+        /// The size announced.
+        size: usize,
+    },
+    /// A TLV's own header cut short.
+    #[error("{area}: truncated TLV at offset {at}")]
+    TlvTruncated {
+        /// The area.
+        area: TlvArea,
+        /// The TLV's offset in the area.
+        at: usize,
+    },
+    /// A TLV longer than what is left of its area.
+    #[error("{area}: TLV type {tlv_type:02x} overruns the area")]
+    TlvOverrun {
+        /// The area.
+        area: TlvArea,
+        /// The TLV's type.
+        tlv_type: u8,
+    },
 }
 
 impl McubootReport {
@@ -162,21 +255,21 @@ impl McubootScanner {
             error: None,
         };
         if self.header.len() < 32 {
-            report.error = Some("truncated header (shorter than 32 bytes)".into());
+            report.error = Some(ImageProblem::TruncatedHeader);
             return Some(report);
         }
         let h = &self.header;
         report.version = format!("{}.{}.{}+{}", h[20], h[21], le16(h, 22), le32(h, 24));
         let end = self.hashed_end.unwrap_or(0);
         if self.pos < end || (self.header.len() as u64) > self.tlv_start {
-            report.error = Some(format!(
-                "truncated image: {} bytes, the header announces at least {end}",
-                self.pos
-            ));
+            report.error = Some(ImageProblem::TruncatedImage {
+                size: self.pos,
+                announced: end,
+            });
             return Some(report);
         }
         if self.overflow {
-            report.error = Some(format!("TLV area larger than {MAX_TLV_BYTES} bytes"));
+            report.error = Some(ImageProblem::TlvsTooLarge { max: MAX_TLV_BYTES });
             return Some(report);
         }
         let hash: [u8; 32] = self.hasher.finalize().into();
@@ -214,42 +307,53 @@ impl McubootScanner {
 
 /// The TLVs of the protected area (`prot_len` bytes, if non-zero) and the
 /// unprotected area that follows it.
-fn parse_tlv_areas(bytes: &[u8], prot_len: usize) -> Result<Vec<(u8, Vec<u8>)>, String> {
+fn parse_tlv_areas(bytes: &[u8], prot_len: usize) -> Result<Vec<(u8, Vec<u8>)>, ImageProblem> {
     let mut out = Vec::new();
     let mut at = 0usize;
     let mut areas = Vec::new();
     if prot_len > 0 {
-        areas.push((TLV_PROT_INFO_MAGIC, "protected TLV area"));
+        areas.push((TLV_PROT_INFO_MAGIC, TlvArea::Protected));
     }
-    areas.push((TLV_INFO_MAGIC, "TLV area"));
-    for (magic, what) in areas {
-        let info = bytes
-            .get(at..at + 4)
-            .ok_or_else(|| format!("{what} missing at offset {at} of the TLVs"))?;
+    areas.push((TLV_INFO_MAGIC, TlvArea::Unprotected));
+    for (magic, area_kind) in areas {
+        let info = bytes.get(at..at + 4).ok_or(ImageProblem::AreaMissing {
+            area: area_kind,
+            at,
+        })?;
         if le16(info, 0) != magic {
-            return Err(format!(
-                "{what}: magic {:04x}, expected {magic:04x}",
-                le16(info, 0)
-            ));
+            return Err(ImageProblem::Magic {
+                area: area_kind,
+                found: le16(info, 0),
+                expected: magic,
+            });
         }
         let total = usize::from(le16(info, 2));
         if magic == TLV_PROT_INFO_MAGIC && total != prot_len {
-            return Err(format!(
-                "{what}: {total} bytes, the header announces {prot_len}"
-            ));
+            return Err(ImageProblem::ProtectedSize {
+                area: area_kind,
+                size: total,
+                announced: prot_len,
+            });
         }
         let area = bytes
             .get(at + 4..at + total.max(4))
-            .ok_or_else(|| format!("{what}: truncated ({total} bytes announced)"))?;
+            .ok_or(ImageProblem::AreaTruncated {
+                area: area_kind,
+                size: total,
+            })?;
         let mut i = 0;
         while i < area.len() {
-            let head = area
-                .get(i..i + 4)
-                .ok_or_else(|| format!("{what}: truncated TLV at offset {i}"))?;
+            let head = area.get(i..i + 4).ok_or(ImageProblem::TlvTruncated {
+                area: area_kind,
+                at: i,
+            })?;
             let len = usize::from(le16(head, 2));
             let value = area
                 .get(i + 4..i + 4 + len)
-                .ok_or_else(|| format!("{what}: TLV type {:02x} overruns the area", head[0]))?;
+                .ok_or(ImageProblem::TlvOverrun {
+                    area: area_kind,
+                    tlv_type: head[0],
+                })?;
             out.push((head[0], value.to_vec()));
             i += 4 + len;
         }
@@ -342,10 +446,50 @@ mod tests {
         let r = scan(&img, 512, Some(&other)).unwrap();
         assert_eq!((r.sha256, r.signature), (Check::Valid, Check::Invalid));
         let r = scan(&img[..3000], 512, Some(&public)).unwrap();
-        assert!(r.error.unwrap().contains("truncated"));
+        let e = r.error.unwrap();
+        assert!(
+            matches!(e, ImageProblem::TruncatedImage { size: 3000, .. }),
+            "{e:?}"
+        );
+        assert!(e
+            .to_string()
+            .starts_with("truncated image: 3000 bytes, the header announces at least "));
         let r = scan(&img[..img.len() - 10], 512, Some(&public)).unwrap();
         assert!(r.error.is_some() && !r.ok());
         assert!(scan(b"not an image at all", 4, None).is_none());
         assert!(scan(b"", 4, None).is_none());
+    }
+
+    /// Each structural problem is typed and reads as the report printed it.
+    #[test]
+    fn structural_problems_are_typed_and_read_as_before() {
+        let e = parse_tlv_areas(&[0x34, 0x12, 4, 0], 0).unwrap_err();
+        assert_eq!(
+            e,
+            ImageProblem::Magic {
+                area: TlvArea::Unprotected,
+                found: 0x1234,
+                expected: TLV_INFO_MAGIC
+            }
+        );
+        assert_eq!(e.to_string(), "TLV area: magic 1234, expected 6907");
+        let e = parse_tlv_areas(&[0x08, 0x69, 12, 0], 12).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protected TLV area: truncated (12 bytes announced)"
+        );
+        let e = parse_tlv_areas(&[0x08, 0x69, 8, 0], 12).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protected TLV area: 8 bytes, the header announces 12"
+        );
+        assert_eq!(
+            ImageProblem::TlvOverrun {
+                area: TlvArea::Unprotected,
+                tlv_type: 0x10
+            }
+            .to_string(),
+            "TLV area: TLV type 10 overruns the area"
+        );
     }
 }

@@ -44,6 +44,15 @@ pub const UICC_ATR: [u8; 9] = [0x3B, 0x9F, 0x96, 0x80, 0x1F, 0xC7, 0x80, 0x31, 0
 
 const MAX_CHANNELS: usize = 20;
 const ADM1: u8 = 0x0A;
+
+/// The secrets VERIFY checks on the simulated UICC.
+#[derive(Debug, Clone, Copy)]
+enum Secret {
+    /// PIN1 (key reference `01`).
+    Pin1,
+    /// ADM1 (key reference `0A`).
+    Adm1,
+}
 const ADM_TRIES: u8 = 3;
 const PIN1: u8 = 0x01;
 const PIN1_TRIES: u8 = 3;
@@ -805,45 +814,77 @@ impl SimUicc {
         store.save(&self.state()).is_ok()
     }
 
+    /// The try counter and the verified state of `secret`.
+    fn secret_state(&mut self, secret: Secret) -> (&mut u8, &mut bool) {
+        match secret {
+            Secret::Pin1 => (&mut self.pin1_tries, &mut self.pin1_verified),
+            Secret::Adm1 => (&mut self.adm_tries, &mut self.adm_verified),
+        }
+    }
+
+    /// The answer to a VERIFY of `secret` that compares nothing: blocked
+    /// (`6983`), or, without data, the verified state or the tries left.
+    fn verify_status(&mut self, secret: Secret, data: &[u8]) -> Option<Vec<u8>> {
+        let (tries, verified) = self.secret_state(secret);
+        if *tries == 0 {
+            return Some(sw(0x6983));
+        }
+        if data.is_empty() {
+            return Some(if *verified {
+                sw(0x9000)
+            } else {
+                vec![0x63, 0xC0 | *tries]
+            });
+        }
+        None
+    }
+
+    /// VERIFY of `secret` with data: the counter goes down, and is saved,
+    /// before the comparison (`matches`, called only then); a match gives the
+    /// tries back (saved too) and the verified state.
+    fn verify_counted(
+        &mut self,
+        secret: Secret,
+        max_tries: u8,
+        store: &mut dyn UiccStore,
+        matches: impl FnOnce(&Self) -> bool,
+    ) -> Vec<u8> {
+        let (tries, verified) = self.secret_state(secret);
+        let before = *tries;
+        *tries = before.saturating_sub(1);
+        *verified = false;
+        if !self.save(store) {
+            return sw(0x6581);
+        }
+        if matches(self) {
+            *self.secret_state(secret).0 = max_tries;
+            if !self.save(store) {
+                // The saved counter stays one lower; so does this one.
+                *self.secret_state(secret).0 = before.saturating_sub(1);
+                return sw(0x6581);
+            }
+            *self.secret_state(secret).1 = true;
+            sw(0x9000)
+        } else {
+            vec![0x63, 0xC0 | *self.secret_state(secret).0]
+        }
+    }
+
     /// VERIFY of PIN1 (`01`): the verified state is card-wide (PIN1 is a
     /// global key reference, TS 102 221 §9.5.1) and ends at reset.
     fn verify_pin1(&mut self, data: &[u8], store: &mut dyn UiccStore) -> Vec<u8> {
         let Some(pin1) = self.pin1 else {
             return sw(0x6A88);
         };
-        if self.pin1_tries == 0 {
-            return sw(0x6983);
-        }
-        if data.is_empty() {
-            return if self.pin1_verified {
-                sw(0x9000)
-            } else {
-                vec![0x63, 0xC0 | self.pin1_tries]
-            };
+        if let Some(answer) = self.verify_status(Secret::Pin1, data) {
+            return answer;
         }
         if data.len() != 8 {
             return sw(0x6700);
         }
-        // The counter goes down, and is saved, before the comparison.
-        let before = self.pin1_tries;
-        self.pin1_tries -= 1;
-        self.pin1_verified = false;
-        if !self.save(store) {
-            return sw(0x6581);
-        }
-        if bool::from(data.ct_eq(&pin1)) {
-            self.pin1_tries = PIN1_TRIES;
-            if !self.save(store) {
-                // The saved counter stays one lower; so does this one.
-                self.pin1_tries = before - 1;
-                return sw(0x6581);
-            }
-            self.pin1_verified = true;
-            sw(0x9000)
-        } else {
-            self.pin1_verified = false;
-            vec![0x63, 0xC0 | self.pin1_tries]
-        }
+        self.verify_counted(Secret::Pin1, PIN1_TRIES, store, |_| {
+            bool::from(data.ct_eq(&pin1))
+        })
     }
 
     fn verify(&mut self, p1: u8, p2: u8, data: &[u8], store: &mut dyn UiccStore) -> Vec<u8> {
@@ -853,35 +894,12 @@ impl SimUicc {
         if p1 != 0x00 || p2 != ADM1 {
             return sw(0x6A88);
         }
-        if self.adm_tries == 0 {
-            return sw(0x6983);
+        if let Some(answer) = self.verify_status(Secret::Adm1, data) {
+            return answer;
         }
-        if data.is_empty() {
-            return if self.adm_verified {
-                sw(0x9000)
-            } else {
-                vec![0x63, 0xC0 | self.adm_tries]
-            };
-        }
-        // The counter goes down, and is saved, before the comparison.
-        let before = self.adm_tries;
-        self.adm_tries -= 1;
-        self.adm_verified = false;
-        if !self.save(store) {
-            return sw(0x6581);
-        }
-        if data.len() == 8 && bool::from(data.ct_eq(&self.adm1)) {
-            self.adm_tries = ADM_TRIES;
-            if !self.save(store) {
-                self.adm_tries = before - 1;
-                return sw(0x6581);
-            }
-            self.adm_verified = true;
-            sw(0x9000)
-        } else {
-            self.adm_verified = false;
-            vec![0x63, 0xC0 | self.adm_tries]
-        }
+        self.verify_counted(Secret::Adm1, ADM_TRIES, store, |card| {
+            data.len() == 8 && bool::from(data.ct_eq(&card.adm1))
+        })
     }
 }
 

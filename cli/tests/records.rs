@@ -134,7 +134,7 @@ fn a_database_that_cannot_be_opened_touches_no_card() {
 /// half written; its next run redoes the card and the records agree with it.
 #[test]
 fn the_next_run_redoes_a_card_left_in_progress() {
-    use dmsc_host::fleet::records::{AttemptStart, SqliteRecords};
+    use dmsc_host::fleet::records::{AttemptStart, Records, SqliteRecords};
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let ids = fleet(d);

@@ -952,33 +952,6 @@ impl SqliteRecords {
         // back the open transaction when the next one begins.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// [`Records::claim`].
-    pub fn claim(&self, a: &AttemptStart<'_>) -> Result<Claim, RecordError> {
-        claim_in(self, a)
-    }
-
-    /// [`Records::finish`].
-    pub fn finish(
-        &self,
-        job: &str,
-        card_id: &str,
-        attempt: i64,
-        outcome: Result<Option<UsedKeys>, String>,
-        finished: jiff::Timestamp,
-    ) -> Result<(), RecordError> {
-        finish_in(self, job, card_id, attempt, outcome, finished)
-    }
-
-    /// [`Records::records`].
-    pub fn records(&self, job: Option<&str>) -> Result<Vec<Record>, RecordError> {
-        records_in(self, job)
-    }
-
-    /// [`Records::claim_status`].
-    pub fn claim_status(&self, job: &str, card_id: &str) -> Result<Option<Status>, RecordError> {
-        claim_status_in(self, job, card_id)
-    }
 }
 
 /// `Records` for a [`Backend`]: every operation is the one claim algorithm
